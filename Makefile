@@ -1,0 +1,45 @@
+# Two entry points for a fresh clone (see README "Quick start"):
+#   make demo   set up .venv, run the synthetic loop end to end, evaluate it against ground truth
+#   make test   set up .venv with dev tools, run ruff (lint + format check), mypy and pytest
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# CPU build of torch; an unpinned torch from the index is a multi-GB CUDA build.
+TORCH  ?= torch==2.13.0
+SHARED ?= $(abspath ../shared)
+
+.PHONY: demo test lint setup setup-dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@ $(VENV)/.installed
+
+setup: $(VENV)/.installed
+setup-dev: $(VENV)/.installed-dev
+
+demo: $(VENV)/.installed
+	$(BIN)/slamfront demo
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check slamfront tests tools
+	$(BIN)/ruff format --check slamfront tests tools
+	$(BIN)/mypy slamfront
+
+# Tests read ../shared (real data, published weights) when it is there and skip what needs it
+# otherwise. pytest exits 5 when no test ran, which fails this target.
+test: lint
+	SLAMFRONT_SHARED="$(SHARED)" SLAMFRONT_WEIGHTS="$(SHARED)/weights" \
+	  $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

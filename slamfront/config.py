@@ -1,0 +1,431 @@
+"""Typed configuration: dataclasses with defaults in code, YAML presets, ``key=value`` overrides.
+
+Loading is strict: an unknown key, a value of the wrong type or out of range is a
+:class:`~slamfront.errors.ConfigError` naming the key and the file (with its line) or override.
+Presets live in ``configs/<name>.yaml``; a preset may start from another with ``extends: NAME``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from slamfront.errors import ConfigError
+
+Runtime = Literal["auto", "torch", "onnxruntime", "tensorrt"]
+
+
+def _check(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise ValueError(f"{key}: {message}")
+
+
+@dataclass(frozen=True)
+class ExtractorConfig:
+    model: Literal["xfeat", "disk", "superpoint", "orb"] = "xfeat"
+    runtime: Runtime = "auto"
+    max_keypoints: int = 1024
+    detection_threshold: float = 0.05
+    nms_radius_px: int = 2
+    border_px: int = 4
+    subpixel: bool = True
+    weights: str | None = None
+    """Explicit weights file; None resolves by name (see README "Weights")."""
+    onnx_dir: str | None = None
+    """Where exported ONNX models are kept; None is ~/.cache/slamfront/onnx."""
+
+    def __post_init__(self) -> None:
+        _check(self.max_keypoints > 0, "max_keypoints", "must be positive")
+        _check(self.nms_radius_px >= 0, "nms_radius_px", "must be >= 0")
+        _check(self.border_px >= 0, "border_px", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class MatcherConfig:
+    model: Literal["lightglue", "mnn", "orb_bf"] = "lightglue"
+    runtime: Runtime = "auto"
+    depth_confidence: float = 0.95
+    """Early exit: stop when this share of points is confident (-1 = off)."""
+    width_confidence: float = 0.99
+    """Pruning: drop points confidently unmatchable at this level (-1 = off)."""
+    filter_threshold: float = 0.1
+    """Minimum match score."""
+    min_cosine: float = 0.8
+    """Mutual nearest neighbour: minimum cosine similarity (float descriptors)."""
+    ratio: float = 0.9
+    """Nearest neighbour ratio test (1.0 = off)."""
+    weights: str | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("depth_confidence", "width_confidence"):
+            value = getattr(self, key)
+            _check(value == -1 or 0.0 < value <= 1.0, key, "must be in (0, 1] or -1 (off)")
+        _check(0.0 <= self.filter_threshold < 1.0, "filter_threshold", "must be in [0, 1)")
+        _check(0.0 < self.ratio <= 1.0, "ratio", "must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class KeyframeConfig:
+    min_tracked_ratio: float = 0.6
+    """New keyframe when fewer than this share of the reference's landmarks are tracked."""
+    max_translation_m: float = 0.25
+    max_rotation_deg: float = 15.0
+    min_frames_between: int = 1
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    mode: Literal["auto", "rgbd", "stereo", "mono"] = "auto"
+    """auto: rgbd when frames carry depth, stereo when they carry a right image, else mono."""
+    min_inliers: int = 25
+    ransac_reprojection_px: float = 2.0
+    min_depth_m: float = 0.1
+    max_depth_m: float = 20.0
+    local_map_keyframes: int = 5
+    max_speed_m_s: float = 5.0
+    """Motion-model sanity check: faster apparent motion is a tracking failure."""
+    max_angular_speed_deg_s: float = 360.0
+    keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.min_inliers >= 6, "min_inliers", "must be >= 6")
+        _check(0 < self.min_depth_m < self.max_depth_m, "min_depth_m", "must be in (0, max)")
+
+
+@dataclass(frozen=True)
+class LoopClosureConfig:
+    enabled: bool = True
+    min_keyframe_gap: int = 15
+    min_similarity: float = 0.3
+    min_inliers: int = 40
+    min_inlier_ratio: float = 0.4
+    consistency: int = 1
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    enabled: bool = True
+    robust_kernel: Literal["cauchy", "huber"] = "cauchy"
+    robust_kernel_scale: float = 1.0
+    loop_closure: LoopClosureConfig = field(default_factory=LoopClosureConfig)
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """Intrinsics for sources that carry none (image folders, video); null = not given."""
+
+    fx: float | None = None
+    fy: float | None = None
+    cx: float | None = None
+    cy: float | None = None
+    distortion: Literal["none", "radtan", "equidistant"] = "none"
+    dist_coeffs: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    max_frames: int | None = None
+    start_frame: int = 0
+    stride: int = 1
+    realtime: bool = False
+    """Replay at the recorded rate instead of as fast as possible."""
+    tum_max_time_diff_s: float = 0.02
+    tum_depth_scale: float = 5000.0
+    tum_intrinsics: Literal["auto", "fr1", "fr2", "fr3", "ros"] = "auto"
+    stereo_rectify: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.stride >= 1, "stride", "must be >= 1")
+        _check(self.start_frame >= 0, "start_frame", "must be >= 0")
+        _check(self.max_frames is None or self.max_frames > 0, "max_frames", "must be > 0")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    trajectory: str = "loop"
+    scene: Literal["room", "repeated"] = "room"
+    sensor: Literal["rgbd", "stereo", "mono"] = "rgbd"
+    frames: int | None = None
+    """None: the trajectory's own length."""
+    width_px: int = 640
+    height_px: int = 480
+    fps: float = 30.0
+    baseline_m: float = 0.1
+    seed: int = 0
+    image_noise_std: float = 2.0
+    motion_blur: bool = True
+    depth_noise_std_m: float = 0.0
+    imu_rate_hz: float = 200.0
+    gyro_noise_std_rad_s: float = 0.002
+    accel_noise_std_m_s2: float = 0.02
+    gyro_bias_rad_s: tuple[float, ...] = (0.001, -0.002, 0.0015)
+    accel_bias_m_s2: tuple[float, ...] = (0.02, -0.01, 0.03)
+
+    def __post_init__(self) -> None:
+        _check(self.width_px >= 64 and self.height_px >= 64, "width_px", "image too small")
+        _check(self.fps > 0, "fps", "must be positive")
+        _check(len(self.gyro_bias_rad_s) == 3, "gyro_bias_rad_s", "needs 3 values")
+        _check(len(self.accel_bias_m_s2) == 3, "accel_bias_m_s2", "needs 3 values")
+
+
+@dataclass(frozen=True)
+class RerunConfig:
+    mode: str = "off"
+    """off | save:FILE.rrd | serve | connect:ADDR"""
+    image_scale: float = 1.0
+    jpeg_quality: int | None = None
+    queue_size: int = 8
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    queue_size: int = 4
+    progress_interval_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class Config:
+    preset: str = "fast"
+    extractor: ExtractorConfig = field(default_factory=ExtractorConfig)
+    matcher: MatcherConfig = field(default_factory=MatcherConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    sim: SimConfig = field(default_factory=SimConfig)
+    rerun: RerunConfig = field(default_factory=RerunConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def presets_dir() -> Path:
+    """The folder of named presets: $SLAMFRONT_CONFIGS, else ``configs/`` beside the package."""
+    env = os.environ.get("SLAMFRONT_CONFIGS")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "configs"
+
+
+def preset_names() -> list[str]:
+    folder = presets_dir()
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def load_config(preset: str | os.PathLike[str] = "fast", overrides: Sequence[str] = ()) -> Config:
+    """Defaults in code, then the preset (a name in ``configs/`` or a YAML path), then overrides.
+
+    ``overrides`` are ``dotted.key=value`` strings; values are parsed as YAML scalars.
+    """
+    data: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    _read_preset(str(preset), data, sources, seen=())
+    for text in overrides:
+        key, sep, raw = text.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {text!r}: expected key=value")
+        value = _parse_scalar(raw, f"override {text!r}")
+        _set_dotted(data, key.strip(), value)
+        sources[key.strip()] = f"override {text!r}"
+    return build_config(data, sources)
+
+
+def build_config(data: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> Config:
+    """Config from a nested mapping (as read from YAML); errors name the key and its origin."""
+    return _build(Config, data, "", sources or {})
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Plain nested dict of a config dataclass (tuples become lists), for YAML output."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            out[f.name] = config_to_dict(value)
+        elif isinstance(value, tuple):
+            out[f.name] = list(value)
+        else:
+            out[f.name] = value
+    return out
+
+
+def dump_config(config: Config, path: str | os.PathLike[str]) -> None:
+    """Write the resolved config as YAML, atomically."""
+    import yaml
+
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    tmp.replace(target)
+
+
+def _read_preset(
+    name: str, data: dict[str, Any], sources: dict[str, str], seen: tuple[str, ...]
+) -> None:
+    path = Path(name)
+    if path.suffix not in (".yaml", ".yml"):
+        path = presets_dir() / f"{name}.yaml"
+        if not path.is_file():
+            known = ", ".join(preset_names()) or "(none found)"
+            raise ConfigError(f"unknown preset {name!r}; known presets: {known}")
+    elif not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    if str(path.resolve()) in seen:
+        raise ConfigError(f"{path}: 'extends' loops back to itself")
+    content, lines = _load_yaml(path)
+    base = content.pop("extends", None)
+    if base is not None:
+        if not isinstance(base, str):
+            raise ConfigError(f"{path}:{lines.get('extends', '?')}: 'extends' must be a name")
+        _read_preset(base, data, sources, (*seen, str(path.resolve())))
+    for key, value in _flatten(content):
+        _set_dotted(data, key, value)
+        sources[key] = f"{path}:{lines.get(key, '?')}"
+    if "preset" not in content:
+        data["preset"] = path.stem
+
+
+def _load_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
+    """Mapping from a YAML file plus the 1-based line of every dotted key."""
+    import yaml
+
+    try:
+        text = path.read_text()
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    if node is None:
+        return {}, {}
+    if not isinstance(node, yaml.MappingNode):
+        raise ConfigError(f"{path}:1: the top level must be a mapping of keys")
+    lines: dict[str, int] = {}
+    constructor = yaml.SafeLoader(text)
+
+    def walk(mapping: yaml.MappingNode, prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key_node, value_node in mapping.value:
+            key = f"{prefix}{key_node.value}"
+            lines[key] = key_node.start_mark.line + 1
+            if key_node.value in out:
+                raise ConfigError(f"{path}:{lines[key]}: duplicate key {key!r}")
+            if isinstance(value_node, yaml.MappingNode):
+                out[key_node.value] = walk(value_node, key + ".")
+            else:
+                out[key_node.value] = constructor.construct_object(value_node, deep=True)
+        return out
+
+    return walk(node, ""), lines
+
+
+def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    items: list[tuple[str, Any]] = []
+    for key, value in mapping.items():
+        if isinstance(value, Mapping) and value:
+            items.extend(_flatten(value, f"{prefix}{key}."))
+        else:
+            items.append((f"{prefix}{key}", value))
+    return items
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[parts[-1]] = value
+
+
+def _parse_scalar(raw: str, origin: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{origin}: cannot parse value: {exc}") from exc
+
+
+def _origin(sources: Mapping[str, str], key: str) -> str:
+    probe = key
+    while probe:
+        if probe in sources:
+            return sources[probe]
+        probe = probe.rpartition(".")[0]
+    return "config"
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str, sources: Mapping[str, str]) -> Any:
+    if not isinstance(data, Mapping):
+        key = prefix.rstrip(".") or "(top level)"
+        raise ConfigError(f"{_origin(sources, key)}: {key} must be a mapping")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(
+                f"{_origin(sources, full)}: unknown key {full!r} "
+                f"(known in this section: {', '.join(sorted(names))})"
+            )
+        kwargs[key] = _coerce(hints[key], value, full, sources)
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        section = prefix.rstrip(".")
+        message = str(exc)
+        field_name = message.partition(":")[0]
+        full = f"{prefix}{field_name}" if field_name in names else section
+        raise ConfigError(f"{_origin(sources, full)}: {prefix}{message}") from exc
+
+
+def _coerce(hint: Any, value: Any, key: str, sources: Mapping[str, str]) -> Any:
+    def fail(expected: str) -> typing.NoReturn:
+        raise ConfigError(
+            f"{_origin(sources, key)}: {key} must be {expected}, got {value!r} "
+            f"({type(value).__name__})"
+        )
+
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return _build(hint, value if value is not None else {}, key + ".", sources)
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, key, sources)
+    if origin is Literal:
+        if value not in args:
+            fail("one of " + ", ".join(repr(a) for a in args))
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            fail("a list")
+        return tuple(_coerce(args[0], v, key, sources) for v in value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            fail("true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail("an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            fail("a number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            fail("a string")
+        return value
+    raise ConfigError(f"{key}: unsupported config type {hint!r}")  # pragma: no cover

@@ -1,0 +1,276 @@
+"""Records passed between stages: frozen, typed, with shapes and units on every field.
+
+Conventions (see README): poses are ``a_from_b`` 4x4 float64 matrices mapping points in frame
+``b`` to frame ``a``; the camera frame is x right, y down, z forward (OpenCV / Rerun RDF);
+times are ``stamp_ns`` integers from the sensor clock; images are uint8, depth float32 metres
+with 0 meaning invalid; keypoints are pixel coordinates of the image the caller passed in.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+DistortionModel = Literal["none", "radtan", "equidistant"]
+
+
+@dataclass(frozen=True)
+class CameraModel:
+    """Pinhole intrinsics with optional lens distortion.
+
+    ``radtan``: OpenCV's k1, k2, p1, p2[, k3]; ``equidistant``: the fisheye k1..k4.
+    """
+
+    width_px: int
+    height_px: int
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    distortion: DistortionModel = "none"
+    dist_coeffs: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.width_px <= 0 or self.height_px <= 0:
+            raise ValueError(f"camera size must be positive, got {self.width_px}x{self.height_px}")
+        if not (self.fx > 0 and self.fy > 0):
+            raise ValueError(f"focal lengths must be positive, got fx={self.fx} fy={self.fy}")
+        expected = {"none": (0,), "radtan": (4, 5, 8), "equidistant": (4,)}[self.distortion]
+        if self.distortion == "none" and self.dist_coeffs and any(self.dist_coeffs):
+            raise ValueError("distortion 'none' takes no coefficients")
+        if self.distortion != "none" and len(self.dist_coeffs) not in expected:
+            raise ValueError(
+                f"{self.distortion} distortion takes {expected} coefficients, "
+                f"got {len(self.dist_coeffs)}"
+            )
+
+    @property
+    def K(self) -> np.ndarray:
+        """3x3 float64 intrinsic matrix."""
+        return np.array(
+            [[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]], dtype=np.float64
+        )
+
+    @property
+    def size_px(self) -> tuple[int, int]:
+        """(width, height) in pixels."""
+        return (self.width_px, self.height_px)
+
+    @property
+    def is_distorted(self) -> bool:
+        return self.distortion != "none" and any(c != 0.0 for c in self.dist_coeffs)
+
+
+@dataclass(frozen=True, eq=False)
+class StereoRig:
+    """Two cameras and the transform between them. ``right_from_left`` is 4x4 float64."""
+
+    left: CameraModel
+    right: CameraModel
+    right_from_left: np.ndarray
+    rectified: bool = False
+
+    @property
+    def baseline_m(self) -> float:
+        return float(np.linalg.norm(self.right_from_left[:3, 3]))
+
+
+@dataclass(frozen=True)
+class ImuSample:
+    """One IMU reading in the IMU (body) frame."""
+
+    stamp_ns: int
+    gyro_rad_s: tuple[float, float, float]
+    accel_m_s2: tuple[float, float, float]
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One time step of a sensor rig.
+
+    ``image`` is the colour/grey image (the left one for stereo); ``depth_m`` (HxW float32
+    metres, 0 = invalid) is registered to it; ``image_right`` with ``stereo`` describes a stereo
+    pair (rectified when ``stereo.rectified``). ``imu`` holds the samples after the previous
+    frame up to and including this frame's stamp. ``body_from_cam`` is the IMU-camera
+    extrinsic (4x4) when the rig has an IMU.
+    """
+
+    index: int
+    stamp_ns: int
+    image: np.ndarray
+    camera: CameraModel
+    depth_m: np.ndarray | None = None
+    image_right: np.ndarray | None = None
+    stereo: StereoRig | None = None
+    imu: tuple[ImuSample, ...] = ()
+    body_from_cam: np.ndarray | None = None
+    source_path: str = ""
+
+    @property
+    def stamp_s(self) -> float:
+        return self.stamp_ns * 1e-9
+
+
+@dataclass(frozen=True, eq=False)
+class Features:
+    """Keypoints of one image.
+
+    keypoints: (N, 2) float32 pixel coordinates (x, y) of the image passed to the extractor;
+    scores: (N,) float32 detection scores; descriptors: (N, D) float32 (or uint8 for binary
+    descriptors such as ORB); image_size: (width, height) of that image in pixels.
+    """
+
+    keypoints: np.ndarray
+    scores: np.ndarray
+    descriptors: np.ndarray
+    image_size: tuple[int, int]
+
+    def __len__(self) -> int:
+        return int(self.keypoints.shape[0])
+
+    def subset(self, indices: np.ndarray) -> Features:
+        """The features at ``indices`` (an index array or boolean mask)."""
+        return Features(
+            keypoints=self.keypoints[indices],
+            scores=self.scores[indices],
+            descriptors=self.descriptors[indices],
+            image_size=self.image_size,
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Matches:
+    """Correspondences between two feature sets.
+
+    indices: (M, 2) int64 rows (i0, i1) into the first / second ``Features``;
+    scores: (M,) float32 match confidences in [0, 1];
+    layers_run: matcher layers evaluated (0 for non-iterative matchers);
+    points_kept: per layer, points of both images still active after pruning;
+    time_ms: wall time of the call.
+    """
+
+    indices: np.ndarray
+    scores: np.ndarray
+    layers_run: int = 0
+    points_kept: tuple[int, ...] = ()
+    time_ms: float = 0.0
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+    @staticmethod
+    def empty() -> Matches:
+        return Matches(np.zeros((0, 2), np.int64), np.zeros((0,), np.float32))
+
+
+class TrackingState(enum.Enum):
+    INITIALIZING = "initializing"
+    OK = "ok"
+    LOST = "lost"
+
+
+@dataclass(frozen=True)
+class StageTimings:
+    """Wall time of each stage for one frame, milliseconds."""
+
+    read_ms: float = 0.0
+    extract_ms: float = 0.0
+    match_ms: float = 0.0
+    pose_ms: float = 0.0
+    backend_ms: float = 0.0
+    sinks_ms: float = 0.0
+
+    @property
+    def total_ms(self) -> float:
+        return (
+            self.read_ms
+            + self.extract_ms
+            + self.match_ms
+            + self.pose_ms
+            + self.backend_ms
+            + self.sinks_ms
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class TrackResult:
+    """What the tracker made of one frame.
+
+    world_from_cam is None while INITIALIZING or LOST (no pose is invented). ``matches`` are
+    the correspondences used for the pose (frame features vs reference keyframe features).
+    """
+
+    frame_index: int
+    stamp_ns: int
+    state: TrackingState
+    world_from_cam: np.ndarray | None
+    num_features: int = 0
+    num_matches: int = 0
+    num_inliers: int = 0
+    reprojection_rmse_px: float = float("nan")
+    is_keyframe: bool = False
+    keyframe_id: int | None = None
+    reference_keyframe_id: int | None = None
+    matches: Matches | None = None
+    features: Features | None = None
+    timings: StageTimings = field(default_factory=StageTimings)
+
+
+@dataclass(frozen=True, eq=False)
+class Keyframe:
+    """A frame kept for mapping and loop closure.
+
+    points_cam_m: (N, 3) float64 3-D position of each keypoint in this camera's frame, NaN
+    where unknown (no depth / not triangulated). global_descriptor: (G,) float32 for place
+    recognition, or None before it is computed.
+    """
+
+    keyframe_id: int
+    frame_index: int
+    stamp_ns: int
+    world_from_cam: np.ndarray
+    camera: CameraModel
+    features: Features
+    points_cam_m: np.ndarray
+    global_descriptor: np.ndarray | None = None
+    odometry_information: float = 1.0
+
+
+@dataclass(frozen=True, eq=False)
+class LoopCandidate:
+    """A verified loop: ``match_from_query`` is the relative pose (4x4) between the cameras."""
+
+    query_keyframe_id: int
+    match_keyframe_id: int
+    similarity: float
+    match_from_query: np.ndarray
+    num_inliers: int
+    inlier_ratio: float
+
+
+@dataclass(frozen=True, eq=False)
+class OptimizedPoses:
+    """Keyframe poses after a pose-graph optimisation. world_from_cam: (K, 4, 4) float64."""
+
+    revision: int
+    keyframe_ids: tuple[int, ...]
+    world_from_cam: np.ndarray
+    num_loops: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class Trajectory:
+    """A timed sequence of poses. stamps_ns: (N,) int64; world_from_body: (N, 4, 4) float64."""
+
+    stamps_ns: np.ndarray
+    world_from_body: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.stamps_ns.shape[0])
+
+    @property
+    def positions_m(self) -> np.ndarray:
+        return self.world_from_body[:, :3, 3]
