@@ -77,7 +77,7 @@ def _git_commit() -> str:
 
 def machine_info() -> dict[str, object]:
     """CPU, core count, Python and key package versions, git commit."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("numpy", "torch", "onnxruntime", "opencv-python-headless", "gtsam", "rerun-sdk"):
         try:
             versions[pkg] = metadata.version(pkg)
