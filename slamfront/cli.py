@@ -10,8 +10,12 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from slamfront.errors import SlamfrontError
+
+if TYPE_CHECKING:
+    from slamfront.config import Config
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -24,11 +28,14 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
         help="preset name from configs/ (fast, accurate, classic, ...) or a YAML file",
     )
     parser.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. tracker.min_inliers=30"
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="config overrides, e.g. tracker.min_inliers=30",
     )
 
 
-def _config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _config_from_args(args: argparse.Namespace) -> Config:
     from slamfront.config import load_config
 
     return load_config(args.config, args.overrides)
@@ -48,9 +55,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -67,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("slamfront: interrupted", file=sys.stderr)
         return 130
+
+
+# Each entry adds one subcommand: a parser whose defaults carry ``handler=_cmd_<name>``.
+_SUBCOMMANDS: list[Callable[[Any], None]] = []
 
 
 if __name__ == "__main__":
