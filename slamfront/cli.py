@@ -31,7 +31,7 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
         "overrides",
         nargs="*",
         metavar="key=value",
-        help="config overrides, e.g. tracker.min_inliers=30",
+        help="config overrides (tracker.min_inliers=30)",
     )
 
 
