@@ -186,7 +186,8 @@ def undistort_points(camera: CameraModel, pixels: np.ndarray) -> np.ndarray:
     if camera.distortion == "equidistant":
         out = cv2.fisheye.undistortPoints(pts, camera.K, coeffs, P=camera.K)
     else:
-        out = cv2.undistortPoints(pts, camera.K, coeffs, P=camera.K)
+        criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-10)
+        out = cv2.undistortPoints(pts, camera.K, coeffs, R=None, P=camera.K, criteria=criteria)
     return out.reshape(-1, 2)
 
 
@@ -277,7 +278,7 @@ def rectify_stereo(rig: StereoRig) -> StereoRectification:
         raise ValueError(f"stereo images differ in size: {left.size_px} vs {right.size_px}")
     size = left.size_px
     rot = rig.right_from_left[:3, :3]
-    trans = rig.right_from_left[:3, 3]
+    trans = rig.right_from_left[:3, 3].reshape(3, 1)
     d0 = np.array(left.dist_coeffs or (0.0,) * 4, dtype=np.float64)
     d1 = np.array(right.dist_coeffs or (0.0,) * 4, dtype=np.float64)
     fisheye = left.distortion == "equidistant"

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from slamfront import geometry as g
+from slamfront.types import CameraModel, StereoRig
+
+
+def random_pose(rng: np.random.Generator) -> np.ndarray:
+    return g.make_pose(g.so3_exp(rng.normal(size=3)), rng.normal(size=3))
+
+
+def test_pose_inverse_and_quaternion_round_trip() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        pose = random_pose(rng)
+        np.testing.assert_allclose(pose @ g.invert_pose(pose), np.eye(4), atol=1e-12)
+        quat = g.rotation_to_quat_xyzw(pose[:3, :3])
+        assert quat[3] >= 0
+        np.testing.assert_allclose(g.quat_xyzw_to_rotation(quat), pose[:3, :3], atol=1e-12)
+        rotvec = g.so3_log(pose[:3, :3])
+        np.testing.assert_allclose(g.so3_exp(rotvec), pose[:3, :3], atol=1e-10)
+
+
+def test_rotation_angle() -> None:
+    rot = g.so3_exp(np.array([0.0, 0.0, np.radians(30.0)]))
+    assert g.rotation_angle_deg(rot) == pytest.approx(30.0)
+    # a known quaternion: 90 deg about z
+    rot_z = g.quat_xyzw_to_rotation(np.array([0, 0, np.sqrt(0.5), np.sqrt(0.5)]))
+    np.testing.assert_allclose(rot_z @ [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], atol=1e-12)
+
+
+def test_project_unproject_triangulate() -> None:
+    rng = np.random.default_rng(1)
+    k = CameraModel(640, 480, 500.0, 505.0, 320.0, 240.0).K
+    points_world = rng.uniform([-2, -2, 4], [2, 2, 8], size=(100, 3))
+    cam0_from_world = np.eye(4)
+    cam1_from_world = g.make_pose(g.so3_exp(np.array([0.0, 0.05, 0.0])), [-0.5, 0.0, 0.0])
+    px0 = g.project(k, g.transform_points(cam0_from_world, points_world))
+    px1 = g.project(k, g.transform_points(cam1_from_world, points_world))
+    back = g.unproject(k, px0, points_world[:, 2])
+    np.testing.assert_allclose(back, points_world, atol=1e-9)
+    tri = g.triangulate(cam0_from_world, cam1_from_world, k, px0, px1)
+    np.testing.assert_allclose(tri, points_world, atol=1e-6)
+
+
+def test_sample_depth_nearest_and_outside() -> None:
+    depth = np.arange(12, dtype=np.float32).reshape(3, 4)
+    px = np.array([[0.4, 0.4], [2.6, 1.2], [3.0, 2.0], [-1.0, 0.0], [4.0, 0.0]])
+    np.testing.assert_array_equal(g.sample_depth(depth, px), [0, 7, 11, 0, 0])
+
+
+@pytest.mark.parametrize(
+    ("model", "coeffs"),
+    [("radtan", (-0.28, 0.07, 0.0002, 0.00002)), ("equidistant", (-0.01, 0.02, -0.01, 0.003))],
+)
+def test_distort_undistort_inverse(model: str, coeffs: tuple[float, ...]) -> None:
+    camera = CameraModel(752, 480, 458.0, 457.0, 367.0, 248.0, model, coeffs)  # type: ignore[arg-type]
+    grid = np.stack(np.meshgrid(np.linspace(80, 670, 9), np.linspace(60, 420, 7)), -1)
+    pixels = grid.reshape(-1, 2)
+    raw = g.distort_points(camera, pixels)
+    assert np.abs(raw - pixels).max() > 1.0  # the lens really bends
+    np.testing.assert_allclose(g.undistort_points(camera, raw), pixels, atol=1e-3)
+    maps = g.undistortion_maps(camera)
+    # map at an ideal pixel points to where that pixel is in the raw image
+    for (u, v), (ru, rv) in zip(
+        pixels.astype(int), g.distort_points(camera, pixels.astype(int)), strict=True
+    ):
+        assert maps.map_x[v, u] == pytest.approx(ru, abs=0.05)
+        assert maps.map_y[v, u] == pytest.approx(rv, abs=0.05)
+
+
+def test_rectify_stereo_aligns_rows() -> None:
+    left = CameraModel(640, 480, 450.0, 450.0, 320.0, 240.0, "radtan", (-0.2, 0.05, 0.0, 0.0))
+    right = CameraModel(640, 480, 455.0, 452.0, 318.0, 242.0, "radtan", (-0.21, 0.05, 0.0, 0.0))
+    right_from_left = g.make_pose(g.so3_exp(np.array([0.01, -0.02, 0.005])), [-0.11, 0.002, 0.001])
+    rect = g.rectify_stereo(StereoRig(left, right, right_from_left))
+    assert rect.rig.rectified
+    assert rect.rig.baseline_m == pytest.approx(0.11, abs=0.002)
+    rng = np.random.default_rng(2)
+    points_left = rng.uniform([-1, -1, 2], [1, 1, 6], size=(50, 3))
+    raw_left = g.distort_points(left, g.project(left.K, points_left))
+    points_right = g.transform_points(right_from_left, points_left)
+    raw_right = g.distort_points(right, g.project(right.K, points_right))
+    # where these raw pixels land in the rectified images: invert the remap numerically
+    rect_left = g.project(rect.rig.left.K, g.transform_points(rect.rect_from_left, points_left))
+    rect_from_right = (
+        rect.rig.right_from_left @ rect.rect_from_left @ g.invert_pose(right_from_left)
+    )
+    rect_right = g.project(rect.rig.right.K, g.transform_points(rect_from_right, points_right))
+    np.testing.assert_allclose(rect_left[:, 1], rect_right[:, 1], atol=1e-6)
+    u, v = np.round(rect_left[0]).astype(int)
+    # the left table maps a rectified pixel back to the raw pixel of the same ray
+    assert abs(rect.left.map_x[v, u] - raw_left[0, 0]) < 1.0
+    assert abs(rect.left.map_y[v, u] - raw_left[0, 1]) < 1.0
+    disparity = rect_left[:, 0] - rect_right[:, 0]
+    depth_rect = g.transform_points(rect.rect_from_left, points_left)[:, 2]
+    np.testing.assert_allclose(
+        disparity, rect.rig.left.fx * rect.rig.baseline_m / depth_rect, rtol=1e-6
+    )
+    assert raw_right.shape == (50, 2)
