@@ -111,9 +111,27 @@ class LoopClosureConfig:
 @dataclass(frozen=True)
 class BackendConfig:
     enabled: bool = True
-    robust_kernel: Literal["cauchy", "huber"] = "cauchy"
-    robust_kernel_scale: float = 1.0
+    robust_kernel: Literal["cauchy", "huber", "none"] = "cauchy"
+    """Kernel on loop-closure factors ("none": plain Gaussian, for comparison only)."""
+    robust_kernel_scale: float = 3.0
+    """Kernel width in whitened units (Mahalanobis distance of the loop residual)."""
+    prior_sigma_m: float = 1e-4
+    prior_sigma_rad: float = 1e-5
+    """Prior holding the first keyframe (fixes the gauge)."""
+    relinearize_threshold: float = 0.01
+    loop_iterations: int = 4
+    """Extra iSAM2 relinearisation passes after a loop factor (no new factors)."""
+    odometry_min_sigma_px: float = 0.5
+    """Floor on the pixel noise used to turn a tracker's inliers into an information matrix."""
     loop_closure: LoopClosureConfig = field(default_factory=LoopClosureConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.robust_kernel_scale > 0, "robust_kernel_scale", "must be positive")
+        _check(self.prior_sigma_m > 0, "prior_sigma_m", "must be positive")
+        _check(self.prior_sigma_rad > 0, "prior_sigma_rad", "must be positive")
+        _check(self.relinearize_threshold > 0, "relinearize_threshold", "must be positive")
+        _check(self.loop_iterations >= 0, "loop_iterations", "must be >= 0")
+        _check(self.odometry_min_sigma_px > 0, "odometry_min_sigma_px", "must be positive")
 
 
 @dataclass(frozen=True)

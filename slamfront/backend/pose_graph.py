@@ -1,0 +1,268 @@
+"""Keyframe pose graph on iSAM2: the only module of slamfront that imports gtsam.
+
+Variables are keyframe poses ``world_from_cam`` (gtsam ``Pose3``, one key per keyframe_id).
+Factors: a prior on the first keyframe, one odometry ``BetweenFactorPose3`` per new keyframe
+weighted by the tracker's own information matrix, and loop-closure factors behind a robust
+kernel (``backend.robust_kernel``). Every :meth:`PoseGraph.optimize` hands iSAM2 only the
+factors and values added since the previous call.
+
+Information matrices are 6x6 in gtsam's ``Pose3`` tangent order ``(rx, ry, rz, tx, ty, tz)``
+(radians, metres) for a perturbation of the *second* pose in its own frame
+(``b_from_b' = Exp(xi)``), the convention of ``BetweenFactorPose3(a, b, a_from_b)``.
+:func:`pose_information` builds one from the inlier 3-D points of a PnP estimate.
+
+A ``PoseGraph`` is owned by one thread (the back-end worker); it is not locked. What it
+returns (:class:`~slamfront.types.OptimizedPoses`, :class:`GraphEdge`) are frozen records
+holding read-only copies, safe to hand to other threads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from slamfront.errors import InputError
+from slamfront.types import LoopCandidate, OptimizedPoses
+
+if TYPE_CHECKING:
+    from slamfront.config import BackendConfig
+
+EdgeKind = Literal["odometry", "loop"]
+
+
+@dataclass(frozen=True, eq=False)
+class GraphEdge:
+    """One relative-pose factor between two keyframes.
+
+    ``from_id`` / ``to_id`` are keyframe ids; ``from_from_to`` is the measured 4x4 pose of the
+    ``to`` camera in the ``from`` camera; ``information`` is 6x6 in ``(rx, ry, rz, tx, ty, tz)``
+    order (see the module docstring); loop edges carry the robust kernel at optimisation time.
+    """
+
+    from_id: int
+    to_id: int
+    from_from_to: np.ndarray
+    information: np.ndarray
+    kind: EdgeKind
+
+
+def pose_information(
+    points_cam_m: np.ndarray,
+    focal_px: float,
+    reprojection_rmse_px: float,
+    min_sigma_px: float = 0.5,
+) -> np.ndarray:
+    """6x6 information of a camera pose estimated from 2-D/3-D inliers (Gauss-Newton J^T J).
+
+    ``points_cam_m`` (N, 3): the inlier 3-D points expressed in the estimated camera's frame
+    (z forward, positive); ``focal_px``: focal length; the pixel noise is the estimate's
+    reprojection RMSE, floored at ``min_sigma_px``. Few, distant or clustered inliers and large
+    residuals give a weak (small) information; the matrix is in the ``Pose3`` tangent order
+    ``(rx, ry, rz, tx, ty, tz)`` for a perturbation of the camera in its own frame.
+    """
+    points = np.asarray(points_cam_m, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise InputError(f"points_cam_m must be (N, 3), got shape {points.shape}")
+    points = points[np.all(np.isfinite(points), axis=1) & (points[:, 2] > 1e-6)]
+    if points.shape[0] < 3:
+        raise InputError(f"need at least 3 finite points in front of the camera, got {len(points)}")
+    if not (focal_px > 0 and np.isfinite(reprojection_rmse_px)):
+        raise InputError(
+            f"focal_px must be positive and reprojection_rmse_px finite, "
+            f"got {focal_px}, {reprojection_rmse_px}"
+        )
+    sigma_px = max(float(reprojection_rmse_px), float(min_sigma_px))
+    x, y, z = points[:, 0], points[:, 1], points[:, 2]
+    inv_z = 1.0 / z
+    # d(pixel)/d(point): (N, 2, 3)
+    d_pix = np.zeros((points.shape[0], 2, 3))
+    d_pix[:, 0, 0] = focal_px * inv_z
+    d_pix[:, 0, 2] = -focal_px * x * inv_z**2
+    d_pix[:, 1, 1] = focal_px * inv_z
+    d_pix[:, 1, 2] = -focal_px * y * inv_z**2
+    # Point in the perturbed camera: p' = Exp(xi)^-1 p  ~  p + [p]x w - v
+    d_point = np.zeros((points.shape[0], 3, 6))
+    d_point[:, 0, 1], d_point[:, 0, 2] = -z, y
+    d_point[:, 1, 0], d_point[:, 1, 2] = z, -x
+    d_point[:, 2, 0], d_point[:, 2, 1] = -y, x
+    d_point[:, :, 3:] = -np.eye(3)
+    jac = np.einsum("nij,njk->nik", d_pix, d_point).reshape(-1, 6)
+    info = jac.T @ jac / sigma_px**2
+    return 0.5 * (info + info.T)
+
+
+class PoseGraph:
+    """Incremental keyframe pose graph (iSAM2). Owned by one thread; see the module docstring.
+
+    Usage: ``add_keyframe`` for every new keyframe (the first one gets the prior), ``add_loop``
+    for every verified loop, then ``optimize()`` -> :class:`~slamfront.types.OptimizedPoses`.
+    """
+
+    def __init__(self, config: BackendConfig) -> None:
+        import gtsam
+
+        self._gtsam: Any = gtsam
+        self._config = config
+        params = gtsam.ISAM2Params()
+        params.setRelinearizeThreshold(config.relinearize_threshold)
+        params.relinearizeSkip = 1
+        self._isam = gtsam.ISAM2(params)
+        self._new_factors = gtsam.NonlinearFactorGraph()
+        self._new_values = gtsam.Values()
+        self._estimate = gtsam.Values()
+        self._ids: list[int] = []
+        self._id_set: set[int] = set()
+        self._edges: list[GraphEdge] = []
+        self._num_loops = 0
+        self._pending_loops = 0
+        self._revision = 0
+
+    # ----------------------------------------------------------------------------- inputs
+
+    def add_keyframe(
+        self,
+        keyframe_id: int,
+        world_from_cam_estimate: np.ndarray,
+        prev_from_cur: np.ndarray | None = None,
+        information: np.ndarray | None = None,
+        reference_keyframe_id: int | None = None,
+    ) -> None:
+        """Add a keyframe variable and its odometry factor.
+
+        ``prev_from_cur``: the tracker's relative pose of this keyframe in the reference
+        keyframe (``reference_keyframe_id``, default the previously added keyframe), with its
+        6x6 ``information``. The first keyframe takes no relative pose: it is held by a prior
+        at ``world_from_cam_estimate``. A later keyframe without ``prev_from_cur`` starts a new,
+        unconnected chain held by the same prior (e.g. after tracking was lost).
+        """
+        gtsam = self._gtsam
+        keyframe_id = int(keyframe_id)
+        if keyframe_id in self._id_set:
+            raise InputError(f"keyframe_id {keyframe_id} is already in the pose graph")
+        world_from_cam = _checked_pose(world_from_cam_estimate, "world_from_cam_estimate")
+        key = gtsam.symbol("k", keyframe_id)
+        if prev_from_cur is None or not self._ids:
+            sigmas = np.array([self._config.prior_sigma_rad] * 3 + [self._config.prior_sigma_m] * 3)
+            noise = gtsam.noiseModel.Diagonal.Sigmas(sigmas)
+            self._new_factors.add(gtsam.PriorFactorPose3(key, gtsam.Pose3(world_from_cam), noise))
+            initial = world_from_cam
+        else:
+            if information is None:
+                raise InputError(f"keyframe {keyframe_id}: prev_from_cur needs an information")
+            ref_id = self._ids[-1] if reference_keyframe_id is None else int(reference_keyframe_id)
+            if ref_id not in self._id_set:
+                raise InputError(f"keyframe {keyframe_id}: unknown reference keyframe {ref_id}")
+            relative = _checked_pose(prev_from_cur, "prev_from_cur")
+            info = _checked_information(information, f"keyframe {keyframe_id} information")
+            noise = gtsam.noiseModel.Gaussian.Information(info)
+            self._new_factors.add(
+                gtsam.BetweenFactorPose3(
+                    gtsam.symbol("k", ref_id), key, gtsam.Pose3(relative), noise
+                )
+            )
+            self._edges.append(_edge(ref_id, keyframe_id, relative, info, "odometry"))
+            # Start from the corrected reference, not from the tracker's drifted world pose.
+            initial = self._current_pose(ref_id) @ relative
+        self._new_values.insert(key, gtsam.Pose3(initial))
+        self._ids.append(keyframe_id)
+        self._id_set.add(keyframe_id)
+
+    def add_loop(self, candidate: LoopCandidate, information: np.ndarray) -> None:
+        """Add a verified loop ``match_from_query`` as a robust factor (see ``robust_kernel``)."""
+        gtsam = self._gtsam
+        for kid in (candidate.query_keyframe_id, candidate.match_keyframe_id):
+            if kid not in self._id_set:
+                raise InputError(
+                    f"loop {candidate.query_keyframe_id}->"
+                    f"{candidate.match_keyframe_id}: unknown keyframe {kid}"
+                )
+        relative = _checked_pose(candidate.match_from_query, "match_from_query")
+        info = _checked_information(information, "loop information")
+        noise: Any = gtsam.noiseModel.Gaussian.Information(info)
+        kernel = self._config.robust_kernel
+        if kernel != "none":
+            estimator = {
+                "cauchy": gtsam.noiseModel.mEstimator.Cauchy,
+                "huber": gtsam.noiseModel.mEstimator.Huber,
+            }[kernel].Create(self._config.robust_kernel_scale)
+            noise = gtsam.noiseModel.Robust.Create(estimator, noise)
+        self._new_factors.add(
+            gtsam.BetweenFactorPose3(
+                gtsam.symbol("k", candidate.match_keyframe_id),
+                gtsam.symbol("k", candidate.query_keyframe_id),
+                gtsam.Pose3(relative),
+                noise,
+            )
+        )
+        self._edges.append(
+            _edge(candidate.match_keyframe_id, candidate.query_keyframe_id, relative, info, "loop")
+        )
+        self._pending_loops += 1
+
+    # ----------------------------------------------------------------------------- output
+
+    def optimize(self) -> OptimizedPoses:
+        """Hand the new factors and values to iSAM2 and return every keyframe's pose."""
+        if self._new_factors.size() or self._new_values.size():
+            self._isam.update(self._new_factors, self._new_values)
+            if self._pending_loops:
+                for _ in range(self._config.loop_iterations):
+                    self._isam.update()
+            self._new_factors = self._gtsam.NonlinearFactorGraph()
+            self._new_values = self._gtsam.Values()
+            self._num_loops += self._pending_loops
+            self._pending_loops = 0
+            self._estimate = self._isam.calculateEstimate()
+            self._revision += 1
+        poses = np.zeros((len(self._ids), 4, 4))
+        for row, kid in enumerate(self._ids):
+            poses[row] = self._estimate.atPose3(self._gtsam.symbol("k", kid)).matrix()
+        poses.setflags(write=False)
+        return OptimizedPoses(
+            revision=self._revision,
+            keyframe_ids=tuple(self._ids),
+            world_from_cam=poses,
+            num_loops=self._num_loops,
+        )
+
+    @property
+    def edges(self) -> tuple[GraphEdge, ...]:
+        """Every odometry and loop factor added so far (for saving the map)."""
+        return tuple(self._edges)
+
+    def _current_pose(self, keyframe_id: int) -> np.ndarray:
+        key = self._gtsam.symbol("k", keyframe_id)
+        values = self._new_values if self._new_values.exists(key) else self._estimate
+        return np.asarray(values.atPose3(key).matrix(), dtype=np.float64)
+
+
+def _edge(
+    from_id: int, to_id: int, relative: np.ndarray, info: np.ndarray, kind: EdgeKind
+) -> GraphEdge:
+    relative = relative.copy()
+    info = info.copy()
+    relative.setflags(write=False)
+    info.setflags(write=False)
+    return GraphEdge(int(from_id), int(to_id), relative, info, kind)
+
+
+def _checked_pose(pose: np.ndarray, name: str) -> np.ndarray:
+    out = np.asarray(pose, dtype=np.float64)
+    if out.shape != (4, 4) or not np.all(np.isfinite(out)):
+        raise InputError(f"{name} must be a finite 4x4 pose, got shape {out.shape}")
+    rot = out[:3, :3]
+    if np.abs(rot @ rot.T - np.eye(3)).max() > 1e-6 or np.linalg.det(rot) < 0:
+        raise InputError(f"{name} has a rotation block that is not orthonormal")
+    return out
+
+
+def _checked_information(information: np.ndarray, name: str) -> np.ndarray:
+    info = np.asarray(information, dtype=np.float64)
+    if info.shape != (6, 6) or not np.all(np.isfinite(info)):
+        raise InputError(f"{name} must be a finite 6x6 matrix, got shape {info.shape}")
+    info = 0.5 * (info + info.T)
+    if np.linalg.eigvalsh(info).min() <= 0:
+        raise InputError(f"{name} is not positive definite")
+    return info

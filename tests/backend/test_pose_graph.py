@@ -1,0 +1,164 @@
+"""Pose graph on a known synthetic truth: odometry around a loop, one correct and one wrong loop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from slamfront.backend.pose_graph import PoseGraph, pose_information
+from slamfront.config import BackendConfig
+from slamfront.errors import InputError
+from slamfront.geometry import invert_pose, make_pose, so3_exp
+from slamfront.types import LoopCandidate
+
+NUM_POSES = 40
+SIGMA_RAD, SIGMA_M, YAW_BIAS_RAD = 0.004, 0.01, 0.002
+ODOMETRY_INFO = np.diag([1 / SIGMA_RAD**2] * 3 + [1 / SIGMA_M**2] * 3)
+LOOP_INFO = np.diag([1 / 0.005**2] * 3 + [1 / 0.01**2] * 3)
+WRONG_QUERY, WRONG_MATCH, WRONG_CLAIMED = 25, 8, 12
+
+
+def truth_loop(n: int = NUM_POSES, radius_m: float = 3.0) -> list[np.ndarray]:
+    """Cameras on a 3 m circle looking along it, bobbing 0.2 m vertically."""
+    poses = []
+    for i in range(n):
+        a = 2 * np.pi * i / n
+        position = np.array([radius_m * np.cos(a), 0.2 * np.sin(3 * a), radius_m * np.sin(a)])
+        forward = np.array([-np.sin(a), 0.0, np.cos(a)])
+        down = np.array([0.0, 1.0, 0.0])
+        poses.append(make_pose(np.stack([np.cross(down, forward), down, forward], 1), position))
+    return poses
+
+
+def run_graph(
+    kernel: str, seed: int, wrong_loop: bool = True, correct_loop: bool = True
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """(odometry-only poses, final poses, truth) for one noisy odometry draw."""
+    rng = np.random.default_rng(seed)
+    truth = truth_loop()
+    graph = PoseGraph(BackendConfig(robust_kernel=kernel, robust_kernel_scale=3.0))  # type: ignore[arg-type]
+    estimate = truth[0].copy()
+    graph.add_keyframe(0, truth[0])
+    for i in range(1, len(truth)):
+        noise = make_pose(
+            so3_exp(rng.normal(0, SIGMA_RAD, 3) + np.array([0.0, YAW_BIAS_RAD, 0.0])),
+            rng.normal(0, SIGMA_M, 3),
+        )
+        measured = invert_pose(truth[i - 1]) @ truth[i] @ noise
+        estimate = estimate @ measured
+        graph.add_keyframe(i, estimate, measured, ODOMETRY_INFO)
+        graph.optimize()
+    odometry = graph.optimize().world_from_cam.copy()
+    last = len(truth) - 1
+    if correct_loop:
+        graph.add_loop(
+            LoopCandidate(last, 0, 0.9, invert_pose(truth[0]) @ truth[last], 120, 0.8), LOOP_INFO
+        )
+    if wrong_loop:  # claims keyframe 25 was seen from where keyframe 12 really is
+        wrong = invert_pose(truth[WRONG_CLAIMED]) @ truth[WRONG_QUERY]
+        graph.add_loop(LoopCandidate(WRONG_QUERY, WRONG_MATCH, 0.9, wrong, 120, 0.8), LOOP_INFO)
+    result = graph.optimize()
+    assert result.keyframe_ids == tuple(range(len(truth)))
+    assert result.num_loops == int(correct_loop) + int(wrong_loop)
+    return odometry, result.world_from_cam, truth
+
+
+def max_position_error_m(poses: np.ndarray, truth: list[np.ndarray]) -> float:
+    return float(
+        max(np.linalg.norm(p[:3, 3] - t[:3, 3]) for p, t in zip(poses, truth, strict=True))
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cauchy_kernel_rejects_wrong_loop_and_closes_correct_one(seed: int) -> None:
+    odometry, robust, truth = run_graph("cauchy", seed)
+    _, correct_only, _ = run_graph("cauchy", seed, wrong_loop=False)
+    drift_m = max_position_error_m(odometry, truth)
+    assert drift_m > 0.25  # the scenario has real drift to correct
+    # The correct loop is applied: the error is at most half the drift.
+    assert max_position_error_m(correct_only, truth) < 0.5 * drift_m
+    # The wrong loop changes almost nothing...
+    assert max_position_error_m(robust, truth) < max_position_error_m(correct_only, truth) + 0.03
+    assert max_position_error_m(robust, truth) < 0.2
+    # ...and its two keyframes stay where the truth has them, far from the claimed relation.
+    relative = invert_pose(robust[WRONG_MATCH]) @ robust[WRONG_QUERY]
+    true_relative = invert_pose(truth[WRONG_MATCH]) @ truth[WRONG_QUERY]
+    assert np.linalg.norm(relative[:3, 3] - true_relative[:3, 3]) < 0.25
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_without_kernel_the_wrong_loop_pulls_the_graph_off(seed: int) -> None:
+    _, plain, truth = run_graph("none", seed)
+    assert max_position_error_m(plain, truth) > 0.6
+
+
+def test_keyframe_after_a_loop_starts_from_the_corrected_pose() -> None:
+    """The initial value of a new keyframe is the corrected reference composed with odometry."""
+    truth = truth_loop(12)
+    graph = PoseGraph(BackendConfig())
+    drift = make_pose(so3_exp(np.array([0.0, 0.05, 0.0])), np.array([0.3, 0.0, 0.0]))
+    graph.add_keyframe(0, truth[0])
+    for i in range(1, 11):
+        relative = invert_pose(truth[i - 1]) @ truth[i]
+        graph.add_keyframe(i, drift @ truth[i], relative, ODOMETRY_INFO)
+    before = graph.optimize()
+    graph.add_loop(
+        LoopCandidate(10, 0, 0.9, invert_pose(truth[0]) @ truth[10], 100, 0.9), LOOP_INFO
+    )
+    after_loop = graph.optimize()
+    assert after_loop.revision == before.revision + 1
+    assert graph.optimize().revision == after_loop.revision  # nothing new: same revision
+    # Keyframe 11 arrives with the tracker's drifted world pose; the graph ignores it.
+    graph.add_keyframe(11, drift @ truth[11], invert_pose(truth[10]) @ truth[11], ODOMETRY_INFO)
+    final = graph.optimize()
+    assert final.keyframe_ids[-1] == 11
+    np.testing.assert_allclose(final.world_from_cam[-1], truth[11], atol=1e-4)
+    assert not final.world_from_cam.flags.writeable
+    kinds = [e.kind for e in graph.edges]
+    assert kinds.count("odometry") == 11 and kinds.count("loop") == 1
+
+
+def test_bad_inputs_are_named() -> None:
+    graph = PoseGraph(BackendConfig())
+    graph.add_keyframe(0, np.eye(4))
+    with pytest.raises(InputError, match="already"):
+        graph.add_keyframe(0, np.eye(4))
+    with pytest.raises(InputError, match="information"):
+        graph.add_keyframe(1, np.eye(4), np.eye(4), None)
+    with pytest.raises(InputError, match="positive definite"):
+        graph.add_keyframe(1, np.eye(4), np.eye(4), np.zeros((6, 6)))
+    with pytest.raises(InputError, match="unknown reference"):
+        graph.add_keyframe(1, np.eye(4), np.eye(4), ODOMETRY_INFO, reference_keyframe_id=7)
+    with pytest.raises(InputError, match="unknown keyframe 5"):
+        graph.add_loop(LoopCandidate(5, 0, 0.5, np.eye(4), 50, 0.5), LOOP_INFO)
+    bad = np.eye(4)
+    bad[0, 0] = 2.0
+    with pytest.raises(InputError, match="orthonormal"):
+        graph.add_keyframe(1, bad, np.eye(4), ODOMETRY_INFO)
+
+
+def test_pose_information_is_the_gauss_newton_information_of_the_reprojection() -> None:
+    """Check against finite differences of the projection under gtsam's cam' = cam @ Exp(xi)."""
+    gtsam = pytest.importorskip("gtsam")
+    rng = np.random.default_rng(3)
+    points = np.column_stack([rng.uniform(-2, 2, (50, 2)), rng.uniform(1.0, 6.0, 50)])
+    focal, sigma = 450.0, 1.5
+
+    def pixels(xi: np.ndarray) -> np.ndarray:
+        moved = invert_pose(gtsam.Pose3.Expmap(xi).matrix())
+        p = points @ moved[:3, :3].T + moved[:3, 3]
+        return (focal * p[:, :2] / p[:, 2:]).reshape(-1)
+
+    eps = 1e-6
+    jac = np.column_stack([(pixels(eps * e) - pixels(-eps * e)) / (2 * eps) for e in np.eye(6)])
+    expected = jac.T @ jac / sigma**2
+    info = pose_information(points, focal, sigma)
+    np.testing.assert_allclose(info, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+    # Fewer inliers or larger residuals: less information; the pixel floor applies.
+    assert np.trace(pose_information(points[:10], focal, sigma)) < np.trace(info)
+    assert np.trace(pose_information(points, focal, 3.0)) < np.trace(info)
+    np.testing.assert_allclose(
+        pose_information(points, focal, 0.01), pose_information(points, focal, 0.5)
+    )
+    with pytest.raises(InputError, match="at least 3"):
+        pose_information(np.full((5, 3), np.nan), focal, 1.0)
