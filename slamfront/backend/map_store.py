@@ -1,0 +1,378 @@
+"""Saved maps: keyframes, landmarks and pose-graph edges in one versioned file.
+
+The file is a zip archive of ``.npy`` arrays plus ``header.json``, which carries the format
+name and version, the cameras, and the sha256, dtype and shape of every array. It is written
+atomically: to a temporary file in the same folder, flushed and fsync'ed, then renamed over
+the target, so a crash during a save leaves any existing map untouched. :func:`load_map`
+checks everything and raises :class:`~slamfront.errors.MapFileError` naming the file and the
+fault for a corrupt, truncated, foreign or other-version file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slamfront.backend.pose_graph import EdgeKind, GraphEdge
+from slamfront.errors import InputError, MapFileError
+from slamfront.types import CameraModel, Features, Keyframe
+
+MAP_FORMAT = "slamfront-map"
+MAP_FORMAT_VERSION = 1
+_HEADER = "header.json"
+_EDGE_KINDS: tuple[EdgeKind, ...] = ("odometry", "loop")
+
+
+def _empty_observations() -> np.ndarray:
+    return np.zeros((0, 3), np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class Landmarks:
+    """Map points.
+
+    positions_world_m: (L, 3) float64; descriptors: (L, D) float32 or uint8, or None;
+    colors_rgb: (L, 3) uint8 or None; observations: (O, 3) int64 rows
+    ``(landmark_row, keyframe_id, keypoint_index)`` linking a landmark to a keyframe keypoint.
+    """
+
+    positions_world_m: np.ndarray
+    descriptors: np.ndarray | None = None
+    colors_rgb: np.ndarray | None = None
+    observations: np.ndarray = field(default_factory=_empty_observations)
+
+    @staticmethod
+    def empty() -> Landmarks:
+        return Landmarks(np.zeros((0, 3), np.float64))
+
+    def __len__(self) -> int:
+        return int(self.positions_world_m.shape[0])
+
+
+@dataclass(frozen=True, eq=False)
+class SavedMap:
+    """What :func:`load_map` returns.
+
+    ``descriptor_kind`` names the extractor whose local descriptors the keyframes carry
+    (e.g. ``xfeat``); ``vocabulary_id`` identifies the vocabulary of the global descriptors
+    (recompute them from the local ones when it differs from the one in use).
+    """
+
+    keyframes: tuple[Keyframe, ...]
+    landmarks: Landmarks
+    edges: tuple[GraphEdge, ...]
+    descriptor_kind: str = ""
+    vocabulary_id: str = ""
+
+
+def save_map(
+    path: str | os.PathLike[str],
+    keyframes: Sequence[Keyframe],
+    landmarks: Landmarks | None = None,
+    edges: Sequence[GraphEdge] = (),
+    descriptor_kind: str = "",
+    vocabulary_id: str = "",
+) -> None:
+    """Write a map file atomically (temporary file + fsync + rename); see the module docstring."""
+    target = Path(path)
+    arrays, cameras = _pack(keyframes, landmarks or Landmarks.empty(), edges)
+    header: dict[str, Any] = {
+        "format": MAP_FORMAT,
+        "version": MAP_FORMAT_VERSION,
+        "descriptor_kind": descriptor_kind,
+        "vocabulary_id": vocabulary_id,
+        "cameras": cameras,
+        "arrays": {},
+    }
+    blobs: dict[str, bytes] = {}
+    for name, array in arrays.items():
+        buffer = io.BytesIO()
+        np.save(buffer, array, allow_pickle=False)
+        blob = buffer.getvalue()
+        blobs[name] = blob
+        header["arrays"][name] = {
+            "sha256": hashlib.sha256(blob).hexdigest(),
+            "dtype": array.dtype.str,
+            "shape": list(array.shape),
+        }
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise MapFileError(f"{target}: folder {folder} does not exist")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
+                archive.writestr(_HEADER, json.dumps(header, indent=1))
+                for name, blob in blobs.items():
+                    archive.writestr(f"{name}.npy", blob)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_folder(folder)
+
+
+def load_map(path: str | os.PathLike[str]) -> SavedMap:
+    """Read and check a map written by :func:`save_map`; any fault is a MapFileError."""
+    source = Path(path)
+    if not source.is_file():
+        raise MapFileError(f"{source}: map file not found")
+    try:
+        with zipfile.ZipFile(source, "r") as archive:
+            header = _read_header(archive, source)
+            arrays = {
+                name: _read_array(archive, source, name, spec)
+                for name, spec in header["arrays"].items()
+            }
+    except zipfile.BadZipFile as exc:
+        raise MapFileError(f"{source}: corrupt or truncated map file ({exc})") from exc
+    except (OSError, EOFError) as exc:
+        raise MapFileError(f"{source}: cannot read map file ({exc})") from exc
+    try:
+        return _unpack(arrays, header)
+    except (KeyError, ValueError, IndexError, TypeError) as exc:
+        raise MapFileError(f"{source}: inconsistent map contents: {exc}") from exc
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _pack(
+    keyframes: Sequence[Keyframe], landmarks: Landmarks, edges: Sequence[GraphEdge]
+) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+    cameras: list[dict[str, Any]] = []
+    camera_rows: list[int] = []
+    for kf in keyframes:
+        entry = _camera_to_json(kf.camera)
+        if entry not in cameras:
+            cameras.append(entry)
+        camera_rows.append(cameras.index(entry))
+    desc_dtypes = {
+        (kf.features.descriptors.dtype.str, kf.features.descriptors.shape[1]) for kf in keyframes
+    }
+    if len(desc_dtypes) > 1:
+        raise InputError(f"keyframes mix descriptor types {sorted(desc_dtypes)}")
+    dtype, width = desc_dtypes.pop() if desc_dtypes else ("<f4", 0)
+    sizes = [len(kf.features) for kf in keyframes]
+    for kf, size in zip(keyframes, sizes, strict=True):
+        f = kf.features
+        if not (f.scores.shape == (size,) and f.descriptors.shape[0] == size):
+            raise InputError(f"keyframe {kf.keyframe_id}: feature arrays disagree in length")
+        if kf.points_cam_m.shape != (size, 3):
+            raise InputError(f"keyframe {kf.keyframe_id}: points_cam_m must be ({size}, 3)")
+    global_dims = {
+        kf.global_descriptor.shape[0] for kf in keyframes if kf.global_descriptor is not None
+    }
+    if len(global_dims) > 1:
+        raise InputError(f"keyframes mix global descriptor sizes {sorted(global_dims)}")
+    global_dim = global_dims.pop() if global_dims else 0
+    global_desc = np.zeros((len(keyframes), global_dim), np.float32)
+    for row, kf in enumerate(keyframes):
+        if kf.global_descriptor is not None:
+            global_desc[row] = kf.global_descriptor
+    ids = np.array([kf.keyframe_id for kf in keyframes], np.int64)
+    if len(set(ids.tolist())) != len(ids):
+        raise InputError("keyframe ids are not unique")
+
+    def stack(items: list[np.ndarray], shape: tuple[int, ...], dt: Any) -> np.ndarray:
+        return np.concatenate(items).astype(dt) if items else np.zeros(shape, dt)
+
+    arrays: dict[str, np.ndarray] = {
+        "keyframe_id": ids,
+        "keyframe_frame_index": np.array([kf.frame_index for kf in keyframes], np.int64),
+        "keyframe_stamp_ns": np.array([kf.stamp_ns for kf in keyframes], np.int64),
+        "keyframe_world_from_cam": stack(
+            [kf.world_from_cam[None] for kf in keyframes], (0, 4, 4), np.float64
+        ),
+        "keyframe_camera": np.array(camera_rows, np.int64),
+        "keyframe_image_size": np.array(
+            [kf.features.image_size for kf in keyframes], np.int64
+        ).reshape(-1, 2),
+        "keyframe_odometry_information": np.array(
+            [kf.odometry_information for kf in keyframes], np.float64
+        ),
+        "keyframe_offsets": np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+        "keyframe_global_descriptor": global_desc,
+        "keyframe_has_global_descriptor": np.array(
+            [kf.global_descriptor is not None for kf in keyframes], np.bool_
+        ),
+        "feature_keypoints": stack([kf.features.keypoints for kf in keyframes], (0, 2), np.float32),
+        "feature_scores": stack([kf.features.scores for kf in keyframes], (0,), np.float32),
+        "feature_descriptors": stack(
+            [kf.features.descriptors for kf in keyframes], (0, width), np.dtype(dtype)
+        ),
+        "feature_points_cam_m": stack([kf.points_cam_m for kf in keyframes], (0, 3), np.float64),
+        "landmark_positions_world_m": np.asarray(landmarks.positions_world_m, np.float64),
+        "landmark_observations": np.asarray(landmarks.observations, np.int64).reshape(-1, 3),
+        "edge_ids": np.array([[e.from_id, e.to_id] for e in edges], np.int64).reshape(-1, 2),
+        "edge_from_from_to": stack([e.from_from_to[None] for e in edges], (0, 4, 4), np.float64),
+        "edge_information": stack([e.information[None] for e in edges], (0, 6, 6), np.float64),
+        "edge_kind": np.array([_EDGE_KINDS.index(e.kind) for e in edges], np.uint8),
+    }
+    if landmarks.descriptors is not None:
+        arrays["landmark_descriptors"] = np.asarray(landmarks.descriptors)
+    if landmarks.colors_rgb is not None:
+        arrays["landmark_colors_rgb"] = np.asarray(landmarks.colors_rgb, np.uint8)
+    return arrays, cameras
+
+
+def _camera_to_json(camera: CameraModel) -> dict[str, Any]:
+    return {
+        "width_px": camera.width_px,
+        "height_px": camera.height_px,
+        "fx": camera.fx,
+        "fy": camera.fy,
+        "cx": camera.cx,
+        "cy": camera.cy,
+        "distortion": camera.distortion,
+        "dist_coeffs": list(camera.dist_coeffs),
+    }
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _read_header(archive: zipfile.ZipFile, source: Path) -> dict[str, Any]:
+    try:
+        raw = archive.read(_HEADER)
+    except KeyError:
+        raise MapFileError(f"{source}: not a slamfront map (no {_HEADER})") from None
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MapFileError(f"{source}: {_HEADER} is corrupt ({exc})") from exc
+    if not isinstance(header, dict) or header.get("format") != MAP_FORMAT:
+        raise MapFileError(f"{source}: not a slamfront map (format field is not {MAP_FORMAT!r})")
+    version = header.get("version")
+    if version != MAP_FORMAT_VERSION:
+        raise MapFileError(
+            f"{source}: map format version {version!r}; this slamfront reads version "
+            f"{MAP_FORMAT_VERSION} only"
+        )
+    if not isinstance(header.get("arrays"), dict) or not isinstance(header.get("cameras"), list):
+        raise MapFileError(f"{source}: {_HEADER} lacks the 'arrays' or 'cameras' table")
+    return header
+
+
+def _read_array(archive: zipfile.ZipFile, source: Path, name: str, spec: Any) -> np.ndarray:
+    member = f"{name}.npy"
+    try:
+        blob = archive.read(member)
+    except KeyError:
+        raise MapFileError(f"{source}: array {member} is missing") from None
+    if not isinstance(spec, dict) or hashlib.sha256(blob).hexdigest() != spec.get("sha256"):
+        raise MapFileError(f"{source}: checksum mismatch in {member} (file is corrupt)")
+    try:
+        array = np.load(io.BytesIO(blob), allow_pickle=False)
+    except ValueError as exc:
+        raise MapFileError(f"{source}: {member} is not a readable array ({exc})") from exc
+    if array.dtype.str != spec.get("dtype") or list(array.shape) != spec.get("shape"):
+        raise MapFileError(
+            f"{source}: {member} is {array.dtype.str}{list(array.shape)}, the header says "
+            f"{spec.get('dtype')}{spec.get('shape')}"
+        )
+    return array
+
+
+def _unpack(arrays: dict[str, np.ndarray], header: dict[str, Any]) -> SavedMap:
+    cameras = [
+        CameraModel(**{**entry, "dist_coeffs": tuple(entry["dist_coeffs"])})
+        for entry in header["cameras"]
+    ]
+    ids = arrays["keyframe_id"]
+    offsets = arrays["keyframe_offsets"]
+    count = ids.shape[0]
+    total = arrays["feature_keypoints"].shape[0]
+    if offsets.shape != (count + 1,) or offsets[0] != 0 or offsets[-1] != total:
+        raise ValueError("keyframe_offsets do not cover the feature arrays")
+    if np.any(np.diff(offsets) < 0):
+        raise ValueError("keyframe_offsets are not increasing")
+    for name in ("feature_scores", "feature_descriptors", "feature_points_cam_m"):
+        if arrays[name].shape[0] != total:
+            raise ValueError(f"{name} has {arrays[name].shape[0]} rows, expected {total}")
+    keyframes = []
+    for row in range(count):
+        lo, hi = int(offsets[row]), int(offsets[row + 1])
+        width, height = (int(v) for v in arrays["keyframe_image_size"][row])
+        features = Features(
+            keypoints=arrays["feature_keypoints"][lo:hi],
+            scores=arrays["feature_scores"][lo:hi],
+            descriptors=arrays["feature_descriptors"][lo:hi],
+            image_size=(width, height),
+        )
+        has_global = bool(arrays["keyframe_has_global_descriptor"][row])
+        keyframes.append(
+            Keyframe(
+                keyframe_id=int(ids[row]),
+                frame_index=int(arrays["keyframe_frame_index"][row]),
+                stamp_ns=int(arrays["keyframe_stamp_ns"][row]),
+                world_from_cam=arrays["keyframe_world_from_cam"][row],
+                camera=cameras[int(arrays["keyframe_camera"][row])],
+                features=features,
+                points_cam_m=arrays["feature_points_cam_m"][lo:hi],
+                global_descriptor=(
+                    arrays["keyframe_global_descriptor"][row] if has_global else None
+                ),
+                odometry_information=float(arrays["keyframe_odometry_information"][row]),
+            )
+        )
+    known = set(ids.tolist())
+    edges = []
+    for row, (from_id, to_id) in enumerate(arrays["edge_ids"].tolist()):
+        if from_id not in known or to_id not in known:
+            raise ValueError(f"edge {row} links unknown keyframes {from_id}->{to_id}")
+        edges.append(
+            GraphEdge(
+                from_id=int(from_id),
+                to_id=int(to_id),
+                from_from_to=arrays["edge_from_from_to"][row],
+                information=arrays["edge_information"][row],
+                kind=_EDGE_KINDS[int(arrays["edge_kind"][row])],
+            )
+        )
+    positions = arrays["landmark_positions_world_m"]
+    observations = arrays["landmark_observations"]
+    if observations.size and (
+        observations[:, 0].min() < 0 or observations[:, 0].max() >= positions.shape[0]
+    ):
+        raise ValueError("landmark_observations refer to landmarks that do not exist")
+    landmarks = Landmarks(
+        positions_world_m=positions,
+        descriptors=arrays.get("landmark_descriptors"),
+        colors_rgb=arrays.get("landmark_colors_rgb"),
+        observations=observations,
+    )
+    return SavedMap(
+        keyframes=tuple(keyframes),
+        landmarks=landmarks,
+        edges=tuple(edges),
+        descriptor_kind=str(header.get("descriptor_kind", "")),
+        vocabulary_id=str(header.get("vocabulary_id", "")),
+    )
