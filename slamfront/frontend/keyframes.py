@@ -1,0 +1,30 @@
+"""Keyframe policy: a pure function of what the tracker measured for the current frame."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from slamfront.config import KeyframeConfig
+from slamfront.geometry import invert_pose, rotation_angle_deg
+
+
+def need_keyframe(
+    config: KeyframeConfig,
+    reference_world_from_cam: np.ndarray,
+    world_from_cam: np.ndarray,
+    tracked_reference_landmarks: int,
+    reference_landmarks: int,
+    frames_since_keyframe: int,
+) -> bool:
+    """Insert a keyframe when too few of the reference keyframe's landmarks are still tracked,
+    or the camera moved or turned too far from it (and not sooner than the minimum gap)."""
+    if frames_since_keyframe < config.min_frames_between:
+        return False
+    motion = invert_pose(reference_world_from_cam) @ world_from_cam
+    if float(np.linalg.norm(motion[:3, 3])) > config.max_translation_m:
+        return True
+    if rotation_angle_deg(motion[:3, :3]) > config.max_rotation_deg:
+        return True
+    if reference_landmarks == 0:
+        return True
+    return tracked_reference_landmarks < config.min_tracked_ratio * reference_landmarks

@@ -1,0 +1,284 @@
+"""Camera pose from 2-D/3-D correspondences: PnP in RANSAC, robust motion-only refinement,
+and structure-only refinement of landmarks seen from fixed keyframes.
+
+All functions work on undistorted pinhole pixels and ``cam_from_world`` poses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from slamfront.geometry import invert_pose, make_pose, so3_exp
+
+
+@dataclass(frozen=True, eq=False)
+class PoseEstimate:
+    """A refined camera pose.
+
+    cam_from_world: 4x4; inliers: (N,) bool over the given correspondences;
+    residuals_px: (N,) reprojection error of every correspondence at the final pose;
+    information: 6x6 information matrix of the pose (tangent order: translation, rotation),
+    from the Gauss-Newton Hessian scaled by the inlier residual variance.
+    """
+
+    cam_from_world: np.ndarray
+    inliers: np.ndarray
+    residuals_px: np.ndarray
+    information: np.ndarray
+
+    @property
+    def num_inliers(self) -> int:
+        return int(self.inliers.sum())
+
+    @property
+    def rmse_px(self) -> float:
+        if not self.inliers.any():
+            return float("nan")
+        return float(np.sqrt(np.mean(self.residuals_px[self.inliers] ** 2)))
+
+
+def solve_pnp_ransac(
+    points_world: np.ndarray,
+    pixels: np.ndarray,
+    camera_k: np.ndarray,
+    threshold_px: float,
+    iterations: int = 200,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """RANSAC over minimal P3P samples, then EPnP on the consensus.
+
+    Returns (cam_from_world, inlier mask) or None with fewer than 6 points or no consensus.
+    Deterministic for a seed (OpenCV's RANSAC draws from its own global generator, so the
+    sampling is done here).
+    """
+    import cv2
+
+    n = points_world.shape[0]
+    if n < 6:
+        return None
+    obj = np.ascontiguousarray(points_world, dtype=np.float64)
+    img = np.ascontiguousarray(pixels, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    best_mask: np.ndarray | None = None
+    best_count = 0
+    thresh2 = threshold_px * threshold_px
+    needed = iterations
+    it = 0
+    while it < needed:
+        it += 1
+        sample = rng.choice(n, size=4, replace=False)
+        try:
+            ok, rvec, tvec = cv2.solvePnP(
+                obj[sample], img[sample], camera_k, None, flags=cv2.SOLVEPNP_AP3P
+            )
+        except cv2.error:
+            continue
+        if not ok:
+            continue
+        pose = make_pose(cv2.Rodrigues(rvec)[0], tvec.reshape(3))
+        err2 = _reprojection_sq(pose, obj, img, camera_k)
+        mask = err2 < thresh2
+        count = int(mask.sum())
+        if count > best_count:
+            best_count, best_mask = count, mask
+            ratio = count / n
+            # adaptive iteration count for 99.9 % confidence with 4-point samples
+            if ratio >= 1.0:
+                break
+            needed = min(iterations, int(np.ceil(np.log(1e-3) / np.log(1.0 - ratio**4 + 1e-12))))
+    if best_mask is None or best_count < 6:
+        return None
+    ok, rvec, tvec = cv2.solvePnP(
+        obj[best_mask], img[best_mask], camera_k, None, flags=cv2.SOLVEPNP_EPNP
+    )
+    if not ok:
+        return None
+    pose = make_pose(cv2.Rodrigues(rvec)[0], tvec.reshape(3))
+    mask = _reprojection_sq(pose, obj, img, camera_k) < thresh2
+    if mask.sum() < 6:
+        return None
+    return pose, mask
+
+
+def _reprojection_sq(
+    cam_from_world: np.ndarray, points_world: np.ndarray, pixels: np.ndarray, camera_k: np.ndarray
+) -> np.ndarray:
+    pc = points_world @ cam_from_world[:3, :3].T + cam_from_world[:3, 3]
+    z = pc[:, 2]
+    valid = z > 1e-6
+    zs = np.where(valid, z, 1.0)
+    u = camera_k[0, 0] * pc[:, 0] / zs + camera_k[0, 2]
+    v = camera_k[1, 1] * pc[:, 1] / zs + camera_k[1, 2]
+    err2 = (u - pixels[:, 0]) ** 2 + (v - pixels[:, 1]) ** 2
+    return np.where(valid, err2, np.inf)
+
+
+def refine_pose(
+    cam_from_world: np.ndarray,
+    points_world: np.ndarray,
+    pixels: np.ndarray,
+    camera_k: np.ndarray,
+    huber_px: float = 2.0,
+    inlier_px: float = 3.0,
+    iterations: int = 10,
+    pixel_sigma: np.ndarray | None = None,
+) -> PoseEstimate:
+    """Motion-only bundle adjustment: Levenberg-Marquardt on reprojection error with a Huber
+    loss, every correspondence included (the loss keeps outliers from pulling), then
+    correspondences within ``inlier_px`` are the inliers.
+
+    ``pixel_sigma`` (N,) scales each residual (e.g. keypoint scale); default 1 px.
+    """
+    pose = cam_from_world.copy()
+    fx, fy = camera_k[0, 0], camera_k[1, 1]
+    cx, cy = camera_k[0, 2], camera_k[1, 2]
+    inv_sigma = 1.0 / pixel_sigma if pixel_sigma is not None else np.ones(points_world.shape[0])
+    lam = 1e-3
+    cost = _robust_cost(pose, points_world, pixels, camera_k, huber_px, inv_sigma)
+    hessian = np.zeros((6, 6))
+    for _ in range(iterations):
+        pc = points_world @ pose[:3, :3].T + pose[:3, 3]
+        z = np.maximum(pc[:, 2], 1e-6)
+        inv_z = 1.0 / z
+        x, y = pc[:, 0] * inv_z, pc[:, 1] * inv_z
+        res = np.stack([fx * x + cx - pixels[:, 0], fy * y + cy - pixels[:, 1]], 1)
+        res *= inv_sigma[:, None]
+        norm = np.linalg.norm(res, axis=1)
+        weight = np.where(norm <= huber_px, 1.0, huber_px / np.maximum(norm, 1e-12))
+        weight = np.where(pc[:, 2] > 1e-6, weight, 0.0)
+        # d(pixel)/d(point_cam), then d(point_cam)/d(delta) = [I | -[p]x] (left perturbation)
+        j = np.zeros((pc.shape[0], 2, 6))
+        j[:, 0, 0] = fx * inv_z
+        j[:, 0, 2] = -fx * x * inv_z
+        j[:, 1, 1] = fy * inv_z
+        j[:, 1, 2] = -fy * y * inv_z
+        j[:, 0, 3] = -fx * x * y
+        j[:, 0, 4] = fx * (1.0 + x * x)
+        j[:, 0, 5] = -fx * y
+        j[:, 1, 3] = -fy * (1.0 + y * y)
+        j[:, 1, 4] = fy * x * y
+        j[:, 1, 5] = fy * x
+        j *= inv_sigma[:, None, None]
+        wj = j * weight[:, None, None]
+        hessian = np.einsum("nki,nkj->ij", wj, j)
+        gradient = np.einsum("nki,nk->i", wj, res)
+        improved = False
+        for _attempt in range(6):
+            step = np.linalg.solve(hessian + lam * np.diag(np.diag(hessian) + 1e-9), -gradient)
+            candidate = make_pose(so3_exp(step[3:]), step[:3]) @ pose
+            new_cost = _robust_cost(candidate, points_world, pixels, camera_k, huber_px, inv_sigma)
+            if new_cost < cost:
+                pose, cost, improved = candidate, new_cost, True
+                lam = max(lam / 10.0, 1e-7)
+                break
+            lam *= 10.0
+        if not improved or np.linalg.norm(step) < 1e-10:
+            break
+    residuals = np.sqrt(_reprojection_sq(pose, points_world, pixels, camera_k))
+    inliers = residuals < inlier_px
+    dof = max(int(inliers.sum()) * 2 - 6, 1)
+    variance = float(np.sum(residuals[inliers] ** 2) / dof) if inliers.any() else 1.0
+    information = hessian / max(variance, 0.05)
+    return PoseEstimate(pose, inliers, residuals, information)
+
+
+def _robust_cost(
+    pose: np.ndarray,
+    points_world: np.ndarray,
+    pixels: np.ndarray,
+    camera_k: np.ndarray,
+    huber_px: float,
+    inv_sigma: np.ndarray,
+) -> float:
+    err = np.sqrt(_reprojection_sq(pose, points_world, pixels, camera_k)) * inv_sigma
+    err = np.where(np.isfinite(err), err, 1e6)
+    quad = err <= huber_px
+    return float(np.sum(np.where(quad, 0.5 * err**2, huber_px * (err - 0.5 * huber_px))))
+
+
+def refine_points(
+    points_world: np.ndarray,
+    landmark_index: np.ndarray,
+    cam_from_world: np.ndarray,
+    pixels: np.ndarray,
+    camera_k: np.ndarray,
+    depth_m: np.ndarray | None = None,
+    depth_sigma_m: np.ndarray | None = None,
+    huber_px: float = 2.0,
+    iterations: int = 3,
+) -> np.ndarray:
+    """Structure-only bundle adjustment over fixed cameras, batched over landmarks.
+
+    points_world: (L, 3) initial positions; each observation k has landmark_index[k],
+    cam_from_world[k] (K, 4, 4), pixels[k] (K, 2) and optionally a depth measurement
+    depth_m[k] (NaN = none) with standard deviation depth_sigma_m[k] (metres).
+    Landmarks whose 3x3 normal matrix is ill-conditioned keep their position.
+    """
+    points = points_world.copy()
+    num = points.shape[0]
+    if num == 0 or landmark_index.size == 0:
+        return points
+    rot = cam_from_world[:, :3, :3]
+    trans = cam_from_world[:, :3, 3]
+    fx, fy = camera_k[0, 0], camera_k[1, 1]
+    cx, cy = camera_k[0, 2], camera_k[1, 2]
+    has_depth = np.isfinite(depth_m) if depth_m is not None else np.zeros(len(landmark_index), bool)
+    for _ in range(iterations):
+        x_world = points[landmark_index]
+        pc = np.einsum("kij,kj->ki", rot, x_world) + trans
+        z = pc[:, 2]
+        valid = z > 1e-3
+        zs = np.where(valid, z, 1.0)
+        u = fx * pc[:, 0] / zs + cx
+        v = fy * pc[:, 1] / zs + cy
+        res = np.stack([u - pixels[:, 0], v - pixels[:, 1]], 1)
+        norm = np.linalg.norm(res, axis=1)
+        w = np.where(norm <= huber_px, 1.0, huber_px / np.maximum(norm, 1e-12)) * valid
+        d_proj = np.zeros((len(z), 2, 3))
+        d_proj[:, 0, 0] = fx / zs
+        d_proj[:, 0, 2] = -fx * pc[:, 0] / zs**2
+        d_proj[:, 1, 1] = fy / zs
+        d_proj[:, 1, 2] = -fy * pc[:, 1] / zs**2
+        jac = d_proj @ rot  # (K, 2, 3) wrt the world point
+        h = np.einsum("kai,kaj->kij", jac * w[:, None, None], jac)
+        g = np.einsum("kai,ka->ki", jac * w[:, None, None], res)
+        if depth_m is not None and depth_sigma_m is not None and has_depth.any():
+            jd = rot[:, 2, :]  # d z / d X
+            rd = np.where(has_depth, z - np.nan_to_num(depth_m), 0.0)
+            wd = np.where(has_depth & valid, 1.0 / np.square(depth_sigma_m), 0.0)
+            h += wd[:, None, None] * jd[:, :, None] * jd[:, None, :]
+            g += (wd * rd)[:, None] * jd
+        hess = np.zeros((num, 3, 3))
+        grad = np.zeros((num, 3))
+        np.add.at(hess, landmark_index, h)
+        np.add.at(grad, landmark_index, g)
+        eig_min = np.linalg.eigvalsh(hess)[:, 0]
+        ok = eig_min > 1e-3 * np.maximum(np.trace(hess, axis1=1, axis2=2), 1e-12)
+        if not ok.any():
+            break
+        step = np.zeros_like(points)
+        step[ok] = -np.linalg.solve(hess[ok], grad[ok][..., None])[..., 0]
+        points += step
+    return points
+
+
+def relative_motion_ok(
+    predicted_world_from_cam: np.ndarray,
+    estimated_world_from_cam: np.ndarray,
+    dt_s: float,
+    max_speed_m_s: float,
+    max_angular_speed_deg_s: float,
+    slack_m: float = 0.05,
+    slack_deg: float = 5.0,
+) -> bool:
+    """Whether an estimate is within the motion model's reach of its prediction."""
+    from slamfront.geometry import rotation_angle_deg
+
+    delta = invert_pose(predicted_world_from_cam) @ estimated_world_from_cam
+    dist = float(np.linalg.norm(delta[:3, 3]))
+    angle = rotation_angle_deg(delta[:3, :3])
+    return dist <= max_speed_m_s * dt_s + slack_m and angle <= (
+        max_angular_speed_deg_s * dt_s + slack_deg
+    )

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from slamfront.config import KeyframeConfig
+from slamfront.frontend.keyframes import need_keyframe
+from slamfront.frontend.pose import (
+    refine_points,
+    refine_pose,
+    relative_motion_ok,
+    solve_pnp_ransac,
+)
+from slamfront.geometry import invert_pose, make_pose, project, so3_exp, transform_points
+
+K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
+
+
+def scene(seed: int, n: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    points_world = rng.uniform([-3, -2, 3], [3, 2, 9], size=(n, 3))
+    cam_from_world = make_pose(
+        so3_exp(rng.normal(scale=0.1, size=3)), rng.normal(scale=0.3, size=3)
+    )
+    pixels = project(K, transform_points(cam_from_world, points_world))
+    return points_world, cam_from_world, pixels
+
+
+def pose_error(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    delta = invert_pose(a) @ b
+    angle = np.degrees(np.linalg.norm(np.array([delta[2, 1], delta[0, 2], delta[1, 0]])))
+    return float(np.linalg.norm(delta[:3, 3])), float(angle)
+
+
+def test_pnp_ransac_rejects_outliers_and_refine_reaches_noise_floor() -> None:
+    points, truth, pixels = scene(0)
+    rng = np.random.default_rng(1)
+    noisy = pixels + rng.normal(scale=0.3, size=pixels.shape)
+    outliers = rng.choice(len(points), size=90, replace=False)  # 30 % gross outliers
+    noisy[outliers] = rng.uniform([0, 0], [640, 480], size=(90, 2))
+    found = solve_pnp_ransac(points, noisy, K, threshold_px=2.0)
+    assert found is not None
+    pose, mask = found
+    assert mask[outliers].sum() <= 3
+    assert mask.sum() >= 200
+    est = refine_pose(pose, points, noisy, K, huber_px=1.0, inlier_px=2.0)
+    dist_m, angle_deg = pose_error(est.cam_from_world, truth)
+    assert dist_m < 0.01
+    assert angle_deg < 0.05
+    assert est.num_inliers >= 205
+    assert 0.2 < est.rmse_px < 0.6  # ~ the injected noise (0.3 px per axis -> 0.42 px)
+    # information is symmetric positive definite
+    np.testing.assert_allclose(est.information, est.information.T, rtol=1e-9, atol=1e-6)
+    assert np.linalg.eigvalsh(est.information).min() > 0
+
+
+def test_refine_pose_converges_from_a_rough_guess() -> None:
+    points, truth, pixels = scene(2)
+    guess = make_pose(so3_exp([0.03, -0.02, 0.02]), [0.1, -0.05, 0.08]) @ truth
+    est = refine_pose(guess, points, pixels, K)
+    dist_m, angle_deg = pose_error(est.cam_from_world, truth)
+    assert dist_m < 1e-6 and angle_deg < 1e-6
+    assert est.num_inliers == len(points)
+
+
+def test_pnp_needs_six_points() -> None:
+    points, _, pixels = scene(3, n=5)
+    assert solve_pnp_ransac(points, pixels, K, 2.0) is None
+
+
+def test_refine_points_fuses_views_and_depth() -> None:
+    rng = np.random.default_rng(4)
+    truth = rng.uniform([-1, -1, 3], [1, 1, 5], size=(40, 3))
+    cams = [
+        make_pose(so3_exp(rng.normal(scale=0.05, size=3)), [0.3 * i, 0.0, 0.0]) for i in range(3)
+    ]
+    idx, poses, pixels, depth = [], [], [], []
+    for cam in cams:
+        pc = transform_points(cam, truth)
+        idx.append(np.arange(len(truth)))
+        poses.append(np.repeat(cam[None], len(truth), 0))
+        pixels.append(project(K, pc) + rng.normal(scale=0.2, size=(len(truth), 2)))
+        depth.append(pc[:, 2] + rng.normal(scale=0.01, size=len(truth)))
+    start = truth + rng.normal(scale=0.05, size=truth.shape)
+    refined = refine_points(
+        start,
+        np.concatenate(idx),
+        np.concatenate(poses),
+        np.concatenate(pixels),
+        K,
+        np.concatenate(depth),
+        np.full(3 * len(truth), 0.01),
+    )
+    before = np.linalg.norm(start - truth, axis=1).mean()
+    after = np.linalg.norm(refined - truth, axis=1).mean()
+    assert after < 0.2 * before
+    assert after < 0.01
+
+
+def test_motion_model_check() -> None:
+    pose = np.eye(4)
+    near = make_pose(np.eye(3), [0.05, 0, 0])
+    far = make_pose(np.eye(3), [1.0, 0, 0])
+    assert relative_motion_ok(
+        pose, near, dt_s=1 / 30, max_speed_m_s=2.0, max_angular_speed_deg_s=90
+    )
+    assert not relative_motion_ok(
+        pose, far, dt_s=1 / 30, max_speed_m_s=2.0, max_angular_speed_deg_s=90
+    )
+    turned = make_pose(so3_exp([0, np.radians(40), 0]), [0, 0, 0])
+    assert not relative_motion_ok(pose, turned, 1 / 30, 2.0, 90)
+
+
+@pytest.mark.parametrize(
+    ("tracked", "moved_m", "turned_deg", "frames", "expected"),
+    [
+        (90, 0.0, 0.0, 5, False),
+        (50, 0.0, 0.0, 5, True),  # below 60 % of 100 landmarks
+        (90, 0.3, 0.0, 5, True),
+        (90, 0.0, 20.0, 5, True),
+        (10, 0.5, 0.0, 0, False),  # never right after a keyframe
+    ],
+)
+def test_keyframe_policy(
+    tracked: int, moved_m: float, turned_deg: float, frames: int, expected: bool
+) -> None:
+    config = KeyframeConfig(min_tracked_ratio=0.6, max_translation_m=0.25, max_rotation_deg=15.0)
+    current = make_pose(so3_exp([0, np.radians(turned_deg), 0]), [moved_m, 0, 0])
+    assert need_keyframe(config, np.eye(4), current, tracked, 100, frames) is expected
