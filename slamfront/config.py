@@ -148,6 +148,9 @@ class CameraConfig:
 
 @dataclass(frozen=True)
 class SourceConfig:
+    spec: str | None = None
+    """Source a profile runs when none is given on the command line (``realsense``,
+    ``realsense-file:rec.db3``); a bare scheme such as ``tum:`` takes its path from there."""
     max_frames: int | None = None
     start_frame: int = 0
     stride: int = 1
@@ -162,6 +165,42 @@ class SourceConfig:
         _check(self.stride >= 1, "stride", "must be >= 1")
         _check(self.start_frame >= 0, "start_frame", "must be >= 0")
         _check(self.max_frames is None or self.max_frames > 0, "max_frames", "must be > 0")
+
+
+@dataclass(frozen=True)
+class RealSenseConfig:
+    """Intel RealSense D400 live capture and playback of its recordings (``realsense`` sources)."""
+
+    mode: Literal["auto", "rgbd", "stereo"] = "auto"
+    """rgbd: colour + depth aligned to colour; stereo: the two infrared imagers (left = image);
+    auto: rgbd live, and for a recording rgbd when it has colour + depth, else stereo."""
+    serial: str | None = None
+    """Device to open (``realsense:SERIAL`` wins); None takes the only / first device."""
+    width_px: int = 640
+    height_px: int = 480
+    fps: int = 30
+    emitter: bool = True
+    """Infrared dot projector (helps depth, but its dots show in the infrared images)."""
+    imu: bool = True
+    """Gyro + accelerometer when the device has them (D435i, D455)."""
+    gyro_hz: int = 200
+    accel_hz: int = 0
+    """0: the device's lowest accelerometer rate (D435i 63 Hz, D455 100 Hz)."""
+    timeout_s: float = 5.0
+    """A device (or recording) silent for longer ends the source with a DeviceError."""
+    first_frame_timeout_s: float = 15.0
+    """Allowance for the first frame (auto-exposure and USB start-up are slow)."""
+    queue_frames: int = 4
+    """Frames buffered between the device and the consumer; a live source drops the oldest
+    (counted) when the consumer is slower; a non-real-time playback waits instead."""
+
+    def __post_init__(self) -> None:
+        _check(self.width_px > 0 and self.height_px > 0, "width_px", "must be positive")
+        _check(self.fps > 0, "fps", "must be positive")
+        _check(self.gyro_hz >= 0 and self.accel_hz >= 0, "gyro_hz", "must be >= 0")
+        _check(self.timeout_s > 0, "timeout_s", "must be positive")
+        _check(self.first_frame_timeout_s > 0, "first_frame_timeout_s", "must be positive")
+        _check(self.queue_frames >= 1, "queue_frames", "must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -216,6 +255,7 @@ class Config:
     backend: BackendConfig = field(default_factory=BackendConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
+    realsense: RealSenseConfig = field(default_factory=RealSenseConfig)
     sim: SimConfig = field(default_factory=SimConfig)
     rerun: RerunConfig = field(default_factory=RerunConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
