@@ -160,9 +160,16 @@ class SourceConfig:
     tum_depth_scale: float = 5000.0
     tum_intrinsics: Literal["auto", "fr1", "fr2", "fr3", "ros"] = "auto"
     stereo_rectify: bool = True
+    undistort: bool = True
+    """Remap distorted images (TUM fr1/fr2, EuRoC, camera.dist_coeffs) to a pinhole camera."""
+    fps: float = 30.0
+    """Frame rate for stamps of image folders without times.txt and videos without stamps."""
+    groundtruth: str | None = None
+    """Ground-truth trajectory file (TUM, KITTI or EuRoC csv); EuRoC: world_from_body poses."""
 
     def __post_init__(self) -> None:
         _check(self.stride >= 1, "stride", "must be >= 1")
+        _check(self.fps > 0, "fps", "must be positive")
         _check(self.start_frame >= 0, "start_frame", "must be >= 0")
         _check(self.max_frames is None or self.max_frames > 0, "max_frames", "must be > 0")
 
