@@ -10,12 +10,14 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slamfront.errors import SlamfrontError
 
 if TYPE_CHECKING:
     from slamfront.config import Config
+    from slamfront.pipeline import Progress, RunStats
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -39,6 +41,137 @@ def _config_from_args(args: argparse.Namespace) -> Config:
     from slamfront.config import load_config
 
     return load_config(args.config, args.overrides)
+
+
+# ------------------------------------------------------------------------------ run
+
+
+def _add_run(sub: Any) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the pipeline on a source and write trajectory, config and stats",
+        description="SOURCE: tum:PATH, euroc:PATH, kitti:PATH[:SEQ], images:PATH, video:PATH, "
+        "sim[:NAME], realsense[:SERIAL], realsense-file:PATH",
+    )
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("--out", metavar="DIR", help="output folder (default runs/<source>-<time>)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    _add_config_args(p)
+    p.set_defaults(handler=_cmd_run)
+
+
+def _default_out(source: str) -> Path:
+    import time
+
+    name = source.split(":", 1)[0] or "run"
+    tail = Path(source.split(":", 1)[1]).name if ":" in source else ""
+    label = f"{name}-{tail}" if tail else name
+    return Path("runs") / f"{label}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _progress_printer(quiet: bool) -> Callable[[Progress], None] | None:
+    if quiet:
+        return None
+
+    def show(p: Progress) -> None:
+        total = f"/{p.total}" if p.total else ""
+        print(
+            f"frames {p.frames}{total}  {p.fps:5.1f} fps  state {p.state.value}  "
+            f"lost {p.frames_lost}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
+
+
+def _run_source(spec: str, config: Config, out: Path, quiet: bool) -> RunStats:
+    from slamfront.pipeline import run_to_directory
+    from slamfront.sources import open_source
+
+    with open_source(spec, config) as source:
+        try:
+            total: int | None = len(source)  # type: ignore[arg-type]
+        except TypeError:
+            total = None
+        stats = run_to_directory(
+            source,
+            config,
+            out,
+            frames_skipped=lambda: source.frames_skipped,
+            total=total,
+            on_progress=_progress_printer(quiet),
+        )
+        truth = source.groundtruth()
+        if truth is not None and len(truth):
+            from slamfront.eval.trajectory_io import write_tum_trajectory
+
+            write_tum_trajectory(out / "groundtruth.tum", truth)
+    return stats
+
+
+def _print_stats(stats: RunStats, out: Path) -> None:
+    med = stats.median_ms
+    print(
+        f"{stats.frames_read} frames ({stats.frames_tracked} tracked, {stats.frames_lost} lost, "
+        f"{stats.frames_skipped} skipped), {stats.keyframes} keyframes, {stats.fps:.1f} fps"
+    )
+    print(
+        f"median ms: read {med.read_ms:.1f}  extract {med.extract_ms:.1f}  "
+        f"match {med.match_ms:.1f}  pose {med.pose_ms:.1f}  sinks {med.sinks_ms:.1f}"
+    )
+    for note in stats.notes:
+        print(f"note: {note}")
+    print(f"outputs: {out}/trajectory.tum, config.yaml, stats.json")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    config = _config_from_args(args)
+    out = Path(args.out) if args.out else _default_out(args.source)
+    stats = _run_source(args.source, config, out, args.quiet)
+    _print_stats(stats, out)
+    return 0
+
+
+def _add_demo(sub: Any) -> None:
+    p = sub.add_parser(
+        "demo", help="run the synthetic loop end to end and evaluate it against ground truth"
+    )
+    p.add_argument("--out", metavar="DIR", default="runs/demo")
+    p.add_argument("--quiet", action="store_true")
+    _add_config_args(p)
+    p.set_defaults(handler=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from slamfront.eval.trajectory_metrics import evaluate_files, format_evaluation
+
+    config = _config_from_args(args)
+    out = Path(args.out)
+    spec = f"sim:{config.sim.trajectory}"
+    print(f"slamfront demo: {spec} ({config.sim.sensor}, preset {config.preset}) -> {out}")
+    stats = _run_source(spec, config, out, args.quiet)
+    _print_stats(stats, out)
+    mono = config.sim.sensor == "mono"
+    result = evaluate_files(
+        out / "trajectory.tum", out / "groundtruth.tum", align="sim3" if mono else "se3"
+    )
+    print(format_evaluation(result))
+    return 0
+
+
+def _add_doctor(sub: Any) -> None:
+    p = sub.add_parser("doctor", help="which optional parts are usable here, and why not")
+    p.set_defaults(handler=_cmd_doctor)
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from slamfront.doctor import diagnose
+
+    for check in diagnose():
+        mark = "ok " if check.usable else "-- "
+        print(f"{mark} {check.name:<14} {check.detail}")
+    return 0
 
 
 # ----------------------------------------------------------------------------- main
@@ -74,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # Each entry adds one subcommand: a parser whose defaults carry ``handler=_cmd_<name>``.
-_SUBCOMMANDS: list[Callable[[Any], None]] = []
+_SUBCOMMANDS: list[Callable[[Any], None]] = [_add_run, _add_demo, _add_doctor]
 
 
 if __name__ == "__main__":

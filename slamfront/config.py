@@ -91,6 +91,31 @@ class TrackerConfig:
     max_speed_m_s: float = 5.0
     """Motion-model sanity check: faster apparent motion is a tracking failure."""
     max_angular_speed_deg_s: float = 360.0
+    huber_px: float = 2.0
+    """Robust loss width of the pose refinement (pixels)."""
+    search_radius_px: float = 6.0
+    """Local-map search: window around each projected landmark."""
+    search_max_distance: float = 0.35
+    """Local-map search: largest descriptor distance (1 - cosine; share of bits for binary)."""
+    search_ratio: float = 0.9
+    relocalization_keyframes: int = 4
+    """Recent keyframes tried, newest first, to relocalise when lost."""
+    min_map_points: int = 50
+    """Landmarks a first keyframe needs before tracking starts."""
+    depth_edge_ratio: float = 0.05
+    """Keypoints whose 3x3 depth neighbourhood varies more than this share are skipped."""
+    mono_min_parallax_px: float = 20.0
+    """Monocular initialisation waits for this median image motion."""
+    mono_min_angle_deg: float = 1.0
+    """Smallest ray angle of a triangulated landmark."""
+    mono_init_angle_deg: float = 3.0
+    """Monocular initialisation waits until the median ray angle reaches this."""
+    stereo_max_row_diff_px: float = 1.5
+    stereo_disparity_sigma_px: float = 0.5
+    """Disparity noise: stereo depth sigma = sigma_px * z^2 / (fx * baseline)."""
+    rgbd_depth_sigma_m: float = 0.002
+    rgbd_depth_sigma_quadratic: float = 0.0015
+    """RGB-D depth sigma = max(rgbd_depth_sigma_m, quadratic * z^2) (per metre)."""
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
 
     def __post_init__(self) -> None:
@@ -101,11 +126,40 @@ class TrackerConfig:
 @dataclass(frozen=True)
 class LoopClosureConfig:
     enabled: bool = True
+    vocabulary: str | None = None
+    """VLAD vocabulary (.npz); None: the one packaged for extractor.model."""
     min_keyframe_gap: int = 15
+    """Keyframes this recent (by id) are never loop candidates."""
     min_similarity: float = 0.3
+    """Smallest global-descriptor similarity (centred VLAD dot product) of a candidate."""
+    candidates: int = 3
+    """Best candidates geometrically verified per query keyframe, best first."""
     min_inliers: int = 40
     min_inlier_ratio: float = 0.4
-    consistency: int = 1
+    """PnP inliers over the matches that have a 3-D point in the candidate."""
+    ransac_reprojection_px: float = 3.0
+    ransac_iterations: int = 500
+    consistency: int = 2
+    """Consecutive query keyframes that must each verify a loop to the same place (1 = off)."""
+    consistency_max_keyframe_gap: int = 5
+    """Matched keyframes of consecutive confirmations are at most this many ids apart."""
+    consistency_translation_m: float = 0.2
+    consistency_rotation_deg: float = 5.0
+    """Largest disagreement between the odometry of consecutive queries and the motion their
+    loops imply."""
+
+    def __post_init__(self) -> None:
+        _check(self.min_keyframe_gap >= 1, "min_keyframe_gap", "must be >= 1")
+        _check(-1.0 <= self.min_similarity <= 1.0, "min_similarity", "must be in [-1, 1]")
+        _check(self.candidates >= 1, "candidates", "must be >= 1")
+        _check(self.min_inliers >= 6, "min_inliers", "must be >= 6")
+        _check(0.0 <= self.min_inlier_ratio <= 1.0, "min_inlier_ratio", "must be in [0, 1]")
+        _check(self.ransac_reprojection_px > 0, "ransac_reprojection_px", "must be positive")
+        _check(self.ransac_iterations >= 1, "ransac_iterations", "must be >= 1")
+        _check(self.consistency >= 1, "consistency", "must be >= 1")
+        _check(
+            self.consistency_max_keyframe_gap >= 0, "consistency_max_keyframe_gap", "must be >= 0"
+        )
 
 
 @dataclass(frozen=True)
@@ -212,21 +266,34 @@ class RealSenseConfig:
 
 @dataclass(frozen=True)
 class SimConfig:
+    """The synthetic rig (``sim:NAME``); see slamfront/sim/ for scenes and trajectories."""
+
     trajectory: str = "loop"
-    scene: Literal["room", "repeated"] = "room"
+    """loop | figure8 | still | repeated (``sim:NAME`` sets it)."""
+    scene: Literal["auto", "room", "repeated"] = "auto"
+    """auto: the scene the trajectory is made for."""
     sensor: Literal["rgbd", "stereo", "mono"] = "rgbd"
     frames: int | None = None
     """None: the trajectory's own length."""
     width_px: int = 640
     height_px: int = 480
+    hfov_deg: float = 70.0
+    """Horizontal field of view; fx = fy = (width_px / 2) / tan(hfov_deg / 2)."""
     fps: float = 30.0
     baseline_m: float = 0.1
     seed: int = 0
     image_noise_std: float = 2.0
+    """Gaussian pixel noise, grey levels (0-255)."""
     motion_blur: bool = True
+    exposure_ms: float = 10.0
+    """Shutter time that motion_blur integrates over (centred on the frame's pose)."""
     depth_noise_std_m: float = 0.0
+    blank_start: int | None = None
+    """First of ``blank_count`` all-black frames (zero depth; ground truth and IMU kept)."""
+    blank_count: int = 0
     imu_rate_hz: float = 200.0
     gyro_noise_std_rad_s: float = 0.002
+    """Per-sample white-noise standard deviation (not a density)."""
     accel_noise_std_m_s2: float = 0.02
     gyro_bias_rad_s: tuple[float, ...] = (0.001, -0.002, 0.0015)
     accel_bias_m_s2: tuple[float, ...] = (0.02, -0.01, 0.03)
@@ -234,6 +301,17 @@ class SimConfig:
     def __post_init__(self) -> None:
         _check(self.width_px >= 64 and self.height_px >= 64, "width_px", "image too small")
         _check(self.fps > 0, "fps", "must be positive")
+        _check(10.0 <= self.hfov_deg <= 150.0, "hfov_deg", "must be in [10, 150]")
+        _check(self.frames is None or self.frames > 0, "frames", "must be > 0")
+        _check(self.baseline_m > 0, "baseline_m", "must be positive")
+        _check(self.image_noise_std >= 0, "image_noise_std", "must be >= 0")
+        _check(self.exposure_ms >= 0, "exposure_ms", "must be >= 0")
+        _check(self.depth_noise_std_m >= 0, "depth_noise_std_m", "must be >= 0")
+        _check(self.blank_start is None or self.blank_start >= 0, "blank_start", "must be >= 0")
+        _check(self.blank_count >= 0, "blank_count", "must be >= 0")
+        _check(self.imu_rate_hz > 0, "imu_rate_hz", "must be positive")
+        _check(self.gyro_noise_std_rad_s >= 0, "gyro_noise_std_rad_s", "must be >= 0")
+        _check(self.accel_noise_std_m_s2 >= 0, "accel_noise_std_m_s2", "must be >= 0")
         _check(len(self.gyro_bias_rad_s) == 3, "gyro_bias_rad_s", "needs 3 values")
         _check(len(self.accel_bias_m_s2) == 3, "accel_bias_m_s2", "needs 3 values")
 

@@ -1,0 +1,130 @@
+"""The tracker's local map: the last few keyframes and the landmarks they observe.
+
+Owned by one tracker and mutated only by it. Landmark ids grow monotonically; the arrays
+stay sorted by id, so ``rows_of`` is a binary search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from slamfront.geometry import invert_pose, transform_points
+from slamfront.types import Keyframe
+
+
+@dataclass(eq=False)
+class MapKeyframe:
+    """A keyframe in the window and, per keypoint, the landmark it observes (-1: none)."""
+
+    keyframe: Keyframe
+    landmark_ids: np.ndarray
+    depth_m: np.ndarray
+    """(N,) float32 measured depth per keypoint (0 = none), for structure refinement."""
+    depth_sigma_m: np.ndarray
+    """(N,) float32 standard deviation of that depth measurement."""
+
+    @property
+    def world_from_cam(self) -> np.ndarray:
+        return self.keyframe.world_from_cam
+
+
+class LocalMap:
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.keyframes: list[MapKeyframe] = []
+        self.ids = np.zeros(0, np.int64)
+        self.positions_world = np.zeros((0, 3))
+        self.descriptors: np.ndarray | None = None
+        self._next_id = 0
+
+    def __len__(self) -> int:
+        return int(self.ids.size)
+
+    @property
+    def reference(self) -> MapKeyframe:
+        return self.keyframes[-1]
+
+    def rows_of(self, landmark_ids: np.ndarray) -> np.ndarray:
+        """Row of each id in the landmark arrays, -1 where the id is not in the map."""
+        rows = np.searchsorted(self.ids, landmark_ids)
+        rows = np.minimum(rows, max(len(self.ids) - 1, 0))
+        found = (landmark_ids >= 0) & (len(self.ids) > 0)
+        if len(self.ids):
+            found &= self.ids[rows] == landmark_ids
+        return np.where(found, rows, -1)
+
+    def add_landmarks(self, positions_world: np.ndarray, descriptors: np.ndarray) -> np.ndarray:
+        """Append landmarks; returns their new ids."""
+        count = positions_world.shape[0]
+        new_ids = np.arange(self._next_id, self._next_id + count, dtype=np.int64)
+        self._next_id += count
+        self.ids = np.concatenate([self.ids, new_ids])
+        self.positions_world = np.concatenate([self.positions_world, positions_world])
+        if self.descriptors is None:
+            self.descriptors = descriptors.copy()
+        else:
+            self.descriptors = np.concatenate([self.descriptors, descriptors])
+        return new_ids
+
+    def add_keyframe(self, entry: MapKeyframe) -> None:
+        """Add a keyframe; the oldest leaves the window with landmarks no one else observes."""
+        self.keyframes.append(entry)
+        if len(self.keyframes) > self.window:
+            self.keyframes.pop(0)
+            self._drop_unobserved()
+
+    def _drop_unobserved(self) -> None:
+        observed = np.unique(np.concatenate([kf.landmark_ids for kf in self.keyframes]))
+        observed = observed[observed >= 0]
+        keep = np.isin(self.ids, observed)
+        self.ids = self.ids[keep]
+        self.positions_world = self.positions_world[keep]
+        if self.descriptors is not None:
+            self.descriptors = self.descriptors[keep]
+
+    def points_cam(self, entry: MapKeyframe) -> np.ndarray:
+        """(N, 3) landmark positions in the keyframe's camera frame, NaN where none."""
+        out = np.full((entry.landmark_ids.size, 3), np.nan)
+        rows = self.rows_of(entry.landmark_ids)
+        has = rows >= 0
+        if has.any():
+            cam_from_world = invert_pose(entry.world_from_cam)
+            out[has] = transform_points(cam_from_world, self.positions_world[rows[has]])
+        return out
+
+    def observations(self) -> tuple[np.ndarray, ...]:
+        """Every (landmark row, cam_from_world, pixel, depth, depth sigma) observation in the
+        window; depth 0 where none was measured."""
+        rows_all, poses, pixels, depths, sigmas = [], [], [], [], []
+        for entry in self.keyframes:
+            rows = self.rows_of(entry.landmark_ids)
+            has = np.flatnonzero(rows >= 0)
+            if has.size == 0:
+                continue
+            rows_all.append(rows[has])
+            poses.append(np.repeat(invert_pose(entry.world_from_cam)[None], has.size, axis=0))
+            pixels.append(entry.keyframe.features.keypoints[has].astype(np.float64))
+            depths.append(entry.depth_m[has].astype(np.float64))
+            sigmas.append(entry.depth_sigma_m[has].astype(np.float64))
+        if not rows_all:
+            empty = np.zeros(0)
+            return empty.astype(np.int64), np.zeros((0, 4, 4)), np.zeros((0, 2)), empty, empty
+        return (
+            np.concatenate(rows_all),
+            np.concatenate(poses),
+            np.concatenate(pixels),
+            np.concatenate(depths),
+            np.concatenate(sigmas),
+        )
+
+    def transform(self, new_world_from_old_world: np.ndarray) -> None:
+        """Move the whole window rigidly (after a pose-graph correction)."""
+        import dataclasses
+
+        self.positions_world = transform_points(new_world_from_old_world, self.positions_world)
+        for entry in self.keyframes:
+            entry.keyframe = dataclasses.replace(
+                entry.keyframe, world_from_cam=new_world_from_old_world @ entry.world_from_cam
+            )

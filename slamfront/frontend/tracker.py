@@ -1,0 +1,740 @@
+"""Streaming tracker: ``Tracker.step(frame) -> TrackResult``.
+
+Each frame is matched to the reference (latest) keyframe; the reference's landmarks give
+2-D/3-D correspondences for PnP in RANSAC; the pose is refined by robust motion-only bundle
+adjustment, then landmarks of the other window keyframes are projected and searched for
+(tracking against the local map), and the pose is refined again on everything found.
+Keyframes get landmarks from depth (RGB-D), from row-constrained stereo matching (stereo), or
+by triangulation against the previous keyframe (monocular, arbitrary scale).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from slamfront.config import TrackerConfig
+from slamfront.frontend.base import Extractor, Matcher
+from slamfront.frontend.descriptors import pair_distance
+from slamfront.frontend.keyframes import need_keyframe
+from slamfront.frontend.local_map import LocalMap, MapKeyframe
+from slamfront.frontend.pose import (
+    PoseEstimate,
+    refine_points,
+    refine_pose,
+    relative_motion_ok,
+    solve_pnp_ransac,
+)
+from slamfront.frontend.stereo import stereo_depth
+from slamfront.geometry import (
+    invert_pose,
+    make_pose,
+    so3_exp,
+    so3_log,
+    transform_points,
+    triangulate,
+    undistort_points,
+    unproject,
+)
+from slamfront.types import (
+    CameraModel,
+    Features,
+    Frame,
+    Keyframe,
+    Matches,
+    StageTimings,
+    TrackingState,
+    TrackResult,
+)
+
+
+@dataclass(frozen=True, eq=False)
+class _Correspondences:
+    """2-D/3-D pairs for one frame: current keypoint index, landmark id, world point."""
+
+    keypoint_index: np.ndarray
+    landmark_ids: np.ndarray
+    points_world: np.ndarray
+
+    @staticmethod
+    def empty() -> _Correspondences:
+        return _Correspondences(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3)))
+
+    def __len__(self) -> int:
+        return int(self.keypoint_index.size)
+
+    def select(self, mask: np.ndarray) -> _Correspondences:
+        return _Correspondences(
+            self.keypoint_index[mask], self.landmark_ids[mask], self.points_world[mask]
+        )
+
+    def concat(self, other: _Correspondences) -> _Correspondences:
+        return _Correspondences(
+            np.concatenate([self.keypoint_index, other.keypoint_index]),
+            np.concatenate([self.landmark_ids, other.landmark_ids]),
+            np.concatenate([self.points_world, other.points_world]),
+        )
+
+
+class Tracker:
+    """Frame-by-frame camera tracking against a local map of recent keyframes."""
+
+    def __init__(self, config: TrackerConfig, extractor: Extractor, matcher: Matcher) -> None:
+        self._config = config
+        self._extractor = extractor
+        self._matcher = matcher
+        self._map = LocalMap(config.local_map_keyframes)
+        self._state = TrackingState.INITIALIZING
+        self._last_pose: tuple[int, np.ndarray] | None = None  # (stamp_ns, world_from_cam)
+        self._velocity: tuple[np.ndarray, float] | None = None  # (se3 twist per second)
+        self._frames_since_keyframe = 0
+        self._next_keyframe_id = 0
+        self._mono_reference: tuple[Frame, Features] | None = None
+        self._scale_note_given = False
+
+    @property
+    def state(self) -> TrackingState:
+        return self._state
+
+    # ------------------------------------------------------------------ public verb
+
+    def step(self, frame: Frame, features: Features | None = None) -> TrackResult:
+        """Track one frame. ``features`` may be passed when extracted elsewhere (pipelining)."""
+        start = time.perf_counter()
+        if features is None:
+            features = self._extractor(frame.image)
+        extract_ms = (time.perf_counter() - start) * 1e3
+        features = _pinhole_features(features, frame.camera)
+        result = self._track(frame, features)
+        return replace(result, timings=replace(result.timings, extract_ms=extract_ms))
+
+    def keyframes(self) -> list[Keyframe]:
+        """The keyframes currently in the local window, oldest first."""
+        return [entry.keyframe for entry in self._map.keyframes]
+
+    def reanchor(self, keyframe_id: int, corrected_world_from_cam: np.ndarray) -> bool:
+        """Move the local map so that ``keyframe_id`` sits at its corrected pose.
+
+        Called after a pose-graph optimisation: the live pose follows the corrected reference
+        keyframe instead of jumping back to the drifted frame. False if the keyframe left the
+        window.
+        """
+        for entry in self._map.keyframes:
+            if entry.keyframe.keyframe_id == keyframe_id:
+                correction = corrected_world_from_cam @ invert_pose(entry.world_from_cam)
+                self._map.transform(correction)
+                if self._last_pose is not None:
+                    stamp, pose = self._last_pose
+                    self._last_pose = (stamp, correction @ pose)
+                return True
+        return False
+
+    # ------------------------------------------------------------------ internals
+
+    def _mode(self, frame: Frame) -> str:
+        if self._config.mode != "auto":
+            return self._config.mode
+        if frame.depth_m is not None:
+            return "rgbd"
+        if frame.image_right is not None and frame.stereo is not None:
+            return "stereo"
+        return "mono"
+
+    def _track(self, frame: Frame, features: Features) -> TrackResult:
+        t0 = time.perf_counter()
+        mode = self._mode(frame)
+        if not self._map.keyframes:
+            if mode == "mono":
+                return self._initialize_mono(frame, features, t0)
+            return self._initialize_metric(frame, features, mode, t0)
+        if self._state == TrackingState.LOST:
+            return self._relocalize(frame, features, mode, t0)
+        return self._track_local_map(frame, features, mode, t0)
+
+    def _result(
+        self,
+        frame: Frame,
+        features: Features,
+        state: TrackingState,
+        world_from_cam: np.ndarray | None,
+        t0: float,
+        match_ms: float = 0.0,
+        matches: Matches | None = None,
+        estimate: PoseEstimate | None = None,
+        keyframe: Keyframe | None = None,
+        reference_id: int | None = None,
+    ) -> TrackResult:
+        self._state = state
+        total_ms = (time.perf_counter() - t0) * 1e3
+        return TrackResult(
+            frame_index=frame.index,
+            stamp_ns=frame.stamp_ns,
+            state=state,
+            world_from_cam=world_from_cam,
+            num_features=len(features),
+            num_matches=len(matches) if matches is not None else 0,
+            num_inliers=estimate.num_inliers if estimate is not None else 0,
+            reprojection_rmse_px=estimate.rmse_px if estimate is not None else float("nan"),
+            is_keyframe=keyframe is not None,
+            keyframe_id=keyframe.keyframe_id if keyframe is not None else None,
+            reference_keyframe_id=reference_id,
+            matches=matches,
+            features=features,
+            timings=StageTimings(match_ms=match_ms, pose_ms=max(total_ms - match_ms, 0.0)),
+        )
+
+    # -------------------------------------------------------------- initialisation
+
+    def _initialize_metric(
+        self, frame: Frame, features: Features, mode: str, t0: float
+    ) -> TrackResult:
+        depth, sigma = self._keypoint_depth(frame, features, mode)
+        world_from_cam = np.eye(4)
+        valid = depth > 0
+        if int(valid.sum()) < self._config.min_map_points:
+            return self._result(frame, features, TrackingState.INITIALIZING, None, t0)
+        keyframe = self._insert_keyframe(
+            frame, features, world_from_cam, depth, sigma, _Correspondences.empty()
+        )
+        self._remember_pose(frame.stamp_ns, world_from_cam)
+        return self._result(
+            frame,
+            features,
+            TrackingState.OK,
+            world_from_cam,
+            t0,
+            keyframe=keyframe,
+            reference_id=keyframe.keyframe_id,
+        )
+
+    def _initialize_mono(self, frame: Frame, features: Features, t0: float) -> TrackResult:
+        """Two-view start: essential matrix in RANSAC, relative pose, triangulation with
+        parallax and cheirality checks. The scale is arbitrary (median depth 1)."""
+        import cv2
+
+        cfg = self._config
+        if self._mono_reference is None or len(self._mono_reference[1]) < cfg.min_map_points:
+            self._mono_reference = (frame, features)
+            return self._result(frame, features, TrackingState.INITIALIZING, None, t0)
+        ref_frame, ref_features = self._mono_reference
+        tm = time.perf_counter()
+        matches = self._matcher(ref_features, features)
+        match_ms = (time.perf_counter() - tm) * 1e3
+        if len(matches) < cfg.min_map_points:
+            self._mono_reference = (frame, features)  # lost overlap: restart from here
+            return self._result(
+                frame, features, TrackingState.INITIALIZING, None, t0, match_ms, matches
+            )
+        px0 = ref_features.keypoints[matches.indices[:, 0]].astype(np.float64)
+        px1 = features.keypoints[matches.indices[:, 1]].astype(np.float64)
+        parallax = float(np.median(np.linalg.norm(px1 - px0, axis=1)))
+        if parallax < cfg.mono_min_parallax_px:
+            return self._result(
+                frame, features, TrackingState.INITIALIZING, None, t0, match_ms, matches
+            )
+        k = frame.camera.K
+        essential, mask = cv2.findEssentialMat(
+            px0, px1, k, method=cv2.RANSAC, prob=0.999, threshold=1.0
+        )
+        if essential is None or essential.shape != (3, 3):
+            return self._result(
+                frame, features, TrackingState.INITIALIZING, None, t0, match_ms, matches
+            )
+        _, rot, trans, mask_pose = cv2.recoverPose(essential, px0, px1, k, mask=mask.copy())
+        inl = mask_pose.ravel() > 0
+        cam1_from_cam0 = make_pose(rot, trans.ravel())
+        points = triangulate(np.eye(4), cam1_from_cam0, k, px0, px1)
+        good = inl & self._triangulation_ok(points, np.eye(4), cam1_from_cam0, k, px0, px1)
+        angles = _ray_angles_deg(points[inl], np.eye(4), cam1_from_cam0)
+        median_angle = float(np.median(angles)) if angles.size else 0.0
+        if int(good.sum()) < cfg.min_map_points or median_angle < cfg.mono_init_angle_deg:
+            return self._result(
+                frame, features, TrackingState.INITIALIZING, None, t0, match_ms, matches
+            )
+        scale = 1.0 / float(np.median(points[good, 2]))
+        points *= scale
+        cam1_from_cam0[:3, 3] *= scale
+        # keyframe 0: the reference frame, with the triangulated points as its landmarks
+        zeros0 = np.zeros(len(ref_features), np.float32)
+        self._insert_keyframe(
+            ref_frame, ref_features, np.eye(4), zeros0, zeros0, _Correspondences.empty(), True
+        )
+        ids = self._map.add_landmarks(
+            points[good], ref_features.descriptors[matches.indices[good, 0]]
+        )
+        self._map.reference.landmark_ids[matches.indices[good, 0]] = ids
+        self._map.reference.keyframe = replace(
+            self._map.reference.keyframe, points_cam_m=self._map.points_cam(self._map.reference)
+        )
+        world_from_cam1 = invert_pose(cam1_from_cam0)
+        corr = _Correspondences(matches.indices[good, 1], ids, points[good])
+        zeros1 = np.zeros(len(features), np.float32)
+        keyframe = self._insert_keyframe(
+            frame, features, world_from_cam1, zeros1, zeros1, corr, mono=True
+        )
+        self._remember_pose(ref_frame.stamp_ns, np.eye(4))
+        self._remember_pose(frame.stamp_ns, world_from_cam1)
+        self._mono_reference = None
+        return self._result(
+            frame,
+            features,
+            TrackingState.OK,
+            world_from_cam1,
+            t0,
+            match_ms,
+            matches,
+            keyframe=keyframe,
+            reference_id=keyframe.keyframe_id,
+        )
+
+    # -------------------------------------------------------------------- tracking
+
+    def _predict(self, stamp_ns: int) -> np.ndarray | None:
+        if self._last_pose is None:
+            return None
+        last_stamp, last_pose = self._last_pose
+        if self._velocity is None:
+            return last_pose
+        twist, _ = self._velocity
+        dt = (stamp_ns - last_stamp) * 1e-9
+        delta = make_pose(so3_exp(twist[3:] * dt), twist[:3] * dt)
+        return last_pose @ delta
+
+    def _remember_pose(self, stamp_ns: int, world_from_cam: np.ndarray) -> None:
+        if self._last_pose is not None:
+            last_stamp, last_pose = self._last_pose
+            dt = (stamp_ns - last_stamp) * 1e-9
+            if dt > 0:
+                delta = invert_pose(last_pose) @ world_from_cam
+                twist = np.concatenate([delta[:3, 3], so3_log(delta[:3, :3])]) / dt
+                self._velocity = (twist, dt)
+        self._last_pose = (stamp_ns, world_from_cam)
+
+    def _lose(
+        self, frame: Frame, features: Features, t0: float, match_ms: float, matches: Matches | None
+    ) -> TrackResult:
+        self._velocity = None
+        return self._result(frame, features, TrackingState.LOST, None, t0, match_ms, matches)
+
+    def _match_reference(
+        self, entry: MapKeyframe, features: Features
+    ) -> tuple[Matches, _Correspondences, float]:
+        tm = time.perf_counter()
+        matches = self._matcher(entry.keyframe.features, features)
+        match_ms = (time.perf_counter() - tm) * 1e3
+        ids = entry.landmark_ids[matches.indices[:, 0]] if len(matches) else np.zeros(0, np.int64)
+        rows = self._map.rows_of(ids)
+        has = rows >= 0
+        corr = _Correspondences(
+            matches.indices[has, 1], ids[has], self._map.positions_world[rows[has]]
+        )
+        return matches, corr, match_ms
+
+    def _estimate(
+        self,
+        corr: _Correspondences,
+        features: Features,
+        camera: CameraModel,
+        guess_world_from_cam: np.ndarray | None,
+    ) -> PoseEstimate | None:
+        cfg = self._config
+        if len(corr) < cfg.min_inliers:
+            return None
+        pixels = features.keypoints[corr.keypoint_index].astype(np.float64)
+        k = camera.K
+        initial: np.ndarray | None = None
+        if guess_world_from_cam is not None:
+            # the motion model's guess, kept if most correspondences agree with it
+            guess = refine_pose(
+                invert_pose(guess_world_from_cam),
+                corr.points_world,
+                pixels,
+                k,
+                cfg.huber_px,
+                cfg.ransac_reprojection_px,
+            )
+            if guess.num_inliers >= max(cfg.min_inliers, 0.6 * len(corr)):
+                initial = guess.cam_from_world
+        if initial is None:
+            found = solve_pnp_ransac(corr.points_world, pixels, k, cfg.ransac_reprojection_px)
+            if found is None:
+                return None
+            initial = found[0]
+        return refine_pose(
+            initial, corr.points_world, pixels, k, cfg.huber_px, cfg.ransac_reprojection_px
+        )
+
+    def _track_local_map(
+        self, frame: Frame, features: Features, mode: str, t0: float
+    ) -> TrackResult:
+        cfg = self._config
+        reference = self._map.reference
+        prediction = self._predict(frame.stamp_ns)
+        matches, corr, match_ms = self._match_reference(reference, features)
+        estimate = self._estimate(corr, features, frame.camera, prediction)
+        if estimate is None or estimate.num_inliers < cfg.min_inliers:
+            return self._lose(frame, features, t0, match_ms, matches)
+        corr = corr.select(estimate.inliers)
+        corr, estimate = self._search_local_map(corr, features, frame.camera, estimate)
+        if estimate.num_inliers < cfg.min_inliers:
+            return self._lose(frame, features, t0, match_ms, matches)
+        world_from_cam = invert_pose(estimate.cam_from_world)
+        if prediction is not None and self._last_pose is not None:
+            dt = max((frame.stamp_ns - self._last_pose[0]) * 1e-9, 1e-3)
+            if not relative_motion_ok(
+                prediction, world_from_cam, dt, cfg.max_speed_m_s, cfg.max_angular_speed_deg_s
+            ):
+                return self._lose(frame, features, t0, match_ms, matches)
+        return self._accept(
+            frame, features, mode, corr, estimate, world_from_cam, t0, match_ms, matches, reference
+        )
+
+    def _accept(
+        self,
+        frame: Frame,
+        features: Features,
+        mode: str,
+        corr: _Correspondences,
+        estimate: PoseEstimate,
+        world_from_cam: np.ndarray,
+        t0: float,
+        match_ms: float,
+        matches: Matches,
+        reference: MapKeyframe,
+    ) -> TrackResult:
+        self._frames_since_keyframe += 1
+        ref_ids = reference.landmark_ids
+        tracked_ref = int(np.isin(corr.landmark_ids, ref_ids[ref_ids >= 0]).sum())
+        keyframe = None
+        if need_keyframe(
+            self._config.keyframes,
+            reference.world_from_cam,
+            world_from_cam,
+            tracked_ref,
+            int((ref_ids >= 0).sum()),
+            self._frames_since_keyframe,
+        ):
+            keyframe = self._make_keyframe(
+                frame, features, mode, world_from_cam, corr, matches, reference
+            )
+        self._remember_pose(frame.stamp_ns, world_from_cam)
+        current_ref = self._map.reference.keyframe.keyframe_id
+        return self._result(
+            frame,
+            features,
+            TrackingState.OK,
+            world_from_cam,
+            t0,
+            match_ms,
+            matches,
+            estimate,
+            keyframe,
+            current_ref,
+        )
+
+    def _search_local_map(
+        self,
+        corr: _Correspondences,
+        features: Features,
+        camera: CameraModel,
+        estimate: PoseEstimate,
+    ) -> tuple[_Correspondences, PoseEstimate]:
+        """Project window landmarks not yet matched and look for them near their projection."""
+        from scipy.spatial import cKDTree
+
+        cfg = self._config
+        lmap = self._map
+        if len(lmap) == 0 or lmap.descriptors is None or len(features) == 0:
+            return corr, estimate
+        candidates = ~np.isin(lmap.ids, corr.landmark_ids)
+        rows = np.flatnonzero(candidates)
+        pose = estimate.cam_from_world
+        points_cam = transform_points(pose, lmap.positions_world[rows])
+        front = points_cam[:, 2] > cfg.min_depth_m
+        rows, points_cam = rows[front], points_cam[front]
+        k = camera.K
+        proj = points_cam[:, :2] / points_cam[:, 2:3] * [k[0, 0], k[1, 1]] + [k[0, 2], k[1, 2]]
+        inside = (
+            (proj[:, 0] >= 0)
+            & (proj[:, 0] < camera.width_px)
+            & (proj[:, 1] >= 0)
+            & (proj[:, 1] < camera.height_px)
+        )
+        rows, proj = rows[inside], proj[inside]
+        taken = np.zeros(len(features), bool)
+        taken[corr.keypoint_index] = True
+        if rows.size == 0:
+            return corr, estimate
+        tree = cKDTree(features.keypoints.astype(np.float64))
+        dist_px, nn = tree.query(proj, k=4, distance_upper_bound=cfg.search_radius_px)
+        valid = np.isfinite(dist_px)
+        nn_safe = np.where(valid, nn, 0)
+        desc = features.descriptors[nn_safe]  # (R, 4, D)
+        land_desc = lmap.descriptors[rows][:, None, :].repeat(4, axis=1)
+        ddist = pair_distance(land_desc, desc)
+        ddist = np.where(valid & ~taken[nn_safe], ddist, np.inf)
+        order = np.argsort(ddist, axis=1)
+        best = np.take_along_axis(ddist, order[:, :1], 1)[:, 0]
+        second = np.take_along_axis(ddist, order[:, 1:2], 1)[:, 0]
+        best_kp = np.take_along_axis(nn_safe, order[:, :1], 1)[:, 0]
+        ok = (best <= cfg.search_max_distance) & (best <= cfg.search_ratio * second)
+        rows, best_kp, best = rows[ok], best_kp[ok], best[ok]
+        if rows.size == 0:
+            return corr, estimate
+        # one landmark per keypoint: keep the closest descriptor
+        order = np.lexsort((best, best_kp))
+        first = np.ones(order.size, bool)
+        first[1:] = best_kp[order][1:] != best_kp[order][:-1]
+        chosen = order[first]
+        found = _Correspondences(
+            best_kp[chosen], lmap.ids[rows[chosen]], lmap.positions_world[rows[chosen]]
+        )
+        merged = corr.concat(found)
+        pixels = features.keypoints[merged.keypoint_index].astype(np.float64)
+        refined = refine_pose(
+            pose, merged.points_world, pixels, k, cfg.huber_px, cfg.ransac_reprojection_px
+        )
+        return merged.select(refined.inliers), _restrict(refined)
+
+    # ------------------------------------------------------------------- keyframes
+
+    def _keypoint_depth(
+        self, frame: Frame, features: Features, mode: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) depth of each keypoint from the depth image or the stereo pair (0 = none),
+        and its standard deviation in metres."""
+        cfg = self._config
+        none = np.zeros(len(features), np.float32)
+        if mode == "rgbd" and frame.depth_m is not None:
+            depth = _depth_at(frame.depth_m, features.keypoints, cfg.depth_edge_ratio)
+            # structured light / time of flight: error grows with the square of the range
+            sigma = np.maximum(cfg.rgbd_depth_sigma_m, cfg.rgbd_depth_sigma_quadratic * depth**2)
+        elif mode == "stereo" and frame.image_right is not None and frame.stereo is not None:
+            right = _pinhole_features(self._extractor(frame.image_right), frame.stereo.right)
+            depth = stereo_depth(
+                features,
+                right,
+                frame.stereo,
+                cfg.stereo_max_row_diff_px,
+                cfg.min_depth_m,
+                cfg.max_depth_m,
+            )
+            focal_baseline = frame.stereo.left.fx * frame.stereo.baseline_m
+            sigma = cfg.stereo_disparity_sigma_px * depth**2 / focal_baseline
+        else:
+            return none, none
+        invalid = (depth < cfg.min_depth_m) | (depth > cfg.max_depth_m)
+        depth[invalid] = 0.0
+        return depth, np.where(invalid, 0.0, sigma).astype(np.float32)
+
+    def _make_keyframe(
+        self,
+        frame: Frame,
+        features: Features,
+        mode: str,
+        world_from_cam: np.ndarray,
+        corr: _Correspondences,
+        matches: Matches,
+        reference: MapKeyframe,
+    ) -> Keyframe | None:
+        depth, sigma = self._keypoint_depth(frame, features, mode)
+        if mode == "mono":
+            self._insert_keyframe(frame, features, world_from_cam, depth, sigma, corr, mono=True)
+            self._triangulate_new(reference, self._map.reference, matches, frame.camera)
+        else:
+            new_points = (depth > 0).sum()
+            if len(corr) + new_points < self._config.min_map_points:
+                return None  # degraded: no depth here; keep the old reference
+            self._insert_keyframe(frame, features, world_from_cam, depth, sigma, corr)
+        self._refine_structure(mode, frame.camera)
+        entry = self._map.reference
+        entry.keyframe = replace(entry.keyframe, points_cam_m=self._map.points_cam(entry))
+        return entry.keyframe
+
+    def _insert_keyframe(
+        self,
+        frame: Frame,
+        features: Features,
+        world_from_cam: np.ndarray,
+        depth: np.ndarray,
+        depth_sigma: np.ndarray,
+        corr: _Correspondences,
+        mono: bool = False,
+    ) -> Keyframe:
+        landmark_ids = np.full(len(features), -1, np.int64)
+        landmark_ids[corr.keypoint_index] = corr.landmark_ids
+        lmap = self._map
+        if len(corr) and lmap.descriptors is not None:
+            # landmarks take the appearance of their latest observation
+            rows = lmap.rows_of(corr.landmark_ids)
+            lmap.descriptors[rows] = features.descriptors[corr.keypoint_index]
+        if not mono:
+            fresh = np.flatnonzero((landmark_ids < 0) & (depth > 0))
+            if fresh.size:
+                points_cam = unproject(
+                    frame.camera.K,
+                    features.keypoints[fresh].astype(np.float64),
+                    depth[fresh].astype(np.float64),
+                )
+                points_world = transform_points(world_from_cam, points_cam)
+                landmark_ids[fresh] = lmap.add_landmarks(points_world, features.descriptors[fresh])
+        keyframe = Keyframe(
+            keyframe_id=self._next_keyframe_id,
+            frame_index=frame.index,
+            stamp_ns=frame.stamp_ns,
+            world_from_cam=world_from_cam.copy(),
+            camera=frame.camera,
+            features=features,
+            points_cam_m=np.zeros((0, 3)),
+        )
+        self._next_keyframe_id += 1
+        entry = MapKeyframe(keyframe, landmark_ids, depth, depth_sigma)
+        lmap.add_keyframe(entry)
+        entry.keyframe = replace(keyframe, points_cam_m=lmap.points_cam(entry))
+        self._frames_since_keyframe = 0
+        return entry.keyframe
+
+    def _triangulate_new(
+        self, older: MapKeyframe, newer: MapKeyframe, matches: Matches, camera: CameraModel
+    ) -> None:
+        """Monocular: new landmarks from matches of the two keyframes that have none yet."""
+        if len(matches) == 0:
+            return
+        i0, i1 = matches.indices[:, 0], matches.indices[:, 1]
+        free = (older.landmark_ids[i0] < 0) & (newer.landmark_ids[i1] < 0)
+        i0, i1 = i0[free], i1[free]
+        if i0.size == 0:
+            return
+        k = camera.K
+        cam0 = invert_pose(older.world_from_cam)
+        cam1 = invert_pose(newer.world_from_cam)
+        px0 = older.keyframe.features.keypoints[i0].astype(np.float64)
+        px1 = newer.keyframe.features.keypoints[i1].astype(np.float64)
+        points = triangulate(cam0, cam1, k, px0, px1)
+        good = self._triangulation_ok(points, cam0, cam1, k, px0, px1)
+        if not good.any():
+            return
+        ids = self._map.add_landmarks(points[good], newer.keyframe.features.descriptors[i1[good]])
+        older.landmark_ids[i0[good]] = ids
+        newer.landmark_ids[i1[good]] = ids
+
+    def _triangulation_ok(
+        self,
+        points_world: np.ndarray,
+        cam0_from_world: np.ndarray,
+        cam1_from_world: np.ndarray,
+        k: np.ndarray,
+        px0: np.ndarray,
+        px1: np.ndarray,
+    ) -> np.ndarray:
+        """Cheirality, reprojection within the RANSAC threshold, and enough parallax."""
+        cfg = self._config
+        ok = np.all(np.isfinite(points_world), axis=1)
+        for cam_from_world, px in ((cam0_from_world, px0), (cam1_from_world, px1)):
+            pc = transform_points(cam_from_world, points_world)
+            ok &= pc[:, 2] > 0
+            z = np.where(pc[:, 2] > 0, pc[:, 2], 1.0)
+            proj = pc[:, :2] / z[:, None] * [k[0, 0], k[1, 1]] + [k[0, 2], k[1, 2]]
+            ok &= np.linalg.norm(proj - px, axis=1) < cfg.ransac_reprojection_px
+        angles = _ray_angles_deg(points_world, cam0_from_world, cam1_from_world)
+        return ok & (angles >= cfg.mono_min_angle_deg)
+
+    def _refine_structure(self, mode: str, camera: CameraModel) -> None:
+        """Structure-only refinement of window landmarks from all window observations
+        (and their depth measurements, weighted by a depth-proportional sigma)."""
+        lmap = self._map
+        rows, cam_from_world, pixels, depth, sigma = lmap.observations()
+        if rows.size == 0:
+            return
+        depth_obs = np.where(depth > 0, depth, np.nan)
+        sigma = np.where(depth > 0, sigma, 1.0)
+        counts = np.bincount(rows, minlength=len(lmap))
+        multi = counts[rows] >= 2
+        if not multi.any():
+            return
+        lmap.positions_world = refine_points(
+            lmap.positions_world,
+            rows[multi],
+            cam_from_world[multi],
+            pixels[multi],
+            camera.K,
+            depth_obs[multi] if mode != "mono" else None,
+            sigma[multi] if mode != "mono" else None,
+            self._config.huber_px,
+        )
+
+    # -------------------------------------------------------------- relocalisation
+
+    def _relocalize(self, frame: Frame, features: Features, mode: str, t0: float) -> TrackResult:
+        cfg = self._config
+        match_ms = 0.0
+        last_matches: Matches | None = None
+        for entry in reversed(self._map.keyframes[-cfg.relocalization_keyframes :]):
+            matches, corr, ms = self._match_reference(entry, features)
+            match_ms += ms
+            last_matches = matches
+            estimate = self._estimate(corr, features, frame.camera, None)
+            if estimate is None or estimate.num_inliers < cfg.min_inliers:
+                continue
+            corr = corr.select(estimate.inliers)
+            corr, estimate = self._search_local_map(corr, features, frame.camera, estimate)
+            if estimate.num_inliers < cfg.min_inliers:
+                continue
+            # resume with this keyframe as the reference
+            self._map.keyframes.remove(entry)
+            self._map.keyframes.append(entry)
+            self._last_pose = None
+            self._velocity = None
+            world_from_cam = invert_pose(estimate.cam_from_world)
+            return self._accept(
+                frame, features, mode, corr, estimate, world_from_cam, t0, match_ms, matches, entry
+            )
+        return self._result(frame, features, TrackingState.LOST, None, t0, match_ms, last_matches)
+
+
+def _ray_angles_deg(
+    points_world: np.ndarray, cam0_from_world: np.ndarray, cam1_from_world: np.ndarray
+) -> np.ndarray:
+    """Angle at each point between the rays to the two camera centres, degrees."""
+    ray0 = points_world - invert_pose(cam0_from_world)[:3, 3]
+    ray1 = points_world - invert_pose(cam1_from_world)[:3, 3]
+    cos = np.sum(ray0 * ray1, axis=1) / np.maximum(
+        np.linalg.norm(ray0, axis=1) * np.linalg.norm(ray1, axis=1), 1e-12
+    )
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def _restrict(estimate: PoseEstimate) -> PoseEstimate:
+    """The estimate with only its inliers (matching the filtered correspondences)."""
+    mask = estimate.inliers
+    return PoseEstimate(
+        estimate.cam_from_world, mask[mask], estimate.residuals_px[mask], estimate.information
+    )
+
+
+def _pinhole_features(features: Features, camera: CameraModel) -> Features:
+    """Keypoints moved to the undistorted pinhole image when the camera has distortion."""
+    if not camera.is_distorted or len(features) == 0:
+        return features
+    return replace(
+        features, keypoints=undistort_points(camera, features.keypoints).astype(np.float32)
+    )
+
+
+def _depth_at(depth_m: np.ndarray, keypoints: np.ndarray, edge_ratio: float) -> np.ndarray:
+    """Depth at each keypoint (nearest pixel), 0 where invalid or on a depth edge."""
+    h, w = depth_m.shape
+    col = np.clip(np.rint(keypoints[:, 0]).astype(np.int64), 0, w - 1)
+    row = np.clip(np.rint(keypoints[:, 1]).astype(np.int64), 0, h - 1)
+    centre = depth_m[row, col].astype(np.float32)
+    lo = centre.copy()
+    hi = centre.copy()
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            d = depth_m[np.clip(row + dr, 0, h - 1), np.clip(col + dc, 0, w - 1)]
+            lo = np.minimum(lo, d)
+            hi = np.maximum(hi, d)
+    ok = (lo > 0) & ((hi - lo) <= edge_ratio * centre)
+    return np.where(ok, centre, 0.0).astype(np.float32)

@@ -1,0 +1,290 @@
+"""Wires source -> extractor -> matcher -> tracker -> sinks. Threads and queues live here only.
+
+``Pipeline.step(frame)`` is the synchronous form. ``Pipeline.run(frames)`` overlaps work on
+both cores: a reader thread pulls frame t+1 from the source and extracts its features while
+the caller's thread matches and tracks frame t (torch and ONNX Runtime release the GIL). The
+queue between them is bounded, so memory stays flat when the tracker is the slower side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from slamfront.config import Config, dump_config
+from slamfront.frontend.base import Extractor, Matcher
+from slamfront.sinks import Sink
+from slamfront.types import Features, Frame, StageTimings, TrackingState, TrackResult
+
+_STAGES = ("read_ms", "extract_ms", "match_ms", "pose_ms", "backend_ms", "sinks_ms")
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """What a run did. Latencies are medians over processed frames, milliseconds."""
+
+    frames_read: int
+    frames_skipped: int
+    frames_tracked: int
+    frames_lost: int
+    frames_initializing: int
+    keyframes: int
+    wall_s: float
+    fps: float
+    median_ms: StageTimings
+    p90_ms: StageTimings
+    viewer_frames_dropped: int = 0
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        out = asdict(self)
+        out["notes"] = list(self.notes)
+        return out
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Periodic progress of a run, for a progress line."""
+
+    frames: int
+    total: int | None
+    fps: float
+    state: TrackingState
+    frames_lost: int
+
+
+@dataclass(frozen=True, eq=False)
+class _Extracted:
+    """A frame and its features, handed from the reader thread to the tracking thread."""
+
+    frame: Frame
+    features: Features
+    read_ms: float
+    extract_ms: float
+
+
+@dataclass
+class _Counters:
+    read: int = 0
+    tracked: int = 0
+    lost: int = 0
+    initializing: int = 0
+    keyframes: int = 0
+    timings: list[tuple[float, ...]] = field(default_factory=list)
+
+
+class Pipeline:
+    """The whole front end for one rig. Owns the stages; nothing holds a reference back."""
+
+    def __init__(
+        self,
+        config: Config,
+        sinks: Sequence[Sink] = (),
+        extractor: Extractor | None = None,
+        matcher: Matcher | None = None,
+    ) -> None:
+        from slamfront.frontend.extractors import build_extractor
+        from slamfront.frontend.matchers import build_matcher
+        from slamfront.frontend.tracker import Tracker
+
+        self.config = config
+        self._extractor = extractor if extractor is not None else build_extractor(config.extractor)
+        self._matcher = (
+            matcher
+            if matcher is not None
+            else build_matcher(config.matcher, extractor_model=config.extractor.model)
+        )
+        self._tracker = Tracker(config.tracker, self._extractor, self._matcher)
+        self._sinks = list(sinks)
+        self._counters = _Counters()
+        self._start = time.perf_counter()
+        self._first_step: float | None = None
+        self._closed = False
+        self._mono = False
+
+    # ------------------------------------------------------------------ public
+
+    def step(self, frame: Frame, features: Features | None = None) -> TrackResult:
+        """Track one frame (extracting its features unless given) and feed the sinks."""
+        if self._first_step is None:
+            self._first_step = time.perf_counter()
+        result = self._tracker.step(frame, features)
+        return self._after_tracking(frame, result)
+
+    def run(
+        self, frames: Iterable[Frame], stop: threading.Event | None = None
+    ) -> Iterator[TrackResult]:
+        """Track every frame, extracting frame t+1 on a reader thread while frame t is
+        tracked here. Exceptions of the reader (source errors) are re-raised here, after the
+        frames read before them were tracked."""
+        stop = stop if stop is not None else threading.Event()
+        items: queue.Queue[object] = queue.Queue(maxsize=self.config.pipeline.queue_size)
+
+        def produce() -> None:
+            iterator = iter(frames)
+            try:
+                while not stop.is_set():
+                    t0 = time.perf_counter()
+                    try:
+                        frame = next(iterator)
+                    except StopIteration:
+                        break
+                    t1 = time.perf_counter()
+                    features = self._extractor(frame.image)
+                    t2 = time.perf_counter()
+                    _put(items, _Extracted(frame, features, (t1 - t0) * 1e3, (t2 - t1) * 1e3), stop)
+            except BaseException as exc:  # handed to the consumer, which re-raises it
+                _put(items, exc, stop)
+                return
+            _put(items, None, stop)
+
+        reader = threading.Thread(target=produce, name="slamfront-reader", daemon=True)
+        if self._first_step is None:
+            self._first_step = time.perf_counter()
+        reader.start()
+        try:
+            while True:
+                item = items.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                assert isinstance(item, _Extracted)
+                result = self._tracker.step(item.frame, item.features)
+                timings = replace(result.timings, read_ms=item.read_ms, extract_ms=item.extract_ms)
+                yield self._after_tracking(item.frame, replace(result, timings=timings))
+        finally:
+            stop.set()
+            while reader.is_alive():
+                try:
+                    items.get_nowait()
+                except queue.Empty:
+                    reader.join(timeout=0.05)
+
+    def stats(self, frames_skipped: int = 0) -> RunStats:
+        c = self._counters
+        wall = time.perf_counter() - (self._first_step or self._start)
+        timings = np.array(c.timings, dtype=np.float64).reshape(-1, len(_STAGES))
+        if timings.shape[0]:
+            med = StageTimings(*np.median(timings, axis=0).tolist())
+            p90 = StageTimings(*np.percentile(timings, 90, axis=0).tolist())
+        else:
+            med = p90 = StageTimings()
+        notes = ("monocular: trajectory scale is arbitrary",) if self._mono else ()
+        return RunStats(
+            frames_read=c.read,
+            frames_skipped=frames_skipped,
+            frames_tracked=c.tracked,
+            frames_lost=c.lost,
+            frames_initializing=c.initializing,
+            keyframes=c.keyframes,
+            wall_s=wall,
+            fps=c.read / wall if wall > 0 else 0.0,
+            median_ms=med,
+            p90_ms=p90,
+            notes=notes,
+        )
+
+    def close(self) -> None:
+        """Flush and close the sinks. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        errors: list[BaseException] = []
+        for sink in self._sinks:
+            try:
+                sink.close()
+            except Exception as exc:  # close every sink even if one fails
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    # ---------------------------------------------------------------- internals
+
+    def _after_tracking(self, frame: Frame, result: TrackResult) -> TrackResult:
+        c = self._counters
+        c.read += 1
+        if result.state == TrackingState.OK:
+            c.tracked += 1
+        elif result.state == TrackingState.LOST:
+            c.lost += 1
+        else:
+            c.initializing += 1
+        if frame.depth_m is None and frame.image_right is None:
+            self._mono = True
+        t0 = time.perf_counter()
+        keyframe = None
+        if result.is_keyframe:
+            c.keyframes += 1
+            keyframe = self._tracker.keyframes()[-1]
+        for sink in self._sinks:
+            sink.on_result(frame, result)
+            if keyframe is not None:
+                sink.on_keyframe(keyframe)
+        sinks_ms = (time.perf_counter() - t0) * 1e3
+        result = replace(result, timings=replace(result.timings, sinks_ms=sinks_ms))
+        c.timings.append(tuple(getattr(result.timings, name) for name in _STAGES))
+        return result
+
+
+def _put(items: queue.Queue[object], item: object, stop: threading.Event) -> None:
+    """Blocking put that gives up when the consumer has stopped."""
+    while not stop.is_set():
+        try:
+            items.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
+def run_to_directory(
+    frames: Iterable[Frame],
+    config: Config,
+    out_dir: str | os.PathLike[str],
+    frames_skipped: Callable[[], int] = lambda: 0,
+    total: int | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    extra_sinks: Sequence[Sink] = (),
+    stop: threading.Event | None = None,
+) -> RunStats:
+    """Run the pipeline over ``frames`` and write the run's outputs to ``out_dir``:
+    ``config.yaml`` (the resolved config, first), ``trajectory.tum`` (one flushed line per
+    tracked frame, so a crash keeps every pose so far) and ``stats.json`` (at the end, also
+    when the run fails part-way)."""
+    from slamfront.sinks.trajectory import TrajectorySink
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dump_config(config, out / "config.yaml")
+    trajectory = TrajectorySink(out / "trajectory.tum")
+    pipeline = Pipeline(config, sinks=[trajectory, *extra_sinks])
+    last_report = time.perf_counter()
+    interval = config.pipeline.progress_interval_s
+    try:
+        for result in pipeline.run(frames, stop):
+            now = time.perf_counter()
+            if on_progress is not None and now - last_report >= interval:
+                last_report = now
+                s = pipeline.stats()
+                on_progress(Progress(s.frames_read, total, s.fps, result.state, s.frames_lost))
+    finally:
+        try:
+            pipeline.close()
+        finally:
+            stats = pipeline.stats(frames_skipped())
+            _write_json(out / "stats.json", stats.to_json())
+    return stats
+
+
+def _write_json(path: Path, data: dict[str, object]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,236 @@
+"""Tracker logic on a feature-level world: known 3-D points, an exact camera path, an
+"extractor" that projects the points (with pixel noise) and a nearest-neighbour matcher.
+Image rendering and learned networks are tested elsewhere; this isolates the geometry."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from slamfront.config import TrackerConfig
+from slamfront.frontend.tracker import Tracker
+from slamfront.geometry import invert_pose, make_pose, so3_exp, transform_points
+from slamfront.types import CameraModel, Features, Frame, Matches, StereoRig, TrackingState
+
+CAMERA = CameraModel(640, 480, 450.0, 450.0, 320.0, 240.0)
+FPS = 30.0
+
+
+class PointWorld:
+    """Random points in a shell 2-4 m around the origin (furniture and walls of a room),
+    each with its own descriptor."""
+
+    def __init__(self, seed: int = 0, count: int = 6000) -> None:
+        rng = np.random.default_rng(seed)
+        direction = rng.normal(size=(count, 3))
+        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+        direction[:, 1] *= 0.5  # a room is wider than it is high
+        self.points = direction * rng.uniform(2.0, 4.0, size=(count, 1))
+        desc = rng.normal(size=(count, 32)).astype(np.float32)
+        self.descriptors = desc / np.linalg.norm(desc, axis=1, keepdims=True)
+        self.rng = rng
+
+    def observe(
+        self, cam_from_world: np.ndarray, noise_px: float = 0.3, camera: CameraModel = CAMERA
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pc = transform_points(cam_from_world, self.points)
+        front = pc[:, 2] > 0.2
+        uv = pc[:, :2] / np.where(front, pc[:, 2], 1.0)[:, None]
+        px = uv * [camera.fx, camera.fy] + [camera.cx, camera.cy]
+        inside = (
+            front
+            & (px[:, 0] > 2)
+            & (px[:, 0] < camera.width_px - 3)
+            & (px[:, 1] > 2)
+            & (px[:, 1] < camera.height_px - 3)
+        )
+        ids = np.flatnonzero(inside)
+        noisy = px[ids] + self.rng.normal(scale=noise_px, size=(ids.size, 2))
+        return ids, noisy.astype(np.float32), pc[ids, 2]
+
+
+def trajectory(n: int, radius: float = 1.0) -> list[np.ndarray]:
+    """world_from_cam along a circle, looking outwards and turning slowly."""
+    poses = []
+    for i in range(n):
+        a = 2 * np.pi * i / n
+        rot = so3_exp(np.array([0.0, a, 0.0]))
+        poses.append(make_pose(rot, [radius * np.sin(a), 0.1 * np.sin(3 * a), radius * np.cos(a)]))
+    return poses
+
+
+class FakeExtractor:
+    """Features are looked up by the frame's image (two pixels tag the frame and side)."""
+
+    def __init__(self) -> None:
+        self.by_tag: dict[int, Features] = {}
+
+    def __call__(self, image: np.ndarray) -> Features:
+        return self.by_tag[int(image[0, 0]) * 256 + int(image[0, 1])]
+
+
+def nn_matcher(f0: Features, f1: Features) -> Matches:
+    if len(f0) == 0 or len(f1) == 0:
+        return Matches.empty()
+    sim = f0.descriptors @ f1.descriptors.T
+    best1 = sim.argmax(1)
+    best0 = sim.argmax(0)
+    i0 = np.flatnonzero((best0[best1] == np.arange(len(f0))) & (sim.max(1) > 0.9))
+    return Matches(np.stack([i0, best1[i0]], 1).astype(np.int64), sim.max(1)[i0].astype(np.float32))
+
+
+def make_frames(
+    world: PointWorld,
+    poses: list[np.ndarray],
+    extractor: FakeExtractor,
+    sensor: str,
+    blank: range = range(0),
+    noise_px: float = 0.3,
+) -> list[Frame]:
+    frames = []
+    rig = StereoRig(CAMERA, CAMERA, make_pose(np.eye(3), [-0.1, 0, 0]), rectified=True)
+    for i, world_from_cam in enumerate(poses):
+        tag = 2 * i
+        image = np.zeros((4, 4), np.uint8)
+        image[0, :2] = divmod(tag, 256)
+        right = image.copy()
+        right[0, :2] = divmod(tag + 1, 256)
+        cam_from_world = invert_pose(world_from_cam)
+        if i in blank:
+            empty = Features(
+                np.zeros((0, 2), np.float32),
+                np.zeros(0, np.float32),
+                np.zeros((0, 32), np.float32),
+                (640, 480),
+            )
+            extractor.by_tag[tag] = extractor.by_tag[tag + 1] = empty
+            depth = np.zeros((480, 640), np.float32)
+        else:
+            ids, px, z = world.observe(cam_from_world, noise_px)
+            desc = world.descriptors[ids]
+            extractor.by_tag[tag] = Features(px, np.ones(len(ids), np.float32), desc, (640, 480))
+            rids, rpx, _ = world.observe(rig.right_from_left @ cam_from_world, noise_px)
+            extractor.by_tag[tag + 1] = Features(
+                rpx, np.ones(len(rids), np.float32), world.descriptors[rids], (640, 480)
+            )
+            depth = np.zeros((480, 640), np.float32)
+            col = np.rint(px[:, 0]).astype(int)
+            row = np.rint(px[:, 1]).astype(int)
+            for dr in (-1, 0, 1):
+                for dc in (-1, 0, 1):
+                    depth[row + dr, col + dc] = z
+        frames.append(
+            Frame(
+                index=i,
+                stamp_ns=int(i * 1e9 / FPS),
+                image=image,
+                camera=CAMERA,
+                depth_m=depth if sensor == "rgbd" else None,
+                image_right=right if sensor == "stereo" else None,
+                stereo=rig if sensor == "stereo" else None,
+            )
+        )
+    return frames
+
+
+def run(
+    sensor: str, n: int = 150, blank: range = range(0), config: TrackerConfig | None = None
+) -> tuple[list, list[np.ndarray]]:
+    world = PointWorld()
+    poses = trajectory(n)
+    extractor = FakeExtractor()
+    frames = make_frames(world, poses, extractor, sensor, blank)
+    tracker = Tracker(config or TrackerConfig(), extractor, nn_matcher)
+    return [tracker.step(f) for f in frames], poses
+
+
+def position_errors(
+    results: list, poses: list[np.ndarray], scale_align: bool = False
+) -> np.ndarray:
+    """Errors after expressing the estimate in the ground truth's frame via the first pose."""
+    est = [(r.frame_index, r.world_from_cam) for r in results if r.world_from_cam is not None]
+    first_index, first = est[0]
+    gt_from_est = poses[first_index] @ invert_pose(first)
+    pos_est = np.array([(gt_from_est @ p)[:3, 3] for _, p in est])
+    pos_gt = np.array([poses[i][:3, 3] for i, _ in est])
+    if scale_align:
+        origin = poses[first_index][:3, 3]
+        scale = np.sum((pos_gt - origin) * (pos_est - origin)) / np.sum((pos_est - origin) ** 2)
+        pos_est = origin + scale * (pos_est - origin)
+    return np.linalg.norm(pos_est - pos_gt, axis=1)
+
+
+@pytest.mark.parametrize("sensor", ["rgbd", "stereo"])
+def test_metric_tracking_is_accurate(sensor: str) -> None:
+    results, poses = run(sensor)
+    assert results[0].state == TrackingState.OK
+    assert all(r.state == TrackingState.OK for r in results)
+    errors = position_errors(results, poses)
+    assert errors.max() < 0.02, errors.max()
+    keyframes = sum(r.is_keyframe for r in results)
+    assert 5 <= keyframes <= 60
+    ok = [r for r in results[1:]]
+    assert np.median([r.num_inliers for r in ok]) > 100
+    assert np.median([r.reprojection_rmse_px for r in ok]) < 0.8
+
+
+def test_monocular_initialises_and_tracks_up_to_scale() -> None:
+    results, poses = run("mono", n=150)
+    states = [r.state for r in results]
+    assert states[0] == TrackingState.INITIALIZING
+    first_ok = states.index(TrackingState.OK)
+    assert first_ok < 20
+    assert all(s == TrackingState.OK for s in states[first_ok:])
+    errors = position_errors(results, poses, scale_align=True)
+    path = sum(np.linalg.norm(poses[i + 1][:3, 3] - poses[i][:3, 3]) for i in range(len(poses) - 1))
+    assert errors.max() < 0.03 * path
+
+
+def test_blank_frames_lose_then_relocalise() -> None:
+    blank = range(60, 70)
+    results, poses = run("rgbd", blank=blank)
+    for i in blank:
+        assert results[i].state == TrackingState.LOST
+        assert results[i].world_from_cam is None
+    after = [r.state for r in results[70:]]
+    assert TrackingState.OK in after[:5]
+    assert all(s == TrackingState.OK for s in after[after.index(TrackingState.OK) :])
+    errors = position_errors(results, poses)
+    assert errors.max() < 0.03
+
+
+def test_reanchor_moves_live_pose_with_corrected_keyframe() -> None:
+    world = PointWorld()
+    extractor = FakeExtractor()
+    frames = make_frames(world, trajectory(40), extractor, "rgbd", noise_px=0.0)
+    plain = Tracker(TrackerConfig(), extractor, nn_matcher)
+    moved = Tracker(TrackerConfig(), extractor, nn_matcher)
+    for f in frames[:20]:
+        plain.step(f)
+        moved.step(f)
+    reference = moved.keyframes()[-1]
+    shift = make_pose(so3_exp([0, 0.02, 0]), [0.2, 0.0, -0.1])
+    assert moved.reanchor(reference.keyframe_id, shift @ reference.world_from_cam)
+    for f in frames[20:25]:
+        expected = shift @ plain.step(f).world_from_cam
+        result = moved.step(f)
+        assert result.state == TrackingState.OK
+        np.testing.assert_allclose(result.world_from_cam, expected, atol=1e-6)
+    assert not moved.reanchor(10_000, np.eye(4))
+
+
+def test_keyframe_records_carry_points_in_camera_frame() -> None:
+    world = PointWorld()
+    extractor = FakeExtractor()
+    frames = make_frames(world, trajectory(30), extractor, "rgbd")
+    tracker = Tracker(dataclasses.replace(TrackerConfig()), extractor, nn_matcher)
+    for f in frames:
+        tracker.step(f)
+    for kf in tracker.keyframes():
+        has = np.isfinite(kf.points_cam_m[:, 0])
+        assert has.sum() > 50
+        # points in the keyframe's camera frame project onto its keypoints
+        px = kf.points_cam_m[has, :2] / kf.points_cam_m[has, 2:3] * 450.0 + [320, 240]
+        assert np.median(np.linalg.norm(px - kf.features.keypoints[has], axis=1)) < 1.0
