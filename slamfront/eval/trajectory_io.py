@@ -339,6 +339,15 @@ def _check_pose(pose: np.ndarray) -> np.ndarray:
     return arr
 
 
+def _checked_poses(trajectory: Trajectory) -> np.ndarray:
+    poses = np.asarray(trajectory.world_from_body, dtype=np.float64)
+    if poses.ndim != 3 or poses.shape[1:] != (4, 4) or not np.all(np.isfinite(poses)):
+        raise ValueError(f"poses must be finite (N, 4, 4) matrices, got shape {poses.shape}")
+    if len(trajectory.stamps_ns) != poses.shape[0]:
+        raise ValueError(f"{len(trajectory.stamps_ns)} stamps for {poses.shape[0]} poses")
+    return poses
+
+
 def _write_atomic(path: str | os.PathLike[str], text: str) -> None:
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
@@ -358,7 +367,7 @@ _TUM_HEADER = "# timestamp tx ty tz qx qy qz qw\n"
 
 def write_tum_trajectory(path: str | os.PathLike[str], trajectory: Trajectory) -> None:
     """Write ``t tx ty tz qx qy qz qw`` lines (stamps with nanosecond digits), atomically."""
-    poses = trajectory.world_from_body
+    poses = _checked_poses(trajectory)
     quats = _quat_xyzw_from_rotations(poses[:, :3, :3])
     lines = [_TUM_HEADER]
     lines += [
@@ -371,14 +380,14 @@ def write_kitti_trajectory(path: str | os.PathLike[str], trajectory: Trajectory)
     """Write 12 numbers (row-major 3x4) per pose, no stamps, atomically."""
     lines = [
         " ".join(f"{v:.9e}" for v in pose[:3, :].reshape(-1)) + "\n"
-        for pose in trajectory.world_from_body
+        for pose in _checked_poses(trajectory)
     ]
     _write_atomic(path, "".join(lines))
 
 
 def write_euroc_trajectory(path: str | os.PathLike[str], trajectory: Trajectory) -> None:
     """Write EuRoC csv ``t_ns,px,py,pz,qw,qx,qy,qz`` lines, atomically."""
-    poses = trajectory.world_from_body
+    poses = _checked_poses(trajectory)
     quats = _quat_xyzw_from_rotations(poses[:, :3, :3])
     lines = ["#timestamp [ns],p_x [m],p_y [m],p_z [m],q_w [],q_x [],q_y [],q_z []\n"]
     for stamp, pose, q in zip(trajectory.stamps_ns, poses, quats, strict=True):
