@@ -147,6 +147,11 @@ class LoopClosureConfig:
     consistency_rotation_deg: float = 5.0
     """Largest disagreement between the odometry of consecutive queries and the motion their
     loops imply."""
+    max_drift_ratio: float | None = 0.1
+    """Plausibility gate: a loop may move the query keyframe by at most max_drift_m plus this
+    share of the path travelled since the matched keyframe (None: no gate). Not applied to
+    keyframes pre-loaded from a saved map."""
+    max_drift_m: float = 0.3
 
     def __post_init__(self) -> None:
         _check(self.min_keyframe_gap >= 1, "min_keyframe_gap", "must be >= 1")
@@ -160,6 +165,12 @@ class LoopClosureConfig:
         _check(
             self.consistency_max_keyframe_gap >= 0, "consistency_max_keyframe_gap", "must be >= 0"
         )
+        _check(
+            self.max_drift_ratio is None or self.max_drift_ratio >= 0,
+            "max_drift_ratio",
+            "must be >= 0 or null",
+        )
+        _check(self.max_drift_m >= 0, "max_drift_m", "must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -241,7 +241,11 @@ class Keyframe:
 
 @dataclass(frozen=True, eq=False)
 class LoopCandidate:
-    """A verified loop: ``match_from_query`` is the relative pose (4x4) between the cameras."""
+    """A verified loop: ``match_from_query`` is the relative pose (4x4) between the cameras.
+
+    information: 6x6 information of that relative pose (gtsam Pose3 tangent order
+    rx, ry, rz, tx, ty, tz; perturbation of the query camera in its own frame), or None.
+    """
 
     query_keyframe_id: int
     match_keyframe_id: int
@@ -249,6 +253,7 @@ class LoopCandidate:
     match_from_query: np.ndarray
     num_inliers: int
     inlier_ratio: float
+    information: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -169,9 +169,19 @@ class PoseGraph:
         self._ids.append(keyframe_id)
         self._id_set.add(keyframe_id)
 
-    def add_loop(self, candidate: LoopCandidate, information: np.ndarray) -> None:
-        """Add a verified loop ``match_from_query`` as a robust factor (see ``robust_kernel``)."""
+    def add_loop(self, candidate: LoopCandidate, information: np.ndarray | None = None) -> None:
+        """Add a verified loop ``match_from_query`` as a robust factor (see ``robust_kernel``).
+
+        ``information`` defaults to the candidate's own (from its PnP inliers).
+        """
         gtsam = self._gtsam
+        if information is None:
+            information = candidate.information
+        if information is None:
+            raise InputError(
+                f"loop {candidate.query_keyframe_id}->{candidate.match_keyframe_id}: "
+                "no information matrix (neither given nor on the candidate)"
+            )
         for kid in (candidate.query_keyframe_id, candidate.match_keyframe_id):
             if kid not in self._id_set:
                 raise InputError(

@@ -1,0 +1,301 @@
+"""Loop detection: place recognition, geometric verification and temporal consistency.
+
+For every new keyframe :class:`LoopDetector` (run on the back-end thread)
+
+1. asks the :class:`~slamfront.backend.place_recognition.PlaceIndex` for the most similar
+   earlier keyframes by appearance alone (VLAD; never by pose, so it works after large
+   drift), skipping the ``min_keyframe_gap`` most recent ones and any below ``min_similarity``;
+2. verifies the best of them geometrically (:func:`verify_loop`): the matcher it was given
+   pairs the two keyframes' features, then PnP + RANSAC (OpenCV) places the query camera
+   against the candidate's 3-D points; ``min_inliers`` and ``min_inlier_ratio`` must hold;
+3. rejects a verified loop that would move the query keyframe further than drift can
+   explain: ``max_drift_m`` plus ``max_drift_ratio`` times the path travelled since the
+   matched keyframe (a relative bound, so large drift over a long path is still corrected);
+4. emits a :class:`~slamfront.types.LoopCandidate` only once ``consistency`` consecutive query
+   keyframes have each verified a loop to the same place, and the motion their loops imply
+   agrees with the tracker's odometry between them (a single look-alike view, e.g. one of
+   several identical objects, is not enough).
+
+Metric 3-D points are needed (RGB-D or stereo keyframes); monocular maps have no scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from slamfront.backend.place_recognition import PlaceIndex, vlad
+from slamfront.backend.pose_graph import pose_information
+from slamfront.backend.vocabulary import Vocabulary
+from slamfront.errors import InputError
+from slamfront.geometry import invert_pose, make_pose, rotation_angle_deg, undistort_points
+from slamfront.types import Features, Keyframe, LoopCandidate, Matches
+
+if TYPE_CHECKING:
+    from slamfront.config import LoopClosureConfig
+
+MatcherFn = Callable[[Features, Features], Matches]
+
+
+@dataclass(frozen=True, eq=False)
+class LoopVerification:
+    """A geometrically verified pair of keyframes.
+
+    match_from_query: 4x4 pose of the query camera in the candidate camera;
+    num_matches: matches whose candidate keypoint has a 3-D point;
+    inlier_ratio: num_inliers / num_matches; rmse_px: inlier reprojection RMSE;
+    information: 6x6 (Pose3 tangent order) of ``match_from_query``, see ``pose_information``.
+    """
+
+    match_from_query: np.ndarray
+    num_matches: int
+    num_inliers: int
+    inlier_ratio: float
+    rmse_px: float
+    information: np.ndarray
+
+
+def verify_loop(
+    query: Keyframe,
+    candidate: Keyframe,
+    matcher: MatcherFn,
+    config: LoopClosureConfig,
+    min_sigma_px: float = 0.5,
+) -> LoopVerification | None:
+    """Match the two keyframes and solve the query pose against the candidate's 3-D points.
+
+    None when there are too few matches, PnP finds no consensus, or the inlier count or
+    ratio is below ``config.min_inliers`` / ``config.min_inlier_ratio``.
+    """
+    import cv2
+
+    matches = matcher(query.features, candidate.features)
+    if len(matches) == 0:
+        return None
+    idx = np.asarray(matches.indices, dtype=np.int64)
+    points_m = np.asarray(candidate.points_cam_m, dtype=np.float64)[idx[:, 1]]
+    valid = np.all(np.isfinite(points_m), axis=1) & (points_m[:, 2] > 0)
+    num_matches = int(valid.sum())
+    if num_matches < max(config.min_inliers, 6):
+        return None
+    points_m = np.ascontiguousarray(points_m[valid])
+    keypoints = query.features.keypoints[idx[valid, 0]].astype(np.float64)
+    pixels = np.ascontiguousarray(undistort_points(query.camera, keypoints))
+    camera_k = query.camera.K
+    try:
+        ok, rvec, tvec, consensus = cv2.solvePnPRansac(
+            points_m,
+            pixels,
+            camera_k,
+            None,
+            iterationsCount=config.ransac_iterations,
+            reprojectionError=config.ransac_reprojection_px,
+            confidence=0.999,
+            flags=cv2.SOLVEPNP_AP3P,
+        )
+    except cv2.error:
+        return None
+    if not ok or consensus is None:
+        return None
+    # OpenCV's own final fit on the consensus (EPnP) is poor on planar scenes: refit it with
+    # SQPnP + Levenberg-Marquardt, re-select the inliers at that pose, and once more.
+    inliers = np.zeros(num_matches, dtype=bool)
+    inliers[np.asarray(consensus).reshape(-1)] = True
+    threshold_sq = config.ransac_reprojection_px**2
+    for _ in range(2):
+        if inliers.sum() < 6:
+            return None
+        try:
+            ok, rvec, tvec = cv2.solvePnP(
+                points_m[inliers], pixels[inliers], camera_k, None, flags=cv2.SOLVEPNP_SQPNP
+            )
+            if not ok:
+                return None
+            rvec, tvec = cv2.solvePnPRefineLM(
+                points_m[inliers], pixels[inliers], camera_k, None, rvec, tvec
+            )
+        except cv2.error:
+            return None
+        errors_sq = _reprojection_sq(rvec, tvec, points_m, pixels, camera_k)
+        inliers = errors_sq < threshold_sq
+    num_inliers = int(inliers.sum())
+    ratio = num_inliers / num_matches
+    if num_inliers < config.min_inliers or ratio < config.min_inlier_ratio:
+        return None
+    query_from_match = make_pose(cv2.Rodrigues(rvec)[0], np.asarray(tvec).reshape(3))
+    rmse_px = float(np.sqrt(np.mean(errors_sq[inliers])))
+    points_query = points_m[inliers] @ query_from_match[:3, :3].T + query_from_match[:3, 3]
+    focal_px = float(np.sqrt(query.camera.fx * query.camera.fy))
+    return LoopVerification(
+        match_from_query=invert_pose(query_from_match),
+        num_matches=num_matches,
+        num_inliers=num_inliers,
+        inlier_ratio=ratio,
+        rmse_px=rmse_px,
+        information=pose_information(points_query, focal_px, rmse_px, min_sigma_px),
+    )
+
+
+def _reprojection_sq(
+    rvec: np.ndarray, tvec: np.ndarray, points_m: np.ndarray, pixels: np.ndarray, k: np.ndarray
+) -> np.ndarray:
+    import cv2
+
+    cam = points_m @ cv2.Rodrigues(rvec)[0].T + np.asarray(tvec).reshape(3)
+    z = cam[:, 2]
+    projected = (cam[:, :2] / np.where(z > 1e-9, z, 1e-9)[:, None]) * [k[0, 0], k[1, 1]]
+    projected += k[:2, 2]
+    errors = np.sum((projected - pixels) ** 2, axis=1)
+    return np.where(z > 1e-9, errors, np.inf)
+
+
+@dataclass(frozen=True, eq=False)
+class _Confirmation:
+    query_id: int
+    world_from_query: np.ndarray
+    match_id: int
+    similarity: float
+    verification: LoopVerification
+
+
+class LoopDetector:
+    """``detector(keyframe) -> LoopCandidate | None``; see the module docstring.
+
+    ``matcher`` is the front end's ``(Features, Features) -> Matches`` callable (not built
+    here); ``vocabulary`` gives the global descriptors; ``keyframes`` pre-loads earlier ones
+    (e.g. of a saved map) without querying. A keyframe's ``global_descriptor`` is used when
+    set (compute it with :func:`~slamfront.backend.place_recognition.vlad` to keep it for
+    the map file), else computed here. Owned by one thread; keeps references to the keyframes.
+    """
+
+    def __init__(
+        self,
+        config: LoopClosureConfig,
+        matcher: MatcherFn,
+        vocabulary: Vocabulary,
+        keyframes: Sequence[Keyframe] = (),
+        min_sigma_px: float = 0.5,
+    ) -> None:
+        self._config = config
+        self._matcher = matcher
+        self._vocabulary = vocabulary
+        self._min_sigma_px = min_sigma_px
+        self._index = PlaceIndex(vocabulary.global_dim, capacity=max(1024, 2 * len(keyframes)))
+        self._keyframes: dict[int, Keyframe] = {}
+        self._path_m: dict[int, float] = {}  # path length travelled up to each live keyframe
+        self._last_live: Keyframe | None = None
+        self._streak: list[_Confirmation] = []
+        for keyframe in keyframes:
+            self._insert(keyframe)
+
+    def __call__(self, keyframe: Keyframe) -> LoopCandidate | None:
+        keyframe = self._with_global(keyframe)
+        self._track_path(keyframe)
+        confirmation = self._find(keyframe)
+        self._insert(keyframe)
+        if confirmation is None:
+            self._streak = []
+            return None
+        if self._streak and self._consistent(self._streak[-1], confirmation):
+            self._streak.append(confirmation)
+        else:
+            self._streak = [confirmation]
+        if len(self._streak) < self._config.consistency:
+            return None
+        found = confirmation.verification
+        return LoopCandidate(
+            query_keyframe_id=confirmation.query_id,
+            match_keyframe_id=confirmation.match_id,
+            similarity=confirmation.similarity,
+            match_from_query=found.match_from_query,
+            num_inliers=found.num_inliers,
+            inlier_ratio=found.inlier_ratio,
+            information=found.information,
+        )
+
+    def _find(self, keyframe: Keyframe) -> _Confirmation | None:
+        assert keyframe.global_descriptor is not None
+        places = self._index.query(
+            keyframe.global_descriptor,
+            top_k=self._config.candidates,
+            max_keyframe_id=keyframe.keyframe_id - self._config.min_keyframe_gap,
+        )
+        for place in places:
+            if place.similarity < self._config.min_similarity:
+                break
+            found = verify_loop(
+                keyframe,
+                self._keyframes[place.keyframe_id],
+                self._matcher,
+                self._config,
+                self._min_sigma_px,
+            )
+            if found is not None and self._plausible(keyframe, place.keyframe_id, found):
+                return _Confirmation(
+                    keyframe.keyframe_id,
+                    np.asarray(keyframe.world_from_cam, dtype=np.float64),
+                    place.keyframe_id,
+                    place.similarity,
+                    found,
+                )
+        return None
+
+    def _track_path(self, keyframe: Keyframe) -> None:
+        previous = self._last_live
+        travelled = 0.0
+        if previous is not None:
+            step = keyframe.world_from_cam[:3, 3] - previous.world_from_cam[:3, 3]
+            travelled = self._path_m[previous.keyframe_id] + float(np.linalg.norm(step))
+        self._path_m[keyframe.keyframe_id] = travelled
+        self._last_live = keyframe
+
+    def _plausible(self, query: Keyframe, match_id: int, found: LoopVerification) -> bool:
+        """Is the correction this loop implies within what drift along the path explains?"""
+        ratio = self._config.max_drift_ratio
+        if ratio is None or match_id not in self._path_m:
+            return True
+        path_m = self._path_m[query.keyframe_id] - self._path_m[match_id]
+        implied = self._keyframes[match_id].world_from_cam @ found.match_from_query
+        correction_m = float(np.linalg.norm(implied[:3, 3] - query.world_from_cam[:3, 3]))
+        return correction_m <= self._config.max_drift_m + ratio * path_m
+
+    def _consistent(self, previous: _Confirmation, current: _Confirmation) -> bool:
+        """Do two consecutive loops agree with the odometry between their query keyframes?"""
+        config = self._config
+        if abs(current.match_id - previous.match_id) > config.consistency_max_keyframe_gap:
+            return False
+        world_from_prev_match = self._keyframes[previous.match_id].world_from_cam
+        world_from_match = self._keyframes[current.match_id].world_from_cam
+        prev_match_from_match = invert_pose(world_from_prev_match) @ world_from_match
+        implied = (
+            invert_pose(previous.verification.match_from_query)
+            @ prev_match_from_match
+            @ current.verification.match_from_query
+        )
+        odometry = invert_pose(previous.world_from_query) @ current.world_from_query
+        disagreement = invert_pose(implied) @ odometry
+        return bool(
+            np.linalg.norm(disagreement[:3, 3]) <= config.consistency_translation_m
+            and rotation_angle_deg(disagreement[:3, :3]) <= config.consistency_rotation_deg
+        )
+
+    def _with_global(self, keyframe: Keyframe) -> Keyframe:
+        if keyframe.global_descriptor is None:
+            descriptor = vlad(self._vocabulary, keyframe.features.descriptors)
+            return replace(keyframe, global_descriptor=descriptor)
+        if keyframe.global_descriptor.shape != (self._vocabulary.global_dim,):
+            raise InputError(
+                f"keyframe {keyframe.keyframe_id}: global descriptor of shape "
+                f"{keyframe.global_descriptor.shape}, vocabulary {self._vocabulary.vocabulary_id} "
+                f"makes ({self._vocabulary.global_dim},)"
+            )
+        return keyframe
+
+    def _insert(self, keyframe: Keyframe) -> None:
+        keyframe = self._with_global(keyframe)
+        assert keyframe.global_descriptor is not None
+        self._index.add(keyframe.keyframe_id, keyframe.global_descriptor)
+        self._keyframes[keyframe.keyframe_id] = keyframe
