@@ -61,6 +61,14 @@ class MatcherConfig:
     ratio: float = 0.9
     """Nearest neighbour ratio test (1.0 = off)."""
     weights: str | None = None
+    device: Literal["cpu", "cuda"] = "cpu"
+    """torch runtime: where the network runs."""
+    threads: int = 0
+    """onnxruntime: intra-op threads of the layer and assignment graphs (0 = one per core)."""
+    onnx_dir: str | None = None
+    """Where exported LightGlue graphs are kept; None is ~/.cache/slamfront/onnx."""
+    engine_dir: str | None = None
+    """Where TensorRT engines are kept; None is ~/.cache/slamfront/tensorrt."""
 
     def __post_init__(self) -> None:
         for key in ("depth_confidence", "width_confidence"):
@@ -68,6 +76,7 @@ class MatcherConfig:
             _check(value == -1 or 0.0 < value <= 1.0, key, "must be in (0, 1] or -1 (off)")
         _check(0.0 <= self.filter_threshold < 1.0, "filter_threshold", "must be in [0, 1)")
         _check(0.0 < self.ratio <= 1.0, "ratio", "must be in (0, 1]")
+        _check(self.threads >= 0, "threads", "must be >= 0")
 
 
 @dataclass(frozen=True)

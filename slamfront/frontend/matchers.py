@@ -1,0 +1,355 @@
+"""Matchers: ``build_matcher(cfg, extractor_model)`` -> ``(Features, Features) -> Matches``.
+
+- ``lightglue``: the LightGlue-style network with early exit and point pruning, on torch
+  (reference), ONNX Runtime (CPU) or TensorRT, weights chosen by the extractor model;
+- ``mnn``: mutual nearest neighbours on cosine similarity of float descriptors, with a minimum
+  cosine and a distance ratio test (baselines, the ``superpoint`` preset);
+- ``orb_bf``: brute-force Hamming matching of binary (uint8) descriptors, mutual, with a
+  ratio test (the ``classic`` preset).
+
+Empty feature sets give empty matches; descriptors of another dimension or dtype than the
+matcher takes are an :class:`~slamfront.errors.InputError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from slamfront.errors import ConfigError, InputError, RuntimeUnavailableError, WeightsError
+from slamfront.types import Features, Matches
+
+if TYPE_CHECKING:
+    from slamfront.config import MatcherConfig
+    from slamfront.frontend.base import Matcher
+    from slamfront.frontend.runtime.lightglue_loop import GlueResult, GlueStages
+
+log = logging.getLogger(__name__)
+
+
+def build_matcher(cfg: MatcherConfig, extractor_model: str) -> Matcher:
+    """The matcher ``cfg`` describes, for features of ``extractor_model``."""
+    if cfg.model == "mnn":
+        return MutualNearestNeighbour(min_cosine=cfg.min_cosine, ratio=cfg.ratio)
+    if cfg.model == "orb_bf":
+        return HammingMatcher(ratio=cfg.ratio)
+    if cfg.model == "lightglue":
+        return build_lightglue(cfg, extractor_model)
+    raise ConfigError(f"matcher.model: unknown matcher {cfg.model!r}")  # pragma: no cover
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _empty(start: float) -> Matches:
+    return Matches(
+        np.zeros((0, 2), np.int64),
+        np.zeros((0,), np.float32),
+        time_ms=(time.perf_counter() - start) * 1e3,
+    )
+
+
+def _check_pair(f0: Features, f1: Features, kind: str) -> None:
+    for name, f in (("features0", f0), ("features1", f1)):
+        if f.descriptors.ndim != 2 or f.descriptors.shape[0] != f.keypoints.shape[0]:
+            raise InputError(
+                f"{name}.descriptors: expected ({f.keypoints.shape[0]}, D), "
+                f"got {f.descriptors.shape}"
+            )
+        binary = f.descriptors.dtype == np.uint8
+        if kind == "binary" and not binary:
+            raise InputError(
+                f"{name}.descriptors: orb_bf matches binary uint8 descriptors, got "
+                f"{f.descriptors.dtype} (use matcher.model=mnn or lightglue)"
+            )
+        if kind == "float" and binary:
+            raise InputError(
+                f"{name}.descriptors: uint8 (binary) descriptors need matcher.model=orb_bf"
+            )
+    if f0.descriptors.shape[1] != f1.descriptors.shape[1]:
+        raise InputError(
+            f"descriptor dimensions differ: features0 has {f0.descriptors.shape[1]}, "
+            f"features1 has {f1.descriptors.shape[1]}"
+        )
+
+
+def _mutual_ratio(
+    distance: np.ndarray, ratio: float, max_distance: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mutual nearest neighbours of a (N0, N1) distance matrix passing the ratio test.
+
+    The ratio test is applied on both sides: the best distance must be below ``ratio`` times
+    the second best in its row and in its column (``ratio`` = 1 switches it off).
+    """
+    n0, n1 = distance.shape
+    best0 = distance.argmin(1)
+    best1 = distance.argmin(0)
+    rows = np.arange(n0)
+    mutual = best1[best0] == rows
+    d_best = distance[rows, best0]
+    keep = mutual
+    if max_distance is not None:
+        keep &= d_best <= max_distance
+    if ratio < 1.0:
+        if n1 > 1:
+            second0 = np.partition(distance, 1, axis=1)[:, 1]
+            keep &= d_best < ratio * second0
+        if n0 > 1:
+            second1 = np.partition(distance, 1, axis=0)[1, :]
+            keep &= d_best < ratio * second1[best0]
+    i0 = rows[keep]
+    return np.stack([i0, best0[keep]], -1).astype(np.int64), d_best[keep]
+
+
+class MutualNearestNeighbour:
+    """Mutual nearest neighbours on cosine similarity with a ratio test on L2 distance.
+
+    Descriptors are L2-normalised first; pairs need cosine >= ``min_cosine``; the ratio test
+    compares distances sqrt(2 - 2 cos). Scores are the cosine similarity (clipped to [0, 1]).
+    """
+
+    def __init__(self, min_cosine: float = 0.8, ratio: float = 0.9) -> None:
+        self.min_cosine = min_cosine
+        self.ratio = ratio
+
+    def __call__(self, features0: Features, features1: Features) -> Matches:
+        start = time.perf_counter()
+        _check_pair(features0, features1, "float")
+        if len(features0) == 0 or len(features1) == 0:
+            return _empty(start)
+        d0 = _unit_rows(features0.descriptors)
+        d1 = _unit_rows(features1.descriptors)
+        cosine = d0 @ d1.T
+        distance = np.sqrt(np.maximum(2.0 - 2.0 * cosine, 0.0))
+        max_distance = float(np.sqrt(max(2.0 - 2.0 * self.min_cosine, 0.0)))
+        indices, dist = _mutual_ratio(distance, self.ratio, max_distance)
+        scores = np.clip(1.0 - 0.5 * dist.astype(np.float64) ** 2, 0.0, 1.0)
+        return Matches(
+            indices, scores.astype(np.float32), time_ms=(time.perf_counter() - start) * 1e3
+        )
+
+
+def _unit_rows(desc: np.ndarray) -> np.ndarray:
+    d = np.asarray(desc, np.float32)
+    norm = np.linalg.norm(d, axis=1, keepdims=True)
+    return d / np.maximum(norm, 1e-12)
+
+
+class HammingMatcher:
+    """Brute-force Hamming matching of binary descriptors: mutual, with a ratio test.
+
+    Scores are 1 - distance / bits.
+    """
+
+    def __init__(self, ratio: float = 0.8) -> None:
+        self.ratio = ratio
+
+    def __call__(self, features0: Features, features1: Features) -> Matches:
+        import cv2
+
+        start = time.perf_counter()
+        _check_pair(features0, features1, "binary")
+        if len(features0) == 0 or len(features1) == 0:
+            return _empty(start)
+        d0 = np.ascontiguousarray(features0.descriptors)
+        d1 = np.ascontiguousarray(features1.descriptors)
+        bits = 8 * d0.shape[1]
+        distance = cv2.batchDistance(d0, d1, cv2.CV_32S, normType=cv2.NORM_HAMMING)[0]
+        indices, dist = _mutual_ratio(distance.astype(np.float32), self.ratio, None)
+        scores = (1.0 - dist / bits).astype(np.float32)
+        return Matches(indices, scores, time_ms=(time.perf_counter() - start) * 1e3)
+
+
+# ----------------------------------------------------------------------------- LightGlue
+
+
+class GlueBackend(Protocol):
+    """Normalised keypoints (N, 2) + descriptors of both images -> GlueResult."""
+
+    def __call__(
+        self,
+        kpts0: np.ndarray,
+        desc0: np.ndarray,
+        kpts1: np.ndarray,
+        desc1: np.ndarray,
+        depth_confidence: float,
+        width_confidence: float,
+        filter_threshold: float,
+    ) -> GlueResult: ...
+
+
+def normalized_keypoints(features: Features) -> np.ndarray:
+    """Keypoints centred on the image and scaled by half its longer side (float32)."""
+    width, height = features.image_size
+    shift = np.array([width / 2.0, height / 2.0], np.float32)
+    scale = np.float32(max(width, height) / 2.0)
+    return ((np.asarray(features.keypoints, np.float32) - shift) / scale).astype(np.float32)
+
+
+class LightGlueMatcher:
+    """(Features, Features) -> Matches through one LightGlue runtime.
+
+    ``runtime`` names the backend (torch, onnxruntime, tensorrt); ``input_dim`` is the
+    descriptor dimension the weights take.
+    """
+
+    def __init__(
+        self,
+        backend: GlueBackend,
+        runtime: str,
+        input_dim: int,
+        extractor_model: str,
+        depth_confidence: float,
+        width_confidence: float,
+        filter_threshold: float,
+    ) -> None:
+        self.backend = backend
+        self.runtime = runtime
+        self.input_dim = input_dim
+        self.extractor_model = extractor_model
+        self.depth_confidence = depth_confidence
+        self.width_confidence = width_confidence
+        self.filter_threshold = filter_threshold
+
+    def __call__(self, features0: Features, features1: Features) -> Matches:
+        start = time.perf_counter()
+        _check_pair(features0, features1, "float")
+        for name, f in (("features0", features0), ("features1", features1)):
+            if f.descriptors.shape[1] != self.input_dim:
+                raise InputError(
+                    f"{name}.descriptors: {f.descriptors.shape[1]}-d, but the LightGlue weights "
+                    f"for {self.extractor_model} take {self.input_dim}-d descriptors"
+                )
+        if len(features0) == 0 or len(features1) == 0:
+            return _empty(start)
+        result = self.backend(
+            normalized_keypoints(features0),
+            np.ascontiguousarray(features0.descriptors, np.float32),
+            normalized_keypoints(features1),
+            np.ascontiguousarray(features1.descriptors, np.float32),
+            self.depth_confidence,
+            self.width_confidence,
+            self.filter_threshold,
+        )
+        return Matches(
+            indices=result.indices,
+            scores=result.scores,
+            layers_run=result.layers_run,
+            points_kept=result.points_kept,
+            time_ms=(time.perf_counter() - start) * 1e3,
+        )
+
+
+def lightglue_weights(cfg: MatcherConfig, extractor_model: str) -> Path:
+    """The checked weights file of the LightGlue for ``extractor_model``."""
+    from slamfront.frontend.models.lightglue import WEIGHT_FILES
+
+    name = WEIGHT_FILES.get(extractor_model)
+    if cfg.weights is None and name is None:
+        raise WeightsError(
+            f"no published LightGlue weights for extractor {extractor_model!r}; set "
+            "matcher.weights to a LightGlue file trained for its descriptors, or use "
+            "matcher.model=mnn"
+        )
+    try:
+        from slamfront.weights import resolve_weights
+    except ImportError:  # pragma: no cover - until weights.py lands everywhere
+        if cfg.weights is not None:
+            return Path(cfg.weights).expanduser()
+        env = os.environ.get("SLAMFRONT_WEIGHTS")
+        if env and (Path(env) / str(name)).is_file():
+            return Path(env) / str(name)
+        raise WeightsError(f"weights {name} not found (set SLAMFRONT_WEIGHTS)") from None
+    return resolve_weights(name or "explicit", cfg.weights)
+
+
+def _pick_runtime(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    from slamfront.frontend.runtime.lightglue_tensorrt import tensorrt_available
+
+    if tensorrt_available():
+        return "tensorrt"
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "torch"
+    return "onnxruntime"
+
+
+def build_lightglue(cfg: MatcherConfig, extractor_model: str) -> LightGlueMatcher:
+    """LightGlue on ``cfg.runtime`` with the weights for ``extractor_model``."""
+    from slamfront.frontend.models.lightglue import ARCHITECTURES, load_lightglue
+
+    if extractor_model not in ARCHITECTURES:
+        raise ConfigError(
+            f"matcher.model=lightglue does not take {extractor_model} features "
+            f"(LightGlue weights exist for {', '.join(sorted(ARCHITECTURES))}); "
+            "use matcher.model=orb_bf for ORB"
+        )
+    runtime = _pick_runtime(cfg.runtime)
+    path = lightglue_weights(cfg, extractor_model)
+    device = "cuda" if runtime == "tensorrt" else cfg.device
+    net = load_lightglue(path, extractor_model, device="cpu" if runtime != "torch" else device)
+    backend: GlueBackend
+    if runtime == "torch":
+        from slamfront.frontend.runtime.lightglue_torch import TorchGlueReference
+
+        backend = TorchGlueReference(net)
+    elif runtime in ("onnxruntime", "tensorrt"):
+        from slamfront.frontend.runtime.lightglue_export import (
+            export_lightglue,
+            file_sha256,
+            graphs_folder,
+        )
+        from slamfront.frontend.runtime.lightglue_loop import run_glue
+
+        masked = runtime == "tensorrt"
+        folder = graphs_folder(cfg.onnx_dir, extractor_model, file_sha256(path), masked)
+        graphs = export_lightglue(net, folder, masked=masked)
+        stages: GlueStages
+        if runtime == "onnxruntime":
+            from slamfront.frontend.runtime.lightglue_onnx import OrtGlueStages
+
+            stages = OrtGlueStages(graphs, threads=cfg.threads)
+        else:
+            from slamfront.frontend.runtime.lightglue_tensorrt import tensorrt_stages
+
+            stages = tensorrt_stages(graphs, cache_dir=cfg.engine_dir)
+
+        def backend(
+            kpts0: np.ndarray,
+            desc0: np.ndarray,
+            kpts1: np.ndarray,
+            desc1: np.ndarray,
+            depth_confidence: float,
+            width_confidence: float,
+            filter_threshold: float,
+        ) -> GlueResult:
+            return run_glue(
+                stages,
+                kpts0,
+                desc0,
+                kpts1,
+                desc1,
+                depth_confidence,
+                width_confidence,
+                filter_threshold,
+            )
+    else:
+        raise RuntimeUnavailableError(f"matcher.runtime: unknown runtime {runtime!r}")
+    log.debug("LightGlue for %s on %s from %s", extractor_model, runtime, path)
+    return LightGlueMatcher(
+        backend,
+        runtime,
+        net.arch.input_dim,
+        extractor_model,
+        cfg.depth_confidence,
+        cfg.width_confidence,
+        cfg.filter_threshold,
+    )
