@@ -1,0 +1,154 @@
+"""Smooth camera trajectories of the synthetic rig, as closed-form functions of time.
+
+Every trajectory gives ``world_from_cam`` (camera frame x right, y down, z forward; world
+frame z up, see :mod:`slamfront.sim.scene`) at any real time, so poses, velocities and
+accelerations are exact and infinitely differentiable (sums of sinusoids and linear terms),
+which keeps a simulated IMU consistent with the images. Orientation is built from a
+heading (yaw about world z), a pitch (positive looks up) and a roll about the optical axis.
+
+Trajectories by name:
+
+- ``loop`` (scene ``room``): a 14 s closed 6-DoF lap around the middle of the room (height,
+  pitch and roll vary), looking outwards and forwards; it returns exactly to its start pose
+  at 14 s and goes on for 1.5 s more, so the start viewpoint is revisited.
+- ``figure8`` (scene ``room``): a 20 s figure-eight through the room centre, also periodic.
+- ``still`` (scene ``room``): the camera at rest for 10 s (no motion at all).
+- ``repeated`` (scene ``repeated``): 24 s sideways along the corridor past five identical
+  boxes; x only increases, so no real place is ever revisited.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+TRAJECTORY_NAMES = ("loop", "figure8", "still", "repeated")
+
+# Camera axes in the world for yaw = pitch = roll = 0: looking along +x, right = -y, down = -z.
+_WORLD_FROM_CAM_LEVEL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+
+
+@dataclass(frozen=True, eq=False)
+class TrajectoryModel:
+    """A named trajectory. ``world_from_cam(t_s)`` is defined for every real time.
+
+    duration_s: the natural length of the sequence; period_s: the time after which the
+    pose repeats exactly (None when it never does); scene: the scene it is made for.
+    """
+
+    name: str
+    scene: str
+    duration_s: float
+    period_s: float | None
+    pose_fn: Callable[[np.ndarray], np.ndarray]
+
+    def world_from_cam(self, t_s: float | np.ndarray) -> np.ndarray:
+        """(4, 4) pose for a scalar time, (N, 4, 4) for an array of N times (seconds)."""
+        t = np.asarray(t_s, dtype=np.float64)
+        poses = self.pose_fn(np.atleast_1d(t).ravel())
+        return poses[0] if t.ndim == 0 else poses
+
+
+def get_trajectory(name: str) -> TrajectoryModel:
+    """The trajectory ``name``; ValueError listing the known names otherwise."""
+    builders: dict[str, Callable[[], TrajectoryModel]] = {
+        "loop": _loop,
+        "figure8": _figure8,
+        "still": _still,
+        "repeated": _repeated,
+    }
+    if name not in builders:
+        raise ValueError(f"unknown trajectory {name!r}; known: {', '.join(TRAJECTORY_NAMES)}")
+    return builders[name]()
+
+
+def look_poses(
+    position_m: np.ndarray, yaw_rad: np.ndarray, pitch_rad: np.ndarray, roll_rad: np.ndarray
+) -> np.ndarray:
+    """(N, 4, 4) world_from_cam from positions (N, 3) and yaw, pitch (up), roll (N,)."""
+    n = position_m.shape[0]
+    cy, sy = np.cos(yaw_rad), np.sin(yaw_rad)
+    cp, sp = np.cos(pitch_rad), np.sin(pitch_rad)
+    cr, sr = np.cos(roll_rad), np.sin(roll_rad)
+    zeros, ones = np.zeros(n), np.ones(n)
+    rz = np.stack([cy, -sy, zeros, sy, cy, zeros, zeros, zeros, ones], 1).reshape(n, 3, 3)
+    # Pitch: about the camera x axis; a positive angle turns the optical axis up (-y).
+    rx = np.stack([ones, zeros, zeros, zeros, cp, -sp, zeros, sp, cp], 1).reshape(n, 3, 3)
+    rroll = np.stack([cr, -sr, zeros, sr, cr, zeros, zeros, zeros, ones], 1).reshape(n, 3, 3)
+    poses = np.zeros((n, 4, 4))
+    poses[:, :3, :3] = rz @ _WORLD_FROM_CAM_LEVEL @ rx @ rroll
+    poses[:, :3, 3] = position_m
+    poses[:, 3, 3] = 1.0
+    return poses
+
+
+def _heading(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    return np.arctan2(dy, dx)
+
+
+def _loop() -> TrajectoryModel:
+    period = 14.0
+    w = 2.0 * math.pi / period
+
+    def pose(t: np.ndarray) -> np.ndarray:
+        x = 1.4 * np.cos(w * t) + 0.1 * np.cos(2 * w * t + 0.4)
+        y = 0.9 * np.sin(w * t) + 0.1 * np.sin(2 * w * t + 1.0)
+        z = 1.4 + 0.15 * np.sin(2 * w * t + 0.3) + 0.05 * np.sin(3 * w * t)
+        dx = -1.4 * w * np.sin(w * t) - 0.2 * w * np.sin(2 * w * t + 0.4)
+        dy = 0.9 * w * np.cos(w * t) + 0.2 * w * np.cos(2 * w * t + 1.0)
+        yaw = _heading(dx, dy) - math.radians(35.0) + math.radians(8.0) * np.sin(2 * w * t + 0.7)
+        pitch = math.radians(-6.0) + math.radians(7.0) * np.sin(2 * w * t + 1.3)
+        roll = math.radians(4.0) * np.sin(3 * w * t + 0.5)
+        return look_poses(np.stack([x, y, z], 1), yaw, pitch, roll)
+
+    return TrajectoryModel("loop", "room", period + 1.5, period, pose)
+
+
+def _figure8() -> TrajectoryModel:
+    period = 20.0
+    w = 2.0 * math.pi / period
+
+    def pose(t: np.ndarray) -> np.ndarray:
+        x = 1.6 * np.sin(w * t)
+        y = 0.8 * np.sin(2 * w * t)
+        z = 1.35 + 0.12 * np.sin(3 * w * t + 0.2)
+        dx = 1.6 * w * np.cos(w * t)
+        dy = 1.6 * w * np.cos(2 * w * t)
+        yaw = _heading(dx, dy) - math.radians(30.0) * np.cos(w * t)
+        pitch = math.radians(-5.0) + math.radians(6.0) * np.sin(2 * w * t + 0.9)
+        roll = math.radians(3.0) * np.sin(3 * w * t)
+        return look_poses(np.stack([x, y, z], 1), yaw, pitch, roll)
+
+    return TrajectoryModel("figure8", "room", period, period, pose)
+
+
+def _still() -> TrajectoryModel:
+    def pose(t: np.ndarray) -> np.ndarray:
+        n = t.shape[0]
+        position = np.tile([0.4, -0.6, 1.4], (n, 1))
+        return look_poses(
+            position,
+            np.full(n, math.radians(-60.0)),
+            np.full(n, math.radians(-12.0)),
+            np.full(n, math.radians(2.0)),
+        )
+
+    return TrajectoryModel("still", "room", 10.0, None, pose)
+
+
+def _repeated() -> TrajectoryModel:
+    speed = 0.55
+
+    def pose(t: np.ndarray) -> np.ndarray:
+        x = -6.6 + speed * t + 0.08 * np.sin(2 * math.pi * t / 7.0)
+        y = -0.6 + 0.1 * np.sin(2 * math.pi * t / 11.0)
+        z = 1.45 + 0.08 * np.sin(2 * math.pi * t / 5.0 + 0.5)
+        yaw = math.radians(90.0 - 12.0) + math.radians(10.0) * np.sin(2 * math.pi * t / 9.0)
+        pitch = math.radians(-9.0) + math.radians(4.0) * np.sin(2 * math.pi * t / 6.0)
+        roll = math.radians(2.5) * np.sin(2 * math.pi * t / 4.0)
+        return look_poses(np.stack([x, y, z], 1), yaw, pitch, roll)
+
+    return TrajectoryModel("repeated", "repeated", 24.0, None, pose)
