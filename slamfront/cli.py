@@ -174,6 +174,59 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- eval
+
+
+def _add_eval(sub: Any) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="ATE and RPE of an estimated trajectory against ground truth (evo)",
+        description="EST and GT: TUM, KITTI or EuRoC csv trajectory files (detected). "
+        "Poses pair up by timestamp; KITTI files are stamped by line index unless a times "
+        "file is given.",
+    )
+    p.add_argument("estimate", metavar="EST")
+    p.add_argument("groundtruth", metavar="GT")
+    p.add_argument(
+        "--align",
+        choices=("se3", "sim3", "none"),
+        default="se3",
+        help="alignment of EST onto GT: se3 for metric rigs, sim3 for monocular (default se3)",
+    )
+    p.add_argument("--max-diff", type=float, default=0.02, metavar="S", help="pairing window")
+    p.add_argument("--offset", type=float, default=0.0, metavar="S", help="added to EST stamps")
+    p.add_argument("--delta", type=float, default=1.0, help="RPE pair spacing (default 1)")
+    p.add_argument("--delta-unit", choices=("frames", "m", "deg"), default="frames")
+    p.add_argument("--all-pairs", action="store_true", help="RPE over all pairs, not consecutive")
+    p.add_argument("--est-times", metavar="FILE", help="times file of a KITTI estimate")
+    p.add_argument("--gt-times", metavar="FILE", help="times file of a KITTI ground truth")
+    p.add_argument("--json", metavar="FILE", help="also write every figure to this JSON file")
+    p.set_defaults(handler=_cmd_eval)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from slamfront.eval.trajectory_metrics import evaluate_files, format_evaluation
+
+    result = evaluate_files(
+        args.estimate,
+        args.groundtruth,
+        align=args.align,
+        max_time_diff_s=args.max_diff,
+        estimate_times=args.est_times,
+        groundtruth_times=args.gt_times,
+        time_offset_s=args.offset,
+        rpe_delta=args.delta,
+        rpe_delta_unit=args.delta_unit,
+        rpe_pairs="all" if args.all_pairs else "consecutive",
+    )
+    print(format_evaluation(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.summary(), indent=2) + "\n")
+    return 0
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -207,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # Each entry adds one subcommand: a parser whose defaults carry ``handler=_cmd_<name>``.
-_SUBCOMMANDS: list[Callable[[Any], None]] = [_add_run, _add_demo, _add_doctor]
+_SUBCOMMANDS: list[Callable[[Any], None]] = [_add_run, _add_demo, _add_eval, _add_doctor]
 
 
 if __name__ == "__main__":
