@@ -131,10 +131,16 @@ def test_bad_inputs_are_named() -> None:
         graph.add_keyframe(1, np.eye(4), np.eye(4), ODOMETRY_INFO, reference_keyframe_id=7)
     with pytest.raises(InputError, match="unknown keyframe 5"):
         graph.add_loop(LoopCandidate(5, 0, 0.5, np.eye(4), 50, 0.5), LOOP_INFO)
+    graph.add_keyframe(1, np.eye(4), np.eye(4), ODOMETRY_INFO)
+    with pytest.raises(InputError, match="no information matrix"):
+        graph.add_loop(LoopCandidate(1, 0, 0.5, np.eye(4), 50, 0.5))
+    # A candidate's own information (from its PnP inliers) is the default.
+    graph.add_loop(LoopCandidate(1, 0, 0.5, np.eye(4), 50, 0.5, information=LOOP_INFO))
+    assert graph.optimize().num_loops == 1
     bad = np.eye(4)
     bad[0, 0] = 2.0
     with pytest.raises(InputError, match="orthonormal"):
-        graph.add_keyframe(1, bad, np.eye(4), ODOMETRY_INFO)
+        graph.add_keyframe(2, bad, np.eye(4), ODOMETRY_INFO)
 
 
 def test_pose_information_is_the_gauss_newton_information_of_the_reprojection() -> None:
