@@ -277,8 +277,8 @@ def rectify_stereo(rig: StereoRig) -> StereoRectification:
     if left.size_px != right.size_px:
         raise ValueError(f"stereo images differ in size: {left.size_px} vs {right.size_px}")
     size = left.size_px
-    rot = rig.right_from_left[:3, :3]
-    trans = rig.right_from_left[:3, 3].reshape(3, 1)
+    rot = np.ascontiguousarray(rig.right_from_left[:3, :3])  # cv2.fisheye needs contiguous
+    trans = np.ascontiguousarray(rig.right_from_left[:3, 3]).reshape(3, 1)
     d0 = np.array(left.dist_coeffs or (0.0,) * 4, dtype=np.float64)
     d1 = np.array(right.dist_coeffs or (0.0,) * 4, dtype=np.float64)
     fisheye = left.distortion == "equidistant"

@@ -283,3 +283,71 @@ def test_real_clip_yaml_header_is_opencv(shared: Path) -> None:
     assert path.read_text().startswith("%YAML:1.0")
     data = load_sensor_yaml(path)
     assert data["camera_model"] == "pinhole" and data["T_BS"]["rows"] == 4
+
+
+def _blobs(size: tuple[int, int], pixels: np.ndarray) -> np.ndarray:
+    """Grey image with a Gaussian blob (sigma 1.5 px) centred on each (sub-pixel) position."""
+    ys, xs = np.mgrid[0 : size[1], 0 : size[0]].astype(np.float64)
+    image = np.zeros((size[1], size[0]))
+    for x, y in pixels:
+        image += 250.0 * np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * 1.5**2))
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def _centroid(image: np.ndarray, near: np.ndarray) -> np.ndarray:
+    x0, y0 = round(float(near[0])), round(float(near[1]))
+    patch = image[y0 - 5 : y0 + 6, x0 - 5 : x0 + 6].astype(np.float64)
+    ys, xs = np.mgrid[y0 - 5 : y0 + 6, x0 - 5 : x0 + 6]
+    return np.array([(patch * xs).sum(), (patch * ys).sum()]) / patch.sum()
+
+
+@pytest.mark.parametrize("model", ["radial-tangential", "equidistant"])
+def test_rectification_maps_scene_points_to_equal_rows(
+    tmp_path: Path, recorded: ModuleType, model: str
+) -> None:
+    """Points of a scene drawn where the raw (distorted, tilted) cameras see them land where
+    the rectified pinhole pair predicts: same row, disparity fx * baseline / z."""
+    made = recorded.make_euroc(tmp_path, count=1)
+    coeffs = {
+        "radial-tangential": "[-0.28, 0.07, 0.0002, 0.00002]",
+        "equidistant": "[-0.01, 0.002, 0.0003, -0.0001]",
+    }
+    cameras = {}
+    for cam in ("cam0", "cam1"):
+        path = made["mav0"] / cam / "sensor.yaml"
+        text = path.read_text().replace("radial-tangential", model)
+        path.write_text(text.replace("[-0.28, 0.07, 0.0002, 0.00002]", coeffs[model]))
+        cameras[cam] = read_camera(path)
+    points_cam0 = np.array(
+        [[-0.35, -0.2, 2.0], [0.45, -0.25, 2.5], [0.0, 0.0, 3.0], [-0.4, 0.4, 2.6], [0.5, 0.4, 3.5]]
+    )
+    right_from_left = invert_pose(cameras["cam1"][1]) @ cameras["cam0"][1]
+    stamp = made["stamps"][0]
+    for cam, pts in (
+        ("cam0", points_cam0),
+        ("cam1", points_cam0 @ right_from_left[:3, :3].T + right_from_left[:3, 3]),
+    ):
+        camera = cameras[cam][0]
+        coeffs_arr = np.array(camera.dist_coeffs)
+        if camera.distortion == "equidistant":
+            raw, _ = cv2.fisheye.projectPoints(
+                pts.reshape(-1, 1, 3), np.zeros(3), np.zeros(3), camera.K, coeffs_arr
+            )
+        else:
+            raw, _ = cv2.projectPoints(pts, np.zeros(3), np.zeros(3), camera.K, coeffs_arr)
+        cv2.imwrite(
+            str(made["mav0"] / cam / "data" / f"{stamp}.png"),
+            _blobs(camera.size_px, raw.reshape(-1, 2)),
+        )
+    with _open(made["root"]) as source:
+        frame = next(iter(source))
+        rect = source._rectification
+    assert rect is not None and frame.image_right is not None and frame.stereo is not None
+    k = frame.camera.K
+    in_rect = points_cam0 @ rect.rect_from_left[:3, :3].T
+    expected_left = (in_rect[:, :2] / in_rect[:, 2:]) * [k[0, 0], k[1, 1]] + k[:2, 2]
+    disparity = k[0, 0] * frame.stereo.baseline_m / in_rect[:, 2]
+    for i, left_xy in enumerate(expected_left):
+        right_xy = left_xy - [disparity[i], 0.0]
+        assert np.linalg.norm(_centroid(frame.image, left_xy) - left_xy) < 0.3
+        assert np.linalg.norm(_centroid(frame.image_right, right_xy) - right_xy) < 0.3
