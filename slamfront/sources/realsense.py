@@ -65,7 +65,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("slamfront.sources.realsense")
 
-_END_GRACE_S = 0.5
+_END_GRACE_S = 0.2
 """After a recording reports its end, how long to wait for callbacks still in flight."""
 _MAX_HELD_FRAMES = 3
 """Frames held back waiting for IMU samples up to their stamp before going out without."""
@@ -113,11 +113,18 @@ class _Inbox:
         self._max_images = max_images
         self._block = block
         self._closed = False
+        self._starting = True
         self.dropped = 0
 
-    def put(self, item: _Item) -> None:
-        image = isinstance(item, VideoPacket)
+    def started(self) -> None:
+        """Bound the images from now on. While the SDK starts streaming, a callback that
+        waits for room would stall the start itself (playback ``resume`` waits for it)."""
         with self._cond:
+            self._starting = False
+
+    def put(self, item: _Item) -> None:
+        with self._cond:
+            image = isinstance(item, VideoPacket) and not self._starting
             if image and self._block:
                 while self._images >= self._max_images and not self._closed:
                     self._cond.wait(0.1)
@@ -131,7 +138,7 @@ class _Inbox:
                         self.dropped += 1
                         break
             self._items.append(item)
-            self._images += image
+            self._images += isinstance(item, VideoPacket)
             self._cond.notify_all()
 
     def get(self, timeout_s: float) -> _Item | None:
@@ -265,6 +272,7 @@ class RealSenseSource(Source):
             raise SourceError(f"{self.source_path}: a RealSense source can be iterated once")
         self._started = True
         self._start()
+        self._inbox.started()
         try:
             yield from self._frames()
         finally:
@@ -485,15 +493,28 @@ class RealSenseSource(Source):
         self._closed = True
         self._inbox.close()
         if self._started:
+            if not self.live:
+                # a paused playback never winds down: let it run out while sensors stop
+                self._device.as_playback().resume()
             stop_sensors(self._plan)
-            if self.live:
-                try:
-                    self._context.set_devices_changed_callback(lambda _event: None)
-                except RuntimeError as exc:
-                    log.debug("clearing the device callback: %s", exc)
+            # The SDK holds our callbacks (and so this object) from C++, where Python's
+            # collector cannot see the cycle: replace them so nothing outlives close().
+            try:
+                if self.live:
+                    self._context.set_devices_changed_callback(_ignore)
+                else:
+                    self._device.as_playback().set_status_changed_callback(_ignore)
+            except RuntimeError as exc:
+                log.debug("clearing an SDK callback: %s", exc)
+            if self._joiner is not None:
+                self._joiner = self._joined = self._align = None
         stats = self.stats
         if stats.dropped_by_device or stats.dropped_by_host or stats.unpaired:
             log.warning("%s: %s", self.source_path, stats)
+
+
+def _ignore(_event: Any) -> None:
+    return None
 
 
 def _color_array(rs: Any, frame: Any) -> np.ndarray:

@@ -21,6 +21,7 @@ What is written, from the frames:
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,8 +56,14 @@ def write_recording(
     color_from_depth: np.ndarray | None = None,
     name: str = "Synthetic D435I",
     serial: str = "000000000001",
+    paced: bool = False,
 ) -> RecordingSummary:
-    """Record ``frames`` into ``path`` (must end in ``.db3``); see the module docstring."""
+    """Record ``frames`` into ``path`` (must end in ``.db3``); see the module docstring.
+
+    The recorder files each frame at the wall time it arrives, which is what a real-time
+    playback reproduces; ``paced`` feeds the frames at their ``stamp_ns`` spacing (as a
+    camera would) instead of as fast as possible.
+    """
     rs = import_pyrealsense2()
     target = Path(path)
     if target.suffix != ".db3":
@@ -70,7 +77,11 @@ def write_recording(
     try:
         writer.start()
         count, imu_count = 0, 0
+        start_s = time.monotonic()
         for frame in _chain(first, stream):
+            if paced:
+                due_s = start_s + (frame.stamp_ns - first.stamp_ns) * 1e-9
+                time.sleep(max(0.0, due_s - time.monotonic()))
             imu_count += writer.write(frame)
             count += 1
     finally:
