@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import itertools
 import time
 from pathlib import Path
 
@@ -136,6 +137,7 @@ BODY_FROM_CAM = np.array(
     [[0.0, -1.0, 0.0, 0.0125], [1.0, 0.0, 0.0, -0.005], [0.0, 0.0, 1.0, 0.02], [0, 0, 0, 1.0]]
 )
 T0_NS = 1_000_000_000
+GRAVITY = np.array([0.0, -9.81, 0.0])
 PERIOD_NS = 33_333_333
 
 
@@ -153,7 +155,7 @@ def _rgbd_frames(count: int, skip: int | None = None) -> list[Frame]:
             ImuSample(
                 stamp - PERIOD_NS + (k + 1) * 11_111_111,
                 _f32(rng.normal(0.0, 0.5, 3)),
-                _f32(rng.normal(0.0, 1.0, 3) + (0.0, -9.81, 0.0)),
+                _f32(rng.normal(0.0, 1.0, 3) + GRAVITY),
             )
             for k in range(3)
         )
@@ -216,7 +218,7 @@ def test_rgbd_recording_plays_back_exactly(rgbd_recording: tuple[Path, list[Fram
     got_imu = [s for f in frames for s in f.imu]
     want_imu = [s for f in written for s in f.imu]
     assert got_imu == want_imu
-    for prev, frame in zip(frames, frames[1:], strict=False):
+    for prev, frame in itertools.pairwise(frames):
         assert all(prev.stamp_ns < s.stamp_ns <= frame.stamp_ns for s in frame.imu)
     assert frames[4].stamp_ns == T0_NS + 5 * PERIOD_NS and len(frames[4].imu) == 6
 
@@ -398,12 +400,11 @@ def test_sidecar_errors_name_the_file(
     path, _ = rgbd_recording
     copy = tmp_path / "copy.db3"
     copy.write_bytes(path.read_bytes())
-    (tmp_path / "copy.db3.yaml").write_text(
-        "format: slamfront-realsense/1\nbody_from_cam: [1, 2]\n"
-    )
+    sidecar = tmp_path / "copy.db3.yaml"
+    sidecar.write_text("format: slamfront-realsense/1\nbody_from_cam: [1, 2]\n")
     with pytest.raises(SourceError, match=r"copy\.db3\.yaml: body_from_cam must be a 4x4"):
         open_source(f"realsense-file:{copy}")
-    (tmp_path / "copy.db3.yaml").unlink()
+    sidecar.unlink()
     with open_source(f"realsense-file:{copy}") as source:
         assert next(iter(source)).body_from_cam is None
 
