@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -159,10 +159,25 @@ class HammingMatcher:
         d0 = np.ascontiguousarray(features0.descriptors)
         d1 = np.ascontiguousarray(features1.descriptors)
         bits = 8 * d0.shape[1]
-        distance = cv2.batchDistance(d0, d1, cv2.CV_32S, normType=cv2.NORM_HAMMING)[0]
-        indices, dist = _mutual_ratio(distance.astype(np.float32), self.ratio, None)
-        scores = (1.0 - dist / bits).astype(np.float32)
+        dist0, best0 = _two_nearest(cv2, d0, d1)  # per row of image 0
+        dist1, best1 = _two_nearest(cv2, d1, d0)
+        rows = np.arange(d0.shape[0])
+        keep = best1[best0[:, 0], 0] == rows
+        if self.ratio < 1.0:
+            if dist0.shape[1] > 1:
+                keep &= dist0[:, 0] < self.ratio * dist0[:, 1]
+            if dist1.shape[1] > 1:
+                keep &= dist0[:, 0] < self.ratio * dist1[best0[:, 0], 1]
+        indices = np.stack([rows[keep], best0[keep, 0]], -1).astype(np.int64)
+        scores = (1.0 - dist0[keep, 0] / bits).astype(np.float32)
         return Matches(indices, scores, time_ms=(time.perf_counter() - start) * 1e3)
+
+
+def _two_nearest(cv2: Any, query: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hamming distances (N, k) and indices (N, k) of the k <= 2 nearest rows of ``train``."""
+    k = min(2, train.shape[0])
+    dist, idx = cv2.batchDistance(query, train, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=k)
+    return dist.astype(np.float32), idx.astype(np.int64)
 
 
 # ----------------------------------------------------------------------------- LightGlue

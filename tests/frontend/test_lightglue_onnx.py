@@ -1,0 +1,157 @@
+"""LightGlue as separate ONNX graphs on ONNX Runtime: equal matches to torch, exit and pruning on.
+
+The masked graphs on bucket-padded inputs are what TensorRT consumes; they are checked here
+with ONNX Runtime through the same padding code the TensorRT runtime uses.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import slamfront as sf
+from slamfront.errors import InputError
+from slamfront.frontend.models import lightglue as lg
+from slamfront.frontend.runtime.lightglue_export import (
+    GlueGraphs,
+    export_lightglue,
+    file_sha256,
+    graphs_folder,
+)
+from slamfront.frontend.runtime.lightglue_loop import PaddedStages, bucket_size, run_glue
+from slamfront.frontend.runtime.lightglue_onnx import OrtGlueStages, OrtGraphRunner
+from slamfront.frontend.runtime.lightglue_torch import TorchGlueReference
+
+XFEAT = "xfeat/xfeat-lighterglue.pt"
+
+pytestmark = pytest.mark.slow  # one export of each graph set (~10 s each) per session
+
+
+@pytest.fixture(scope="module")
+def net(shared_weights: Path) -> lg.LightGlue:
+    return lg.load_lightglue(shared_weights / XFEAT, "xfeat")
+
+
+@pytest.fixture(scope="module")
+def onnx_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("onnx")
+
+
+@pytest.fixture(scope="module")
+def plain(net: lg.LightGlue, onnx_root: Path, shared_weights: Path) -> GlueGraphs:
+    sha = file_sha256(shared_weights / XFEAT)
+    return export_lightglue(net, graphs_folder(onnx_root, "xfeat", sha, masked=False))
+
+
+@pytest.fixture(scope="module")
+def masked(net: lg.LightGlue, onnx_root: Path, shared_weights: Path) -> GlueGraphs:
+    sha = file_sha256(shared_weights / XFEAT)
+    return export_lightglue(net, graphs_folder(onnx_root, "xfeat", sha, masked=True), masked=True)
+
+
+def pair(n0: int, n1: int, seed: int) -> tuple[np.ndarray, ...]:
+    """Two overlapping point sets: the first min(n0, n1) points correspond (same index)."""
+    rng = np.random.default_rng(seed)
+    n = min(n0, n1)
+    k0 = rng.uniform(-0.9, 0.9, (n0, 2)).astype(np.float32)
+    d0 = rng.normal(size=(n0, 64)).astype(np.float32)
+    d0 /= np.linalg.norm(d0, axis=1, keepdims=True)
+    k1 = rng.uniform(-0.9, 0.9, (n1, 2)).astype(np.float32)
+    d1 = rng.normal(size=(n1, 64)).astype(np.float32)
+    k1[:n] = k0[:n] + rng.normal(0, 0.002, (n, 2))
+    d1[:n] = d0[:n] + rng.normal(0, 0.03, (n, 64))
+    d1 /= np.linalg.norm(d1, axis=1, keepdims=True)
+    return k0, d0, k1, d1.astype(np.float32)
+
+
+def test_graph_files_have_dynamic_point_counts(plain: GlueGraphs, masked: GlueGraphs) -> None:
+    assert (plain.folder / "manifest.json").is_file()
+    layer = onnx.load(str(plain.path("layer", 3)))
+    dims = {
+        i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+        for i in layer.graph.input
+    }
+    assert dims == {
+        "x0": ["n0", 96],
+        "x1": ["n1", 96],
+        "enc0": [2, "n0", 96],
+        "enc1": [2, "n1", 96],
+    }
+    inputs = [i.name for i in onnx.load(str(masked.path("assign", 5))).graph.input]
+    assert inputs == ["x0", "x1", "bias0", "bias1"]
+    assert masked.path("layer", 0).name == "layer0_masked.onnx"
+    assert not plain.path("confidence", 5).exists()  # no confidence head after the last layer
+    # layers carry their own weights (one traced graph, weights swapped per layer)
+    w = {
+        i: {
+            t.name: onnx.numpy_helper.to_array(t)
+            for t in onnx.load(str(plain.path("layer", i))).graph.initializer
+        }
+        for i in (0, 4)
+    }
+    key = "cross_attn.to_out.weight"
+    assert not np.array_equal(w[0][key], w[4][key])
+
+
+def test_export_is_reused(net: lg.LightGlue, plain: GlueGraphs) -> None:
+    before = plain.path("layer", 2).stat().st_mtime_ns
+    start = time.perf_counter()
+    again = export_lightglue(net, plain.folder)
+    assert time.perf_counter() - start < 1.0
+    assert again == plain and plain.path("layer", 2).stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize(
+    ("n0", "n1", "depth", "width"),
+    [(600, 500, 0.95, 0.95), (600, 500, -1, -1), (700, 700, 0.95, 0.99), (300, 900, -1, 0.95)],
+)
+def test_onnxruntime_matches_equal_torch(
+    net: lg.LightGlue,
+    plain: GlueGraphs,
+    masked: GlueGraphs,
+    n0: int,
+    n1: int,
+    depth: float,
+    width: float,
+) -> None:
+    k0, d0, k1, d1 = pair(n0, n1, seed=n0 + n1)
+    ref = TorchGlueReference(net)(k0, d0, k1, d1, depth, width, 0.1)
+    assert len(ref.indices) > 100
+    for stages in (OrtGlueStages(plain), PaddedStages(OrtGraphRunner(masked))):
+        out = run_glue(stages, k0, d0, k1, d1, depth, width, 0.1)
+        assert out.layers_run == ref.layers_run
+        assert out.points_kept == ref.points_kept
+        np.testing.assert_array_equal(out.indices, ref.indices)
+        np.testing.assert_allclose(out.scores, ref.scores, atol=1e-3)
+
+
+def test_tiny_and_oversized_point_sets(
+    net: lg.LightGlue, plain: GlueGraphs, masked: GlueGraphs
+) -> None:
+    k0, d0, k1, d1 = pair(1, 3, seed=4)
+    ref = TorchGlueReference(net)(k0, d0, k1, d1, 0.95, 0.95, 0.1)
+    out = run_glue(OrtGlueStages(plain), k0, d0, k1, d1, 0.95, 0.95, 0.1)
+    np.testing.assert_array_equal(out.indices, ref.indices)
+    assert bucket_size(3) == 256 and bucket_size(2048) == 2048 and bucket_size(2049) == 0
+    k0, d0, k1, d1 = pair(2100, 10, seed=5)
+    with pytest.raises(InputError, match="2100 points exceed the largest point bucket"):
+        run_glue(PaddedStages(OrtGraphRunner(masked)), k0, d0, k1, d1, 0.95, 0.95, 0.1)
+
+
+def test_load_matcher_onnxruntime_equals_torch(
+    plain: GlueGraphs, onnx_root: Path, shared_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLAMFRONT_WEIGHTS", str(shared_weights))
+    ort_matcher = sf.load_matcher("fast", runtime="onnxruntime", onnx_dir=str(onnx_root))
+    torch_matcher = sf.load_matcher("fast", runtime="torch")
+    k0, d0, k1, d1 = pair(500, 450, seed=9)
+    size = (640, 480)
+    f0 = sf.Features((k0 * 320 + [320, 240]).astype(np.float32), np.ones(500, np.float32), d0, size)
+    f1 = sf.Features((k1 * 320 + [320, 240]).astype(np.float32), np.ones(450, np.float32), d1, size)
+    a, b = ort_matcher(f0, f1), torch_matcher(f0, f1)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    assert a.layers_run == b.layers_run and a.points_kept == b.points_kept and len(a) > 100
