@@ -27,6 +27,7 @@ from slamfront.sim.textures import TextureAtlas, build_atlas, make_texture
 SCENE_NAMES = ("room", "repeated")
 
 ROOM_TEXEL_M = 0.005
+CEILING_TEXEL_M = 0.008
 BOX_TEXEL_M = 0.004
 PAD_TEXELS = 24
 MIP_LEVELS = 4
@@ -183,7 +184,7 @@ class _Builder:
                     np.array([0.0, side, 0.0]),
                     (step, float(size[1])),
                     f"{'floor' if side > 0 else 'ceiling'}:{k}",
-                    ROOM_TEXEL_M,
+                    ROOM_TEXEL_M if side > 0 else CEILING_TEXEL_M,
                 )
 
     def box(self, box: Box, key: str) -> None:

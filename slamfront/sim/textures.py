@@ -235,21 +235,19 @@ def build_atlas(
     if not textures:
         raise ValueError("no textures to pack")
     align = 2**levels
-    total = sum((t.shape[0] + gap_px) * (t.shape[1] + gap_px) for t in textures)
-    widest = max(t.shape[1] for t in textures) + gap_px
-    width0 = max(widest, math.ceil(math.sqrt(total * 1.1)))
-    width0 = int(math.ceil(width0 / align) * align)
-    order = sorted(range(len(textures)), key=lambda i: -textures[i].shape[0])
-    origin = np.zeros((len(textures), 2), np.float32)
-    x, y, shelf_h = 0, 0, 0
-    for i in order:
-        th, tw = textures[i].shape[:2]
-        if x + tw > width0:
-            x, y, shelf_h = 0, y + shelf_h, 0
-        origin[i] = (x, y)
-        x += tw + gap_px
-        shelf_h = max(shelf_h, th + gap_px)
-    height0 = int(math.ceil((y + shelf_h) / align) * align)
+    sizes = [(int(t.shape[1]), int(t.shape[0])) for t in textures]
+    total = sum((tw + gap_px) * (th + gap_px) for tw, th in sizes)
+    widest = max(tw for tw, _ in sizes) + gap_px
+    best: tuple[int, int, np.ndarray] | None = None
+    for factor in np.linspace(0.8, 1.6, 17):
+        candidate = max(widest, math.ceil(math.sqrt(total) * factor))
+        candidate = math.ceil(candidate / align) * align
+        origin_c, height_c = _shelf_pack(sizes, candidate, gap_px)
+        height_c = math.ceil(height_c / align) * align
+        if best is None or candidate * height_c < best[0] * best[1]:
+            best = (candidate, height_c, origin_c)
+    assert best is not None
+    width0, height0, origin = best
     if 2 * width0 >= 32767 or height0 >= 32767:
         raise ValueError(f"texture atlas too large for cv2.remap: {2 * width0}x{height0}")
     image = np.zeros((height0, 2 * width0, 4), np.uint8)
@@ -261,5 +259,21 @@ def build_atlas(
         level_image = np.asarray(cv2.pyrDown(level_image))
         x_level = 2 * width0 - 2 * width0 // 2**level
         image[: level_image.shape[0], x_level : x_level + level_image.shape[1]] = level_image
-    sizes = tuple((int(t.shape[1]), int(t.shape[0])) for t in textures)
-    return TextureAtlas(image, origin, sizes, pad_px, levels, width0)
+    return TextureAtlas(image, origin, tuple(sizes), pad_px, levels, width0)
+
+
+def _shelf_pack(
+    sizes: list[tuple[int, int]], width: int, gap_px: int
+) -> tuple[np.ndarray, int]:
+    """Origins (N, 2) of blocks (w, h) packed in shelves, tallest first; and the used height."""
+    order = sorted(range(len(sizes)), key=lambda i: (-sizes[i][1], -sizes[i][0]))
+    origin = np.zeros((len(sizes), 2), np.float32)
+    x, y, shelf_h = 0, 0, 0
+    for i in order:
+        tw, th = sizes[i]
+        if x + tw > width:
+            x, y, shelf_h = 0, y + shelf_h, 0
+        origin[i] = (x, y)
+        x += tw + gap_px
+        shelf_h = max(shelf_h, th + gap_px)
+    return origin, y + shelf_h
