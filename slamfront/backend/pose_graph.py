@@ -134,8 +134,10 @@ class PoseGraph:
         ``prev_from_cur``: the tracker's relative pose of this keyframe in the reference
         keyframe (``reference_keyframe_id``, default the previously added keyframe), with its
         6x6 ``information``. The first keyframe takes no relative pose: it is held by a prior
-        at ``world_from_cam_estimate``. A later keyframe without ``prev_from_cur`` starts a new,
-        unconnected chain held by the same prior (e.g. after tracking was lost).
+        at ``world_from_cam_estimate`` (``backend.prior_sigma_*``). A later keyframe without
+        ``prev_from_cur`` starts a new chain (e.g. after tracking was lost) held by a prior
+        with ``information`` if given (make it weak when a loop may connect the chain later),
+        else by the same tight prior.
         """
         gtsam = self._gtsam
         keyframe_id = int(keyframe_id)
@@ -144,8 +146,14 @@ class PoseGraph:
         world_from_cam = _checked_pose(world_from_cam_estimate, "world_from_cam_estimate")
         key = gtsam.symbol("k", keyframe_id)
         if prev_from_cur is None or not self._ids:
-            sigmas = np.array([self._config.prior_sigma_rad] * 3 + [self._config.prior_sigma_m] * 3)
-            noise = gtsam.noiseModel.Diagonal.Sigmas(sigmas)
+            if information is not None and self._ids:
+                info = _checked_information(information, f"keyframe {keyframe_id} information")
+                noise = gtsam.noiseModel.Gaussian.Information(info)
+            else:
+                sigmas = np.array(
+                    [self._config.prior_sigma_rad] * 3 + [self._config.prior_sigma_m] * 3
+                )
+                noise = gtsam.noiseModel.Diagonal.Sigmas(sigmas)
             self._new_factors.add(gtsam.PriorFactorPose3(key, gtsam.Pose3(world_from_cam), noise))
             initial = world_from_cam
         else:

@@ -168,3 +168,22 @@ def test_pose_information_is_the_gauss_newton_information_of_the_reprojection() 
     )
     with pytest.raises(InputError, match="at least 3"):
         pose_information(np.full((5, 3), np.nan), focal, 1.0)
+
+
+def test_a_new_chain_with_a_weak_prior_is_pulled_in_by_a_loop() -> None:
+    """After tracking loss a chain restarts at a wrong pose; a loop moves it into place."""
+    truth = truth_loop(12)
+    graph = PoseGraph(BackendConfig())
+    graph.add_keyframe(0, truth[0])
+    for i in range(1, 6):
+        graph.add_keyframe(i, truth[i], invert_pose(truth[i - 1]) @ truth[i], ODOMETRY_INFO)
+    lost = make_pose(so3_exp(np.array([0.0, 0.3, 0.0])), np.array([1.0, 0.0, -2.0]))
+    graph.add_keyframe(6, lost @ truth[6], information=np.eye(6) * 1e-2)  # sigma 10 m, rad
+    graph.add_keyframe(7, lost @ truth[7], invert_pose(truth[6]) @ truth[7], ODOMETRY_INFO)
+    before = graph.optimize().world_from_cam
+    np.testing.assert_allclose(before[7], lost @ truth[7], atol=1e-6)
+    graph.add_loop(LoopCandidate(7, 5, 0.9, invert_pose(truth[5]) @ truth[7], 100, 0.9, LOOP_INFO))
+    after = graph.optimize().world_from_cam
+    for i in (6, 7):
+        np.testing.assert_allclose(after[i], truth[i], atol=1e-3)
+    np.testing.assert_allclose(after[:6], np.stack(truth[:6]), atol=1e-4)
