@@ -164,7 +164,17 @@ class RealSenseSource(Source):
 
     name = "realsense"
 
-    def __init__(self, config: Config, *, serial: str | None = None, path: str | None = None):
+    def __init__(
+        self,
+        config: Config,
+        *,
+        serial: str | None = None,
+        path: str | None = None,
+        device: Any = None,
+    ) -> None:
+        """Open a live device (``serial`` or ``realsense.serial``, else the first one) or the
+        recording at ``path``; or stream from ``device``, a pyrealsense2 device already at
+        hand (tests pass a software device, which takes the live code path)."""
         from slamfront.config import RealSenseConfig
 
         self._rs = import_pyrealsense2()
@@ -172,7 +182,9 @@ class RealSenseSource(Source):
         self._rs_config: RealSenseConfig = config.realsense
         self._path = Path(path) if path is not None else None
         self._context = self._rs.context()
-        if self._path is None:
+        if device is not None:
+            self._device = device
+        elif self._path is None:
             self._device = open_live_device(self._context, serial or config.realsense.serial)
         else:
             self._device = open_recording(self._context, self._path)
@@ -335,6 +347,7 @@ class RealSenseSource(Source):
         timeout_s = self._rs_config.first_frame_timeout_s
         last_image = time.monotonic()
         ending = False
+        fault: DeviceError | None = None
         assembled = 0
         ready: deque[tuple[VideoPacket, ...]] = deque()
         use_imu = self._plan.gyro is not None and self._plan.accel is not None
@@ -342,18 +355,21 @@ class RealSenseSource(Source):
             wait_s = _END_GRACE_S if ending else last_image + timeout_s - time.monotonic()
             item = self._inbox.get(wait_s)
             if item is None:
-                if ending:
+                if ending or self._closed:
                     break
                 if time.monotonic() - last_image >= timeout_s:
-                    raise self._silence_error(timeout_s)
+                    fault = self._silence_error(timeout_s)
+                    break
                 continue
             if isinstance(item, _Event):
                 if item.kind == "end":
                     ending = True
                     continue
                 if item.kind == "removed":
-                    raise DeviceError(f"{self.device.describe()} was unplugged")
-                raise DeviceError(f"{self.source_path}: {item.message}")
+                    fault = DeviceError(f"{self.device.describe()} was unplugged")
+                else:
+                    fault = DeviceError(f"{self.source_path}: {item.message}")
+                break
             if isinstance(item, _Motion):
                 self._add_motion(item)
             else:
@@ -389,7 +405,8 @@ class RealSenseSource(Source):
                 last_image = time.monotonic()
                 if self._done():
                     return
-        while ready:
+        # the end, or a fault: frames already complete still go out first
+        while ready and not self._closed:
             group = ready.popleft()
             index, assembled = assembled, assembled + 1
             if self._wanted(index):
@@ -397,6 +414,8 @@ class RealSenseSource(Source):
                 self._yielded += 1
                 if self._done():
                     return
+        if fault is not None:
+            raise fault
 
     def _wanted(self, index: int) -> bool:
         source_config = self._config.source

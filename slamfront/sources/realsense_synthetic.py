@@ -72,7 +72,15 @@ def write_recording(
     first = next(stream, None)
     if first is None:
         raise InputError("write_recording needs at least one frame")
-    writer = _Writer(rs, first, fps, depth_scale_m, depth_camera, color_from_depth, name, serial)
+    writer = SyntheticDevice(
+        first,
+        fps=fps,
+        depth_scale_m=depth_scale_m,
+        depth_camera=depth_camera,
+        color_from_depth=color_from_depth,
+        name=name,
+        serial=serial,
+    )
     recorder = rs.recorder(str(target), writer.device)
     try:
         writer.start()
@@ -82,7 +90,7 @@ def write_recording(
             if paced:
                 due_s = start_s + (frame.stamp_ns - first.stamp_ns) * 1e-9
                 time.sleep(max(0.0, due_s - time.monotonic()))
-            imu_count += writer.write(frame)
+            imu_count += writer.push(frame)
             count += 1
     finally:
         writer.stop()
@@ -121,20 +129,29 @@ def _rs_extrinsics(rs: Any, to_from_from: np.ndarray) -> Any:
     return ext
 
 
-class _Writer:
-    """A software device shaped like the first frame; feeds each frame's data into it."""
+class SyntheticDevice:
+    """A software RealSense shaped like ``first`` (streams, intrinsics, extrinsics).
+
+    ``push(frame)`` hands a frame's readings and images to the SDK as a camera would.
+    ``start()``/``stop()`` run its sensors for a recorder (then each push waits until the
+    recorder took the data); without them, whoever opens the device's sensors receives the
+    data, e.g. a :class:`RealSenseSource` on a context the device was added to
+    (``synthetic.device.add_to(context)``), which exercises the live-device code path.
+    """
 
     def __init__(
         self,
-        rs: Any,
         first: Frame,
-        fps: int,
-        depth_scale_m: float,
-        depth_camera: CameraModel | None,
-        color_from_depth: np.ndarray | None,
-        name: str,
-        serial: str,
+        *,
+        fps: int = 30,
+        depth_scale_m: float = 0.001,
+        depth_camera: CameraModel | None = None,
+        color_from_depth: np.ndarray | None = None,
+        name: str = "Synthetic D435I",
+        serial: str = "000000000001",
+        imu_hz: int = 200,
     ) -> None:
+        rs = import_pyrealsense2()
         self.rs = rs
         self.depth_scale_m = depth_scale_m
         self.device = rs.software_device()
@@ -142,6 +159,7 @@ class _Writer:
         self.device.register_info(rs.camera_info.serial_number, serial)
         self.device.register_info(rs.camera_info.product_line, "D400")
         self._delivered = 0
+        self._own_sensors = False
         self._cond = threading.Condition()
         self._sensors: list[tuple[Any, list[Any]]] = []
         self._profiles: dict[str, Any] = {}
@@ -189,7 +207,7 @@ class _Writer:
             for key, kind in (("gyro", rs.stream.gyro), ("accel", rs.stream.accel)):
                 spec = rs.motion_stream()
                 spec.type, spec.index, spec.uid = kind, 0, next(uid)
-                spec.fps, spec.fmt = 200, rs.format.motion_xyz32f
+                spec.fps, spec.fmt = imu_hz, rs.format.motion_xyz32f
                 spec.intrinsics = rs.motion_device_intrinsic()
                 self._profiles[key] = sensor.add_motion_stream(spec, True)
                 if first.body_from_cam is not None:
@@ -211,6 +229,7 @@ class _Writer:
             self._cond.notify_all()
 
     def start(self) -> None:
+        self._own_sensors = True
         for sensor, profiles in self._sensors:
             sensor.open(profiles if len(profiles) > 1 else profiles[0])
             sensor.start(self._on_frame)
@@ -222,6 +241,9 @@ class _Writer:
 
     def _inject(self, push: Any, item: Any) -> None:
         """Push one SDK frame and wait until the recorder has passed it on."""
+        if not self._own_sensors:
+            push(item)
+            return
         with self._cond:
             target = self._delivered + 1
         push(item)
@@ -229,7 +251,8 @@ class _Writer:
             if not self._cond.wait_for(lambda: self._delivered >= target, _WAIT_S):
                 raise SourceError("the RealSense recorder did not take a frame within 10 s")
 
-    def write(self, frame: Frame) -> int:
+    def push(self, frame: Frame) -> int:
+        """Send one frame (IMU readings first); returns the IMU readings sent."""
         rs = self.rs
         sensors = self._sensor_of
         if "gyro" in self._profiles:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import itertools
+import threading
 import time
 from pathlib import Path
 
@@ -133,8 +134,8 @@ def _f32(values: np.ndarray) -> tuple[float, float, float]:
     return (float(as32[0]), float(as32[1]), float(as32[2]))
 
 
-BODY_FROM_CAM = np.array(
-    [[0.0, -1.0, 0.0, 0.0125], [1.0, 0.0, 0.0, -0.005], [0.0, 0.0, 1.0, 0.02], [0, 0, 0, 1.0]]
+BODY_FROM_CAM = np.array(  # float32-exact: the SDK keeps extrinsics as float32
+    [[0.0, -1.0, 0.0, 0.015625], [1.0, 0.0, 0.0, -0.0078125], [0, 0, 1.0, 0.03125], [0, 0, 0, 1.0]]
 )
 T0_NS = 1_000_000_000
 GRAVITY = np.array([0.0, -9.81, 0.0])
@@ -410,6 +411,121 @@ def test_sidecar_errors_name_the_file(
 
 
 # ----------------------------------------------------------------------------- live
+
+# The live path (stream matching, start-up, callbacks, silence) runs on a software device
+# handed in directly (librealsense 2.59 does not list software devices in a context).
+
+
+def _software_camera(frames: list[Frame]) -> object:
+    from slamfront.sources.realsense_synthetic import SyntheticDevice
+
+    return SyntheticDevice(frames[0], imu_hz=100)
+
+
+class _FakeContext:
+    """What open_live_device asks of a pyrealsense2 context."""
+
+    def __init__(self, devices: list[object]) -> None:
+        self.devices = devices
+
+    def query_devices(self) -> list[object]:
+        return self.devices
+
+
+def _push_when_streaming(camera: object, frames: list[Frame]) -> threading.Thread:
+    """Feed frames once the consumer has opened the sensors, as a camera would."""
+
+    def run() -> None:
+        sensors = camera.device.query_sensors()  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            if all(s.get_active_streams() for s in sensors):
+                break
+            time.sleep(0.01)
+        time.sleep(0.2)  # open comes before start
+        for frame in frames:
+            camera.push(frame)  # type: ignore[attr-defined]
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+LIVE = {"width_px": 80, "height_px": 60, "fps": 30, "gyro_hz": 100, "accel_hz": 100}
+
+
+@needs_rs
+def test_live_device_path_streams_until_the_camera_falls_silent() -> None:
+    from slamfront.sources.realsense import RealSenseSource
+
+    written = _rgbd_frames(6)
+    camera = _software_camera(written)
+    config = _config(timeout_s=0.5, **LIVE)
+    source = RealSenseSource(config, device=camera.device)  # type: ignore[attr-defined]
+    assert source.live and source.device.serial == "000000000001"
+    feeder = _push_when_streaming(camera, written)
+    got: list[Frame] = []
+    with pytest.raises(DeviceError, match=r"sent no image for 0\.5 s"):
+        for frame in source:
+            got.append(frame)
+    feeder.join()
+    # every frame the camera sent came out before the silence ended the source
+    assert [f.stamp_ns for f in got] == [f.stamp_ns for f in written]
+    np.testing.assert_array_equal(got[-1].image, written[-1].image)
+    assert [s for f in got for s in f.imu] == [s for f in written for s in f.imu]
+    assert source.stats.dropped_by_host == 0
+
+
+@needs_rs
+def test_live_device_lookup_names_what_it_found() -> None:
+    from slamfront.sources.realsense import RealSenseSource
+    from slamfront.sources.realsense_device import open_live_device
+
+    camera = _software_camera(_rgbd_frames(1))
+    device = camera.device  # type: ignore[attr-defined]
+    assert open_live_device(_FakeContext([device]), None) is device
+    assert open_live_device(_FakeContext([device]), "000000000001") is device
+    with pytest.raises(DeviceError, match=r"no RealSense device with serial '42'.*Synthetic"):
+        open_live_device(_FakeContext([device]), "42")
+    with pytest.raises(DeviceError, match="no RealSense device found"):
+        open_live_device(_FakeContext([]), None)
+    with pytest.raises(DeviceError, match=r"has no 640x480 rgb8@30 mode.*80x60 rgb8@30"):
+        RealSenseSource(_config(), device=device)
+    with pytest.raises(DeviceError, match=r"no gyro rate 400 Hz; offered: \[100\]"):
+        RealSenseSource(_config(**{**LIVE, "gyro_hz": 400}), device=device)
+
+
+@needs_rs
+def test_record_writes_a_playable_recording(tmp_path: Path) -> None:
+    from slamfront.sources.realsense_record import record
+
+    written = _rgbd_frames(5)
+    camera = _software_camera(written)
+    stop = threading.Event()
+    out = tmp_path / "rec.db3"
+    results: list[object] = []
+
+    def run() -> None:
+        device = camera.device  # type: ignore[attr-defined]
+        results.append(record(out, _config(**LIVE), stop=stop, device=device))
+
+    recorder = threading.Thread(target=run)
+    recorder.start()
+    _push_when_streaming(camera, written).join()
+    time.sleep(0.2)
+    stop.set()
+    recorder.join(timeout=20)
+    (result,) = results
+    assert result.frames == 5 and result.imu_readings == 30 and result.dropped == 0  # type: ignore[attr-defined]
+    assert result.sidecar == tmp_path / "rec.db3.yaml"  # type: ignore[attr-defined]
+    with open_source(f"realsense-file:{out}", _config()) as source:
+        got = list(source)
+    assert [f.stamp_ns for f in got] == [f.stamp_ns for f in written]
+    for g, w in zip(got, written, strict=True):
+        np.testing.assert_array_equal(g.image, w.image)
+        np.testing.assert_array_equal(g.body_from_cam, BODY_FROM_CAM)
+    assert [s for f in got for s in f.imu] == [s for f in written for s in f.imu]
 
 
 def _devices() -> tuple[object, ...]:
