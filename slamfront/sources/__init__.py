@@ -38,6 +38,37 @@ def split_spec(spec: str) -> tuple[str, str]:
     return scheme, rest
 
 
+def resolve_spec(given: str | None, config: Config) -> str:
+    """The source to open: ``given`` (from the command line) or the profile's ``source.spec``.
+
+    A profile may name a bare scheme (``tum:``) whose path comes from the command line:
+    ``given`` without a known scheme is then appended to it (``tum:`` + ``/data/fr1`` ->
+    ``tum:/data/fr1``). A complete ``given`` spec always wins.
+    """
+    from slamfront.errors import ConfigError
+
+    profile = config.source.spec
+    if given:
+        scheme = given.partition(":")[0].strip().lower()
+        if scheme in _SCHEMES or profile is None:
+            return given
+        base, sep, rest = profile.partition(":")
+        if sep and not rest:
+            return f"{base}:{given}"
+        return given
+    if profile is None:
+        raise ConfigError(
+            "no source given: name one (tum:PATH, realsense, ...) or set source.spec in the profile"
+        )
+    scheme, sep, rest = profile.partition(":")
+    if sep and not rest and scheme.strip().lower() != "realsense":
+        raise ConfigError(
+            f"source.spec {profile!r} needs a path: give it on the command line "
+            f"(e.g. {scheme}:/data/sequence, or just the path)"
+        )
+    return profile
+
+
 def open_source(spec: str, config: Config | None = None) -> Source:
     """Open a source from its spec string; ``config`` supplies source/sim/camera settings."""
     from slamfront.config import Config
@@ -49,4 +80,4 @@ def open_source(spec: str, config: Config | None = None) -> Source:
     return source
 
 
-__all__ = ["Source", "open_source", "split_spec"]
+__all__ = ["Source", "open_source", "resolve_spec", "split_spec"]
