@@ -23,12 +23,17 @@ from slamfront.sim.scene import Scene
 from slamfront.types import CameraModel
 
 _NEAR_M = 0.02
+_EDGE_TEXELS = 0.02
 
 
 @dataclass(frozen=True, eq=False)
 class RenderedView:
-    """image: (H, W, 3) uint8 RGB; depth_m: (H, W) float32, 0 where no surface was hit;
-    face_index: (H, W) int16 index into ``scene.faces`` (-1 = none)."""
+    """One rendered view.
+
+    image: (H, W, 3) uint8 RGB (or (H, W, 4) RGBX when asked for); depth_m: (H, W) float32
+    metres, 0 where no surface was hit; face_index: (H, W) int16 index into ``scene.faces``
+    (-1 = none).
+    """
 
     image: np.ndarray
     depth_m: np.ndarray
@@ -54,12 +59,16 @@ class Renderer:
         self._origins = np.stack([f.origin_m for f in faces])
         # Texture coordinate u (texels, texel i centred at i + 0.5) is level-0 atlas index
         # coordinate u + shift; the bounds test runs on the shifted values.
+        # A margin of _EDGE_TEXELS closes float32 cracks where faces meet (coplanar neighbours
+        # and box edges); the inverse-depth test decides between the overlapping faces.
         shift = atlas.origin_px[[f.texture for f in faces]] + (atlas.pad_px - 0.5)
         extent = np.array([(f.size_m[0] / f.texel_m, f.size_m[1] / f.texel_m) for f in faces])
-        self._atlas_lo = shift.astype(np.float64)
-        self._atlas_hi = shift + extent
+        self._atlas_lo = shift.astype(np.float64) - _EDGE_TEXELS
+        self._atlas_hi = shift + extent + _EDGE_TEXELS
 
-    def __call__(self, world_from_cam: np.ndarray) -> RenderedView:
+    def __call__(self, world_from_cam: np.ndarray, rgbx: bool = False) -> RenderedView:
+        """The view from ``world_from_cam``; ``rgbx`` keeps a 4th (padding) channel, which
+        makes later remaps of the image (motion blur) faster."""
         import cv2
 
         cam = self.camera
@@ -139,7 +148,7 @@ class Renderer:
             map_y = scale * atlas_y
             sampled.append(cv2.remap(self.scene.atlas.image, map_x, map_y, cv2.INTER_LINEAR))
         blended = cv2.blendLinear(sampled[0], sampled[1], 1.0 - weight1, weight1)
-        image = cv2.cvtColor(blended, cv2.COLOR_RGBA2RGB)
+        image = blended if rgbx else cv2.cvtColor(blended, cv2.COLOR_RGBA2RGB)
         face_index = face_id
         if any_missed:
             image[missed] = 0

@@ -175,13 +175,14 @@ class SimRig:
 
         cfg = self.config
         world_from_cam = world_from_left @ left_from_cam
-        view = self.renderer(world_from_cam)
+        view = self.renderer(world_from_cam, rgbx=True)
         image: np.ndarray = view.image
         if cfg.motion_blur and cfg.exposure_ms > 0:
             end = self.trajectory.world_from_cam(t_s + 0.5e-3 * cfg.exposure_ms) @ left_from_cam
             end_from_mid = invert_pose(end) @ world_from_cam
             dx, dy = blur_displacement(view.depth_m, self.camera, end_from_mid)
             image = motion_blur(image, dx, dy)
+        image = cv2.cvtColor(image, cv2.COLOR_RGBA2RGB)
         if self._image_noise is not None:
             image = cv2.add(image, self._noise_window(self._image_noise, rng), dtype=cv2.CV_8U)
         return image, view.depth_m

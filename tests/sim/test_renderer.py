@@ -157,14 +157,19 @@ def test_stereo_pair_has_disparity_fx_b_over_z(room_scene: Scene) -> None:
         assert np.nanmedian(np.abs(found[:, 1] - p[keep, 1])) < 0.05
 
 
-def test_closed_room_has_no_holes_and_depth_in_range(room_scene: Scene) -> None:
-    rig = _rig(room_scene, width_px=320, height_px=240, **CLEAN)
-    for index in range(0, rig.num_frames, 23):
-        frame = rig.frame(index)
-        assert frame.depth_m is not None
-        assert frame.depth_m.min() > 0.5  # every pixel hits a surface, none too close
-        assert np.percentile(frame.depth_m, 95) < 6.0
-        assert frame.image.max() > 0 and frame.image.mean() > 40
+@pytest.mark.parametrize("trajectory", ["loop", "figure8", "still", "repeated"])
+def test_closed_scenes_have_no_holes_and_depth_in_range(
+    trajectory: str, room_scene: Scene, repeated_scene: Scene
+) -> None:
+    scene = repeated_scene if trajectory == "repeated" else room_scene
+    rig = _rig(scene, trajectory=trajectory, width_px=320, height_px=240, **CLEAN)
+    step = rig.num_frames if trajectory == "still" else 5
+    for index in range(0, rig.num_frames, step):
+        view = rig.renderer(rig.world_from_cam(index))
+        assert (view.face_index >= 0).all()  # every pixel hits a surface (no cracks)
+        assert view.depth_m.min() > 0.5  # none too close
+        assert np.percentile(view.depth_m, 95) < 6.0
+        assert view.image.mean() > 40
 
 
 def test_textures_give_plenty_of_well_spread_orb_features(room_scene: Scene) -> None:
