@@ -227,6 +227,59 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- record
+
+
+def _add_record(sub: Any) -> None:
+    p = sub.add_parser(
+        "record",
+        help="record a live RealSense into OUT.db3 (replay it as realsense-file:OUT.db3)",
+        description="Records the streams the profile's realsense section selects (colour + "
+        "depth, or both infrared imagers, and the IMU) until Ctrl-C or --duration.",
+    )
+    p.add_argument("out", metavar="OUT.db3")
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument("--serial", help="device serial (default: the profile's, else the first)")
+    p.add_argument(
+        "--profile",
+        dest="config",
+        default=argparse.SUPPRESS,
+        metavar="FILE",
+        help="a launch profile, e.g. launch/d435i_rgbd.yaml (same as --config)",
+    )
+    _add_config_args(p)
+    p.set_defaults(handler=_cmd_record)
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from slamfront.sources import split_spec
+    from slamfront.sources.realsense_record import record
+
+    config = _config_from_args(args)
+    serial = args.serial
+    if serial is None and config.source.spec:
+        scheme, rest = split_spec(config.source.spec)
+        serial = rest or None if scheme == "realsense" else None
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        until = f"for {args.duration:g} s" if args.duration else "until Ctrl-C"
+        print(f"recording to {args.out} {until}", file=sys.stderr, flush=True)
+        result = record(args.out, config, serial=serial, duration_s=args.duration, stop=stop)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    print(
+        f"{result.frames} frames, {result.imu_readings} IMU readings, {result.dropped} dropped "
+        f"in {result.duration_s:.1f} s from {result.device.describe()}"
+    )
+    print(f"outputs: {result.path}, {result.sidecar}")
+    print(f"replay: slamfront run --config launch/replay_realsense.yaml {result.path}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -260,7 +313,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # Each entry adds one subcommand: a parser whose defaults carry ``handler=_cmd_<name>``.
-_SUBCOMMANDS: list[Callable[[Any], None]] = [_add_run, _add_demo, _add_eval, _add_doctor]
+_SUBCOMMANDS: list[Callable[[Any], None]] = [
+    _add_run,
+    _add_demo,
+    _add_eval,
+    _add_doctor,
+    _add_record,
+]
 
 
 if __name__ == "__main__":

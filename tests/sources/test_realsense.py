@@ -552,3 +552,20 @@ def test_live_device_streams_rgbd_with_imu() -> None:
     stamps = np.array([f.stamp_ns for f in frames])
     assert (np.diff(stamps) > 0).all()
     assert all(f.depth_m is not None and f.image.shape[2] == 3 for f in frames)
+
+
+@needs_rs
+def test_cli_record_reports_a_missing_camera(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from slamfront.cli import main
+
+    if _devices():
+        pytest.skip("a RealSense device is connected")
+    out = str(tmp_path / "rec.db3")
+    assert main(["record", out, "--profile", str(tmp_path / "nope.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+    profile = str(Path(__file__).resolve().parents[2] / "launch" / "d435i_rgbd.yaml")
+    assert main(["record", out, "--profile", profile, "--duration", "1"]) == 2
+    assert "no RealSense device found" in capsys.readouterr().err
+    assert not Path(out).exists()
