@@ -63,8 +63,12 @@ class Renderer:
         # and box edges); the inverse-depth test decides between the overlapping faces.
         shift = atlas.origin_px[[f.texture for f in faces]] + (atlas.pad_px - 0.5)
         extent = np.array([(f.size_m[0] / f.texel_m, f.size_m[1] / f.texel_m) for f in faces])
-        self._atlas_lo = shift.astype(np.float64) - _EDGE_TEXELS
-        self._atlas_hi = shift + extent + _EDGE_TEXELS
+        self._atlas_shift = shift.astype(np.float64)
+        self._atlas_lo = self._atlas_shift - _EDGE_TEXELS
+        self._atlas_hi = self._atlas_shift + extent + _EDGE_TEXELS
+        texel = np.array([f.texel_m for f in faces])[:, None]
+        self._axis_u_scaled = np.stack([f.axis_u for f in faces]) * texel
+        self._axis_v_scaled = np.stack([f.axis_v for f in faces]) * texel
 
     def __call__(self, world_from_cam: np.ndarray, rgbx: bool = False) -> RenderedView:
         """The view from ``world_from_cam``; ``rgbx`` keeps a 4th (padding) channel, which
@@ -79,31 +83,10 @@ class Renderer:
         y_num = np.zeros((h, w), np.float32)
         face_id = np.full((h, w), n, np.int16)
         level_base = np.zeros(n + 1, np.float32)
-
-        rot = world_from_cam[:3, :3]
-        center = world_from_cam[:3, 3]
-        cam_rot = rot.T
-        cam_t = -cam_rot @ center
-        facing = np.einsum("fi,fi->f", self._normals, center[None, :] - self._origins) > 1e-9
-        for f in np.flatnonzero(facing):
-            box = self._bbox(cam_rot, cam_t, self._corners[f])
-            if box is None:
-                continue
-            x0, x1, y0, y1 = box
-            face = self.scene.faces[f]
-            s = face.texel_m
-            columns = [cam_rot @ face.axis_u * s, cam_rot @ face.axis_v * s]
-            g = self._k @ np.stack([*columns, cam_rot @ face.origin_m + cam_t], axis=1)
-            try:
-                hom = np.linalg.inv(g)
-            except np.linalg.LinAlgError:
-                continue  # seen exactly edge-on
-            level_base[f] = 0.5 * np.log2(abs(np.linalg.det(hom)))
+        for f, (x0, x1, y0, y1), hom, log2_det in self._visible(world_from_cam):
+            level_base[f] = 0.5 * log2_det
             lo_x, lo_y = self._atlas_lo[f]
             hi_x, hi_y = self._atlas_hi[f]
-            # Rows of [[1, 0, lo_x], [0, 1, lo_y], [0, 0, 1]] @ hom: atlas coordinates * w.
-            hom[0] += lo_x * hom[2]
-            hom[1] += lo_y * hom[2]
             xs = self._xs[x0:x1]
             ys = self._ys[y0:y1, None]
             rows = [
@@ -155,12 +138,48 @@ class Renderer:
             face_index = np.where(missed, -1, face_id).astype(np.int16)
         return RenderedView(image, depth, face_index)
 
-    def _bbox(
-        self, cam_rot: np.ndarray, cam_t: np.ndarray, corners_w: np.ndarray
-    ) -> tuple[int, int, int, int] | None:
+    def _visible(
+        self, world_from_cam: np.ndarray
+    ) -> list[tuple[int, tuple[int, int, int, int], np.ndarray, float]]:
+        """Faces that may be seen: (index, pixel box, homography, log2 |det H|).
+
+        The homography maps a pixel (x, y, 1) to (x_atlas w, y_atlas w, w) with x_atlas,
+        y_atlas level-0 atlas index coordinates of the face's texture and w = 1/z.
+        """
+        rot = world_from_cam[:3, :3]
+        center = world_from_cam[:3, 3]
+        cam_rot = rot.T
+        cam_t = -cam_rot @ center
+        facing = np.einsum("fi,fi->f", self._normals, center[None, :] - self._origins) > 1e-9
+        index = np.flatnonzero(facing)
+        if index.size == 0:
+            return []
+        # G = K [R axis_u s | R axis_v s | R origin + t] maps (u, v, 1) texels to z * pixel.
+        g = np.empty((index.size, 3, 3))
+        g[:, :, 0] = self._axis_u_scaled[index] @ cam_rot.T
+        g[:, :, 1] = self._axis_v_scaled[index] @ cam_rot.T
+        g[:, :, 2] = self._origins[index] @ cam_rot.T + cam_t
+        g = self._k @ g
+        det_g = np.linalg.det(g)
+        usable = np.abs(det_g) > 1e-12  # not seen exactly edge-on
+        index, g, det_g = index[usable], g[usable], det_g[usable]
+        hom = np.linalg.inv(g)
+        # Shift texture texels to atlas coordinates: rows of [[1, 0, a], [0, 1, b], [0, 0, 1]] H.
+        shift = self._atlas_shift[index]
+        hom[:, 0] += shift[:, 0, None] * hom[:, 2]
+        hom[:, 1] += shift[:, 1, None] * hom[:, 2]
+        log2_det = -np.log2(np.abs(det_g))
+        corners = self._corners[index] @ cam_rot.T + cam_t  # (F, 4, 3)
+        out = []
+        for k, f in enumerate(index):
+            box = self._bbox(corners[k])
+            if box is not None:
+                out.append((int(f), box, hom[k], float(log2_det[k])))
+        return out
+
+    def _bbox(self, corners_cam: np.ndarray) -> tuple[int, int, int, int] | None:
         """Pixel box (x0, x1, y0, y1), end-exclusive, covering the face; None if not seen."""
-        pts = corners_w @ cam_rot.T + cam_t
-        poly = _clip_near(pts, _NEAR_M)
+        poly = _clip_near(corners_cam, _NEAR_M)
         if poly.shape[0] == 0:
             return None
         k = self._k
