@@ -82,7 +82,9 @@ class RealSenseStats:
     dropped_by_host: int
     unpaired: int
     imu_samples: int
-    gyro_dropped: int
+    imu_dropped: int
+    """Gyro readings before the first accelerometer one, and readings that came too late
+    for the frame they preceded."""
 
 
 @dataclass(frozen=True)
@@ -257,7 +259,7 @@ class RealSenseSource(Source):
             dropped_by_host=self._inbox.dropped,
             unpaired=self._pairer.unpaired,
             imu_samples=self._imu_count,
-            gyro_dropped=self._imu_pairer.gyro_dropped,
+            imu_dropped=self._imu_pairer.gyro_dropped + self._imu.late,
         )
 
     def _prepare_geometry(self) -> None:
@@ -454,8 +456,9 @@ class RealSenseSource(Source):
             samples = self._imu_pairer.add_gyro(motion.stamp_ns, motion.xyz)
         else:
             samples = self._imu_pairer.add_accel(motion.stamp_ns, motion.xyz)
+        late = self._imu.late
         self._imu.add(samples)
-        self._imu_count += len(samples)
+        self._imu_count += len(samples) - (self._imu.late - late)
 
     def _frame(self, index: int, group: tuple[VideoPacket, ...]) -> Frame:
         stamp_ns = group[0].stamp_ns
@@ -528,7 +531,7 @@ class RealSenseSource(Source):
             if self._joiner is not None:
                 self._joiner = self._joined = self._align = None
         stats = self.stats
-        if stats.dropped_by_device or stats.dropped_by_host or stats.unpaired:
+        if stats.dropped_by_device or stats.dropped_by_host or stats.unpaired or stats.imu_dropped:
             log.warning("%s: %s", self.source_path, stats)
 
 

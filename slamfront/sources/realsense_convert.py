@@ -133,15 +133,24 @@ class ImuPairer:
 
 
 class ImuBuffer:
-    """IMU samples waiting for the frame they precede (``prev_stamp < t <= stamp``)."""
+    """IMU samples waiting for the frame they precede (``prev_stamp < t <= stamp``).
+
+    A sample that arrives after a frame at or past its stamp has gone out cannot be
+    attached honestly any more: it is dropped and counted in ``late``.
+    """
 
     def __init__(self) -> None:
         self._samples: deque[ImuSample] = deque()
+        self._taken_through_ns = -(2**63)
         self.watermark_ns = -(2**63)
         """Stamp of the newest sample added: frames up to it have all their samples."""
+        self.late = 0
 
     def add(self, samples: Sequence[ImuSample]) -> None:
         for sample in samples:
+            if sample.stamp_ns <= self._taken_through_ns:
+                self.late += 1
+                continue
             self._samples.append(sample)
             self.watermark_ns = max(self.watermark_ns, sample.stamp_ns)
 
@@ -149,6 +158,7 @@ class ImuBuffer:
         taken: list[ImuSample] = []
         while self._samples and self._samples[0].stamp_ns <= stamp_ns:
             taken.append(self._samples.popleft())
+        self._taken_through_ns = max(self._taken_through_ns, stamp_ns)
         return tuple(taken)
 
 

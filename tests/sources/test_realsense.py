@@ -93,6 +93,10 @@ def test_imu_buffer_attaches_samples_to_the_frame_they_precede() -> None:
     assert [s.stamp_ns for s in buf.take_through(10)] == [5, 10]
     assert [s.stamp_ns for s in buf.take_through(12)] == []
     assert [s.stamp_ns for s in buf.take_through(20)] == [15, 20]
+    # a reading older than a frame already out is dropped, not attached to the next frame
+    buf.add([ImuSample(t, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)) for t in (18, 30)])
+    assert buf.late == 1
+    assert [s.stamp_ns for s in buf.take_through(40)] == [25, 30]
 
 
 def test_frame_pairer_matches_by_stamp_and_counts_orphans() -> None:
