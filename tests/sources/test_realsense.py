@@ -5,7 +5,7 @@ live-device checks (skipped without a camera)."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
+import importlib
 import itertools
 import threading
 import time
@@ -29,9 +29,22 @@ from slamfront.sources.realsense_convert import (
 )
 from slamfront.types import CameraModel, Frame, ImuSample, StereoRig
 
-HAVE_RS = importlib.util.find_spec("pyrealsense2") is not None
+
+def _import_error() -> str | None:
+    """Why pyrealsense2 cannot be imported (it also needs the system's libusb-1.0)."""
+    try:
+        importlib.import_module("pyrealsense2")
+    except ImportError as exc:
+        return str(exc)
+    return None
+
+
+RS_IMPORT_ERROR = _import_error()
+HAVE_RS = RS_IMPORT_ERROR is None
 needs_rs = pytest.mark.skipif(
-    not HAVE_RS, reason="pyrealsense2 not installed (pip install 'slamfront[realsense]')"
+    not HAVE_RS,
+    reason=f"pyrealsense2 not importable ({RS_IMPORT_ERROR}); pip install 'slamfront[realsense]' "
+    "and apt-get install libusb-1.0-0",
 )
 
 # ----------------------------------------------------------------------------- pure rules
@@ -186,7 +199,7 @@ def _rgbd_frames(count: int, skip: int | None = None) -> list[Frame]:
 @pytest.fixture(scope="module")
 def rgbd_recording(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Frame]]:
     if not HAVE_RS:
-        pytest.skip("pyrealsense2 not installed (pip install 'slamfront[realsense]')")
+        pytest.skip(f"pyrealsense2 not importable ({RS_IMPORT_ERROR})")
     from slamfront.sources.realsense_synthetic import write_recording
 
     frames = _rgbd_frames(10, skip=4)
