@@ -380,15 +380,16 @@ class RealSenseSource(Source):
                 self._check_domain(item)
                 gap = self._gaps.observe(item.stream, item.frame_number)
                 if gap and item.stream == self._plan.primary:
-                    self.frames_dropped += gap
-                    log.warning(
-                        "%s: %d %s frame(s) dropped before frame %d (%d so far)",
+                    # the first drop is a warning; the total is logged again at close()
+                    log.log(
+                        logging.DEBUG if self.frames_dropped else logging.WARNING,
+                        "%s: %d %s frame(s) dropped by the device before frame %d",
                         self.source_path,
                         gap,
                         item.stream,
                         item.frame_number,
-                        self.frames_dropped,
                     )
+                    self.frames_dropped += gap
                 group = self._pairer.add(item)
                 if group is not None:
                     ready.append(group)
@@ -400,8 +401,9 @@ class RealSenseSource(Source):
                 group = ready.popleft()
                 index, assembled = assembled, assembled + 1
                 if not self._wanted(index):
-                    self._imu.take_through(group[0].stamp_ns)
-                    continue
+                    if index < self._config.source.start_frame:  # before the start: dropped
+                        self._imu.take_through(group[0].stamp_ns)
+                    continue  # skipped by the stride: its IMU rides on the next frame out
                 yield self._frame(index, group)
                 self._yielded += 1
                 last_image = time.monotonic()
