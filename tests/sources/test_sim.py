@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from slamfront import SourceError, open_source
+from slamfront import ConfigError, SourceError, open_source
 from slamfront.config import Config, load_config
 from slamfront.sim.scene import Scene, build_scene
 from slamfront.sources.sim import SimSource
@@ -149,3 +149,19 @@ def test_the_documented_usage_with_presets_and_overrides(room: Scene) -> None:
     with pytest.raises(SourceError, match="seed"):
         other = dataclasses.replace(config, sim=dataclasses.replace(config.sim, seed=5))
         SimSource(other, room)
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("sim.blank_count=-1", "sim.blank_count"),
+        ("sim.exposure_ms=-2", "sim.exposure_ms"),
+        ("sim.hfov_deg=5", "sim.hfov_deg"),
+        ("sim.sensor=lidar", "sim.sensor"),
+        ("sim.scene=garden", "sim.scene"),
+        ("sim.frames=0", "sim.frames"),
+    ],
+)
+def test_bad_sim_settings_are_config_errors_naming_the_key(override: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config("fast", [override])
