@@ -20,6 +20,7 @@ from slamfront.sim.trajectories import TrajectoryModel
 from slamfront.types import ImuSample
 
 GRAVITY_WORLD_M_S2 = np.array([0.0, 0.0, -9.81])
+GRAVITY_WORLD_M_S2.setflags(write=False)
 
 
 @dataclass(frozen=True, eq=False)

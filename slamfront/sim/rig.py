@@ -32,6 +32,7 @@ from slamfront.types import CameraModel, Frame, StereoRig
 
 BODY_FROM_CAM = make_pose(so3_exp(np.array([0.012, -0.02, 0.008])), np.array([0.04, -0.015, 0.01]))
 """The IMU-camera extrinsic of the rig: a small rotation (about 1.4 deg) and 4.4 cm offset."""
+BODY_FROM_CAM.setflags(write=False)
 
 
 def sim_camera(config: SimConfig) -> CameraModel:

@@ -147,6 +147,8 @@ class _Builder:
         origin = center - 0.5 * size_m[0] * axis_u - 0.5 * size_m[1] * axis_v
         gain = 0.78 + 0.22 * float(normal @ _LIGHT_DIR)
         tex = self.texture(key, size_m, texel_m, gain)
+        for vector in (origin, axis_u, axis_v):
+            vector.setflags(write=False)
         self.faces.append(Face(origin, axis_u, axis_v, size_m, tex, texel_m))
 
     def enclosure(self, lo: np.ndarray, hi: np.ndarray, panel_m: float) -> None:
@@ -207,6 +209,7 @@ class _Builder:
 
     def finish(self, name: str, bounds: np.ndarray, boxes: tuple[Box, ...]) -> Scene:
         atlas = build_atlas(self.textures, PAD_TEXELS, MIP_LEVELS)
+        bounds.setflags(write=False)
         return Scene(name, self.seed, tuple(self.faces), atlas, bounds, boxes)
 
 

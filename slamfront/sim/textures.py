@@ -259,12 +259,12 @@ def build_atlas(
         level_image = np.asarray(cv2.pyrDown(level_image))
         x_level = 2 * width0 - 2 * width0 // 2**level
         image[: level_image.shape[0], x_level : x_level + level_image.shape[1]] = level_image
+    image.setflags(write=False)  # shared by every renderer of the scene
+    origin.setflags(write=False)
     return TextureAtlas(image, origin, tuple(sizes), pad_px, levels, width0)
 
 
-def _shelf_pack(
-    sizes: list[tuple[int, int]], width: int, gap_px: int
-) -> tuple[np.ndarray, int]:
+def _shelf_pack(sizes: list[tuple[int, int]], width: int, gap_px: int) -> tuple[np.ndarray, int]:
     """Origins (N, 2) of blocks (w, h) packed in shelves, tallest first; and the used height."""
     order = sorted(range(len(sizes)), key=lambda i: (-sizes[i][1], -sizes[i][0]))
     origin = np.zeros((len(sizes), 2), np.float32)

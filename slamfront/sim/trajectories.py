@@ -29,6 +29,7 @@ TRAJECTORY_NAMES = ("loop", "figure8", "still", "repeated")
 
 # Camera axes in the world for yaw = pitch = roll = 0: looking along +x, right = -y, down = -z.
 _WORLD_FROM_CAM_LEVEL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+_WORLD_FROM_CAM_LEVEL.setflags(write=False)
 
 
 @dataclass(frozen=True, eq=False)
