@@ -22,7 +22,15 @@ import numpy as np
 from slamfront.config import Config, dump_config
 from slamfront.frontend.base import Extractor, Matcher
 from slamfront.sinks import Sink
-from slamfront.types import Features, Frame, StageTimings, TrackingState, TrackResult
+from slamfront.types import (
+    Features,
+    Frame,
+    Keyframe,
+    OptimizedPoses,
+    StageTimings,
+    TrackingState,
+    TrackResult,
+)
 
 _STAGES = ("read_ms", "extract_ms", "match_ms", "pose_ms", "backend_ms", "sinks_ms")
 
@@ -190,6 +198,7 @@ class Pipeline:
             fps=c.read / wall if wall > 0 else 0.0,
             median_ms=med,
             p90_ms=p90,
+            viewer_frames_dropped=sum(s.dropped for s in self._sinks if isinstance(s, QueuedSink)),
             notes=notes,
         )
 
@@ -233,6 +242,73 @@ class Pipeline:
         result = replace(result, timings=replace(result.timings, sinks_ms=sinks_ms))
         c.timings.append(tuple(getattr(result.timings, name) for name in _STAGES))
         return result
+
+
+class QueuedSink:
+    """Runs a sink on its own thread behind a bounded queue; nothing here ever blocks.
+
+    At most ``maxsize`` per-frame results wait for the sink; further ones are dropped and
+    counted in ``dropped``, so a slow viewer never stalls tracking. Keyframes and optimised
+    poses are rare and kept, up to ``keep_limit`` waiting (then dropped and counted too).
+    ``close`` drains the queue, stops the thread, closes the sink and re-raises its first error.
+    """
+
+    def __init__(self, sink: Sink, maxsize: int = 8, keep_limit: int = 256) -> None:
+        self.sink = sink
+        self.dropped = 0
+        self.errors: list[BaseException] = []
+        self._maxsize = maxsize
+        self._keep_limit = keep_limit
+        self._pending_results = 0
+        self._lock = threading.Lock()
+        self._items: queue.SimpleQueue[tuple[str, tuple[object, ...]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name="slamfront-sink", daemon=True)
+        self._thread.start()
+
+    def on_result(self, frame: Frame, result: TrackResult) -> None:
+        with self._lock:
+            if self._pending_results >= self._maxsize:
+                self.dropped += 1
+                return
+            self._pending_results += 1
+        self._items.put(("on_result", (frame, result)))
+
+    def on_keyframe(self, keyframe: Keyframe) -> None:
+        self._keep(("on_keyframe", (keyframe,)))
+
+    def on_optimized(self, poses: OptimizedPoses) -> None:
+        self._keep(("on_optimized", (poses,)))
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._items.put(None)
+            self._thread.join()
+        self.sink.close()
+        if self.errors:
+            raise self.errors[0]
+
+    def _keep(self, item: tuple[str, tuple[object, ...]]) -> None:
+        if self._items.qsize() >= self._keep_limit:
+            with self._lock:
+                self.dropped += 1
+            return
+        self._items.put(item)
+
+    def _work(self) -> None:
+        while True:
+            item = self._items.get()
+            if item is None:
+                return
+            name, args = item
+            if name == "on_result":
+                with self._lock:
+                    self._pending_results -= 1
+            if self.errors:
+                continue  # a failed sink stops consuming work but never blocks the tracker
+            try:
+                getattr(self.sink, name)(*args)
+            except Exception as exc:
+                self.errors.append(exc)
 
 
 def _put(items: queue.Queue[object], item: object, stop: threading.Event) -> None:

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from slamfront.pipeline import QueuedSink
+from slamfront.types import (
+    CameraModel,
+    Features,
+    Frame,
+    Keyframe,
+    OptimizedPoses,
+    TrackingState,
+    TrackResult,
+)
+
+CAMERA = CameraModel(64, 48, 50.0, 50.0, 32.0, 24.0)
+
+
+class SlowSink:
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.results: list[int] = []
+        self.keyframes: list[int] = []
+        self.closed = False
+        self.release = threading.Event()
+
+    def on_result(self, frame: Frame, result: TrackResult) -> None:
+        self.release.wait(timeout=5)
+        time.sleep(self.delay_s)
+        self.results.append(result.frame_index)
+
+    def on_keyframe(self, keyframe: Keyframe) -> None:
+        self.keyframes.append(keyframe.keyframe_id)
+
+    def on_optimized(self, poses: OptimizedPoses) -> None:
+        raise RuntimeError("viewer broke")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def frame(i: int) -> tuple[Frame, TrackResult]:
+    f = Frame(i, i * 1000, np.zeros((48, 64), np.uint8), CAMERA)
+    return f, TrackResult(i, i * 1000, TrackingState.OK, np.eye(4))
+
+
+def keyframe(i: int) -> Keyframe:
+    feats = Features(
+        np.zeros((0, 2), np.float32),
+        np.zeros(0, np.float32),
+        np.zeros((0, 8), np.float32),
+        (64, 48),
+    )
+    return Keyframe(i, i, i, np.eye(4), CAMERA, feats, np.zeros((0, 3)))
+
+
+def test_slow_sink_drops_results_never_blocks_and_keeps_keyframes() -> None:
+    sink = SlowSink(delay_s=0.001)
+    queued = QueuedSink(sink, maxsize=4)
+    start = time.perf_counter()
+    for i in range(100):
+        queued.on_result(*frame(i))
+        if i % 25 == 0:
+            queued.on_keyframe(keyframe(i))
+    elapsed = time.perf_counter() - start
+    sink.release.set()
+    queued.close()
+    assert elapsed < 1.0  # 100 frames handed over while the sink was blocked
+    assert sink.closed
+    assert queued.dropped > 0
+    assert len(sink.results) + queued.dropped == 100
+    assert len(sink.results) <= 5  # the queue bound (4) plus the one the sink was holding
+    assert sink.results == sorted(sink.results)
+    assert sink.keyframes == [0, 25, 50, 75]  # rare records are kept
+
+
+def test_sink_error_is_raised_at_close() -> None:
+    sink = SlowSink(0.0)
+    sink.release.set()
+    queued = QueuedSink(sink)
+    queued.on_optimized(OptimizedPoses(0, (), np.zeros((0, 4, 4))))
+    queued.on_result(*frame(0))
+    with pytest.raises(RuntimeError, match="viewer broke"):
+        queued.close()
+    assert sink.closed
