@@ -39,11 +39,34 @@ class ExtractorConfig:
     """Explicit weights file; None resolves by name (see README "Weights")."""
     onnx_dir: str | None = None
     """Where exported ONNX models are kept; None is ~/.cache/slamfront/onnx."""
+    device: Literal["cpu", "cuda"] = "cpu"
+    """torch runtime: where the network runs."""
+    threads: int = 0
+    """onnxruntime: intra-op threads (0 = one per physical core)."""
+    engine_dir: str | None = None
+    """Where TensorRT engines are kept; None is ~/.cache/slamfront/tensorrt."""
+    tensorrt_fp16: bool = True
+    tensorrt_min_size_px: tuple[int, ...] = (64, 64)
+    """TensorRT optimisation profile, network input (width, height): smallest, usual, largest."""
+    tensorrt_opt_size_px: tuple[int, ...] = (640, 480)
+    tensorrt_max_size_px: tuple[int, ...] = (1280, 1024)
 
     def __post_init__(self) -> None:
         _check(self.max_keypoints > 0, "max_keypoints", "must be positive")
         _check(self.nms_radius_px >= 0, "nms_radius_px", "must be >= 0")
         _check(self.border_px >= 0, "border_px", "must be >= 0")
+        _check(self.threads >= 0, "threads", "must be >= 0")
+        sizes = (self.tensorrt_min_size_px, self.tensorrt_opt_size_px, self.tensorrt_max_size_px)
+        _check(
+            all(len(s) == 2 and min(s) > 0 for s in sizes),
+            "tensorrt_min_size_px",
+            "profile sizes are (width, height) pairs of positive integers",
+        )
+        _check(
+            all(a <= b <= c for a, b, c in zip(*sizes, strict=True)),
+            "tensorrt_opt_size_px",
+            "profile sizes must satisfy min <= opt <= max in width and height",
+        )
 
 
 @dataclass(frozen=True)
