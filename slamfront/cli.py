@@ -40,7 +40,17 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 def _config_from_args(args: argparse.Namespace) -> Config:
     from slamfront.config import load_config
 
-    return load_config(args.config, args.overrides)
+    profile = getattr(args, "profile", None)
+    if profile and args.config != "fast":
+        raise SlamfrontError("give either --profile or --config, not both")
+    return load_config(profile or args.config, args.overrides)
+
+
+def _source_and_overrides(args: argparse.Namespace) -> None:
+    """An optional SOURCE that looks like key=value is really the first override."""
+    if args.source and "=" in args.source.partition(":")[0]:
+        args.overrides = [args.source, *args.overrides]
+        args.source = None
 
 
 # ------------------------------------------------------------------------------ run
@@ -53,11 +63,33 @@ def _add_run(sub: Any) -> None:
         description="SOURCE: tum:PATH, euroc:PATH, kitti:PATH[:SEQ], images:PATH, video:PATH, "
         "sim[:NAME], realsense[:SERIAL], realsense-file:PATH",
     )
-    p.add_argument("source", metavar="SOURCE")
+    p.add_argument(
+        "source", metavar="SOURCE", nargs="?", help="optional with a --profile naming one"
+    )
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/<source>-<time>)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument(
+        "--profile", metavar="FILE", help="a launch profile (launch/*.yaml): config + source.spec"
+    )
     _add_config_args(p)
     p.set_defaults(handler=_cmd_run)
+
+
+def _add_live(sub: Any) -> None:
+    p = sub.add_parser(
+        "live",
+        help="run the pipeline on a live RealSense camera (Ctrl-C ends the run cleanly)",
+    )
+    p.add_argument(
+        "--profile",
+        metavar="FILE",
+        default="launch/d435i_rgbd.yaml",
+        help="launch profile (default launch/d435i_rgbd.yaml)",
+    )
+    p.add_argument("--out", metavar="DIR", help="output folder (default runs/live-<time>)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    p.set_defaults(handler=_cmd_live, config="fast", source=None)
 
 
 def _default_out(source: str) -> Path:
@@ -126,9 +158,28 @@ def _print_stats(stats: RunStats, out: Path) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from slamfront.sources import resolve_spec
+
+    _source_and_overrides(args)
     config = _config_from_args(args)
-    out = Path(args.out) if args.out else _default_out(args.source)
-    stats = _run_source(args.source, config, out, args.quiet)
+    spec = resolve_spec(args.source, config)
+    out = Path(args.out) if args.out else _default_out(spec)
+    stats = _run_source(spec, config, out, args.quiet)
+    _print_stats(stats, out)
+    return 0
+
+
+def _cmd_live(args: argparse.Namespace) -> int:
+    from slamfront.sources import resolve_spec, split_spec
+
+    config = _config_from_args(args)
+    spec = resolve_spec(None, config)
+    if split_spec(spec)[0] != "realsense":
+        raise SlamfrontError(
+            f"{args.profile}: source.spec is {spec!r}; `live` needs a camera (realsense[:SERIAL])"
+        )
+    out = Path(args.out) if args.out else _default_out("live")
+    stats = _run_source(spec, config, out, args.quiet)
     _print_stats(stats, out)
     return 0
 
@@ -315,6 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 # Each entry adds one subcommand: a parser whose defaults carry ``handler=_cmd_<name>``.
 _SUBCOMMANDS: list[Callable[[Any], None]] = [
     _add_run,
+    _add_live,
     _add_demo,
     _add_eval,
     _add_doctor,
