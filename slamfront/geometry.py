@@ -69,7 +69,15 @@ def so3_log(rotation: np.ndarray) -> np.ndarray:
 def rotation_angle_deg(rotation: np.ndarray) -> float:
     """Angle of a rotation matrix in degrees, in [0, 180]."""
     cos = (np.trace(rotation) - 1.0) / 2.0
-    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+    axis = np.array(
+        [
+            rotation[2, 1] - rotation[1, 2],
+            rotation[0, 2] - rotation[2, 0],
+            rotation[1, 0] - rotation[0, 1],
+        ]
+    )
+    sin = 0.5 * float(np.linalg.norm(axis))
+    return float(np.degrees(np.arctan2(sin, cos)))  # accurate for tiny angles, unlike arccos
 
 
 def quat_xyzw_to_rotation(quat_xyzw: np.ndarray) -> np.ndarray:

@@ -26,6 +26,10 @@ def test_pose_inverse_and_quaternion_round_trip() -> None:
 def test_rotation_angle() -> None:
     rot = g.so3_exp(np.array([0.0, 0.0, np.radians(30.0)]))
     assert g.rotation_angle_deg(rot) == pytest.approx(30.0)
+    tiny = g.so3_exp(np.array([1e-7, 0.0, 0.0]))
+    assert g.rotation_angle_deg(tiny) == pytest.approx(np.degrees(1e-7), rel=1e-6)
+    flip = g.so3_exp(np.array([0.0, np.pi - 1e-9, 0.0]))
+    assert g.rotation_angle_deg(flip) == pytest.approx(180.0, abs=1e-6)
     # a known quaternion: 90 deg about z
     rot_z = g.quat_xyzw_to_rotation(np.array([0, 0, np.sqrt(0.5), np.sqrt(0.5)]))
     np.testing.assert_allclose(rot_z @ [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], atol=1e-12)
