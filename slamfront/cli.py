@@ -331,6 +331,146 @@ def _cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------- extractor tools
+
+
+def _add_export(sub: Any) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write the preset's networks as ONNX (and TensorRT engines with --tensorrt)",
+        description="Exports a single-file ONNX model per network with dynamic image size, "
+        "into --out or the ONNX cache (extractor.onnx_dir) where the runtimes look for them.",
+    )
+    p.add_argument("--out", metavar="DIR", help="write here instead of the ONNX cache")
+    p.add_argument(
+        "--tensorrt",
+        action="store_true",
+        help="also build the TensorRT engines (needs TensorRT 10 and a CUDA device)",
+    )
+    _add_config_args(p)
+    p.set_defaults(handler=_cmd_export)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from slamfront.frontend.export import export_models
+
+    config = _config_from_args(args)
+    exported = export_models(config, args.out)
+    if not exported:
+        print(f"preset {config.preset}: nothing to export (model {config.extractor.model})")
+    for model in exported:
+        print(f"{model.name}: {model.path} (sha256 {model.sha256[:16]})")
+    if args.tensorrt and exported:
+        from slamfront.frontend.runtime.extractor_tensorrt import build_extractor_engine
+
+        print(f"tensorrt engine: {build_extractor_engine(config.extractor)}")
+    return 0
+
+
+def _add_eval_matching(sub: Any) -> None:
+    p = sub.add_parser(
+        "eval-matching",
+        help="MMA and homography accuracy at 1/3/5 px on HPatches (hpatches:PATH)",
+        description="PATH is one HPatches sequence folder (1.ppm..6.ppm, H_1_2..H_1_6) or a "
+        "folder of them. Pairs (1, k) are matched and a RANSAC homography is estimated.",
+    )
+    p.add_argument("dataset", metavar="hpatches:PATH")
+    p.add_argument(
+        "--matcher",
+        choices=("mnn", "preset"),
+        default="mnn",
+        help="mnn: mutual nearest neighbours (the baseline); preset: the preset's matcher",
+    )
+    p.add_argument("--min-cosine", type=float, default=0.0, help="mnn: minimum cosine similarity")
+    p.add_argument("--runtime", help="override extractor.runtime (and matcher.runtime)")
+    p.add_argument("--json", metavar="FILE", help="also write every figure to this JSON file")
+    _add_config_args(p)
+    p.set_defaults(handler=_cmd_eval_matching)
+
+
+def _cmd_eval_matching(args: argparse.Namespace) -> int:
+    import json
+
+    from slamfront.errors import SourceError
+    from slamfront.eval.matching import MutualNearestNeighbour, evaluate_hpatches
+    from slamfront.frontend import load_extractor, load_matcher
+
+    scheme, _, path = args.dataset.partition(":")
+    if scheme != "hpatches" or not path:
+        raise SourceError(f"expected hpatches:PATH, got {args.dataset!r}")
+    config = _config_from_args(args)
+    extractor = load_extractor(config, runtime=args.runtime)
+    matcher = (
+        load_matcher(config, runtime=args.runtime)
+        if args.matcher == "preset"
+        else MutualNearestNeighbour(args.min_cosine)
+    )
+    report = evaluate_hpatches(path, extractor, matcher)
+    print(f"preset {config.preset}, extractor {config.extractor.model}, matcher {args.matcher}")
+    print("\n".join(report.lines()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    return 0
+
+
+def _add_bench(sub: Any) -> None:
+    p = sub.add_parser("bench", help="benchmarks: median and p90 wall times with the machine")
+    targets = p.add_subparsers(dest="target", required=True, metavar="TARGET")
+    for add in _BENCH_TARGETS:
+        add(targets)
+
+
+def _add_bench_extractor(targets: Any) -> None:
+    p = targets.add_parser(
+        "extractor",
+        help="extractor time per frame, per preset, runtime and image size",
+        description="Times load_extractor(preset)(image) on a synthetic textured frame. "
+        "Timings on a machine shared with other work are noisy: compare medians.",
+    )
+    p.add_argument("--presets", default="fast,classic", help="comma-separated presets")
+    p.add_argument("--runtimes", default="torch,onnxruntime", help="comma-separated runtimes")
+    p.add_argument("--sizes", default="640x480,752x480", help="comma-separated WxH")
+    p.add_argument("--keypoints", type=int, default=1024, help="max_keypoints (learned models)")
+    p.add_argument("--runs", type=int, default=20, help="timed runs per case (>= 20)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed runs first")
+    p.add_argument("--json", metavar="FILE", help="also write the results to this JSON file")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    p.set_defaults(handler=_cmd_bench_extractor)
+
+
+def _cmd_bench_extractor(args: argparse.Namespace) -> int:
+    import json
+
+    from slamfront.bench.extractor import bench_extractor
+    from slamfront.errors import ConfigError
+
+    try:
+        sizes = [tuple(int(v) for v in size.lower().split("x")) for size in args.sizes.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or any(len(size) != 2 or min(size) <= 0 for size in sizes):
+        raise ConfigError(f"--sizes must be like 640x480,752x480, got {args.sizes!r}")
+    if args.runs < 20:
+        raise ConfigError(f"--runs must be at least 20, got {args.runs}")
+    result = bench_extractor(
+        presets=[p for p in args.presets.split(",") if p],
+        runtimes=[r for r in args.runtimes.split(",") if r],
+        sizes_px=[(w, h) for w, h in sizes],
+        max_keypoints=args.keypoints,
+        runs=args.runs,
+        warmup=args.warmup,
+        overrides=args.overrides,
+    )
+    print("\n".join(result.lines()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return 0
+
+
+# Each entry adds one ``slamfront bench TARGET`` (matcher and pipeline go next to extractor).
+_BENCH_TARGETS: list[Callable[[Any], None]] = [_add_bench_extractor]
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -371,6 +511,9 @@ _SUBCOMMANDS: list[Callable[[Any], None]] = [
     _add_eval,
     _add_doctor,
     _add_record,
+    _add_export,
+    _add_eval_matching,
+    _add_bench,
 ]
 
 
