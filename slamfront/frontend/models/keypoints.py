@@ -141,17 +141,24 @@ def _sample_descriptors(
 ) -> torch.Tensor:
     """Bilinear samples (K, D) of dense descriptors at input-pixel points, re-normalised.
 
-    The dense map covers the same extent as the input whatever its resolution, so the point's
-    position relative to the image edges (align_corners=False) locates it in the map.
+    The dense map (1, D, h, w) covers the same extent as the (width, height) input whatever
+    its resolution, so a point's position relative to the image edges locates it in the map
+    (``grid_sample`` with ``align_corners=False`` and border padding). Written as four
+    gathers on the flattened map: several times faster than GridSample in ONNX Runtime.
     """
-    # Scalar arithmetic on the (symbolic) sizes keeps the exported graph shape-generic.
-    grid_x = (xy[:, 0] + 0.5) * (2.0 / width) - 1.0
-    grid_y = (xy[:, 1] + 0.5) * (2.0 / height) - 1.0
-    grid = torch.stack([grid_x, grid_y], dim=1)[None, None]
-    sampled = F.grid_sample(
-        descriptors, grid, mode="bilinear", padding_mode="border", align_corners=False
-    )
-    return F.normalize(sampled[0, :, 0].transpose(0, 1), p=2.0, dim=1)
+    dense = descriptors[0]
+    dim, rows, cols = dense.shape[0], dense.shape[1], dense.shape[2]
+    table = dense.reshape(dim, rows * cols)
+    u = ((xy[:, 0] + 0.5) * (cols / width) - 0.5).clamp(0.0, cols - 1.0)
+    v = ((xy[:, 1] + 0.5) * (rows / height) - 0.5).clamp(0.0, rows - 1.0)
+    u0 = torch.floor(u).clamp(max=cols - 2.0)
+    v0 = torch.floor(v).clamp(max=rows - 2.0)
+    fu, fv = u - u0, v - v0
+    corner = (v0 * cols + u0).to(torch.int64)
+    top = table[:, corner] * (1.0 - fu) + table[:, corner + 1] * fu
+    bottom = table[:, corner + cols] * (1.0 - fu) + table[:, corner + cols + 1] * fu
+    sampled = top * (1.0 - fv) + bottom * fv
+    return F.normalize(sampled.transpose(0, 1), p=2.0, dim=1)
 
 
 __all__ = ["SUBPIXEL_MAX_OFFSET_PX", "DenseNetwork", "DetectionParams", "SparseDetector"]
