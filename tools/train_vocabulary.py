@@ -2,7 +2,8 @@
 """Train the VLAD vocabulary of one extractor and write it as a package .npz.
 
     python tools/train_vocabulary.py --preset fast \\
-        --images '../shared/data/textures/*/*.png' [--source sim:loop --frames 200] \\
+        --images '../shared/data/textures/*/*.png' \\
+        --source sim:figure8 --frames 40 --stride 15 --set sim.seed=3 \\
         --out slamfront/backend/vocabularies/xfeat.npz
 
 Runs the preset's extractor (the same one slamfront runs) on every image, at full size and
@@ -37,8 +38,8 @@ def _descriptor_sets(args: argparse.Namespace) -> tuple[str, list[np.ndarray]]:
 
     import slamfront as sf
 
-    config = sf.load_config(args.preset)
-    extractor = sf.load_extractor(config, max_keypoints=args.max_keypoints)
+    config = sf.load_config(args.preset, args.set)
+    extractor = sf.load_extractor(config, runtime=args.runtime, max_keypoints=args.max_keypoints)
     sets: list[np.ndarray] = []
     paths = sorted(p for pattern in args.images for p in glob.glob(pattern))
     if args.images and not paths:
@@ -67,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stride", type=int, default=5, help="take every n-th source frame")
     parser.add_argument("--scales", type=float, nargs="*", default=[0.7], help="extra scales")
     parser.add_argument("--max-keypoints", type=int, default=None)
+    parser.add_argument("--runtime", default="torch", help="extractor runtime (reference: torch)")
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides (sim.seed=3)"
+    )
     parser.add_argument("--words", type=int, default=16)
     parser.add_argument("--dim", type=int, default=64, help="PCA dimension for wide/binary")
     parser.add_argument("--seed", type=int, default=0)
