@@ -363,11 +363,45 @@ class SimConfig:
 
 @dataclass(frozen=True)
 class RerunConfig:
+    """The Rerun viewer sink (``--rerun MODE``); see slamfront/sinks/rerun_sink.py."""
+
     mode: str = "off"
-    """off | save:FILE.rrd | serve | connect:ADDR"""
+    """off | save[:FILE.rrd] | serve | connect[:ADDR]; ``save`` alone: RUN_DIR/recording.rrd."""
     image_scale: float = 1.0
+    """Logged images (current image, matches view) are resized by this factor, (0, 1]."""
     jpeg_quality: int | None = None
+    """None: raw pixels; 1-100: logged images are JPEG-compressed at this quality."""
     queue_size: int = 8
+    """Per-frame results waiting for the viewer thread; further ones are dropped and counted."""
+    web_port: int = 9090
+    """serve: HTTP port of the web viewer on localhost (0: a free port)."""
+    grpc_port: int = 9876
+    """serve: gRPC port on localhost the web viewer reads from (0: a free port)."""
+    server_memory_limit: str = "1GiB"
+    """serve: data the server keeps for late viewers (oldest dropped first)."""
+    keep_serving: bool = True
+    """serve from the CLI: after the run, keep the viewer up until Ctrl-C."""
+    frustum_depth_m: float = 0.1
+    """Drawn depth of camera and keyframe frustums."""
+
+    def __post_init__(self) -> None:
+        scheme = self.mode.partition(":")[0]
+        _check(
+            scheme in ("off", "save", "serve", "connect"),
+            "mode",
+            f"must be off, save[:FILE.rrd], serve or connect[:ADDR], got {self.mode!r}",
+        )
+        _check(0.0 < self.image_scale <= 1.0, "image_scale", "must be in (0, 1]")
+        _check(
+            self.jpeg_quality is None or 1 <= self.jpeg_quality <= 100,
+            "jpeg_quality",
+            "must be null or 1-100",
+        )
+        _check(self.queue_size >= 1, "queue_size", "must be >= 1")
+        _check(0 <= self.web_port <= 65535, "web_port", "must be a port (0: any free one)")
+        _check(0 <= self.grpc_port <= 65535, "grpc_port", "must be a port (0: any free one)")
+        _check(bool(self.server_memory_limit), "server_memory_limit", "must not be empty")
+        _check(self.frustum_depth_m > 0, "frustum_depth_m", "must be positive")
 
 
 @dataclass(frozen=True)
