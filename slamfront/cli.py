@@ -7,9 +7,10 @@ Each subcommand is a pair ``_add_<name>(subparsers)`` / ``_cmd_<name>(args) -> i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,8 @@ from slamfront.errors import SlamfrontError
 if TYPE_CHECKING:
     from slamfront.config import Config
     from slamfront.pipeline import Progress, RunStats
+    from slamfront.sinks import Sink
+    from slamfront.sinks.rerun_session import RerunSession
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -43,7 +46,8 @@ def _config_from_args(args: argparse.Namespace) -> Config:
     profile = getattr(args, "profile", None)
     if profile and args.config != "fast":
         raise SlamfrontError("give either --profile or --config, not both")
-    return load_config(profile or args.config, args.overrides)
+    config = load_config(profile or args.config, args.overrides)
+    return _with_rerun_mode(config, getattr(args, "rerun", None))
 
 
 def _source_and_overrides(args: argparse.Namespace) -> None:
@@ -71,6 +75,7 @@ def _add_run(sub: Any) -> None:
     p.add_argument(
         "--profile", metavar="FILE", help="a launch profile (launch/*.yaml): config + source.spec"
     )
+    _add_rerun_arg(p)
     _add_config_args(p)
     p.set_defaults(handler=_cmd_run)
 
@@ -88,6 +93,7 @@ def _add_live(sub: Any) -> None:
     )
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/live-<time>)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    _add_rerun_arg(p)
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p.set_defaults(handler=_cmd_live, config="fast", source=None)
 
@@ -117,7 +123,9 @@ def _progress_printer(quiet: bool) -> Callable[[Progress], None] | None:
     return show
 
 
-def _run_source(spec: str, config: Config, out: Path, quiet: bool) -> RunStats:
+def _run_source(
+    spec: str, config: Config, out: Path, quiet: bool, extra_sinks: Sequence[Sink] = ()
+) -> RunStats:
     from slamfront.pipeline import run_to_directory
     from slamfront.sources import open_source
 
@@ -133,6 +141,7 @@ def _run_source(spec: str, config: Config, out: Path, quiet: bool) -> RunStats:
             frames_skipped=lambda: source.frames_skipped,
             total=total,
             on_progress=_progress_printer(quiet),
+            extra_sinks=extra_sinks,
         )
         truth = source.groundtruth()
         if truth is not None and len(truth):
@@ -164,8 +173,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     spec = resolve_spec(args.source, config)
     out = Path(args.out) if args.out else _default_out(spec)
-    stats = _run_source(spec, config, out, args.quiet)
-    _print_stats(stats, out)
+    with _RerunViewer(config, out) as viewer:
+        stats = _run_source(spec, config, out, args.quiet, viewer.sinks)
+        _print_stats(stats, out)
+        viewer.linger()
     return 0
 
 
@@ -179,8 +190,10 @@ def _cmd_live(args: argparse.Namespace) -> int:
             f"{args.profile}: source.spec is {spec!r}; `live` needs a camera (realsense[:SERIAL])"
         )
     out = Path(args.out) if args.out else _default_out("live")
-    stats = _run_source(spec, config, out, args.quiet)
-    _print_stats(stats, out)
+    with _RerunViewer(config, out) as viewer:
+        stats = _run_source(spec, config, out, args.quiet, viewer.sinks)
+        _print_stats(stats, out)
+        viewer.linger()
     return 0
 
 
@@ -190,6 +203,7 @@ def _add_demo(sub: Any) -> None:
     )
     p.add_argument("--out", metavar="DIR", default="runs/demo")
     p.add_argument("--quiet", action="store_true")
+    _add_rerun_arg(p)
     _add_config_args(p)
     p.set_defaults(handler=_cmd_demo)
 
@@ -201,13 +215,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     spec = f"sim:{config.sim.trajectory}"
     print(f"slamfront demo: {spec} ({config.sim.sensor}, preset {config.preset}) -> {out}")
-    stats = _run_source(spec, config, out, args.quiet)
-    _print_stats(stats, out)
-    mono = config.sim.sensor == "mono"
-    result = evaluate_files(
-        out / "trajectory.tum", out / "groundtruth.tum", align="sim3" if mono else "se3"
-    )
-    print(format_evaluation(result))
+    with _RerunViewer(config, out) as viewer:
+        stats = _run_source(spec, config, out, args.quiet, viewer.sinks)
+        _print_stats(stats, out)
+        mono = config.sim.sensor == "mono"
+        result = evaluate_files(
+            out / "trajectory.tum", out / "groundtruth.tum", align="sim3" if mono else "se3"
+        )
+        print(format_evaluation(result))
+        viewer.linger()
     return 0
 
 
@@ -471,6 +487,187 @@ def _cmd_bench_extractor(args: argparse.Namespace) -> int:
 _BENCH_TARGETS: list[Callable[[Any], None]] = [_add_bench_extractor]
 
 
+# ---------------------------------------------------------------------------- rerun
+
+
+def _add_rerun_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rerun",
+        metavar="MODE",
+        help="watch in Rerun: save[:FILE.rrd] (save alone: OUT/recording.rrd), serve (web "
+        "viewer on localhost, URL printed; kept up after the run until Ctrl-C), "
+        "connect[:ADDR] (a viewer already running, default port 9876), off",
+    )
+
+
+def _with_rerun_mode(config: Config, mode: str | None) -> Config:
+    if mode is None:
+        return config
+    from dataclasses import replace
+
+    from slamfront.errors import ConfigError
+
+    try:
+        return replace(config, rerun=replace(config.rerun, mode=mode))
+    except ValueError as exc:
+        raise ConfigError(f"--rerun {mode}: rerun.{exc}") from exc
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM ends the command like Ctrl-C (``finally`` blocks run, servers stop)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _RerunViewer:
+    """The Rerun side of one CLI run: opens the session (``config.rerun.mode``), hands the
+    queued sink to the pipeline, keeps a served viewer up after the run until Ctrl-C
+    (``rerun.keep_serving``), and on exit (also Ctrl-C / SIGTERM) flushes the recording and
+    stops the server it started."""
+
+    def __init__(self, config: Config, out: Path) -> None:
+        self._config = config
+        self._out = out
+        self._session: RerunSession | None = None
+        self._signals = contextlib.ExitStack()
+        self.sinks: list[Sink] = []
+
+    def __enter__(self) -> _RerunViewer:
+        cfg = self._config.rerun
+        if cfg.mode == "off":
+            return self
+        from slamfront.pipeline import QueuedSink
+        from slamfront.sinks.rerun_session import RerunSession, parse_mode
+        from slamfront.sinks.rerun_sink import RerunSink, default_blueprint
+
+        mode = parse_mode(cfg.mode, run_dir=self._out)
+        self._signals.enter_context(_sigterm_interrupts())
+        try:
+            self._session = RerunSession(
+                mode, cfg, recording_name=self._out.name, blueprint=default_blueprint()
+            )
+            self.sinks = [QueuedSink(RerunSink(self._session.recording, cfg), cfg.queue_size)]
+        except BaseException:
+            self.__exit__()
+            raise
+        if mode.kind == "save":
+            print(f"rerun: recording to {mode.path}", file=sys.stderr, flush=True)
+        elif mode.kind == "serve":
+            url = self._session.viewer_url
+            print(f"rerun: open {url} in a browser", file=sys.stderr, flush=True)
+        else:
+            print(f"rerun: streaming to {mode.address}", file=sys.stderr, flush=True)
+        return self
+
+    def linger(self) -> None:
+        """After a served run: wait for Ctrl-C (or the server's end) before stopping it."""
+        session = self._session
+        if session is None or session.server is None or not self._config.rerun.keep_serving:
+            return
+        import time
+
+        print(
+            f"rerun: run finished; the viewer stays at {session.viewer_url} until Ctrl-C",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            while session.server.running():
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            return  # the way to end serving, not an interrupted run
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._session is not None:
+                self._session.close()
+        finally:
+            self._session = None
+            self._signals.close()
+
+
+def _add_view(sub: Any) -> None:
+    p = sub.add_parser(
+        "view",
+        help="open a saved recording (RUN_DIR or FILE.rrd) in the Rerun viewer",
+        description="Opens the native Rerun viewer, or with --web (automatic without a "
+        "display) serves the web viewer on localhost and prints its URL. The viewer runs as "
+        "a child of this command: closing it, Ctrl-C or SIGTERM ends both.",
+    )
+    p.add_argument("target", metavar="RUN_DIR|FILE.rrd")
+    p.add_argument("--web", action="store_true", help="serve the web viewer on localhost")
+    p.add_argument("--web-port", type=int, default=9090, help="web viewer port (0: a free one)")
+    p.add_argument("--grpc-port", type=int, default=9876, help="data port (0: a free one)")
+    p.set_defaults(handler=_cmd_view)
+
+
+def _cmd_view(args: argparse.Namespace) -> int:
+    import os
+
+    from slamfront.sinks.rerun_session import (
+        RerunProcess,
+        find_recording,
+        free_port,
+        web_viewer_url,
+    )
+
+    path = find_recording(args.target)
+    headless = sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    )
+    web = args.web or headless
+    with _sigterm_interrupts():
+        if web:
+            if headless and not args.web:
+                print("view: no display here, serving the web viewer", file=sys.stderr)
+            web_port = args.web_port or free_port()
+            grpc_port = args.grpc_port or free_port()
+            process = RerunProcess(
+                [
+                    "--serve-web",
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(grpc_port),
+                    "--web-viewer-port",
+                    str(web_port),
+                    "--cors-allow-origin",
+                    f"http://127.0.0.1:{web_port}",
+                    str(path),
+                ]
+            )
+        else:
+            process = RerunProcess([str(path)])
+        try:
+            if web:
+                process.wait_listening([grpc_port, web_port])
+                url = web_viewer_url(web_port, grpc_port)
+                print(f"{path}: open {url} in a browser; Ctrl-C stops the viewer", flush=True)
+            code = process.wait()
+            if code != 0:
+                print(
+                    f"view: rerun exited with code {code}:\n{process.output_tail()}",
+                    file=sys.stderr,
+                )
+        finally:
+            process.stop()
+    return 0 if code == 0 else 1
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -514,6 +711,7 @@ _SUBCOMMANDS: list[Callable[[Any], None]] = [
     _add_export,
     _add_eval_matching,
     _add_bench,
+    _add_view,
 ]
 
 
