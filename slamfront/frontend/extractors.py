@@ -284,9 +284,14 @@ def build_extractor(cfg: ExtractorConfig) -> Extractor:
 
         detector = OnnxDetector(ensure_extractor_onnx(cfg), cfg.threads)
     else:
+        from slamfront.errors import RuntimeUnavailableError
         from slamfront.frontend.export import ensure_extractor_onnx
+        from slamfront.frontend.runtime.availability import runtime_report
         from slamfront.frontend.runtime.extractor_tensorrt import TensorRTDetector
 
+        probe = runtime_report().probe("tensorrt")
+        if not probe.usable:  # say so before spending time on an ONNX export
+            raise RuntimeUnavailableError(f"runtime tensorrt is not usable here: {probe.detail}")
         detector = TensorRTDetector(ensure_extractor_onnx(cfg), cfg)
     log.debug("extractor %s on %s", cfg.model, runtime)
     return LearnedExtractor(spec, detector, runtime)

@@ -91,3 +91,13 @@ def test_tensorrt_matches_torch(shared: Path, shared_weights: Path, tmp_path: Pa
         assert close.mean() > 0.9  # FP16: near-ties at the cut may change
         cosine = np.sum(expected.descriptors[close] * actual.descriptors[index[close]], axis=1)
         assert np.median(cosine) > 0.999 and cosine.min() > 0.98
+
+
+def test_tensorrt_request_fails_fast_without_it(tmp_path: Path) -> None:
+    if _tensorrt_usable()[0]:
+        pytest.skip("TensorRT is usable here")
+    import slamfront as sf
+
+    with pytest.raises(RuntimeUnavailableError, match="runtime tensorrt is not usable here"):
+        sf.load_extractor("fast", runtime="tensorrt", onnx_dir=str(tmp_path))
+    assert not any(tmp_path.iterdir())  # nothing was exported
