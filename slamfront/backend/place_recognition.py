@@ -8,8 +8,8 @@ the word are summed per word, signed-square-rooted (burstiness), normalised per 
 the similarity of two keyframes is a dot product in [-1, 1].
 
 :class:`PlaceIndex` keeps the vectors in one contiguous float32 matrix; a query is a single
-matrix-vector product plus a partial sort (about a millisecond for 10,000 keyframes of
-1,024 dimensions; ``python -m slamfront.bench.place_recognition`` prints the medians).
+matrix-vector product (in row blocks) plus a partial sort: about 1 ms for 10,000 keyframes
+of 1,024 dimensions (``python -m slamfront.bench.place_recognition`` prints the medians).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import numpy as np
 
 from slamfront.backend.vocabulary import Vocabulary
 from slamfront.errors import InputError
+
+_BLOCK_ROWS = 2048
 
 
 def vlad(vocabulary: Vocabulary, descriptors: np.ndarray) -> np.ndarray:
@@ -95,7 +97,12 @@ class PlaceIndex:
         vector = self._checked(descriptor)
         if self._count == 0 or top_k <= 0:
             return ()
-        scores = self._matrix[: self._count] @ vector
+        scores = np.empty(self._count, np.float32)
+        # Row blocks: OpenBLAS runs a small matrix-vector product on one thread, which on a
+        # busy machine is ~10x faster than its multi-threaded path for the whole matrix.
+        for start in range(0, self._count, _BLOCK_ROWS):
+            stop = min(start + _BLOCK_ROWS, self._count)
+            np.dot(self._matrix[start:stop], vector, out=scores[start:stop])
         ids = self._ids[: self._count]
         if max_keyframe_id is not None:
             scores = np.where(ids <= max_keyframe_id, scores, -np.inf)

@@ -33,6 +33,8 @@ class PlaceRecognitionBench:
     add: TimingStats
     encode: TimingStats
     machine: dict[str, object]
+    load_average: tuple[float, float, float]
+    """1/5/15-minute load average at the end of the run (a busy machine inflates timings)."""
 
 
 def run(
@@ -85,7 +87,18 @@ def run(
         add=TimingStats.of(add_samples),
         encode=encode_stats,
         machine=machine_info(),
+        load_average=_load_average(),
     )
+
+
+def _load_average() -> tuple[float, float, float]:
+    import os
+
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:  # pragma: no cover - platforms without it
+        return (float("nan"), float("nan"), float("nan"))
+    return (one, five, fifteen)
 
 
 def format_report(result: PlaceRecognitionBench) -> str:
@@ -105,7 +118,8 @@ def format_report(result: PlaceRecognitionBench) -> str:
     machine = result.machine
     lines.append(
         f"  machine: {machine.get('cpu')}, {machine.get('cores')} cores, "
-        f"python {machine.get('python')}, commit {machine.get('git_commit')}"
+        f"python {machine.get('python')}, commit {machine.get('git_commit')}, "
+        f"load average {result.load_average[0]:.1f}"
     )
     return "\n".join(lines)
 
