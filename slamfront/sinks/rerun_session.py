@@ -327,8 +327,10 @@ class RerunSession:
         if self._closed:
             return
         self._closed = True
+        server_gone = self.server is not None and not self.server.running()
         try:
-            self.recording.flush(timeout_sec=_FLUSH_TIMEOUT_S)
+            if not server_gone:  # after Ctrl-C the server may have ended with us
+                self.recording.flush(timeout_sec=_FLUSH_TIMEOUT_S)
         except Exception as exc:  # a closed viewer or full disk must not hide the run's result
             log.warning("rerun: flushing the recording failed: %s", exc)
         try:

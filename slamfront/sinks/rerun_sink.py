@@ -41,6 +41,7 @@ dropped that frame the points are grey and the matches view waits for the next k
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import OrderedDict, deque
@@ -60,6 +61,8 @@ from slamfront.types import (
     TrackResult,
 )
 
+log = logging.getLogger(__name__)
+
 TRAJECTORY_CHUNK = 256
 """Poses per ``world/trajectory/raw/<c>`` entity (each frame re-logs only its chunk)."""
 LATENCY_SERIES = ("read", "extract", "match", "pose", "total")
@@ -77,6 +80,7 @@ _FPS_WINDOW = 30
 _KEPT_KEYFRAME_IMAGES = 8
 _POSE_CHANGE_M = 1e-4
 _POSE_CHANGE_RAD = 1e-4
+_FLUSH_TIMEOUT_S = 30.0
 
 
 def keyframe_path(keyframe_id: int) -> str:
@@ -281,7 +285,13 @@ class RerunSink:
         self._rec.log("plot/backend/loops", rr.Scalars(float(poses.num_loops)))
 
     def close(self) -> None:
-        self._rec.flush()
+        """Flush what was logged. A viewer or server that went away (Ctrl-C reaches the
+        served viewer too) is logged as a warning, not raised: the run's own outputs matter
+        more than the last viewer frames."""
+        try:
+            self._rec.flush(timeout_sec=_FLUSH_TIMEOUT_S)
+        except Exception as exc:
+            log.warning("rerun: flushing the recording failed: %s", exc)
 
     # ------------------------------------------------------------------ internals
 

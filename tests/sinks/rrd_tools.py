@@ -26,7 +26,11 @@ class EntityLog:
         return [row[component] for row in self.rows if row.get(component) is not None]
 
     def frames_with(self, component: str) -> list[int]:
-        return [f for f, row in zip(self.frames, self.rows) if row.get(component) is not None]
+        return [
+            f
+            for f, row in zip(self.frames, self.rows, strict=True)
+            if row.get(component) is not None
+        ]
 
     def last(self, component: str) -> Any:
         values = self.column(component)
