@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-GRAPH_VERSION = 2
+GRAPH_VERSION = 3
 """Version of the exported extractor graph code; part of every cache key."""
 OPSET = 18
 _MAX_BLOCKS = 512

@@ -120,13 +120,15 @@ def _parabola_offsets(heat: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> t
     (a - b) / (2 (a - 2c + b)); it is used when the curvature is negative (a true peak), else 0,
     and clamped to +-SUBPIXEL_MAX_OFFSET_PX.
     """
-    padded = F.pad(heat[None, None], (1, 1, 1, 1), mode="replicate")[0, 0]
-    stride = heat.shape[-1] + 2
-    flat = padded.reshape(-1)
-    centre = (y + 1) * stride + (x + 1)
-    c = flat[centre]
-    left, right = flat[centre - 1], flat[centre + 1]
-    up, down = flat[centre - stride], flat[centre + stride]
+    height, width = heat.shape[-2], heat.shape[-1]
+    flat = heat.reshape(-1)
+    # Neighbours outside the map repeat the edge (replicate padding, by clamped indices).
+    row = y * width
+    c = flat[row + x]
+    left = flat[row + (x - 1).clamp(min=0)]
+    right = flat[row + (x + 1).clamp(max=width - 1)]
+    up = flat[(y - 1).clamp(min=0) * width + x]
+    down = flat[(y + 1).clamp(max=height - 1) * width + x]
     offsets = []
     for a, b in ((left, right), (up, down)):
         curvature = a - 2.0 * c + b
