@@ -483,8 +483,66 @@ def _cmd_bench_extractor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_bench_matcher(targets: Any) -> None:
+    p = targets.add_parser(
+        "matcher",
+        help="matcher time per pair, per preset, runtime, keypoint count, with/without early exit",
+        description="Times load_matcher(preset)(features0, features1) on consecutive frames of "
+        "the synthetic rig, with the preset's early exit and pruning (adaptive) and without "
+        "(full); reports the mean layers run. Timings on a machine shared with other work are "
+        "noisy: compare medians.",
+    )
+    p.add_argument("--presets", default="fast,accurate", help="comma-separated presets")
+    p.add_argument("--runtimes", default="torch,onnxruntime", help="comma-separated runtimes")
+    p.add_argument("--keypoints", default="512,1024,2048", help="comma-separated counts")
+    p.add_argument("--modes", default="adaptive,full", help="adaptive and/or full")
+    p.add_argument("--runs", type=int, default=20, help="timed runs per case (>= 20)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed runs first")
+    p.add_argument("--frames", type=int, default=6, help="consecutive frames (pairs = frames-1)")
+    p.add_argument("--source", default="sim:loop", help="source of the frames")
+    p.add_argument("--json", metavar="FILE", help="also write the results to this JSON file")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    p.set_defaults(handler=_cmd_bench_matcher)
+
+
+def _cmd_bench_matcher(args: argparse.Namespace) -> int:
+    import json
+
+    from slamfront.bench.matcher import bench_matcher
+    from slamfront.errors import ConfigError
+
+    try:
+        keypoints = [int(v) for v in args.keypoints.split(",") if v]
+    except ValueError:
+        keypoints = []
+    if not keypoints or min(keypoints) <= 0:
+        raise ConfigError(f"--keypoints must be like 512,1024,2048, got {args.keypoints!r}")
+    modes = [m for m in args.modes.split(",") if m]
+    if not modes or any(m not in ("adaptive", "full") for m in modes):
+        raise ConfigError(f"--modes takes adaptive and/or full, got {args.modes!r}")
+    if args.runs < 20:
+        raise ConfigError(f"--runs must be at least 20, got {args.runs}")
+    if args.frames < 2:
+        raise ConfigError(f"--frames must be at least 2, got {args.frames}")
+    result = bench_matcher(
+        presets=[p for p in args.presets.split(",") if p],
+        runtimes=[r for r in args.runtimes.split(",") if r],
+        keypoints=keypoints,
+        modes=modes,
+        runs=args.runs,
+        warmup=args.warmup,
+        frames=args.frames,
+        source=args.source,
+        overrides=args.overrides,
+    )
+    print("\n".join(result.lines()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return 0
+
+
 # Each entry adds one ``slamfront bench TARGET`` (matcher and pipeline go next to extractor).
-_BENCH_TARGETS: list[Callable[[Any], None]] = [_add_bench_extractor]
+_BENCH_TARGETS: list[Callable[[Any], None]] = [_add_bench_extractor, _add_bench_matcher]
 
 
 # ---------------------------------------------------------------------------- rerun
