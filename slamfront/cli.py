@@ -400,6 +400,14 @@ def _add_eval_matching(sub: Any) -> None:
     p.add_argument("--min-cosine", type=float, default=0.0, help="mnn: minimum cosine similarity")
     p.add_argument("--runtime", help="override extractor.runtime (and matcher.runtime)")
     p.add_argument("--json", metavar="FILE", help="also write every figure to this JSON file")
+    p.add_argument(
+        "--early-exit",
+        type=float,
+        metavar="CONFIDENCE",
+        help="also compare the preset's LightGlue at full depth with depth_confidence = "
+        "width_confidence = CONFIDENCE (e.g. 0.95) on easy pairs: each HPatches image against "
+        "itself with pixel noise, and consecutive frames of the synthetic rig",
+    )
     _add_config_args(p)
     p.set_defaults(handler=_cmd_eval_matching)
 
@@ -424,9 +432,40 @@ def _cmd_eval_matching(args: argparse.Namespace) -> int:
     report = evaluate_hpatches(path, extractor, matcher)
     print(f"preset {config.preset}, extractor {config.extractor.model}, matcher {args.matcher}")
     print("\n".join(report.lines()))
+    figures = report.to_dict()
+    if args.early_exit is not None:
+        figures["early_exit"] = _eval_early_exit(args, config, path, extractor)
     if args.json:
-        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     return 0
+
+
+def _eval_early_exit(
+    args: argparse.Namespace, config: Config, path: str, extractor: Any
+) -> list[dict[str, Any]]:
+    from slamfront.errors import ConfigError
+    from slamfront.eval.matching import (
+        evaluate_consecutive_frames,
+        evaluate_self_pairs,
+        read_hpatches,
+    )
+    from slamfront.frontend import load_matcher
+
+    if config.matcher.model != "lightglue":
+        raise ConfigError(f"--early-exit needs matcher.model=lightglue, not {config.matcher.model}")
+    level = args.early_exit
+    full = load_matcher(config, runtime=args.runtime, depth_confidence=-1, width_confidence=-1)
+    adaptive = load_matcher(
+        config, runtime=args.runtime, depth_confidence=level, width_confidence=level
+    )
+    images = [image for sequence in read_hpatches(path) for image in sequence.images]
+    reports = [
+        evaluate_self_pairs(images, extractor, full, adaptive),
+        evaluate_consecutive_frames(config.sim, extractor, full, adaptive),
+    ]
+    for report in reports:
+        print("\n".join(report.lines()))
+    return [report.to_dict() for report in reports]
 
 
 def _add_bench(sub: Any) -> None:

@@ -16,8 +16,11 @@ import pytest
 
 import slamfront as sf
 from slamfront.eval.matching import (
+    EarlyExitReport,
     corner_error_px,
     estimate_homography,
+    evaluate_consecutive_frames,
+    evaluate_self_pairs,
     read_hpatches,
     reprojection_errors_px,
 )
@@ -113,101 +116,33 @@ def test_hpatches_onnxruntime_equals_torch_with_exit_and_pruning(
 # ----------------------------------------------------------------------------- easy pairs
 
 
-def robust_homography(points0: np.ndarray, points1: np.ndarray) -> np.ndarray | None:
-    """Seeded RANSAC (3 px) for a start, then least squares on the points within 2 px of the
-    current estimate until the inlier set settles. Deterministic, and like the tracker's own
-    estimate (consensus, then least squares on inliers), not at the mercy of one sample."""
-    import cv2
-
-    p0, p1 = points0.astype(np.float64), points1.astype(np.float64)
-    cv2.setRNGSeed(0)
-    h, _ = cv2.findHomography(p0, p1, cv2.RANSAC, 3.0, maxIters=5000)
-    previous = None
-    for _ in range(10):
-        if h is None:
-            return None
-        inliers = reprojection_errors_px(p0, p1, h) < 2.0
-        if previous is not None and np.array_equal(inliers, previous):
-            break
-        previous = inliers
-        h, _ = cv2.findHomography(p0[inliers], p1[inliers], 0)
-    return h
+def assert_early_exit_costs_nothing(report: EarlyExitReport) -> None:
+    full_layers, adaptive_layers = report.mean_layers
+    full_correct, adaptive_correct = report.total_correct
+    full_errors, adaptive_errors = report.mean_errors
+    assert full_layers == 6.0
+    assert adaptive_layers <= 4.0
+    assert adaptive_correct >= 0.95 * full_correct
+    for name, a, b in zip(report.error_names, full_errors, adaptive_errors, strict=True):
+        assert b <= 1.1 * a, (name, a, b)
 
 
 def test_early_exit_on_an_image_against_itself_with_noise(churchill, extractor) -> None:
     _, _, images = churchill
-    pairs = []
-    rng = np.random.default_rng(0)
-    for image in images:
-        noisy = np.clip(image + rng.normal(0.0, 3.0, image.shape), 0, 255).astype(np.uint8)
-        pairs.append((extractor(image), extractor(noisy)))
     full = sf.load_matcher("fast", runtime="torch", **FULL)
     adaptive = sf.load_matcher("fast", runtime="torch", **ADAPTIVE)
-    stats: dict[str, list[tuple[int, int, float]]] = {"full": [], "adaptive": []}
-    identity = np.eye(3)
-    for f0, f1 in pairs:
-        for name, matcher in (("full", full), ("adaptive", adaptive)):
-            m = matcher(f0, f1)
-            points0, points1 = f0.keypoints[m.indices[:, 0]], f1.keypoints[m.indices[:, 1]]
-            error = corner_error_px(robust_homography(points0, points1), identity, f0.image_size)
-            stats[name].append((m.layers_run, correct_at(f0, f1, m, identity, 3.0), error))
-    full_stats, ada = np.array(stats["full"]), np.array(stats["adaptive"])
-    assert np.all(full_stats[:, 0] == 6)
-    assert ada[:, 0].mean() <= 4.0
-    assert ada[:, 1].sum() >= 0.95 * full_stats[:, 1].sum()
-    assert full_stats[:, 2].mean() < 0.5  # sanity: these pairs are easy
-    assert ada[:, 2].mean() <= 1.1 * full_stats[:, 2].mean()
-
-
-def sim_pair_metrics(
-    m: Matches, f0: Features, f1: Features, frame0: sf.Frame, cam1_from_cam0: np.ndarray
-) -> tuple[int, float, float]:
-    """Correct matches (depth + ground-truth motion, 3 px) and the PnP relative pose error
-    (rotation deg, translation m) from the matches, as the tracker estimates it."""
-    from slamfront.frontend.pose import refine_pose, solve_pnp_ransac
-    from slamfront.geometry import (
-        project,
-        rotation_angle_deg,
-        sample_depth,
-        transform_points,
-        unproject,
-    )
-
-    k = frame0.camera.K
-    points0 = f0.keypoints[m.indices[:, 0]].astype(np.float64)
-    points1 = f1.keypoints[m.indices[:, 1]].astype(np.float64)
-    assert frame0.depth_m is not None
-    depth = sample_depth(frame0.depth_m, points0).astype(np.float64)
-    valid = depth > 0
-    cam0 = unproject(k, points0[valid], depth[valid])
-    pixels1 = points1[valid]
-    errors = np.linalg.norm(project(k, transform_points(cam1_from_cam0, cam0)) - pixels1, axis=1)
-    solution = solve_pnp_ransac(cam0, pixels1, k, 2.0, iterations=500, seed=0)
-    assert solution is not None
-    estimate = refine_pose(solution[0], cam0, pixels1, k).cam_from_world
-    rotation = rotation_angle_deg(estimate[:3, :3] @ cam1_from_cam0[:3, :3].T)
-    translation = float(np.linalg.norm(estimate[:3, 3] - cam1_from_cam0[:3, 3]))
-    return int((errors <= 3.0).sum()), rotation, translation
+    report = evaluate_self_pairs(images, extractor, full, adaptive, noise_std=3.0, seed=0)
+    assert len(report.full) == 6
+    assert report.total_correct[0] > 6 * 600  # easy indeed: most keypoints match
+    assert report.mean_errors[0][0] < 0.5  # corner error, px
+    assert_early_exit_costs_nothing(report)
 
 
 def test_early_exit_on_consecutive_synthetic_frames(extractor) -> None:
-    from slamfront.geometry import invert_pose
-    from slamfront.sim.rig import SimRig
-
-    rig = SimRig(sf.load_config("fast").sim)
     full = sf.load_matcher("fast", runtime="torch", **FULL)
     adaptive = sf.load_matcher("fast", runtime="torch", **ADAPTIVE)
-    rows: dict[str, list[tuple[int, int, float, float]]] = {"full": [], "adaptive": []}
-    for index in range(0, 450, 45):  # ten pairs around the loop
-        frame0, frame1 = rig.frame(index), rig.frame(index + 1)
-        f0, f1 = extractor(frame0.image), extractor(frame1.image)
-        cam1_from_cam0 = invert_pose(rig.world_from_cam(index + 1)) @ rig.world_from_cam(index)
-        for name, matcher in (("full", full), ("adaptive", adaptive)):
-            m = matcher(f0, f1)
-            rows[name].append((m.layers_run, *sim_pair_metrics(m, f0, f1, frame0, cam1_from_cam0)))
-    full_rows, ada = np.array(rows["full"]), np.array(rows["adaptive"])
-    assert ada[:, 0].mean() <= 4.0
-    assert ada[:, 1].sum() >= 0.95 * full_rows[:, 1].sum()
-    assert full_rows[:, 1].sum() > 3000  # ~460 correct of 1024 keypoints per pair
-    assert ada[:, 2].mean() <= 1.1 * full_rows[:, 2].mean()  # rotation, deg
-    assert ada[:, 3].mean() <= 1.1 * full_rows[:, 3].mean()  # translation, m
+    sim = sf.load_config("fast").sim
+    report = evaluate_consecutive_frames(sim, extractor, full, adaptive)  # ten pairs
+    assert len(report.full) == 10
+    assert report.total_correct[0] > 3000  # ~460 correct of 1024 keypoints per pair
+    assert_early_exit_costs_nothing(report)
