@@ -30,6 +30,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -183,6 +184,8 @@ class RerunProcess:
         except OSError as exc:
             self._output.close()
             raise SlamfrontError(f"cannot start {self.args[0]}: {exc}") from exc
+        # a safety net for a forgotten stop(): the child ends when the interpreter exits
+        self._finalizer = weakref.finalize(self, _terminate, self._process)
 
     @property
     def pid(self) -> int:
@@ -225,16 +228,22 @@ class RerunProcess:
         return text[-max_chars:]
 
     def stop(self) -> None:
-        if self._process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self._process.send_signal(signal.SIGTERM)
-            try:
-                self._process.wait(timeout=_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        self._finalizer.detach()
+        _terminate(self._process)
         with contextlib.suppress(OSError, ValueError):
             self._output.close()
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, a few seconds' grace, then SIGKILL; reaps the child."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 class RerunSession:

@@ -3,6 +3,8 @@ running viewer, finding a run's recording."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -141,6 +143,14 @@ def test_connect_streams_to_a_running_viewer(tmp_path: Path, rrd: ModuleType) ->
         with RerunSession(parse_mode(f"connect:{port}")) as session:
             sink = RerunSink(session.recording)
             sink.close()
+        # the receiver writes what it got on its own time: wait for the file to settle
+        deadline, last = time.monotonic() + 15, -1
+        while time.monotonic() < deadline:
+            size = saved.stat().st_size if saved.exists() else 0
+            if size > 0 and size == last:
+                break
+            last = size
+            time.sleep(0.5)
     finally:
         receiver.stop()
     assert not receiver.running()
@@ -158,3 +168,20 @@ def test_connect_fails_fast_without_a_viewer() -> None:
 def test_off_has_no_session() -> None:
     with pytest.raises(ConfigError):
         RerunSession(parse_mode("off"))
+
+
+def test_a_session_never_closed_still_stops_its_server_at_exit(tmp_path: Path) -> None:
+    script = (
+        "from slamfront.config import RerunConfig\n"
+        "from slamfront.sinks.rerun_session import RerunSession, parse_mode\n"
+        "s = RerunSession(parse_mode('serve'), RerunConfig(web_port=0, grpc_port=0))\n"
+        "print(s.server.pid, flush=True)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    pid = int(out.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{pid}").exists(), f"rerun server {pid} outlived its session"
