@@ -380,6 +380,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
         from slamfront.frontend.runtime.extractor_tensorrt import build_extractor_engine
 
         print(f"tensorrt engine: {build_extractor_engine(config.extractor)}")
+    if args.tensorrt and any(model.name.startswith("matcher/") for model in exported):
+        from slamfront.frontend.runtime.lightglue_tensorrt import build_matcher_engines
+
+        engines = build_matcher_engines(config.matcher, config.extractor.model)
+        print(f"tensorrt matcher engines: {engines}")
     return 0
 
 

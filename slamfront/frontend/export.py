@@ -156,7 +156,8 @@ def export_models(
 ) -> list[ExportedModel]:
     """Everything ``slamfront export`` writes for ``config`` (into ``out_dir`` or the cache).
 
-    Today: the extractor graph (ORB has none). Matcher graphs are added here, next to it.
+    The extractor graph (ORB has none) and, for LightGlue matchers, the folders of its stage
+    graphs (plain and masked).
     """
     from slamfront.frontend.extractors import MODEL_SPECS, weights_file
     from slamfront.weights import sha256_of
@@ -171,6 +172,27 @@ def export_models(
             )
         path = export_extractor(extractor, target)
         exported.append(ExportedModel(f"extractor/{extractor.model}", path, sha256_of(path)))
+    exported.extend(_export_matcher(config, out_dir))
+    return exported
+
+
+def _export_matcher(config: Config, out_dir: str | os.PathLike[str] | None) -> list[ExportedModel]:
+    """LightGlue's stage graphs (one folder per variant: plain for ONNX Runtime, masked for
+    TensorRT); see ``slamfront.frontend.runtime.lightglue_export``."""
+    from slamfront.frontend.models.lightglue import ARCHITECTURES, WEIGHT_FILES
+
+    model = config.extractor.model
+    if config.matcher.model != "lightglue" or model not in ARCHITECTURES:
+        return []
+    if config.matcher.weights is None and model not in WEIGHT_FILES:
+        return []
+    from slamfront.frontend.runtime.lightglue_export import graphs_digest, lightglue_graphs
+
+    exported = []
+    for masked in (False, True):
+        graphs = lightglue_graphs(config.matcher, model, masked=masked, root=out_dir)
+        name = f"matcher/lightglue-{model}" + ("-masked" if masked else "")
+        exported.append(ExportedModel(name, graphs.folder, graphs_digest(graphs)))
     return exported
 
 

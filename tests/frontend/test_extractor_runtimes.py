@@ -164,6 +164,8 @@ def test_export_models_writes_into_a_folder(
         return path
 
     monkeypatch.setattr(export, "export_extractor", fake_export)
+    # LightGlue's graphs: covered by tests/frontend/test_lightglue_onnx.py
+    monkeypatch.setattr(export, "_export_matcher", lambda config, out_dir: [])
     exported = export_models(load_config("fast"), tmp_path / "out")
     assert [e.name for e in exported] == ["extractor/xfeat"]
     assert written[0][1] is not None and written[0][1].parent == tmp_path / "out"

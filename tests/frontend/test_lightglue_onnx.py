@@ -155,3 +155,30 @@ def test_load_matcher_onnxruntime_equals_torch(
     a, b = ort_matcher(f0, f1), torch_matcher(f0, f1)
     np.testing.assert_array_equal(a.indices, b.indices)
     assert a.layers_run == b.layers_run and a.points_kept == b.points_kept and len(a) > 100
+
+
+def test_export_models_lists_the_matcher_graphs(
+    plain: GlueGraphs,
+    masked: GlueGraphs,
+    onnx_root: Path,
+    shared_weights: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import slamfront.frontend.export as export
+    from slamfront.frontend.runtime.lightglue_export import graphs_digest
+
+    monkeypatch.setenv("SLAMFRONT_WEIGHTS", str(shared_weights))
+    monkeypatch.setattr(export, "export_extractor", lambda cfg, path=None: plain.path("input"))
+    start = time.perf_counter()
+    exported = export.export_models(sf.load_config("fast"), onnx_root)
+    assert time.perf_counter() - start < 5.0  # the graphs exist already: nothing re-exported
+    names = {e.name: e for e in exported}
+    assert set(names) == {
+        "extractor/xfeat",
+        "matcher/lightglue-xfeat",
+        "matcher/lightglue-xfeat-masked",
+    }
+    assert names["matcher/lightglue-xfeat"].path == plain.folder
+    assert names["matcher/lightglue-xfeat-masked"].path == masked.folder
+    assert names["matcher/lightglue-xfeat"].sha256 == graphs_digest(plain) != graphs_digest(masked)
+    assert export._export_matcher(sf.load_config("superpoint"), onnx_root) == []  # mnn

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     import onnx
     import torch
 
+    from slamfront.config import MatcherConfig
     from slamfront.frontend.models.lightglue import LightGlue
 
 GRAPH_VERSION = 1
@@ -129,6 +130,44 @@ def _complete(graphs: GlueGraphs) -> bool:
         if i < graphs.n_layers - 1:
             paths.append(graphs.path("confidence", i))
     return all(p.is_file() for p in paths)
+
+
+def lightglue_graphs(
+    cfg: MatcherConfig,
+    extractor_model: str,
+    masked: bool = False,
+    root: str | os.PathLike[str] | None = None,
+) -> GlueGraphs:
+    """The exported graphs of the LightGlue ``cfg`` describes, for ``extractor_model``'s
+    features (exported into ``root`` or ``cfg.onnx_dir`` unless already there)."""
+    from slamfront.frontend.matchers import lightglue_weights
+    from slamfront.frontend.models.lightglue import load_lightglue
+
+    weights = lightglue_weights(cfg, extractor_model)
+    folder = graphs_folder(
+        root if root is not None else cfg.onnx_dir, extractor_model, file_sha256(weights), masked
+    )
+    if (folder / "manifest.json").is_file():
+        manifest = json.loads((folder / "manifest.json").read_text())
+        graphs = GlueGraphs(
+            folder,
+            int(manifest["n_layers"]),
+            int(manifest["input_dim"]),
+            int(manifest["descriptor_dim"]),
+            bool(manifest["masked"]),
+        )
+        if _complete(graphs):
+            return graphs
+    return export_lightglue(load_lightglue(weights, extractor_model), folder, masked=masked)
+
+
+def graphs_digest(graphs: GlueGraphs) -> str:
+    """sha256 over every graph file of ``graphs`` (sorted by name): one hash for the set."""
+    digest = hashlib.sha256()
+    for path in sorted(graphs.folder.glob("*.onnx")):
+        digest.update(path.name.encode())
+        digest.update(file_sha256(path).encode())
+    return digest.hexdigest()
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

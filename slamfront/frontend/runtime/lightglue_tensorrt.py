@@ -31,6 +31,7 @@ from slamfront.errors import RuntimeUnavailableError
 from slamfront.frontend.runtime.lightglue_loop import BUCKETS, PaddedStages
 
 if TYPE_CHECKING:
+    from slamfront.config import MatcherConfig
     from slamfront.frontend.runtime.lightglue_export import GlueGraphs
 
 log = logging.getLogger(__name__)
@@ -268,6 +269,16 @@ class TrtGraphRunner:
         }
         outputs = self._engines[(kind, index)].run(cuda, points)
         return [np.asarray(out.cpu().numpy()) for out in outputs]
+
+
+def build_matcher_engines(cfg: MatcherConfig, extractor_model: str) -> Path:
+    """Export the masked graphs and build (or find) every TensorRT engine of the LightGlue
+    ``cfg`` describes; returns the engine folder. ``slamfront export --tensorrt`` runs it."""
+    from slamfront.frontend.runtime.lightglue_export import lightglue_graphs
+
+    graphs = lightglue_graphs(cfg, extractor_model, masked=True)
+    TrtGraphRunner(graphs, cfg.engine_dir)
+    return Path(cfg.engine_dir) if cfg.engine_dir is not None else default_engine_dir()
 
 
 def tensorrt_stages(
