@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,8 @@ class ExtractorBenchmark:
     max_keypoints: int
     machine: dict[str, object]
     skipped: tuple[str, ...] = ()
+    load_average: tuple[float, float] = (float("nan"), float("nan"))
+    """1-minute load average before and after: other work on the machine skews timings."""
 
     def lines(self) -> list[str]:
         m = self.machine
@@ -59,6 +62,8 @@ class ExtractorBenchmark:
             f"max_keypoints {self.max_keypoints}",
             f"machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('platform')}, "
             f"python {m.get('python')}, commit {m.get('git_commit')}",
+            f"load average (1 min) before/after: {self.load_average[0]:.2f} / "
+            f"{self.load_average[1]:.2f} (above 0 = other work was running)",
             f"{'preset':<10} {'model':<10} {'runtime':<12} {'size':>9} {'kpts':>6} "
             f"{'median ms':>10} {'p90 ms':>8} {'min ms':>8}",
         ]
@@ -77,6 +82,7 @@ class ExtractorBenchmark:
             "warmup": self.warmup,
             "max_keypoints": self.max_keypoints,
             "machine": self.machine,
+            "load_average": list(self.load_average),
             "skipped": list(self.skipped),
             "timings": [
                 {
@@ -132,6 +138,7 @@ def bench_extractor(
 
     timings: list[ExtractorTiming] = []
     skipped: list[str] = []
+    load_before = _load_average()
     images = {size: image_for_size(*size) for size in sizes_px}
     for preset in presets:
         config = load_config(preset, overrides)
@@ -180,7 +187,15 @@ def bench_extractor(
         max_keypoints=max_keypoints,
         machine=machine_info(),
         skipped=tuple(skipped),
+        load_average=(load_before, _load_average()),
     )
+
+
+def _load_average() -> float:
+    try:
+        return float(os.getloadavg()[0])
+    except OSError:
+        return float("nan")
 
 
 __all__ = ["ExtractorBenchmark", "ExtractorTiming", "bench_extractor", "synthetic_image"]
