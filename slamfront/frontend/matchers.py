@@ -309,8 +309,13 @@ def build_lightglue(cfg: MatcherConfig, extractor_model: str) -> LightGlueMatche
         )
     runtime = _pick_runtime(cfg.runtime)
     path = lightglue_weights(cfg, extractor_model)
-    device = "cuda" if runtime == "tensorrt" else cfg.device
-    net = load_lightglue(path, extractor_model, device="cpu" if runtime != "torch" else device)
+    device = cfg.device if runtime == "torch" else "cpu"  # other runtimes export from CPU
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RuntimeUnavailableError("matcher.device=cuda: torch sees no CUDA device")
+    net = load_lightglue(path, extractor_model, device=device)
     backend: GlueBackend
     if runtime == "torch":
         from slamfront.frontend.runtime.lightglue_torch import TorchGlueReference

@@ -117,12 +117,6 @@ def test_broken_weight_files_are_weights_errors(tmp_path: Path, shared_weights: 
 # ----------------------------------------------------------------------------- arithmetic
 
 
-def test_keypoint_normalisation_centres_and_scales_by_longer_side() -> None:
-    kpts = torch.tensor([[0.0, 0.0], [640.0, 480.0], [320.0, 240.0]])
-    out = lg.normalize_keypoints(kpts, (640, 480))
-    np.testing.assert_allclose(out.numpy(), [[-1.0, -0.75], [1.0, 0.75], [0.0, 0.0]])
-
-
 def test_rotary_encoding_is_a_rotation_of_each_pair() -> None:
     t = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
     assert lg.rotate_pairs(t).tolist() == [[-2.0, 1.0, -4.0, 3.0]]

@@ -11,7 +11,9 @@ row/column maxima above a score threshold.
 
 Tensors here carry no batch dimension: descriptors are ``(N, D)``, attention works on
 ``(H, N, D/H)``. One pair at a time is what a tracker needs, and it keeps the exported graphs
-(``slamfront.frontend.export``) simple. The modules work on CPU or CUDA.
+(``slamfront.frontend.runtime.lightglue_export``) simple. Keypoints come in normalised:
+centred on the image and divided by half its longer side
+(``slamfront.frontend.matchers.normalized_keypoints``). The modules work on CPU or CUDA.
 
 The stage modules at the end (:class:`InputStage`, :class:`LayerStage`,
 :class:`ConfidenceStage`, :class:`AssignStage`) are the pieces exported as separate ONNX graphs;
@@ -62,14 +64,6 @@ WEIGHT_FILES: dict[str, str] = {
     "xfeat": "xfeat/xfeat-lighterglue.pt",
     "disk": "lightglue/disk_lightglue.pth",
 }
-
-
-def normalize_keypoints(keypoints_px: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
-    """Keypoints (N, 2) in pixels -> centred on the image, scaled by half its longer side."""
-    width, height = float(image_size[0]), float(image_size[1])
-    shift = keypoints_px.new_tensor([width / 2.0, height / 2.0])
-    scale = max(width, height) / 2.0
-    return (keypoints_px - shift) / scale
 
 
 # ----------------------------------------------------------------------------- layers
