@@ -39,6 +39,10 @@ class SinkOverheadBench:
 
     ``drop_pct`` compares the medians; ``paired_drop_pct`` is the median of the drops of
     back-to-back pairs (less sensitive to the machine's load drifting during the run).
+    ``cpu_ms_per_frame_*`` is this process's CPU time (all threads, Rerun's own included) per
+    frame; ``cpu_overhead_pct`` the extra CPU the sink costs. On a machine busy with other
+    work FPS hides the sink's cost; the CPU time does not, and it bounds the FPS drop when the
+    pipeline is CPU-bound on every core.
     """
 
     preset: str
@@ -55,6 +59,9 @@ class SinkOverheadBench:
     drop_pct: float
     paired_drop_pct: float
     viewer_frames_dropped: tuple[int, ...]
+    cpu_ms_per_frame_without: float
+    cpu_ms_per_frame_with: float
+    cpu_overhead_pct: float
     recording_bytes_per_frame: float
     machine: dict[str, object]
     load_average: tuple[float, float, float]
@@ -105,6 +112,8 @@ def run(
 
     without: list[float] = []
     with_sink: list[float] = []
+    cpu_without: list[float] = []
+    cpu_with: list[float] = []
     dropped: list[int] = []
     sizes: list[float] = []
     with tempfile.TemporaryDirectory(prefix="slamfront-bench-sinks-") as tmp:
@@ -113,11 +122,15 @@ def run(
         for rep in range(runs):
             order = (None, mode) if rep % 2 == 0 else (mode, None)
             for variant in order:
-                fps, lost, size = _one_run(config, held, extractor, matcher, variant, Path(tmp))
+                fps, cpu_s, lost, size = _one_run(
+                    config, held, extractor, matcher, variant, Path(tmp)
+                )
                 if variant is None:
                     without.append(fps)
+                    cpu_without.append(1e3 * cpu_s / len(held))
                 else:
                     with_sink.append(fps)
+                    cpu_with.append(1e3 * cpu_s / len(held))
                     dropped.append(lost)
                     sizes.append(size / len(held))
     med_without = float(np.median(without))
@@ -138,6 +151,9 @@ def run(
         drop_pct=100.0 * (1.0 - med_with / med_without),
         paired_drop_pct=float(np.median(pairs)),
         viewer_frames_dropped=tuple(dropped),
+        cpu_ms_per_frame_without=float(np.median(cpu_without)),
+        cpu_ms_per_frame_with=float(np.median(cpu_with)),
+        cpu_overhead_pct=100.0 * (float(np.median(cpu_with)) / float(np.median(cpu_without)) - 1),
         recording_bytes_per_frame=float(np.median(sizes)) if sizes else 0.0,
         machine=machine_info(),
         load_average=_load_average(),
@@ -151,8 +167,9 @@ def _one_run(
     matcher: Matcher,
     mode: str | None,
     tmp: Path,
-) -> tuple[float, int, int]:
-    """(FPS until flushed, viewer frames dropped, recording bytes) of one pipeline run."""
+) -> tuple[float, float, int, int]:
+    """(FPS until flushed, process CPU seconds, viewer frames dropped, recording bytes) of
+    one pipeline run."""
     from slamfront.pipeline import Pipeline, QueuedSink
     from slamfront.sinks import Sink
     from slamfront.sinks.rerun_session import RerunSession, parse_mode
@@ -162,6 +179,7 @@ def _one_run(
     session = None
     sinks: list[Sink] = []
     start = time.perf_counter()
+    cpu_start = time.process_time()
     if mode is not None:
         session = RerunSession(
             parse_mode(f"save:{path}" if mode == "save" else mode),
@@ -178,9 +196,10 @@ def _one_run(
         if session is not None:
             session.close()
     wall = time.perf_counter() - start
+    cpu_s = time.process_time() - cpu_start
     dropped = pipeline.stats().viewer_frames_dropped
     size = path.stat().st_size if mode == "save" and path.exists() else 0
-    return len(frames) / wall, dropped, size
+    return len(frames) / wall, cpu_s, dropped, size
 
 
 def _load_average() -> tuple[float, float, float]:
@@ -203,6 +222,9 @@ def format_report(result: SinkOverheadBench) -> str:
         f"({', '.join(f'{v:.2f}' for v in result.fps_with)})",
         f"  FPS drop      {result.drop_pct:5.1f} % of the median "
         f"(paired median {result.paired_drop_pct:5.1f} %)",
+        f"  CPU per frame median {result.cpu_ms_per_frame_without:.1f} ms without, "
+        f"{result.cpu_ms_per_frame_with:.1f} ms with the sink "
+        f"({result.cpu_overhead_pct:+.1f} %, all threads of this process)",
         f"  viewer frames dropped per run: {list(result.viewer_frames_dropped)}",
     ]
     if result.recording_bytes_per_frame:
