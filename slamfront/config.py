@@ -143,6 +143,14 @@ class TrackerConfig:
     mono_init_angle_deg: float = 3.0
     """Monocular initialisation waits until the median ray angle reaches this."""
     stereo_max_row_diff_px: float = 1.5
+    lk_refine: bool = True
+    """Refine matched positions by image alignment (pyramidal Lucas-Kanade) to sub-pixel."""
+    lk_window_px: int = 9
+    lk_levels: int = 1
+    lk_max_shift_px: float = 4.0
+    """Alignment may move a matched keypoint at most this far; farther is a failure."""
+    lk_keep_unaligned: bool = False
+    """Keep correspondences whose alignment failed (at the detector's precision)."""
     stereo_disparity_sigma_px: float = 0.5
     """Disparity noise: stereo depth sigma = sigma_px * z^2 / (fx * baseline)."""
     rgbd_depth_sigma_m: float = 0.002

@@ -16,8 +16,9 @@ def need_keyframe(
     reference_landmarks: int,
     frames_since_keyframe: int,
 ) -> bool:
-    """Insert a keyframe when too few of the reference keyframe's landmarks are still tracked,
-    or the camera moved or turned too far from it (and not sooner than the minimum gap)."""
+    """Insert a keyframe when the reference keyframe's landmarks tracked now fall below
+    ``min_tracked_ratio`` of ``reference_landmarks`` (how many are trackable at best), or the
+    camera moved or turned too far from it (and not sooner than the minimum gap)."""
     if frames_since_keyframe < config.min_frames_between:
         return False
     motion = invert_pose(reference_world_from_cam) @ world_from_cam

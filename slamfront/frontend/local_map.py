@@ -24,6 +24,10 @@ class MapKeyframe:
     """(N,) float32 measured depth per keypoint (0 = none), for structure refinement."""
     depth_sigma_m: np.ndarray
     """(N,) float32 standard deviation of that depth measurement."""
+    grey: np.ndarray | None = None
+    """The keyframe's grey image for sub-pixel alignment (None: refinement off)."""
+    most_tracked: int = 0
+    """Most of this keyframe's landmarks any later frame tracked: what is trackable here."""
 
     @property
     def world_from_cam(self) -> np.ndarray:
@@ -74,6 +78,18 @@ class LocalMap:
         if len(self.keyframes) > self.window:
             self.keyframes.pop(0)
             self._drop_unobserved()
+
+    def anchors(self) -> tuple[np.ndarray, np.ndarray]:
+        """For every landmark row, the window position of the newest keyframe observing it
+        (-1: none) and the pixel it was observed at there."""
+        slot = np.full(len(self.ids), -1, np.int64)
+        pixel = np.zeros((len(self.ids), 2))
+        for position, entry in enumerate(self.keyframes):
+            rows = self.rows_of(entry.landmark_ids)
+            has = np.flatnonzero(rows >= 0)
+            slot[rows[has]] = position
+            pixel[rows[has]] = entry.keyframe.features.keypoints[has]
+        return slot, pixel
 
     def _drop_unobserved(self) -> None:
         observed = np.unique(np.concatenate([kf.landmark_ids for kf in self.keyframes]))

@@ -1,4 +1,4 @@
-"""Metric depth for keypoints of a rectified stereo pair by row-constrained matching."""
+"""Left-right correspondences of a rectified stereo pair by row-constrained matching."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from slamfront.frontend.descriptors import cross_distance
 from slamfront.types import Features, StereoRig
 
 
-def stereo_depth(
+def stereo_matches(
     left: Features,
     right: Features,
     rig: StereoRig,
@@ -18,17 +18,17 @@ def stereo_depth(
     max_distance: float = 0.3,
     ratio: float = 0.9,
 ) -> np.ndarray:
-    """(N,) float32 depth in metres for each left keypoint, 0 where no stereo match.
+    """(M, 2) int64 rows (left index, right index) of keypoints matched across a rectified pair.
 
-    A match must lie on (nearly) the same row of the rectified pair (the epipolar
-    constraint), at a positive disparity within the depth range, be the mutual best by
-    descriptor distance, below ``max_distance`` and pass the ratio test.
+    A match must lie on (nearly) the same row (the epipolar constraint), at a positive
+    disparity within the depth range, be the mutual best by descriptor distance, below
+    ``max_distance`` and pass the ratio test.
     """
-    depth = np.zeros(len(left), dtype=np.float32)
+    none = np.zeros((0, 2), np.int64)
     if len(left) == 0 or len(right) == 0:
-        return depth
+        return none
     if not rig.rectified:
-        raise ValueError("stereo_depth needs a rectified rig")
+        raise ValueError("stereo_matches needs a rectified rig")
     focal_baseline = rig.left.fx * rig.baseline_m
     kl, kr = left.keypoints, right.keypoints
     disparity = kl[:, None, 0] - kr[None, :, 0]
@@ -38,7 +38,7 @@ def stereo_depth(
         & (disparity <= focal_baseline / min_depth_m)
     )
     if not allowed.any():
-        return depth
+        return none
     dist = np.where(allowed, cross_distance(left.descriptors, right.descriptors), np.inf)
     best_r = np.argmin(dist, axis=1)
     rows = np.arange(len(left))
@@ -54,5 +54,4 @@ def stereo_depth(
         & (best <= ratio * second)
         & (best_l[best_r] == rows)
     )
-    depth[ok] = focal_baseline / disparity[rows[ok], best_r[ok]]
-    return depth
+    return np.stack([rows[ok], best_r[ok]], axis=1).astype(np.int64)

@@ -27,7 +27,8 @@ from slamfront.frontend.pose import (
     relative_motion_ok,
     solve_pnp_ransac,
 )
-from slamfront.frontend.stereo import stereo_depth
+from slamfront.frontend.refine import grey, refine_positions
+from slamfront.frontend.stereo import stereo_matches
 from slamfront.geometry import (
     invert_pose,
     make_pose,
@@ -52,22 +53,29 @@ from slamfront.types import (
 
 @dataclass(frozen=True, eq=False)
 class _Correspondences:
-    """2-D/3-D pairs for one frame: current keypoint index, landmark id, world point."""
+    """2-D/3-D pairs for one frame: current keypoint index, landmark id, world point, and the
+    measured pixel (the keypoint, or where image alignment put the landmark)."""
 
     keypoint_index: np.ndarray
     landmark_ids: np.ndarray
     points_world: np.ndarray
+    pixels: np.ndarray
 
     @staticmethod
     def empty() -> _Correspondences:
-        return _Correspondences(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3)))
+        return _Correspondences(
+            np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros((0, 2))
+        )
 
     def __len__(self) -> int:
         return int(self.keypoint_index.size)
 
     def select(self, mask: np.ndarray) -> _Correspondences:
         return _Correspondences(
-            self.keypoint_index[mask], self.landmark_ids[mask], self.points_world[mask]
+            self.keypoint_index[mask],
+            self.landmark_ids[mask],
+            self.points_world[mask],
+            self.pixels[mask],
         )
 
     def concat(self, other: _Correspondences) -> _Correspondences:
@@ -75,6 +83,7 @@ class _Correspondences:
             np.concatenate([self.keypoint_index, other.keypoint_index]),
             np.concatenate([self.landmark_ids, other.landmark_ids]),
             np.concatenate([self.points_world, other.points_world]),
+            np.concatenate([self.pixels, other.pixels]),
         )
 
 
@@ -92,6 +101,7 @@ class Tracker:
         self._frames_since_keyframe = 0
         self._next_keyframe_id = 0
         self._mono_reference: tuple[Frame, Features] | None = None
+        self._grey: np.ndarray | None = None  # grey image of the frame being tracked
         self._scale_note_given = False
 
     @property
@@ -145,6 +155,7 @@ class Tracker:
     def _track(self, frame: Frame, features: Features) -> TrackResult:
         t0 = time.perf_counter()
         mode = self._mode(frame)
+        self._grey = self._grey_of(frame.image, frame.camera)
         if not self._map.keyframes:
             if mode == "mono":
                 return self._initialize_mono(frame, features, t0)
@@ -196,7 +207,13 @@ class Tracker:
         if int(valid.sum()) < self._config.min_map_points:
             return self._result(frame, features, TrackingState.INITIALIZING, None, t0)
         keyframe = self._insert_keyframe(
-            frame, features, world_from_cam, depth, sigma, _Correspondences.empty()
+            frame,
+            features,
+            world_from_cam,
+            depth,
+            sigma,
+            _Correspondences.empty(),
+            grey=self._grey,
         )
         self._remember_pose(frame.stamp_ns, world_from_cam)
         return self._result(
@@ -259,7 +276,14 @@ class Tracker:
         # keyframe 0: the reference frame, with the triangulated points as its landmarks
         zeros0 = np.zeros(len(ref_features), np.float32)
         self._insert_keyframe(
-            ref_frame, ref_features, np.eye(4), zeros0, zeros0, _Correspondences.empty(), True
+            ref_frame,
+            ref_features,
+            np.eye(4),
+            zeros0,
+            zeros0,
+            _Correspondences.empty(),
+            True,
+            self._grey_of(ref_frame.image, ref_frame.camera),
         )
         ids = self._map.add_landmarks(
             points[good], ref_features.descriptors[matches.indices[good, 0]]
@@ -269,10 +293,15 @@ class Tracker:
             self._map.reference.keyframe, points_cam_m=self._map.points_cam(self._map.reference)
         )
         world_from_cam1 = invert_pose(cam1_from_cam0)
-        corr = _Correspondences(matches.indices[good, 1], ids, points[good])
+        corr = _Correspondences(
+            matches.indices[good, 1],
+            ids,
+            points[good],
+            features.keypoints[matches.indices[good, 1]].astype(np.float64),
+        )
         zeros1 = np.zeros(len(features), np.float32)
         keyframe = self._insert_keyframe(
-            frame, features, world_from_cam1, zeros1, zeros1, corr, mono=True
+            frame, features, world_from_cam1, zeros1, zeros1, corr, True, self._grey
         )
         self._remember_pose(ref_frame.stamp_ns, np.eye(4))
         self._remember_pose(frame.stamp_ns, world_from_cam1)
@@ -327,8 +356,26 @@ class Tracker:
         ids = entry.landmark_ids[matches.indices[:, 0]] if len(matches) else np.zeros(0, np.int64)
         rows = self._map.rows_of(ids)
         has = rows >= 0
+        current_index = matches.indices[has, 1]
+        pixels = features.keypoints[current_index].astype(np.float64)
+        if entry.grey is not None and self._grey is not None and has.any():
+            # where the keyframe's keypoints went, by image alignment (sub-pixel)
+            reference_px = entry.keyframe.features.keypoints[matches.indices[has, 0]]
+            cfg = self._config
+            pixels, aligned = refine_positions(
+                entry.grey,
+                self._grey,
+                reference_px,
+                pixels,
+                cfg.lk_max_shift_px,
+                window_px=cfg.lk_window_px,
+                levels=cfg.lk_levels,
+            )
+            keep = aligned | self._config.lk_keep_unaligned
+            has[has] = keep
+            current_index, pixels = current_index[keep], pixels[keep]
         corr = _Correspondences(
-            matches.indices[has, 1], ids[has], self._map.positions_world[rows[has]]
+            current_index, ids[has], self._map.positions_world[rows[has]], pixels
         )
         return matches, corr, match_ms
 
@@ -342,7 +389,7 @@ class Tracker:
         cfg = self._config
         if len(corr) < cfg.min_inliers:
             return None
-        pixels = features.keypoints[corr.keypoint_index].astype(np.float64)
+        pixels = corr.pixels
         k = camera.K
         initial: np.ndarray | None = None
         if guess_world_from_cam is not None:
@@ -407,13 +454,16 @@ class Tracker:
         self._frames_since_keyframe += 1
         ref_ids = reference.landmark_ids
         tracked_ref = int(np.isin(corr.landmark_ids, ref_ids[ref_ids >= 0]).sum())
+        # the share is measured against the most any frame tracked of this keyframe, not
+        # against all its landmarks: a detector never re-finds all of its keypoints
+        reference.most_tracked = max(reference.most_tracked, tracked_ref)
         keyframe = None
         if need_keyframe(
             self._config.keyframes,
             reference.world_from_cam,
             world_from_cam,
             tracked_ref,
-            int((ref_ids >= 0).sum()),
+            reference.most_tracked,
             self._frames_since_keyframe,
         ):
             keyframe = self._make_keyframe(
@@ -489,14 +539,45 @@ class Tracker:
         first[1:] = best_kp[order][1:] != best_kp[order][:-1]
         chosen = order[first]
         found = _Correspondences(
-            best_kp[chosen], lmap.ids[rows[chosen]], lmap.positions_world[rows[chosen]]
+            best_kp[chosen],
+            lmap.ids[rows[chosen]],
+            lmap.positions_world[rows[chosen]],
+            self._align_to_anchors(rows[chosen], features.keypoints[best_kp[chosen]]),
         )
+        found = found.select(np.all(np.isfinite(found.pixels), axis=1))
         merged = corr.concat(found)
-        pixels = features.keypoints[merged.keypoint_index].astype(np.float64)
         refined = refine_pose(
-            pose, merged.points_world, pixels, k, cfg.huber_px, cfg.ransac_reprojection_px
+            pose, merged.points_world, merged.pixels, k, cfg.huber_px, cfg.ransac_reprojection_px
         )
         return merged.select(refined.inliers), _restrict(refined)
+
+    def _align_to_anchors(self, rows: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+        """Sub-pixel positions of landmarks found near keypoints, by aligning the window
+        around each landmark's newest keyframe observation; NaN where alignment failed
+        (unless ``lk_keep_unaligned``), the keypoint itself when refinement is off."""
+        cfg = self._config
+        pixels = keypoints.astype(np.float64)
+        if self._grey is None or rows.size == 0:
+            return pixels
+        slots, anchor_px = self._map.anchors()
+        for slot in np.unique(slots[rows]):
+            entry = self._map.keyframes[slot] if slot >= 0 else None
+            group = np.flatnonzero(slots[rows] == slot)
+            if entry is None or entry.grey is None:
+                ok = np.zeros(group.size, bool)
+            else:
+                pixels[group], ok = refine_positions(
+                    entry.grey,
+                    self._grey,
+                    anchor_px[rows[group]],
+                    pixels[group],
+                    cfg.lk_max_shift_px,
+                    window_px=cfg.lk_window_px,
+                    levels=cfg.lk_levels,
+                )
+            if not cfg.lk_keep_unaligned:
+                pixels[group[~ok]] = np.nan
+        return pixels
 
     # ------------------------------------------------------------------- keyframes
 
@@ -513,7 +594,7 @@ class Tracker:
             sigma = np.maximum(cfg.rgbd_depth_sigma_m, cfg.rgbd_depth_sigma_quadratic * depth**2)
         elif mode == "stereo" and frame.image_right is not None and frame.stereo is not None:
             right = _pinhole_features(self._extractor(frame.image_right), frame.stereo.right)
-            depth = stereo_depth(
+            pairs = stereo_matches(
                 features,
                 right,
                 frame.stereo,
@@ -521,7 +602,28 @@ class Tracker:
                 cfg.min_depth_m,
                 cfg.max_depth_m,
             )
+            left_px = features.keypoints[pairs[:, 0]].astype(np.float64)
+            right_px = right.keypoints[pairs[:, 1]].astype(np.float64)
+            right_grey = self._grey_of(frame.image_right, frame.stereo.right)
+            if self._grey is not None and right_grey is not None and len(pairs):
+                # sub-pixel disparity: align the left keypoint's window along the row
+                right_px, aligned = refine_positions(
+                    self._grey,
+                    right_grey,
+                    left_px,
+                    right_px,
+                    cfg.lk_max_shift_px,
+                    max_row_shift_px=cfg.stereo_max_row_diff_px,
+                    window_px=cfg.lk_window_px,
+                    levels=cfg.lk_levels,
+                )
+                keep = aligned | cfg.lk_keep_unaligned
+                pairs, left_px, right_px = pairs[keep], left_px[keep], right_px[keep]
             focal_baseline = frame.stereo.left.fx * frame.stereo.baseline_m
+            disparity = left_px[:, 0] - right_px[:, 0]
+            depth = np.zeros(len(features), np.float32)
+            positive = disparity > 0
+            depth[pairs[positive, 0]] = focal_baseline / disparity[positive]
             sigma = cfg.stereo_disparity_sigma_px * depth**2 / focal_baseline
         else:
             return none, none
@@ -541,13 +643,17 @@ class Tracker:
     ) -> Keyframe | None:
         depth, sigma = self._keypoint_depth(frame, features, mode)
         if mode == "mono":
-            self._insert_keyframe(frame, features, world_from_cam, depth, sigma, corr, mono=True)
+            self._insert_keyframe(
+                frame, features, world_from_cam, depth, sigma, corr, True, self._grey
+            )
             self._triangulate_new(reference, self._map.reference, matches, frame.camera)
         else:
             new_points = (depth > 0).sum()
             if len(corr) + new_points < self._config.min_map_points:
                 return None  # degraded: no depth here; keep the old reference
-            self._insert_keyframe(frame, features, world_from_cam, depth, sigma, corr)
+            self._insert_keyframe(
+                frame, features, world_from_cam, depth, sigma, corr, grey=self._grey
+            )
         self._refine_structure(mode, frame.camera)
         entry = self._map.reference
         entry.keyframe = replace(entry.keyframe, points_cam_m=self._map.points_cam(entry))
@@ -562,9 +668,16 @@ class Tracker:
         depth_sigma: np.ndarray,
         corr: _Correspondences,
         mono: bool = False,
+        grey: np.ndarray | None = None,
     ) -> Keyframe:
         landmark_ids = np.full(len(features), -1, np.int64)
         landmark_ids[corr.keypoint_index] = corr.landmark_ids
+        if len(corr):
+            # the keyframe keeps where its landmarks were measured (image alignment), so that
+            # later alignment against it follows those very points
+            keypoints = features.keypoints.copy()
+            keypoints[corr.keypoint_index] = corr.pixels
+            features = replace(features, keypoints=keypoints)
         lmap = self._map
         if len(corr) and lmap.descriptors is not None:
             # landmarks take the appearance of their latest observation
@@ -590,7 +703,7 @@ class Tracker:
             points_cam_m=np.zeros((0, 3)),
         )
         self._next_keyframe_id += 1
-        entry = MapKeyframe(keyframe, landmark_ids, depth, depth_sigma)
+        entry = MapKeyframe(keyframe, landmark_ids, depth, depth_sigma, grey)
         lmap.add_keyframe(entry)
         entry.keyframe = replace(keyframe, points_cam_m=lmap.points_cam(entry))
         self._frames_since_keyframe = 0
@@ -664,6 +777,14 @@ class Tracker:
             sigma[multi] if mode != "mono" else None,
             self._config.huber_px,
         )
+
+    def _grey_of(self, image: np.ndarray, camera: CameraModel) -> np.ndarray | None:
+        """Grey image for alignment, or None when refinement is off or the keypoints are
+        not in this image's pixels (a distorted image whose keypoints were undistorted)."""
+        cfg = self._config
+        if not cfg.lk_refine or camera.is_distorted:
+            return None
+        return grey(image)
 
     # -------------------------------------------------------------- relocalisation
 

@@ -1,4 +1,4 @@
-"""Tracker logic on a feature-level world: known 3-D points, an exact camera path, an
+"""Tracker logic on a feature-level world (no images, so no image alignment): known 3-D points, an exact camera path, an
 "extractor" that projects the points (with pixel noise) and a nearest-neighbour matcher.
 Image rendering and learned networks are tested elsewhere; this isolates the geometry."""
 
@@ -142,7 +142,7 @@ def run(
     poses = trajectory(n)
     extractor = FakeExtractor()
     frames = make_frames(world, poses, extractor, sensor, blank)
-    tracker = Tracker(config or TrackerConfig(), extractor, nn_matcher)
+    tracker = Tracker(config or TrackerConfig(lk_refine=False), extractor, nn_matcher)
     return [tracker.step(f) for f in frames], poses
 
 
@@ -205,8 +205,8 @@ def test_reanchor_moves_live_pose_with_corrected_keyframe() -> None:
     world = PointWorld()
     extractor = FakeExtractor()
     frames = make_frames(world, trajectory(40), extractor, "rgbd", noise_px=0.0)
-    plain = Tracker(TrackerConfig(), extractor, nn_matcher)
-    moved = Tracker(TrackerConfig(), extractor, nn_matcher)
+    plain = Tracker(TrackerConfig(lk_refine=False), extractor, nn_matcher)
+    moved = Tracker(TrackerConfig(lk_refine=False), extractor, nn_matcher)
     for f in frames[:20]:
         plain.step(f)
         moved.step(f)
@@ -225,7 +225,7 @@ def test_keyframe_records_carry_points_in_camera_frame() -> None:
     world = PointWorld()
     extractor = FakeExtractor()
     frames = make_frames(world, trajectory(30), extractor, "rgbd")
-    tracker = Tracker(dataclasses.replace(TrackerConfig()), extractor, nn_matcher)
+    tracker = Tracker(dataclasses.replace(TrackerConfig(lk_refine=False)), extractor, nn_matcher)
     for f in frames:
         tracker.step(f)
     for kf in tracker.keyframes():
