@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from slamfront.bench.common import TimingStats, machine_info, time_calls
+from slamfront.bench.common import TimingStats, machine_info
 from slamfront.errors import RuntimeUnavailableError
 
 if TYPE_CHECKING:
@@ -40,6 +41,9 @@ class ExtractorTiming:
     height_px: int
     keypoints: float
     stats: TimingStats
+    cpu_median_ms: float
+    """Median process CPU time per call (all threads): the cost, less sensitive than wall
+    time to other work on the machine (but it counts threads spinning while they wait)."""
 
 
 @dataclass(frozen=True)
@@ -65,13 +69,14 @@ class ExtractorBenchmark:
             f"load average (1 min) before/after: {self.load_average[0]:.2f} / "
             f"{self.load_average[1]:.2f} (above 0 = other work was running)",
             f"{'preset':<10} {'model':<10} {'runtime':<12} {'size':>9} {'kpts':>6} "
-            f"{'median ms':>10} {'p90 ms':>8} {'min ms':>8}",
+            f"{'median ms':>10} {'p90 ms':>8} {'min ms':>8} {'cpu ms':>8}",
         ]
         for t in self.timings:
             out.append(
                 f"{t.preset:<10} {t.model:<10} {t.runtime:<12} "
                 f"{f'{t.width_px}x{t.height_px}':>9} {t.keypoints:>6.0f} "
-                f"{t.stats.median_ms:>10.1f} {t.stats.p90_ms:>8.1f} {t.stats.min_ms:>8.1f}"
+                f"{t.stats.median_ms:>10.1f} {t.stats.p90_ms:>8.1f} {t.stats.min_ms:>8.1f} "
+                f"{t.cpu_median_ms:>8.1f}"
             )
         out.extend(f"skipped: {reason}" for reason in self.skipped)
         return out
@@ -91,6 +96,7 @@ class ExtractorBenchmark:
                     "runtime": t.runtime,
                     "size_px": [t.width_px, t.height_px],
                     "keypoints": t.keypoints,
+                    "cpu_median_ms": t.cpu_median_ms,
                     **dataclasses.asdict(t.stats),
                 }
                 for t in self.timings
@@ -168,7 +174,7 @@ def bench_extractor(
                     counts.append(len(extractor(image)))
 
                 log.info("timing %s/%s at %dx%d", preset, runtime, width, height)
-                stats = time_calls(call, runs=runs, warmup=warmup)
+                stats, cpu_ms = _time(call, runs, warmup)
                 timings.append(
                     ExtractorTiming(
                         preset=preset,
@@ -178,6 +184,7 @@ def bench_extractor(
                         height_px=height,
                         keypoints=float(np.mean(counts)),
                         stats=stats,
+                        cpu_median_ms=cpu_ms,
                     )
                 )
     return ExtractorBenchmark(
@@ -189,6 +196,19 @@ def bench_extractor(
         skipped=tuple(skipped),
         load_average=(load_before, _load_average()),
     )
+
+
+def _time(call: Callable[[], None], runs: int, warmup: int) -> tuple[TimingStats, float]:
+    """Wall-time statistics and the median process CPU time of ``runs`` calls after warm-up."""
+    for _ in range(warmup):
+        call()
+    wall, cpu = [], []
+    for _ in range(runs):
+        cpu_start, wall_start = time.process_time(), time.perf_counter()
+        call()
+        wall.append((time.perf_counter() - wall_start) * 1e3)
+        cpu.append((time.process_time() - cpu_start) * 1e3)
+    return TimingStats.of(wall), float(np.median(cpu))
 
 
 def _load_average() -> float:

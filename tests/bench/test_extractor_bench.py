@@ -42,6 +42,7 @@ def test_bench_covers_every_case_and_reports_skips(shared_weights: Path) -> None
     fast = result.timings[0]
     assert fast.keypoints == 64 and fast.stats.runs == 3
     assert fast.stats.min_ms <= fast.stats.median_ms <= fast.stats.p90_ms
+    assert fast.cpu_median_ms > 0
     assert any(s.startswith("fast/tensorrt") for s in result.skipped) != trt
     lines = result.lines()
     assert "cores" in lines[1] and any("fast" in line and "torch" in line for line in lines)
