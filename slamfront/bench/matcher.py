@@ -51,6 +51,9 @@ class MatcherTiming:
     mean_matches: float
     mean_points_last_layer: float
     stats: TimingStats
+    cpu_median_ms: float
+    """Median process CPU time per call (all threads): the cost, less sensitive than wall
+    time to other work on the machine (but it counts threads spinning while they wait)."""
 
 
 @dataclass(frozen=True)
@@ -63,26 +66,29 @@ class MatcherBenchmark:
     runs: int
     warmup: int
     machine: dict[str, object]
-    load_average: tuple[float, float, float]
+    load_average: tuple[float, float]
+    """1-minute load average before and after the runs (above 0: other work was running)."""
     skipped: tuple[str, ...] = ()
 
     def lines(self) -> list[str]:
         m = self.machine
-        load = ", ".join(f"{v:.1f}" for v in self.load_average)
+        load = " / ".join(f"{v:.2f}" for v in self.load_average)
         out = [
             f"matcher benchmark: {self.runs} runs after {self.warmup} warm-up, "
             f"{self.pairs} consecutive-frame pairs of {self.source} (cycled)",
             f"machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('platform')}, "
-            f"python {m.get('python')}, commit {m.get('git_commit')}, load average {load}",
+            f"python {m.get('python')}, commit {m.get('git_commit')}",
+            f"load average (1 min) before/after: {load} (above 0 = other work was running)",
             f"{'preset':<9} {'model':<10} {'runtime':<12} {'kpts':>5} {'mode':<9} "
-            f"{'median ms':>10} {'p90 ms':>8} {'min ms':>8} {'layers':>7} {'matches':>8} "
-            f"{'pts last':>9}",
+            f"{'median ms':>10} {'p90 ms':>8} {'min ms':>8} {'cpu ms':>8} {'layers':>7} "
+            f"{'matches':>8} {'pts last':>9}",
         ]
         for t in self.timings:
             out.append(
                 f"{t.preset:<9} {t.model:<10} {t.runtime:<12} {t.keypoints:>5} {t.mode:<9} "
                 f"{t.stats.median_ms:>10.1f} {t.stats.p90_ms:>8.1f} {t.stats.min_ms:>8.1f} "
-                f"{t.mean_layers:>7.2f} {t.mean_matches:>8.0f} {t.mean_points_last_layer:>9.0f}"
+                f"{t.cpu_median_ms:>8.1f} {t.mean_layers:>7.2f} {t.mean_matches:>8.0f} "
+                f"{t.mean_points_last_layer:>9.0f}"
             )
         out.extend(f"skipped: {reason}" for reason in self.skipped)
         return out
@@ -134,21 +140,24 @@ def consecutive_features(
 
 def time_matcher(
     matcher: Matcher, pairs: Sequence[tuple[Features, Features]], runs: int, warmup: int
-) -> tuple[TimingStats, float, float, float]:
-    """(timings, mean layers run, mean matches, mean points in the last layer run)."""
+) -> tuple[TimingStats, float, float, float, float]:
+    """(wall timings, median CPU ms, mean layers run, mean matches, mean points in the last
+    layer run)."""
     for i in range(warmup):
         matcher(*pairs[i % len(pairs)])
-    samples, layers, matches, last = [], [], [], []
+    samples, cpu, layers, matches, last = [], [], [], [], []
     for i in range(runs):
         f0, f1 = pairs[i % len(pairs)]
-        start = time.perf_counter()
+        cpu_start, start = time.process_time(), time.perf_counter()
         out = matcher(f0, f1)
         samples.append((time.perf_counter() - start) * 1e3)
+        cpu.append((time.process_time() - cpu_start) * 1e3)
         layers.append(out.layers_run)
         matches.append(len(out))
         last.append(out.points_kept[-1] if out.points_kept else len(f0) + len(f1))
     return (
         TimingStats.of(samples),
+        float(np.median(cpu)),
         float(np.mean(layers)),
         float(np.mean(matches)),
         float(np.mean(last)),
@@ -178,6 +187,7 @@ def bench_matcher(
 
     timings: list[MatcherTiming] = []
     skipped: list[str] = []
+    load_before = os.getloadavg()[0]
     for preset in presets:
         config = load_config(preset, overrides)
         try:
@@ -206,7 +216,9 @@ def bench_matcher(
                     feats = [strongest(f, n) for f in base]
                     pairs = [(feats[i], feats[i + 1]) for i in range(len(feats) - 1)]
                     log.info("timing %s/%s %d keypoints %s", preset, runtime, n, mode)
-                    stats, layers, matches, last = time_matcher(matcher, pairs, runs, warmup)
+                    stats, cpu_ms, layers, matches, last = time_matcher(
+                        matcher, pairs, runs, warmup
+                    )
                     timings.append(
                         MatcherTiming(
                             preset=preset,
@@ -220,6 +232,7 @@ def bench_matcher(
                             mean_matches=matches,
                             mean_points_last_layer=last,
                             stats=stats,
+                            cpu_median_ms=cpu_ms,
                         )
                     )
     return MatcherBenchmark(
@@ -229,7 +242,7 @@ def bench_matcher(
         runs=runs,
         warmup=warmup,
         machine=machine_info(),
-        load_average=os.getloadavg(),
+        load_average=(load_before, os.getloadavg()[0]),
         skipped=tuple(skipped),
     )
 

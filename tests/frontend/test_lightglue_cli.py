@@ -48,6 +48,7 @@ def test_bench_matcher_command(
     }
     full = rows[("fast", "torch", "full")]
     assert full["mean_layers"] == 6.0 and full["runs"] == 20 and full["median_ms"] > 0
+    assert full["cpu_median_ms"] > 0
     assert full["mean_points_last_layer"] == 256  # 128 per image, nothing pruned
     assert rows[("fast", "torch", "adaptive")]["mean_layers"] < 6.0
     assert rows[("classic", "numpy", "full")]["mean_matches"] > 20
