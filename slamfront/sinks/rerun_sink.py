@@ -23,7 +23,8 @@ timestamp when the stamps are epoch times after 2000, else as a duration)::
                                  ``OptimizedPoses.loop_edges``; absent until the back end
                                  provides it)
     matches                      side-by-side image: reference keyframe | current frame
-    matches/lines                LineStrips2D, one per match
+    matches/lines                LineStrips2D, one per match (the rerun.max_match_lines
+                                 highest-scoring ones)
     plot/latency_ms              Scalars: read, extract, match, pose, total
     plot/tracking                Scalars: features, matches, inliers
     plot/state                   Scalars: 1 ok, 0 initialising, -1 lost
@@ -71,7 +72,6 @@ TRACKED_CLASS = 1
 NEW_CLASS = 2
 _TRACKED_RGB = (40, 220, 80)
 _NEW_RGB = (255, 150, 30)
-_MATCH_RGB = (80, 200, 255)
 _GREY_RGB = (170, 170, 170)
 _KEYFRAME_RGB = (230, 60, 200)
 _STATE_VALUE = {TrackingState.OK: 1.0, TrackingState.INITIALIZING: 0.0, TrackingState.LOST: -1.0}
@@ -196,7 +196,7 @@ class RerunSink:
             rr.Points2D(
                 keypoints_raw * scale,
                 class_ids=np.where(tracked, TRACKED_CLASS, NEW_CLASS).astype(np.uint16),
-                radii=rr.Radius.ui_points(2.5),
+                radii=rr.Radius.ui_points(1.5),
             ),
         )
 
@@ -413,6 +413,10 @@ class RerunSink:
         idx = matches.indices
         ok = (idx[:, 0] < view.keypoints_px.shape[0]) & (idx[:, 1] < keypoints.shape[0])
         idx = idx[ok]
+        limit = self._cfg.max_match_lines
+        if idx.shape[0] > limit:
+            best = np.argsort(-matches.scores[ok], kind="stable")[:limit]
+            idx = idx[np.sort(best)]
         left, right = _as_rgb(view.image), _as_rgb(image)
         height = max(left.shape[0], right.shape[0])
         canvas = np.zeros((height, left.shape[1] + right.shape[1], 3), np.uint8)
@@ -421,7 +425,12 @@ class RerunSink:
         self._log_image("matches", canvas)
         shifted = keypoints[idx[:, 1]] + np.array([left.shape[1], 0.0])
         segments = np.stack([view.keypoints_px[idx[:, 0]], shifted], axis=1)
-        self._rec.log("matches/lines", rr.LineStrips2D(segments, colors=_MATCH_RGB))
+        self._rec.log(
+            "matches/lines",
+            rr.LineStrips2D(
+                segments, colors=_line_colors(idx.shape[0]), radii=rr.Radius.ui_points(0.75)
+            ),
+        )
 
     def _log_plots(self, result: TrackResult) -> None:
         rr = self._rr
@@ -468,6 +477,27 @@ def _colors_at(image: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     if values.ndim == 1:
         values = np.repeat(values[:, None], 3, axis=1)
     return np.ascontiguousarray(values[:, :3], dtype=np.uint8)
+
+
+def _line_colors(count: int) -> np.ndarray:
+    """(count, 3) uint8 bright colours of well-spread hues, so crossing lines stay apart."""
+    hue = (np.arange(count) * 0.618034) % 1.0 * 6.0
+    sector = np.floor(hue).astype(np.int64)
+    frac = hue - sector
+    rising, falling = frac, 1.0 - frac
+    one, zero = np.ones(count), np.zeros(count)
+    table = np.stack(
+        [
+            np.stack([one, rising, zero], 1),
+            np.stack([falling, one, zero], 1),
+            np.stack([zero, one, rising], 1),
+            np.stack([zero, falling, one], 1),
+            np.stack([rising, zero, one], 1),
+            np.stack([one, zero, falling], 1),
+        ]
+    )
+    rgb = table[sector % 6, np.arange(count)]
+    return (55 + 200 * rgb).astype(np.uint8)
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:

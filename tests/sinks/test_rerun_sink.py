@@ -3,7 +3,7 @@ Rerun's own tools: every entity of the tree, with the exact frames, points and v
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 
@@ -39,6 +39,7 @@ W, H = 160, 120
 CAMERA = CameraModel(W, H, 150.0, 150.0, 80.0, 60.0)
 N = 40
 OK, LOST = TrackingState.OK, TrackingState.LOST
+FULL = RerunConfig(image_scale=1.0, jpeg_quality=None)  # raw pixels: compared exactly
 
 
 def _image(i: int) -> np.ndarray:
@@ -138,8 +139,7 @@ def _run_script(
             sink.on_keyframe(_keyframe(i, step.keyframe_id, camera))
 
 
-def _record(path: Path, config: RerunConfig | None = None, **kwargs: object) -> Path:
-    config = config or RerunConfig()
+def _record(path: Path, config: RerunConfig = FULL, **kwargs: object) -> Path:
     with RerunSession(parse_mode(f"save:{path}"), config) as session:
         sink = RerunSink(session.recording, config)
         _run_script(sink, **kwargs)  # type: ignore[arg-type]
@@ -339,7 +339,7 @@ def test_loop_edges_when_the_back_end_gives_them(tmp_path: Path, rrd: ModuleType
     class PosesWithLoops(OptimizedPoses):
         loop_edges: tuple[tuple[int, int], ...] = ()
 
-    config = RerunConfig()
+    config = FULL
     path = tmp_path / "loops.rrd"
     poses = np.stack([_pose(0), _pose(3), _pose(5)])
     with RerunSession(parse_mode(f"save:{path}"), config) as session:
@@ -397,7 +397,7 @@ def test_keyframe_whose_frame_was_dropped_gets_grey_points(tmp_path: Path, rrd: 
 
 
 def test_raw_trajectory_is_logged_in_chunks(tmp_path: Path, rrd: ModuleType) -> None:
-    config = RerunConfig()
+    config = FULL
     path = tmp_path / "chunks.rrd"
     count = TRAJECTORY_CHUNK + 10
     with RerunSession(parse_mode(f"save:{path}"), config) as session:
@@ -418,3 +418,25 @@ def test_raw_trajectory_is_logged_in_chunks(tmp_path: Path, rrd: ModuleType) -> 
     # grey images stay single-channel
     fmt = logs["/world/cam/image"].rows[0]["Image:format"][0]
     assert (fmt["width"], fmt["height"]) == (W, H)
+
+
+def test_matches_view_keeps_the_best_lines(tmp_path: Path, rrd: ModuleType) -> None:
+    config = RerunConfig(image_scale=1.0, jpeg_quality=None, max_match_lines=5)
+    path = tmp_path / "best.rrd"
+    rng = np.random.default_rng(7)
+    scores = rng.permutation(np.linspace(0.1, 0.95, 30)).astype(np.float32)
+    pairs = np.column_stack([np.arange(30), np.arange(30)[::-1]]).astype(np.int64)
+    with RerunSession(parse_mode(f"save:{path}"), config) as session:
+        sink = RerunSink(session.recording, config)
+        sink.on_result(_frame(0, 0), _result(0, SCRIPT[0], 0))
+        sink.on_keyframe(_keyframe(0, 0))
+        result = replace(_result(1, SCRIPT[1], _stamp(1)), matches=Matches(pairs, scores))
+        sink.on_result(_frame(1, _stamp(1)), result)
+        sink.close()
+    segments = np.array(rrd.read_rrd(path)["/matches/lines"].last("LineStrips2D:strips"))
+    best = np.sort(np.argsort(-scores)[:5])  # the five best, in their original order
+    assert segments.shape == (5, 2, 2)
+    np.testing.assert_allclose(segments[:, 0], _features(0).keypoints[pairs[best, 0]], atol=1e-4)
+    np.testing.assert_allclose(
+        segments[:, 1], _features(1).keypoints[pairs[best, 1]] + [W, 0], atol=1e-4
+    )
