@@ -68,7 +68,8 @@ def test_fast_on_a_real_image(fast_torch: Extractor, churchill: np.ndarray) -> N
 
 
 def test_grey_and_rgb_inputs(fast_torch: Extractor, churchill: np.ndarray) -> None:
-    grey = np.round(churchill.astype(np.float32).mean(axis=2)).astype(np.uint8)
+    crop = churchill[:384, :512]
+    grey = np.round(crop.astype(np.float32).mean(axis=2)).astype(np.uint8)
     from_grey = fast_torch(grey)
     from_grey_3d = fast_torch(grey[:, :, None])
     np.testing.assert_array_equal(from_grey.keypoints, from_grey_3d.keypoints)
@@ -120,17 +121,18 @@ def test_prepare_image_channels_and_scale() -> None:
 
 
 def test_max_keypoints_and_threshold(shared_weights: Path, churchill: np.ndarray) -> None:
+    churchill = np.ascontiguousarray(churchill[:512, :512])
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SLAMFRONT_WEIGHTS", str(shared_weights))
         few = sf.load_extractor("fast", runtime="torch", max_keypoints=100)(churchill)
-        strict = sf.load_extractor("fast", runtime="torch", detection_threshold=0.7)(churchill)
+        strict = sf.load_extractor("fast", runtime="torch", detection_threshold=0.6)(churchill)
     assert len(few) == 100
     assert 0 < len(strict) < 1024
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SLAMFRONT_WEIGHTS", str(shared_weights))
         unlimited = sf.load_extractor("fast", runtime="torch", max_keypoints=100_000)(churchill)
     # The threshold applies to the keypoint heatmap: every strict point is an unlimited one.
-    assert len(unlimited) > 2000
+    assert len(unlimited) > 1500
     assert _nearest_px(strict.keypoints, unlimited.keypoints).max() < 1e-3
 
 
