@@ -43,10 +43,10 @@ if TYPE_CHECKING:
     from slamfront.config import MatcherConfig
     from slamfront.frontend.models.lightglue import LightGlue
 
-GRAPH_VERSION = 1
+GRAPH_VERSION = 2
 """Bumped whenever the exported graphs change; part of the cache folder name."""
 
-OPSET = 20
+OPSET = 18
 
 
 @dataclass(frozen=True)
