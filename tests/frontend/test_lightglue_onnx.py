@@ -182,3 +182,21 @@ def test_export_models_lists_the_matcher_graphs(
     assert names["matcher/lightglue-xfeat-masked"].path == masked.folder
     assert names["matcher/lightglue-xfeat"].sha256 == graphs_digest(plain) != graphs_digest(masked)
     assert export._export_matcher(sf.load_config("superpoint"), onnx_root) == []  # mnn
+
+
+def test_disk_lightglue_on_onnxruntime(shared_weights: Path, tmp_path: Path) -> None:
+    """The 9-layer, 4-head network of the accurate preset: same matches as torch."""
+    disk = lg.load_lightglue(shared_weights / "lightglue/disk_lightglue.pth", "disk")
+    graphs = export_lightglue(disk, tmp_path / "disk")
+    rng = np.random.default_rng(0)
+    k0 = rng.uniform(-0.9, 0.9, (500, 2)).astype(np.float32)
+    d0 = rng.normal(size=(500, 128)).astype(np.float32)
+    d0 /= np.linalg.norm(d0, axis=1, keepdims=True)
+    k1 = (k0 + rng.normal(0, 0.002, k0.shape)).astype(np.float32)
+    d1 = (d0 + rng.normal(0, 0.05, d0.shape)).astype(np.float32)
+    d1 /= np.linalg.norm(d1, axis=1, keepdims=True)
+    ref = TorchGlueReference(disk)(k0, d0, k1, d1, 0.95, 0.95, 0.1)
+    out = run_glue(OrtGlueStages(graphs), k0, d0, k1, d1, 0.95, 0.95, 0.1)
+    assert ref.layers_run < 9 and len(ref.indices) > 400
+    assert out.layers_run == ref.layers_run and out.points_kept == ref.points_kept
+    np.testing.assert_array_equal(out.indices, ref.indices)
