@@ -14,7 +14,6 @@ matcher takes are an :class:`~slamfront.errors.InputError`.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -271,15 +270,8 @@ def lightglue_weights(cfg: MatcherConfig, extractor_model: str) -> Path:
             "matcher.weights to a LightGlue file trained for its descriptors, or use "
             "matcher.model=mnn"
         )
-    try:
-        from slamfront.weights import resolve_weights
-    except ImportError:  # pragma: no cover - until weights.py lands everywhere
-        if cfg.weights is not None:
-            return Path(cfg.weights).expanduser()
-        env = os.environ.get("SLAMFRONT_WEIGHTS")
-        if env and (Path(env) / str(name)).is_file():
-            return Path(env) / str(name)
-        raise WeightsError(f"weights {name} not found (set SLAMFRONT_WEIGHTS)") from None
+    from slamfront.weights import resolve_weights
+
     return resolve_weights(name or "explicit", cfg.weights)
 
 
@@ -308,6 +300,14 @@ def build_lightglue(cfg: MatcherConfig, extractor_model: str) -> LightGlueMatche
             "use matcher.model=orb_bf for ORB"
         )
     runtime = _pick_runtime(cfg.runtime)
+    if runtime == "tensorrt":
+        from slamfront.frontend.runtime.lightglue_tensorrt import tensorrt_available
+
+        if not tensorrt_available():  # fail before minutes of export and engine building
+            raise RuntimeUnavailableError(
+                "matcher.runtime=tensorrt needs the tensorrt package and a CUDA device "
+                "(pip install slamfront[tensorrt]); use onnxruntime or torch here"
+            )
     path = lightglue_weights(cfg, extractor_model)
     device = cfg.device if runtime == "torch" else "cpu"  # other runtimes export from CPU
     if device == "cuda":

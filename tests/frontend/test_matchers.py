@@ -157,3 +157,13 @@ def test_keypoints_are_normalised_by_the_image_size() -> None:
         (1000, 500),
     )
     np.testing.assert_allclose(normalized_keypoints(f), [[-1, -0.5], [1, 0.5], [0, 0]])
+
+
+def test_tensorrt_fails_fast_without_tensorrt(weights_env: Path) -> None:
+    from slamfront.errors import RuntimeUnavailableError
+    from slamfront.frontend.runtime.lightglue_tensorrt import tensorrt_available
+
+    if tensorrt_available():
+        pytest.skip("TensorRT is usable here")
+    with pytest.raises(RuntimeUnavailableError, match="tensorrt"):
+        sf.load_matcher("fast", runtime="tensorrt")
