@@ -16,12 +16,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from slamfront.config import Config, dump_config
 from slamfront.frontend.base import Extractor, Matcher
 from slamfront.sinks import Sink
+
+if TYPE_CHECKING:
+    from slamfront.backend.back_end import BackEnd
 from slamfront.types import (
     Features,
     Frame,
@@ -50,6 +54,7 @@ class RunStats:
     median_ms: StageTimings
     p90_ms: StageTimings
     viewer_frames_dropped: int = 0
+    loops_closed: int = 0
     notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
@@ -111,6 +116,8 @@ class Pipeline:
             else build_matcher(config.matcher, extractor_model=config.extractor.model)
         )
         self._tracker = Tracker(config.tracker, self._extractor, self._matcher)
+        self._back_end: _BackEndThread | None = None
+        self._last_keyframe_id = -1
         self._sinks = list(sinks)
         self._counters = _Counters()
         self._start = time.perf_counter()
@@ -198,6 +205,7 @@ class Pipeline:
             fps=c.read / wall if wall > 0 else 0.0,
             median_ms=med,
             p90_ms=p90,
+            loops_closed=self._back_end.num_loops if self._back_end is not None else 0,
             viewer_frames_dropped=sum(s.dropped for s in self._sinks if isinstance(s, QueuedSink)),
             notes=notes,
         )
@@ -208,7 +216,18 @@ class Pipeline:
             return
         self._closed = True
         errors: list[BaseException] = []
+        final = None
+        if self._back_end is not None:
+            try:
+                final = self._back_end.finish()
+            except Exception as exc:  # the sinks still get closed and write their files
+                errors.append(exc)
         for sink in self._sinks:
+            if final is not None:
+                try:
+                    sink.on_optimized(final)
+                except Exception as exc:
+                    errors.append(exc)
             try:
                 sink.close()
             except Exception as exc:  # close every sink even if one fails
@@ -217,6 +236,30 @@ class Pipeline:
             raise errors[0]
 
     # ---------------------------------------------------------------- internals
+
+    def _exchange_with_back_end(self, keyframes: list[Keyframe]) -> OptimizedPoses | None:
+        """Hand a new keyframe to the back end; apply a correction it finished, if any: the
+        tracker's local map moves onto the corrected keyframe poses (re-anchoring)."""
+        if not self.config.backend.enabled or self._mono:
+            return None
+        if keyframes and self._back_end is None:
+            from slamfront.backend.back_end import BackEnd
+
+            self._back_end = _BackEndThread(
+                BackEnd(self.config.backend, self._matcher, self.config.extractor.model)
+            )
+        if self._back_end is None:
+            return None
+        for keyframe in keyframes:
+            self._back_end.submit(keyframe)
+        poses = self._back_end.poll()
+        if poses is not None:
+            window = [kf.keyframe_id for kf in self._tracker.keyframes()]
+            anchor = _newest_shared(poses, window)
+            if anchor is not None:
+                row = poses.keyframe_ids.index(anchor)
+                self._tracker.reanchor(anchor, poses.world_from_cam[row])
+        return poses
 
     def _after_tracking(self, frame: Frame, result: TrackResult) -> TrackResult:
         c = self._counters
@@ -229,19 +272,90 @@ class Pipeline:
             c.initializing += 1
         if frame.depth_m is None and frame.image_right is None:
             self._mono = True
-        t0 = time.perf_counter()
-        keyframe = None
+        new_keyframes = []
         if result.is_keyframe:
-            c.keyframes += 1
-            keyframe = self._tracker.keyframes()[-1]
+            # usually one; a monocular start makes its first two at once
+            new_keyframes = [
+                kf for kf in self._tracker.keyframes() if kf.keyframe_id > self._last_keyframe_id
+            ]
+            c.keyframes += len(new_keyframes)
+            self._last_keyframe_id = new_keyframes[-1].keyframe_id
+        t0 = time.perf_counter()
+        corrected = self._exchange_with_back_end(new_keyframes)
+        t1 = time.perf_counter()
         for sink in self._sinks:
             sink.on_result(frame, result)
-            if keyframe is not None:
+            for keyframe in new_keyframes:
                 sink.on_keyframe(keyframe)
-        sinks_ms = (time.perf_counter() - t0) * 1e3
-        result = replace(result, timings=replace(result.timings, sinks_ms=sinks_ms))
+            if corrected is not None:
+                sink.on_optimized(corrected)
+        t2 = time.perf_counter()
+        result = replace(
+            result,
+            timings=replace(result.timings, backend_ms=(t1 - t0) * 1e3, sinks_ms=(t2 - t1) * 1e3),
+        )
         c.timings.append(tuple(getattr(result.timings, name) for name in _STAGES))
         return result
+
+
+def _newest_shared(poses: OptimizedPoses, window_ids: list[int]) -> int | None:
+    ids = set(poses.keyframe_ids)
+    shared = [k for k in window_ids if k in ids]
+    return shared[-1] if shared else None
+
+
+class _BackEndThread:
+    """Runs the back end on its own thread: keyframes in (never dropped), corrected poses out.
+
+    ``submit`` never blocks; ``poll`` returns the newest correction not yet collected;
+    ``finish`` drains the keyframes, stops the thread and returns the final poses.
+    """
+
+    def __init__(self, back_end: BackEnd) -> None:
+        self._back_end = back_end
+        self._inbox: queue.SimpleQueue[Keyframe | None] = queue.SimpleQueue()
+        self._outbox: queue.SimpleQueue[OptimizedPoses] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="slamfront-backend", daemon=True)
+        self._thread.start()
+
+    @property
+    def num_loops(self) -> int:
+        return self._back_end.num_loops
+
+    def submit(self, keyframe: Keyframe) -> None:
+        self._inbox.put(keyframe)
+
+    def poll(self) -> OptimizedPoses | None:
+        newest = None
+        while True:
+            try:
+                newest = self._outbox.get_nowait()
+            except queue.Empty:
+                return newest
+
+    def finish(self) -> OptimizedPoses | None:
+        if self._thread.is_alive():
+            self._inbox.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._back_end.finish()
+
+    def _work(self) -> None:
+        while True:
+            keyframe = self._inbox.get()
+            if keyframe is None:
+                return
+            if self._error is not None:
+                continue
+            try:
+                poses = self._back_end.step(keyframe)
+            except Exception as exc:  # reported at finish; tracking goes on without it
+                self._error = exc
+                continue
+            if poses is not None:
+                self._outbox.put(poses)
 
 
 class QueuedSink:
@@ -333,14 +447,18 @@ def run_to_directory(
 ) -> RunStats:
     """Run the pipeline over ``frames`` and write the run's outputs to ``out_dir``:
     ``config.yaml`` (the resolved config, first), ``trajectory.tum`` (one flushed line per
-    tracked frame, so a crash keeps every pose so far) and ``stats.json`` (at the end, also
-    when the run fails part-way)."""
+    tracked frame, so a crash keeps every pose so far; with the back end it is rewritten at
+    the end with the optimised poses and ``trajectory_raw.tum`` keeps the tracker's) and
+    ``stats.json`` (at the end, also when the run fails part-way)."""
     from slamfront.sinks.trajectory import TrajectorySink
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dump_config(config, out / "config.yaml")
-    trajectory = TrajectorySink(out / "trajectory.tum")
+    with_back_end = config.backend.enabled
+    trajectory = TrajectorySink(
+        out / "trajectory.tum", out / "trajectory_raw.tum" if with_back_end else None
+    )
     pipeline = Pipeline(config, sinks=[trajectory, *extra_sinks])
     last_report = time.perf_counter()
     interval = config.pipeline.progress_interval_s

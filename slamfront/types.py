@@ -214,6 +214,10 @@ class TrackResult:
     is_keyframe: bool = False
     keyframe_id: int | None = None
     reference_keyframe_id: int | None = None
+    reference_from_cam: np.ndarray | None = None
+    """4x4 pose of this frame in the reference keyframe's camera (None without a pose)."""
+    matched_keyframe_id: int | None = None
+    """The keyframe ``matches`` were made against (index 0 of the matches)."""
     matches: Matches | None = None
     features: Features | None = None
     timings: StageTimings = field(default_factory=StageTimings)
@@ -236,7 +240,12 @@ class Keyframe:
     features: Features
     points_cam_m: np.ndarray
     global_descriptor: np.ndarray | None = None
-    odometry_information: float = 1.0
+    reprojection_rmse_px: float = float("nan")
+    """Reprojection RMSE of the tracked pose that made this keyframe."""
+    reference_keyframe_id: int | None = None
+    """The keyframe this one was tracked against (None for a first or relocalised one)."""
+    reference_from_cam: np.ndarray | None = None
+    """4x4 pose of this keyframe in ``reference_keyframe_id``'s camera (the odometry)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -264,6 +273,8 @@ class OptimizedPoses:
     keyframe_ids: tuple[int, ...]
     world_from_cam: np.ndarray
     num_loops: int = 0
+    loop_edges: tuple[tuple[int, int], ...] = ()
+    """Accepted loops so far as (query keyframe id, matched keyframe id)."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -202,8 +202,8 @@ def _pack(
         "keyframe_image_size": np.array(
             [kf.features.image_size for kf in keyframes], np.int64
         ).reshape(-1, 2),
-        "keyframe_odometry_information": np.array(
-            [kf.odometry_information for kf in keyframes], np.float64
+        "keyframe_reprojection_rmse_px": np.array(
+            [kf.reprojection_rmse_px for kf in keyframes], np.float64
         ),
         "keyframe_offsets": np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
         "keyframe_global_descriptor": global_desc,
@@ -340,7 +340,7 @@ def _unpack(arrays: dict[str, np.ndarray], header: dict[str, Any]) -> SavedMap:
                 global_descriptor=(
                     arrays["keyframe_global_descriptor"][row] if has_global else None
                 ),
-                odometry_information=float(arrays["keyframe_odometry_information"][row]),
+                reprojection_rmse_px=float(arrays["keyframe_reprojection_rmse_px"][row]),
             )
         )
     known = set(ids.tolist())

@@ -102,6 +102,7 @@ class Tracker:
         self._next_keyframe_id = 0
         self._mono_reference: tuple[Frame, Features] | None = None
         self._grey: np.ndarray | None = None  # grey image of the frame being tracked
+        self._matched_keyframe_id: int | None = None  # what this frame was matched against
         self._scale_note_given = False
 
     @property
@@ -156,6 +157,7 @@ class Tracker:
         t0 = time.perf_counter()
         mode = self._mode(frame)
         self._grey = self._grey_of(frame.image, frame.camera)
+        self._matched_keyframe_id = None
         if not self._map.keyframes:
             if mode == "mono":
                 return self._initialize_mono(frame, features, t0)
@@ -175,10 +177,14 @@ class Tracker:
         matches: Matches | None = None,
         estimate: PoseEstimate | None = None,
         keyframe: Keyframe | None = None,
-        reference_id: int | None = None,
     ) -> TrackResult:
         self._state = state
         total_ms = (time.perf_counter() - t0) * 1e3
+        reference_id = reference_from_cam = None
+        if world_from_cam is not None and self._map.keyframes:
+            entry = self._map.reference
+            reference_id = entry.keyframe.keyframe_id
+            reference_from_cam = invert_pose(entry.world_from_cam) @ world_from_cam
         return TrackResult(
             frame_index=frame.index,
             stamp_ns=frame.stamp_ns,
@@ -191,6 +197,8 @@ class Tracker:
             is_keyframe=keyframe is not None,
             keyframe_id=keyframe.keyframe_id if keyframe is not None else None,
             reference_keyframe_id=reference_id,
+            reference_from_cam=reference_from_cam,
+            matched_keyframe_id=self._matched_keyframe_id if matches is not None else None,
             matches=matches,
             features=features,
             timings=StageTimings(match_ms=match_ms, pose_ms=max(total_ms - match_ms, 0.0)),
@@ -223,7 +231,6 @@ class Tracker:
             world_from_cam,
             t0,
             keyframe=keyframe,
-            reference_id=keyframe.keyframe_id,
         )
 
     def _initialize_mono(self, frame: Frame, features: Features, t0: float) -> TrackResult:
@@ -315,7 +322,6 @@ class Tracker:
             match_ms,
             matches,
             keyframe=keyframe,
-            reference_id=keyframe.keyframe_id,
         )
 
     # -------------------------------------------------------------------- tracking
@@ -353,6 +359,7 @@ class Tracker:
         tm = time.perf_counter()
         matches = self._matcher(entry.keyframe.features, features)
         match_ms = (time.perf_counter() - tm) * 1e3
+        self._matched_keyframe_id = entry.keyframe.keyframe_id
         ids = entry.landmark_ids[matches.indices[:, 0]] if len(matches) else np.zeros(0, np.int64)
         rows = self._map.rows_of(ids)
         has = rows >= 0
@@ -467,10 +474,9 @@ class Tracker:
             self._frames_since_keyframe,
         ):
             keyframe = self._make_keyframe(
-                frame, features, mode, world_from_cam, corr, matches, reference
+                frame, features, mode, world_from_cam, corr, matches, reference, estimate
             )
         self._remember_pose(frame.stamp_ns, world_from_cam)
-        current_ref = self._map.reference.keyframe.keyframe_id
         return self._result(
             frame,
             features,
@@ -481,7 +487,6 @@ class Tracker:
             matches,
             estimate,
             keyframe,
-            current_ref,
         )
 
     def _search_local_map(
@@ -640,6 +645,7 @@ class Tracker:
         corr: _Correspondences,
         matches: Matches,
         reference: MapKeyframe,
+        estimate: PoseEstimate,
     ) -> Keyframe | None:
         depth, sigma = self._keypoint_depth(frame, features, mode)
         if mode == "mono":
@@ -656,7 +662,13 @@ class Tracker:
             )
         self._refine_structure(mode, frame.camera)
         entry = self._map.reference
-        entry.keyframe = replace(entry.keyframe, points_cam_m=self._map.points_cam(entry))
+        entry.keyframe = replace(
+            entry.keyframe,
+            points_cam_m=self._map.points_cam(entry),
+            reprojection_rmse_px=estimate.rmse_px,
+            reference_keyframe_id=reference.keyframe.keyframe_id,
+            reference_from_cam=invert_pose(reference.world_from_cam) @ world_from_cam,
+        )
         return entry.keyframe
 
     def _insert_keyframe(

@@ -47,7 +47,7 @@ def make_keyframe(
         ),
         points_cam_m=points,
         global_descriptor=rng.normal(size=256).astype(np.float32) if with_global else None,
-        odometry_information=float(kid) + 0.5,
+        reprojection_rmse_px=float(kid) + 0.5,
     )
 
 
@@ -76,7 +76,7 @@ def assert_same_keyframe(a: Keyframe, b: Keyframe) -> None:
     assert (a.keyframe_id, a.frame_index, a.stamp_ns) == (b.keyframe_id, b.frame_index, b.stamp_ns)
     assert a.camera == b.camera
     assert a.features.image_size == b.features.image_size
-    assert a.odometry_information == b.odometry_information
+    assert a.reprojection_rmse_px == b.reprojection_rmse_px
     np.testing.assert_array_equal(a.world_from_cam, b.world_from_cam)
     for name in ("keypoints", "scores", "descriptors"):
         x, y = getattr(a.features, name), getattr(b.features, name)
