@@ -585,8 +585,96 @@ def _cmd_bench_matcher(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_bench_pipeline(targets: Any) -> None:
+    p = targets.add_parser(
+        "pipeline",
+        help="end-to-end frames/s, per-stage latency and peak memory of real pipeline runs",
+        description="Runs the pipeline (two threads, as `slamfront run`) over each input "
+        "several times after warm-up, the preset and the reference point (the same networks "
+        "on plain torch, no early exit or pruning) alternating, each variant in its own "
+        "process. INPUTS: sim-rgbd, sim-stereo, sim-mono (sim:loop at 640x480) or source "
+        "specs such as euroc:PATH. Timings on a machine shared with other work are noisy: "
+        "compare medians.",
+    )
+    p.add_argument("--config", default="fast", metavar="PRESET|FILE", help="preset (fast)")
+    p.add_argument(
+        "--inputs", default="sim-rgbd,sim-stereo", help="comma-separated inputs (see above)"
+    )
+    p.add_argument("--euroc", metavar="PATH", help="also run this EuRoC sequence (euroc:PATH)")
+    p.add_argument("--frames", type=int, default=60, help="frames per run")
+    p.add_argument("--runs", type=int, default=3, help="timed runs per input and variant")
+    p.add_argument("--warmup-runs", type=int, default=1, help="untimed runs first")
+    p.add_argument("--warmup-frames", type=int, default=5, help="first frames of each run left out")
+    p.add_argument("--no-reference", action="store_true", help="skip the torch reference")
+    p.add_argument("--json", metavar="FILE", help="also write the results to this JSON file")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    p.set_defaults(handler=_cmd_bench_pipeline)
+
+
+def _cmd_bench_pipeline(args: argparse.Namespace) -> int:
+    import json
+
+    from slamfront.bench.pipeline import bench_pipeline, parse_input
+
+    names = [n for n in args.inputs.split(",") if n.strip()]
+    if args.euroc:
+        names.append(f"euroc:{args.euroc}")
+    result = bench_pipeline(
+        args.config,
+        [parse_input(name, args.frames) for name in names],
+        frames=args.frames,
+        runs=args.runs,
+        warmup_runs=args.warmup_runs,
+        warmup_frames=args.warmup_frames,
+        reference=not args.no_reference,
+        overrides=args.overrides,
+    )
+    print("\n".join(result.lines()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return 0 if result.results else 1
+
+
+def _add_bench_sinks(targets: Any) -> None:
+    p = targets.add_parser(
+        "sinks",
+        help="cost of the Rerun viewer sink: end-to-end FPS and CPU with and without it",
+        description="Same as python -m slamfront.bench.sinks.",
+    )
+    p.add_argument("--config", default="classic", help="preset (default classic)")
+    p.add_argument("--frames", type=int, default=60)
+    p.add_argument("--runs", type=int, default=5, help="repetitions of each variant")
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--mode", default="save", choices=("save", "serve"))
+    p.add_argument("--image-scale", type=float, help="default: the config's")
+    p.add_argument("--jpeg-quality", type=int, help="default: the config's")
+    p.add_argument("--json", metavar="FILE", help="also write the result to this file")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    p.set_defaults(handler=_cmd_bench_sinks)
+
+
+def _cmd_bench_sinks(args: argparse.Namespace) -> int:
+    from slamfront.bench import sinks
+
+    argv = [
+        *("--config", args.config, "--frames", str(args.frames), "--runs", str(args.runs)),
+        *("--width", str(args.width), "--height", str(args.height), "--mode", args.mode),
+        *(("--image-scale", str(args.image_scale)) if args.image_scale is not None else ()),
+        *(("--jpeg-quality", str(args.jpeg_quality)) if args.jpeg_quality is not None else ()),
+        *(("--json", args.json) if args.json else ()),
+        *args.overrides,
+    ]
+    return sinks.main(argv)
+
+
 # Each entry adds one ``slamfront bench TARGET`` (matcher and pipeline go next to extractor).
-_BENCH_TARGETS: list[Callable[[Any], None]] = [_add_bench_extractor, _add_bench_matcher]
+_BENCH_TARGETS: list[Callable[[Any], None]] = [
+    _add_bench_extractor,
+    _add_bench_matcher,
+    _add_bench_pipeline,
+    _add_bench_sinks,
+]
 
 
 # ---------------------------------------------------------------------------- rerun
