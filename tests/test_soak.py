@@ -1,0 +1,112 @@
+"""A shortened soak run (tools/soak.py): no leak of memory, threads or file descriptors,
+bounded queues — and the same checks catch leaks planted on purpose."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import threading
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SMALL = ["sim.width_px=160", "sim.height_px=120"]
+
+
+@pytest.fixture(scope="module")
+def soak_tool() -> ModuleType:
+    name = "slamfront_tools_soak"
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / "soak.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_short_soak_still_is_flat_and_leaves_nothing_behind(soak_tool: ModuleType) -> None:
+    report = soak_tool.soak(
+        "sim:still",
+        "classic",
+        frames=300,
+        overrides=SMALL,
+        baseline_frames=100,
+        every=20,
+        max_slope_mb_per_1000=5.0,
+    )
+    checks = {c.name: c for c in report.checks}
+    assert set(checks) == {"rss", "in_flight", "backend_queue", "threads", "fds", "rss_slope"}
+    assert report.ok, "\n".join(report.lines())
+    assert report.frames == 300 and len(report.samples) == 15
+    assert report.frames_lost == 0 and report.keyframes <= 2  # the camera never moves
+    assert report.threads_after == report.threads_before
+    assert report.os_threads_after == report.os_threads_before
+    assert report.fds_after == report.fds_before
+    assert max(s.in_flight for s in report.samples) <= 4 + 2  # pipeline.queue_size + 2
+    assert abs(report.rss_change_pct) < 10.0 and report.rss_slope_mb_per_1000 < 5.0
+
+
+class _LeakySink:
+    """Keeps 512 KiB per frame, opens a file every 50 frames, leaves a thread at close."""
+
+    def __init__(self) -> None:
+        self.kept: list[np.ndarray] = []
+        self.files: list[Any] = []
+        self.release = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def on_result(self, frame: object, result: object) -> None:
+        self.kept.append(np.ones(512 * 1024, np.uint8))
+        if len(self.kept) % 50 == 0:
+            self.files.append(open(os.devnull))  # noqa: SIM115 - the planted leak
+
+    def on_keyframe(self, keyframe: object) -> None:
+        return None
+
+    def on_optimized(self, poses: object) -> None:
+        return None
+
+    def close(self) -> None:
+        self.thread = threading.Thread(target=self.release.wait, name="leaked", daemon=True)
+        self.thread.start()
+
+
+def test_soak_checks_catch_planted_leaks(soak_tool: ModuleType) -> None:
+    leaky = _LeakySink()
+    try:
+        report = soak_tool.soak(
+            "sim:still",
+            "classic",
+            frames=200,
+            overrides=SMALL,
+            baseline_frames=60,
+            every=20,
+            extra_sinks=lambda: [leaky],
+            max_slope_mb_per_1000=5.0,
+        )
+    finally:
+        leaky.release.set()
+        if leaky.thread is not None:
+            leaky.thread.join()
+        for f in leaky.files:
+            f.close()
+        leaky.kept.clear()
+    failed = {c.name for c in report.checks if not c.ok}
+    assert failed == {"rss", "rss_slope", "threads", "fds"}, "\n".join(report.lines())
+    assert not report.ok
+    assert "leaked" in report.threads_after and "leaked" not in report.threads_before
+    assert len(report.fds_after) == len(report.fds_before) + 4
+    assert report.rss_slope_mb_per_1000 > 200  # 512 MiB per 1000 frames planted
+    assert any(line.startswith("FAIL fds") and os.devnull in line for line in report.lines())
+
+
+def test_soak_rejects_bad_sampling(soak_tool: ModuleType) -> None:
+    with pytest.raises(ValueError, match="baseline_frames"):
+        soak_tool.soak("sim:still", "classic", frames=100, baseline_frames=100)
+    with pytest.raises(ValueError, match="every"):
+        soak_tool.soak("sim:still", "classic", frames=100, baseline_frames=50, every=20)
