@@ -294,6 +294,78 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_eval_batch(sub: Any) -> None:
+    p = sub.add_parser(
+        "eval-batch",
+        help="run and evaluate every sequence x preset of SPEC.yaml (process pool or Ray)",
+        description="SPEC.yaml lists sequences (source specs) and presets (names or YAML "
+        "files, with optional overrides); see slamfront/eval/batch.py. Each job runs the "
+        "pipeline and the evaluation (ATE/RPE, SE(3), Sim(3) for monocular) in OUT/<sequence>/"
+        "<preset>/; OUT/results.csv and results.md are rewritten as jobs finish. A failing "
+        "job is a row with its error; the others go on.",
+    )
+    p.add_argument("spec", metavar="SPEC.yaml")
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run the jobs on a Ray cluster (auto, HOST:PORT, ray://HOST:10001; local: a "
+        "one-machine cluster); needs the extra [ray]",
+    )
+    p.add_argument(
+        "--workers", type=int, help="jobs at a time (local default: CPU count; Ray: all)"
+    )
+    p.add_argument(
+        "--threads-per-job",
+        type=int,
+        default=1,
+        metavar="N",
+        help="threads of each job (ONNX Runtime, torch), the same under both executors (1)",
+    )
+    p.add_argument("--out", metavar="DIR", help="output folder (default runs/batch-<time>)")
+    p.set_defaults(handler=_cmd_eval_batch)
+
+
+def _cmd_eval_batch(args: argparse.Namespace) -> int:
+    import time
+
+    from slamfront.errors import ConfigError
+    from slamfront.eval.batch import JobResult, format_markdown, load_batch_spec, run_batch
+
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    if args.threads_per_job < 1:
+        raise ConfigError(f"--threads-per-job must be at least 1, got {args.threads_per_job}")
+    spec = load_batch_spec(args.spec)
+    out = Path(args.out) if args.out else Path("runs") / f"batch-{time.strftime('%Y%m%d-%H%M%S')}"
+    total = len(spec.sequences) * len(spec.presets)
+    done = [0]
+
+    def show(row: JobResult) -> None:
+        done[0] += 1
+        detail = f"ATE {row.ate_rmse_m:.4f} m" if row.ate_rmse_m is not None else row.error
+        print(
+            f"[{done[0]}/{total}] {row.sequence} / {row.preset}: {row.status}  {detail}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    print(f"eval-batch: {total} jobs -> {out}", file=sys.stderr, flush=True)
+    result = run_batch(
+        spec,
+        out,
+        workers=args.workers,
+        threads_per_job=args.threads_per_job,
+        ray_address=args.ray,
+        on_result=show,
+    )
+    print(format_markdown(result.rows), end="")
+    print(
+        f"{len(result.rows) - result.failed} of {len(result.rows)} jobs ok on {result.executor} "
+        f"in {result.wall_s:.0f} s; tables: {result.csv_path}, {result.markdown_path}"
+    )
+    return 0 if result.failed == 0 else 1
+
+
 # --------------------------------------------------------------------------- record
 
 
@@ -902,6 +974,7 @@ _SUBCOMMANDS: list[Callable[[Any], None]] = [
     _add_live,
     _add_demo,
     _add_eval,
+    _add_eval_batch,
     _add_doctor,
     _add_record,
     _add_export,

@@ -1,0 +1,824 @@
+"""Batch evaluation: every sequence x preset of a SPEC file, run and evaluated, on a local
+process pool or a Ray cluster, into one results table.
+
+A SPEC is YAML::
+
+    sequences:                      # required: source specs (as `slamfront run` takes)
+      - sim:loop
+      - source: euroc:data/V1_01_easy   # relative paths: from the SPEC file's folder
+        name: v101                      # optional label (default from the spec)
+        overrides: {source.max_frames: 300}
+    presets:                        # required: preset names or YAML files
+      - fast
+      - classic
+      - config: fast
+        name: fast-full-depth
+        overrides: [matcher.depth_confidence=-1, matcher.width_confidence=-1]
+    overrides: {sim.frames: 120}    # optional, for every job
+    evaluation:                     # optional
+      align: auto                   # auto (sim3 for monocular, else se3) | se3 | sim3 | none
+      max_time_diff_s: 0.02
+      rpe_delta: 1
+      rpe_delta_unit: frames        # frames | m | deg
+
+Overrides are a mapping of dotted keys or a list of ``key=value`` strings; each job applies
+the global ones, then its sequence's, then its preset's. Loading is strict: an unknown key or
+a bad value is a :class:`~slamfront.errors.ConfigError` naming the SPEC file and line; every
+job's configuration is built (and so checked) before any job runs.
+
+Each job runs the pipeline (:func:`slamfront.pipeline.run_to_directory`) into
+``OUT/<sequence>/<preset>/`` (trajectory.tum, config.yaml, stats.json, groundtruth.tum,
+evaluation.json; error.txt when it failed), then evaluates the trajectory against the
+source's ground truth (ATE and RPE via :mod:`slamfront.eval.trajectory_metrics`). A job that
+fails — a missing folder, an exception, a process that dies — becomes a row with its status
+and error; the other jobs go on. ``results.csv`` and ``results.md`` are rewritten atomically
+after every finished job, rows in SPEC order.
+
+Executors: locally, a pool of ``workers`` slots, each job in a fresh process (spawned, so a
+crash takes only its own job down); with Ray, one task per job (``ray`` is the optional
+extra ``[ray]``, imported only then). Everything a row reports is deterministic except the
+timings (fps, wall_s), so both executors give the same accuracy columns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import io
+import json
+import logging
+import math
+import os
+import re
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from slamfront.errors import ConfigError, SlamfrontError
+
+if TYPE_CHECKING:
+    import yaml
+
+log = logging.getLogger(__name__)
+
+Align = Literal["auto", "se3", "sim3", "none"]
+Status = Literal["ok", "failed", "crashed"]
+
+_ALIGNS = ("auto", "se3", "sim3", "none")
+_DELTA_UNITS = ("frames", "m", "deg")
+_PATH_SCHEMES = ("tum", "euroc", "kitti", "images", "video", "realsense-file")
+
+
+# ------------------------------------------------------------------------------ records
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """How each job's trajectory is evaluated."""
+
+    align: Align = "auto"
+    """auto: Sim(3) when the frames had neither depth nor a right image, else SE(3)."""
+    max_time_diff_s: float = 0.02
+    rpe_delta: float = 1.0
+    rpe_delta_unit: Literal["frames", "m", "deg"] = "frames"
+
+
+@dataclass(frozen=True)
+class SequenceEntry:
+    name: str
+    source: str
+    overrides: tuple[str, ...]
+    line: int
+
+
+@dataclass(frozen=True)
+class PresetEntry:
+    name: str
+    config: str
+    """A preset name, or a YAML file (absolute)."""
+    overrides: tuple[str, ...]
+    line: int
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    path: Path
+    sequences: tuple[SequenceEntry, ...]
+    presets: tuple[PresetEntry, ...]
+    overrides: tuple[str, ...] = ()
+    evaluation: Evaluation = Evaluation()
+
+    def jobs(self, out_dir: str | os.PathLike[str], threads: int = 1) -> list[Job]:
+        """One job per (sequence, preset), sequences outermost, in SPEC order, each with
+        ``threads`` threads (ONNX Runtime's through the config, unless the SPEC sets them)."""
+        if threads < 1:
+            raise ConfigError(f"threads per job must be at least 1, got {threads}")
+        root = Path(out_dir).resolve()
+        pinned = (f"extractor.threads={threads}", f"matcher.threads={threads}")
+        return [
+            Job(
+                index=i * len(self.presets) + j,
+                sequence=seq.name,
+                preset=pre.name,
+                source=seq.source,
+                config=pre.config,
+                overrides=(*pinned, *self.overrides, *seq.overrides, *pre.overrides),
+                evaluation=self.evaluation,
+                out_dir=str(root / seq.name / pre.name),
+                threads=threads,
+            )
+            for i, seq in enumerate(self.sequences)
+            for j, pre in enumerate(self.presets)
+        ]
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything one worker needs (plain values: it travels to other processes)."""
+
+    index: int
+    sequence: str
+    preset: str
+    source: str
+    config: str
+    overrides: tuple[str, ...]
+    evaluation: Evaluation
+    out_dir: str
+    threads: int = 1
+    """Threads the job may use: ONNX Runtime's (config) and OpenMP's (torch), set alike by
+    both executors so that their results are bit-identical."""
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """One row of the results table. Figures are None when the job did not get that far."""
+
+    sequence: str
+    preset: str
+    status: Status
+    align: str | None = None
+    frames: int | None = None
+    frames_tracked: int | None = None
+    frames_lost: int | None = None
+    keyframes: int | None = None
+    ate_rmse_m: float | None = None
+    ate_rmse_deg: float | None = None
+    rpe_rmse_m: float | None = None
+    rpe_rmse_deg: float | None = None
+    fps: float | None = None
+    wall_s: float | None = None
+    out_dir: str = ""
+    error: str = ""
+
+    def accuracy(self) -> tuple[object, ...]:
+        """The deterministic columns (everything but fps, wall_s and the folder)."""
+        skip = {"fps", "wall_s", "out_dir"}
+        return tuple(getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip)
+
+
+COLUMNS = tuple(f.name for f in dataclasses.fields(JobResult))
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    rows: tuple[JobResult, ...]
+    csv_path: Path
+    markdown_path: Path
+    executor: str
+    wall_s: float
+
+    @property
+    def failed(self) -> int:
+        return sum(r.status != "ok" for r in self.rows)
+
+
+# ------------------------------------------------------------------------------- SPEC
+
+
+def load_batch_spec(path: str | os.PathLike[str]) -> BatchSpec:
+    """Read and strictly validate a SPEC file (see the module docstring)."""
+    import yaml
+
+    spec_path = Path(path)
+    try:
+        text = spec_path.read_text()
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{spec_path}: cannot read: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{spec_path}: invalid YAML: {exc}") from exc
+    reader = _SpecReader(spec_path, yaml.SafeLoader(text))
+    if root is None:
+        raise ConfigError(f"{spec_path}:1: empty SPEC; it needs 'sequences' and 'presets'")
+    top = reader.mapping(root, "(top level)", {"sequences", "presets", "overrides", "evaluation"})
+    for required in ("sequences", "presets"):
+        if required not in top:
+            raise ConfigError(f"{spec_path}:{root.start_mark.line + 1}: missing {required!r}")
+    overrides = reader.overrides(top["overrides"], "overrides") if "overrides" in top else ()
+    evaluation = reader.evaluation(top["evaluation"]) if "evaluation" in top else Evaluation()
+    sequences = tuple(
+        reader.sequence(node, f"sequences[{i}]")
+        for i, node in enumerate(reader.items(top["sequences"], "sequences"))
+    )
+    presets = tuple(
+        reader.preset(node, f"presets[{i}]")
+        for i, node in enumerate(reader.items(top["presets"], "presets"))
+    )
+    for kind, entries in (("sequence", sequences), ("preset", presets)):
+        seen: dict[str, int] = {}
+        for entry in entries:
+            if entry.name in seen:
+                raise ConfigError(
+                    f"{spec_path}:{entry.line}: {kind} name {entry.name!r} is already used at "
+                    f"line {seen[entry.name]}; give one of them a different 'name'"
+                )
+            seen[entry.name] = entry.line
+    spec = BatchSpec(spec_path, sequences, presets, overrides, evaluation)
+    _check_configs(spec)
+    return spec
+
+
+class _SpecReader:
+    """Turns YAML nodes into checked values; every error names the file and line."""
+
+    def __init__(self, path: Path, constructor: yaml.SafeLoader) -> None:
+        self.path = path
+        self._constructor = constructor
+
+    def fail(self, node: yaml.Node, message: str) -> ConfigError:
+        return ConfigError(f"{self.path}:{node.start_mark.line + 1}: {message}")
+
+    def scalar(self, node: yaml.Node) -> Any:
+        import yaml
+
+        if not isinstance(node, yaml.ScalarNode):
+            return self._constructor.construct_object(node, deep=True)
+        return self._constructor.construct_object(node)
+
+    def mapping(self, node: yaml.Node, key: str, known: set[str]) -> dict[str, yaml.Node]:
+        import yaml
+
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(node, f"{key} must be a mapping")
+        out: dict[str, yaml.Node] = {}
+        for key_node, value_node in node.value:
+            name = key_node.value
+            if name not in known:
+                raise self.fail(
+                    key_node,
+                    f"unknown key {name!r} in {key} (known: {', '.join(sorted(known))})",
+                )
+            if name in out:
+                raise self.fail(key_node, f"duplicate key {name!r} in {key}")
+            out[name] = value_node
+        return out
+
+    def items(self, node: yaml.Node, key: str) -> list[yaml.Node]:
+        import yaml
+
+        if not isinstance(node, yaml.SequenceNode) or not node.value:
+            raise self.fail(node, f"{key} must be a non-empty list")
+        return list(node.value)
+
+    def string(self, node: yaml.Node, key: str) -> str:
+        value = self.scalar(node)
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(node, f"{key} must be a non-empty string, got {value!r}")
+        return value.strip()
+
+    def name(self, node: yaml.Node, key: str) -> str:
+        value = self.string(node, key)
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", value):
+            raise self.fail(
+                node, f"{key} {value!r}: use letters, digits and . _ + - (it names a folder)"
+            )
+        return value
+
+    def overrides(self, node: yaml.Node, key: str) -> tuple[str, ...]:
+        import yaml
+
+        if isinstance(node, yaml.MappingNode):
+            out = []
+            for key_node, value_node in node.value:
+                dotted = key_node.value
+                if not isinstance(dotted, str) or not re.fullmatch(r"[A-Za-z_][\w.]*", dotted):
+                    raise self.fail(key_node, f"{key}: bad key {dotted!r}")
+                out.append(f"{dotted}={json.dumps(self.scalar(value_node))}")
+            return tuple(out)
+        if isinstance(node, yaml.SequenceNode):
+            out = []
+            for item in node.value:
+                text = self.scalar(item)
+                if not isinstance(text, str) or "=" not in text or not text.partition("=")[0]:
+                    raise self.fail(item, f"{key}: expected key=value, got {text!r}")
+                out.append(text)
+            return tuple(out)
+        raise self.fail(node, f"{key} must be a mapping of keys or a list of key=value")
+
+    def evaluation(self, node: yaml.Node) -> Evaluation:
+        fields = self.mapping(
+            node, "evaluation", {"align", "max_time_diff_s", "rpe_delta", "rpe_delta_unit"}
+        )
+        values: dict[str, Any] = {}
+        for name, value_node in fields.items():
+            value = self.scalar(value_node)
+            key = f"evaluation.{name}"
+            if name == "align" and value not in _ALIGNS:
+                raise self.fail(value_node, f"{key} must be one of {', '.join(_ALIGNS)}")
+            if name == "rpe_delta_unit" and value not in _DELTA_UNITS:
+                raise self.fail(value_node, f"{key} must be one of {', '.join(_DELTA_UNITS)}")
+            if name in ("max_time_diff_s", "rpe_delta"):
+                if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                    raise self.fail(value_node, f"{key} must be a positive number, got {value!r}")
+                value = float(value)
+            values[name] = value
+        result = Evaluation(**values)
+        if result.rpe_delta_unit == "frames" and result.rpe_delta != int(result.rpe_delta):
+            raise self.fail(node, "evaluation.rpe_delta in frames must be a whole number")
+        return result
+
+    def sequence(self, node: yaml.Node, key: str) -> SequenceEntry:
+        import yaml
+
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.ScalarNode):
+            source = self._source(node, key)
+            return SequenceEntry(_label(source), source, (), line)
+        fields = self.mapping(node, key, {"source", "name", "overrides"})
+        if "source" not in fields:
+            raise self.fail(node, f"{key}: missing 'source'")
+        source = self._source(fields["source"], f"{key}.source")
+        name = self.name(fields["name"], f"{key}.name") if "name" in fields else _label(source)
+        extra = (
+            self.overrides(fields["overrides"], f"{key}.overrides") if "overrides" in fields else ()
+        )
+        return SequenceEntry(name, source, extra, line)
+
+    def preset(self, node: yaml.Node, key: str) -> PresetEntry:
+        import yaml
+
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.ScalarNode):
+            config = self._config(node, key)
+            return PresetEntry(_label(config), config, (), line)
+        fields = self.mapping(node, key, {"config", "name", "overrides"})
+        if "config" not in fields:
+            raise self.fail(node, f"{key}: missing 'config'")
+        config = self._config(fields["config"], f"{key}.config")
+        name = self.name(fields["name"], f"{key}.name") if "name" in fields else _label(config)
+        extra = (
+            self.overrides(fields["overrides"], f"{key}.overrides") if "overrides" in fields else ()
+        )
+        return PresetEntry(name, config, extra, line)
+
+    def _source(self, node: yaml.Node, key: str) -> str:
+        from slamfront.sources import split_spec
+
+        spec = self.string(node, key)
+        try:
+            scheme, rest = split_spec(spec)
+        except SlamfrontError as exc:
+            raise self.fail(node, f"{key}: {exc}") from exc
+        return _absolute_source(scheme, rest, self.path.parent)
+
+    def _config(self, node: yaml.Node, key: str) -> str:
+        from slamfront.config import preset_names
+
+        value = self.string(node, key)
+        if value.endswith((".yaml", ".yml")):
+            path = Path(value).expanduser()
+            path = path if path.is_absolute() else (self.path.parent / path)
+            if not path.is_file():
+                raise self.fail(node, f"{key}: config file not found: {path}")
+            return str(path.resolve())
+        if value not in preset_names():
+            known = ", ".join(preset_names()) or "(none found)"
+            raise self.fail(node, f"{key}: unknown preset {value!r}; known presets: {known}")
+        return value
+
+
+def _absolute_source(scheme: str, rest: str, base: Path) -> str:
+    """The spec with a relative path made absolute against ``base`` (the SPEC's folder)."""
+    if scheme not in _PATH_SCHEMES or not rest:
+        return f"{scheme}:{rest}" if rest else scheme
+    tail = ""
+    if scheme == "kitti":
+        from slamfront.sources.kitti import split_kitti_spec
+
+        folder, sequence = split_kitti_spec(rest)
+        tail = f":{sequence}" if sequence is not None else ""
+        path = folder
+    else:
+        path = Path(rest).expanduser()
+    if not path.is_absolute():
+        path = (base / path).resolve()
+    return f"{scheme}:{path}{tail}"
+
+
+def _label(text: str) -> str:
+    """A folder-safe label: the scheme and the last path part (``euroc-V1_01_easy``)."""
+    scheme, _, rest = text.partition(":")
+    if text.endswith((".yaml", ".yml")) and not rest:
+        return Path(text).stem
+    tail = Path(rest.rstrip("/")).name if rest else ""
+    if scheme == "kitti" and rest:
+        from slamfront.sources.kitti import split_kitti_spec
+
+        folder, sequence = split_kitti_spec(rest)
+        tail = f"{folder.name}-{sequence}" if sequence else folder.name
+    raw = f"{scheme}-{tail}" if tail else scheme
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", raw).strip("_") or "job"
+
+
+def _check_configs(spec: BatchSpec) -> None:
+    """Build every job's config now, so a bad override fails before any job runs."""
+    from slamfront.config import load_config
+
+    where = spec.path
+    try:
+        load_config("fast", spec.overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: overrides: {exc}") from exc
+    for pre in spec.presets:
+        try:
+            load_config(pre.config, [*spec.overrides, *pre.overrides])
+        except ConfigError as exc:
+            raise ConfigError(f"{where}:{pre.line}: preset {pre.name!r}: {exc}") from exc
+    for seq in spec.sequences:
+        for pre in spec.presets:
+            try:
+                load_config(pre.config, [*spec.overrides, *seq.overrides, *pre.overrides])
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"{where}:{seq.line}: sequence {seq.name!r} with preset {pre.name!r} "
+                    f"(line {pre.line}): {exc}"
+                ) from exc
+
+
+# -------------------------------------------------------------------------------- a job
+
+
+def run_job(job: Job) -> JobResult:
+    """Run and evaluate one job in this process. Never raises for a failure of the job
+    itself: the row carries the status and the error (the traceback goes to error.txt)."""
+    out = Path(job.out_dir)
+    base = JobResult(job.sequence, job.preset, "failed", out_dir=job.out_dir)
+    stage = "setup"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "error.txt").unlink(missing_ok=True)
+        from slamfront.config import load_config
+        from slamfront.eval.trajectory_io import read_trajectory, write_tum_trajectory
+        from slamfront.eval.trajectory_metrics import evaluate_trajectories
+        from slamfront.pipeline import run_to_directory
+        from slamfront.sources import open_source
+
+        config = load_config(job.config, job.overrides)
+        stage = "run"
+        sensor: list[str] = []
+        start = time.perf_counter()
+        with open_source(job.source, config) as source:
+            stats = run_to_directory(
+                _noting_sensor(source, sensor),
+                config,
+                out,
+                frames_skipped=lambda: source.frames_skipped,
+            )
+            truth = source.groundtruth()
+        wall = time.perf_counter() - start
+        base = dataclasses.replace(
+            base,
+            frames=stats.frames_read,
+            frames_tracked=stats.frames_tracked,
+            frames_lost=stats.frames_lost,
+            keyframes=stats.keyframes,
+            fps=stats.fps,
+            wall_s=wall,
+        )
+        stage = "eval"
+        if truth is None or len(truth) == 0:
+            raise SlamfrontError(f"{job.source}: the source has no ground truth")
+        write_tum_trajectory(out / "groundtruth.tum", truth)
+        align = job.evaluation.align
+        if align == "auto":
+            align = "sim3" if sensor == ["mono"] else "se3"
+        base = dataclasses.replace(base, align=align)
+        evaluation = evaluate_trajectories(
+            read_trajectory(out / "trajectory.tum"),
+            truth,
+            align=align,
+            max_time_diff_s=job.evaluation.max_time_diff_s,
+            rpe_delta=job.evaluation.rpe_delta,
+            rpe_delta_unit=job.evaluation.rpe_delta_unit,
+        )
+        _write_text(out / "evaluation.json", json.dumps(evaluation.summary(), indent=2) + "\n")
+        return dataclasses.replace(
+            base,
+            status="ok",
+            ate_rmse_m=evaluation.ate_m.rmse,
+            ate_rmse_deg=evaluation.ate_deg.rmse,
+            rpe_rmse_m=evaluation.rpe_m.rmse if evaluation.rpe_m else None,
+            rpe_rmse_deg=evaluation.rpe_deg.rmse if evaluation.rpe_deg else None,
+        )
+    except Exception as exc:
+        message = f"{stage}: {type(exc).__name__}: {exc}".replace("\n", " ")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            _write_text(out / "error.txt", traceback.format_exc())
+        except OSError:
+            pass
+        return dataclasses.replace(base, status="failed", error=message)
+
+
+def _noting_sensor(frames: Any, out: list[str]) -> Any:
+    for frame in frames:
+        if not out:
+            out.append(
+                "rgbd"
+                if frame.depth_m is not None
+                else "stereo"
+                if frame.image_right is not None
+                else "mono"
+            )
+        yield frame
+
+
+def _job_process(job: Job, result_path: str) -> None:
+    """Entry point of a local worker process: run the job, leave its row in a file.
+
+    The process is ours alone, so it takes the job's thread count as Ray's workers do
+    (OMP_NUM_THREADS, read by torch when it is first imported, which happens after this)."""
+    os.environ["OMP_NUM_THREADS"] = str(job.threads)
+    result = run_job(job)
+    _write_text(Path(result_path), json.dumps(dataclasses.asdict(result)))
+
+
+# ----------------------------------------------------------------------------- executors
+
+
+def run_batch(
+    spec: BatchSpec,
+    out_dir: str | os.PathLike[str],
+    *,
+    workers: int | None = None,
+    threads_per_job: int = 1,
+    ray_address: str | None = None,
+    on_result: Callable[[JobResult], None] | None = None,
+) -> BatchResult:
+    """Run every job of ``spec`` into ``out_dir`` and write ``results.csv``/``results.md``.
+
+    ``ray_address`` None: a local pool of ``workers`` processes (default: CPU count).
+    Otherwise Ray: when Ray is already initialised in this process its cluster is used as
+    it is; else ``ray.init(address=ray_address)`` ("local" starts a one-machine cluster with
+    ``workers`` CPUs and workers at normal priority), shut down again at the end. With Ray,
+    ``workers`` caps the jobs in flight (default: all) and each task asks for
+    ``threads_per_job`` CPUs. Every job runs with ``threads_per_job`` threads in both
+    executors (ONNX Runtime through ``extractor.threads``/``matcher.threads`` unless the SPEC
+    sets them, torch through OMP_NUM_THREADS), so the two give identical accuracy columns.
+    ``on_result`` sees each row as its job finishes.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = spec.jobs(out, threads_per_job)
+    table = _Table(out, jobs)
+    start = time.perf_counter()
+
+    def finished(job: Job, result: JobResult) -> None:
+        table.set(job.index, result)
+        if on_result is not None:
+            on_result(result)
+
+    if ray_address is None:
+        _run_local(jobs, workers or os.cpu_count() or 1, finished)
+        executor = f"local pool ({workers or os.cpu_count() or 1} workers)"
+    else:
+        executor = _run_ray(jobs, ray_address, workers, threads_per_job, finished)
+    return BatchResult(
+        rows=table.rows(),
+        csv_path=table.csv_path,
+        markdown_path=table.markdown_path,
+        executor=executor,
+        wall_s=time.perf_counter() - start,
+    )
+
+
+def _run_local(
+    jobs: Sequence[Job], workers: int, finished: Callable[[Job, JobResult], None]
+) -> None:
+    """Each job in a fresh spawned process; ``workers`` of them at a time."""
+    import multiprocessing
+    from concurrent.futures import ThreadPoolExecutor
+
+    if workers < 1:
+        raise ConfigError(f"workers must be at least 1, got {workers}")
+    context = multiprocessing.get_context("spawn")
+
+    def one(job: Job) -> None:
+        result_path = Path(job.out_dir + ".result.json")
+        result_path.parent.mkdir(parents=True, exist_ok=True)
+        result_path.unlink(missing_ok=True)
+        process = context.Process(
+            target=_job_process,
+            args=(job, str(result_path)),
+            name=f"slamfront-batch-{job.index}",
+        )
+        process.start()
+        process.join()
+        try:
+            result = JobResult(**json.loads(result_path.read_text()))
+            result_path.unlink()
+        except (OSError, ValueError, TypeError):
+            result = JobResult(
+                job.sequence,
+                job.preset,
+                "crashed",
+                out_dir=job.out_dir,
+                error=f"worker process died ({_exit_reason(process.exitcode)})",
+            )
+        finished(job, result)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slamfront-batch") as pool:
+        for future in [pool.submit(one, job) for job in jobs]:
+            future.result()
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is None:
+        return "no exit code"
+    if code < 0:
+        import signal
+
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _ray_job(job: Job) -> JobResult:
+    return run_job(job)
+
+
+def _run_ray(
+    jobs: Sequence[Job],
+    address: str,
+    workers: int | None,
+    threads: int,
+    finished: Callable[[Job, JobResult], None],
+) -> str:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError(
+            "--ray needs the optional extra [ray]: pip install 'slamfront[ray]'"
+        ) from exc
+
+    started = False
+    if not ray.is_initialized():
+        env = {k: v for k, v in os.environ.items() if k.startswith("SLAMFRONT_")}
+        kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}} if env else {}
+        if address == "local":  # Ray's workers run at niceness 15 unless told otherwise
+            ray.init(
+                num_cpus=(workers * threads) if workers else None,
+                _system_config={"worker_niceness": 0},
+                **kwargs,
+            )
+        else:
+            ray.init(address=address, **kwargs)
+        started = True
+    try:
+        # Ray sets OMP_NUM_THREADS to the task's CPUs, as the local pool does.
+        remote = ray.remote(num_cpus=threads, max_retries=0)(_ray_job)
+        limit = workers or len(jobs)
+        pending: dict[Any, Job] = {}
+        queue = list(jobs)
+        while queue or pending:
+            while queue and len(pending) < limit:
+                job = queue.pop(0)
+                pending[remote.remote(job)] = job
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                job = pending.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except Exception as exc:  # the worker died, or Ray lost the task
+                    result = JobResult(
+                        job.sequence,
+                        job.preset,
+                        "crashed",
+                        out_dir=job.out_dir,
+                        error=f"ray: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+                    )
+                finished(job, result)
+        resources = ray.cluster_resources()
+        return f"ray ({int(resources.get('CPU', 0))} CPUs in the cluster)"
+    finally:
+        if started:
+            ray.shutdown()
+
+
+# -------------------------------------------------------------------------------- table
+
+
+class _Table:
+    """The results so far, rewritten atomically (CSV and Markdown) at every change."""
+
+    def __init__(self, out: Path, jobs: Sequence[Job]) -> None:
+        self.csv_path = out / "results.csv"
+        self.markdown_path = out / "results.md"
+        self._root = out.resolve()
+        self._results: dict[int, JobResult] = {}
+        self._total = len(jobs)
+        self._lock = threading.Lock()
+
+    def set(self, index: int, result: JobResult) -> None:
+        with self._lock:
+            self._results[index] = result
+            rows = self.rows()
+            _write_text(self.csv_path, format_csv(rows, self._root))
+            _write_text(self.markdown_path, format_markdown(rows, self._total))
+
+    def rows(self) -> tuple[JobResult, ...]:
+        return tuple(self._results[i] for i in sorted(self._results))
+
+
+def format_csv(rows: Sequence[JobResult], root: Path | None = None) -> str:
+    """One line per row, every column, floats at full precision (``repr``)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        values = dataclasses.asdict(row)
+        if root is not None and values["out_dir"]:
+            with contextlib.suppress(ValueError):
+                values["out_dir"] = str(Path(values["out_dir"]).relative_to(root))
+        writer.writerow([_csv_cell(values[c]) for c in COLUMNS])
+    return buffer.getvalue()
+
+
+def _csv_cell(value: object) -> object:
+    if value is None:
+        return ""
+    return repr(value) if isinstance(value, float) else value
+
+
+def format_markdown(rows: Sequence[JobResult], total: int | None = None) -> str:
+    """A Markdown table: sequence, preset, status, ATE/RPE RMSE, FPS, frames, lost, error."""
+    head = (
+        "| sequence | preset | status | align | ATE m | ATE deg | RPE m | RPE deg | FPS | "
+        "frames | lost | error |"
+    )
+    lines = [head, "|" + "---|" * 12]
+    for r in rows:
+        cells = [
+            r.sequence,
+            r.preset,
+            r.status,
+            r.align or "",
+            _fmt(r.ate_rmse_m, 4),
+            _fmt(r.ate_rmse_deg, 3),
+            _fmt(r.rpe_rmse_m, 4),
+            _fmt(r.rpe_rmse_deg, 3),
+            _fmt(r.fps, 1),
+            "" if r.frames is None else str(r.frames),
+            "" if r.frames_lost is None else str(r.frames_lost),
+            r.error.replace("|", "\\|")[:200],
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    if total is not None and len(rows) < total:
+        lines.append(f"\n{len(rows)} of {total} jobs finished so far.")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.{digits}f}"
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+__all__ = [
+    "COLUMNS",
+    "BatchResult",
+    "BatchSpec",
+    "Evaluation",
+    "Job",
+    "JobResult",
+    "PresetEntry",
+    "SequenceEntry",
+    "format_csv",
+    "format_markdown",
+    "load_batch_spec",
+    "run_batch",
+    "run_job",
+]
