@@ -18,6 +18,7 @@ from slamfront.eval.batch import (
     JobResult,
     format_markdown,
     load_batch_spec,
+    plan_jobs,
     run_batch,
 )
 
@@ -74,7 +75,7 @@ evaluation: {align: sim3, rpe_delta: 0.5, rpe_delta_unit: m}
     assert spec.presets[1].overrides == ('sim.sensor="mono"', "source.spec=null")
     assert spec.overrides == ("sim.frames=12",)
     assert (spec.evaluation.align, spec.evaluation.rpe_delta_unit) == ("sim3", "m")
-    jobs = spec.jobs(tmp_path / "out")
+    jobs = plan_jobs(spec, tmp_path / "out")
     assert len(jobs) == 6 and [j.index for j in jobs] == list(range(6))
     assert jobs[3].out_dir == str(tmp_path / "out" / "euroc-V1" / "mine-full")
     assert jobs[3].overrides == (
