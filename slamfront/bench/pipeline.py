@@ -185,6 +185,9 @@ class PipelineBenchmark:
     machine: dict[str, object]
     load_average: tuple[float, float]
     skipped: tuple[str, ...] = ()
+    uncommitted: tuple[str, ...] = ()
+    """Tracked files of the package with uncommitted changes when it ran (the commit alone
+    does not describe the code measured then)."""
 
     def ratios(self) -> list[dict[str, Any]]:
         """Per input with both variants: preset over reference (FPS), reference over preset
@@ -218,7 +221,12 @@ class PipelineBenchmark:
             f"frames per input and variant after {self.warmup_runs} warm-up run(s); "
             f"stage figures over frames after the first {self.warmup_frames} of each run",
             f"machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('platform')}, "
-            f"python {m.get('python')}, commit {m.get('git_commit')}",
+            f"python {m.get('python')}, commit {m.get('git_commit')}"
+            + (
+                f" + uncommitted changes in {', '.join(self.uncommitted)}"
+                if self.uncommitted
+                else ""
+            ),
             f"load average (1 min) before/after: {load} (above 0 = other work was running: "
             "the figures are noisy, compare medians)",
             "fps: steady rate after the warm-up frames (median of runs, min-max); fps run: "
@@ -262,6 +270,7 @@ class PipelineBenchmark:
             "overrides": list(self.overrides),
             "reference_overrides": list(REFERENCE_OVERRIDES),
             "git_commit": self.machine.get("git_commit"),
+            "uncommitted": list(self.uncommitted),
             "machine": self.machine,
             "load_average": list(self.load_average),
             "skipped": list(self.skipped),
@@ -384,7 +393,27 @@ def bench_pipeline(
         machine=machine_info(),
         load_average=(load_before, _load_average()),
         skipped=tuple(skipped),
+        uncommitted=uncommitted_files(),
     )
+
+
+def uncommitted_files() -> tuple[str, ...]:
+    """Tracked files under slamfront/ and configs/ that differ from the commit (git)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "slamfront", "configs"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    return tuple(line[3:] for line in out.stdout.splitlines() if len(line) > 3)
 
 
 def summarise_samples(

@@ -128,6 +128,7 @@ def test_bench_runs_preset_and_reference_and_reports_a_broken_input(
     assert any(s.startswith("missing / preset") and "nowhere" in s for s in result.skipped)
     data = json.loads(json.dumps(result.to_dict()))
     assert data["git_commit"] and data["reference_overrides"] == list(REFERENCE_OVERRIDES)
+    assert isinstance(data["uncommitted"], list)
     assert data["results"][0]["stages"]["match"]["median_ms"] > 0
     assert data["machine"]["versions"]["numpy"]
     assert any("preset/reference fps" in line for line in result.lines())
