@@ -146,3 +146,18 @@ def test_bench_pipeline_cli_writes_json(tmp_path: Path, capsys: pytest.CaptureFi
     assert data["preset"] == "classic" and data["results"][0]["frames_per_run"] == 6
     assert data["results"][0]["config"]["sim"]["width_px"] == 160
     assert main([*args, "--warmup-frames", "6"]) == 2
+
+
+def test_bench_sinks_target_passes_its_arguments_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    from slamfront.bench import sinks
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(sinks, "main", lambda argv: seen.append(list(argv)) or 0)
+    assert main(["bench", "sinks", "--frames", "12", "--jpeg-quality", "70", "sim.seed=3"]) == 0
+    assert seen == [
+        [
+            *("--config", "classic", "--frames", "12", "--runs", "5"),
+            *("--width", "640", "--height", "480", "--mode", "save"),
+            *("--jpeg-quality", "70", "sim.seed=3"),
+        ]
+    ]
