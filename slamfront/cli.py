@@ -350,14 +350,15 @@ def _cmd_eval_batch(args: argparse.Namespace) -> int:
         )
 
     print(f"eval-batch: {total} jobs -> {out}", file=sys.stderr, flush=True)
-    result = run_batch(
-        spec,
-        out,
-        workers=args.workers,
-        threads_per_job=args.threads_per_job,
-        ray_address=args.ray,
-        on_result=show,
-    )
+    with _sigterm_interrupts():  # SIGTERM stops the running jobs too, like Ctrl-C
+        result = run_batch(
+            spec,
+            out,
+            workers=args.workers,
+            threads_per_job=args.threads_per_job,
+            ray_address=args.ray,
+            on_result=show,
+        )
     print(format_markdown(result.rows), end="")
     print(
         f"{len(result.rows) - result.failed} of {len(result.rows)} jobs ok on {result.executor} "

@@ -221,8 +221,21 @@ def _job_process(job: Job, result_path: str) -> None:
     The process is ours alone, so it takes the job's thread count as Ray's workers do
     (OMP_NUM_THREADS, read by torch when it is first imported, which happens after this)."""
     os.environ["OMP_NUM_THREADS"] = str(job.threads)
+    parent = os.getppid()
+    watchdog = threading.Thread(
+        target=_exit_when_orphaned, args=(parent,), name="slamfront-batch-watchdog", daemon=True
+    )
+    watchdog.start()
     result = run_job(job)
     _write_text(Path(result_path), json.dumps(dataclasses.asdict(result)))
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    """In a local worker process: end it when the batch that started it is gone (killed),
+    rather than run on unseen."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(3)
 
 
 # ----------------------------------------------------------------------------- executors
@@ -277,13 +290,17 @@ def run_batch(
 def _run_local(
     jobs: Sequence[Job], workers: int, finished: Callable[[Job, JobResult], None]
 ) -> None:
-    """Each job in a fresh spawned process; ``workers`` of them at a time."""
+    """Each job in a fresh spawned process; ``workers`` of them at a time. An interrupt
+    (Ctrl-C) cancels the jobs not started and terminates the running ones."""
     import multiprocessing
     from concurrent.futures import ThreadPoolExecutor
 
     if workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
     context = multiprocessing.get_context("spawn")
+    stopping = threading.Event()
+    running: set[Any] = set()
+    lock = threading.Lock()
 
     def one(job: Job) -> None:
         result_path = Path(job.out_dir + ".result.json")
@@ -294,8 +311,16 @@ def _run_local(
             args=(job, str(result_path)),
             name=f"slamfront-batch-{job.index}",
         )
-        process.start()
+        with lock:
+            if stopping.is_set():
+                return
+            process.start()
+            running.add(process)
         process.join()
+        with lock:
+            running.discard(process)
+        if stopping.is_set():
+            return
         try:
             result = JobResult(**json.loads(result_path.read_text()))
             result_path.unlink()
@@ -309,9 +334,18 @@ def _run_local(
             )
         finished(job, result)
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slamfront-batch") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slamfront-batch")
+    try:
         for future in [pool.submit(one, job) for job in jobs]:
             future.result()
+    except BaseException:
+        stopping.set()
+        with lock:
+            for process in running:
+                process.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _exit_reason(code: int | None) -> str:
