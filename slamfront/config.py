@@ -143,12 +143,20 @@ class TrackerConfig:
     mono_init_angle_deg: float = 3.0
     """Monocular initialisation waits until the median ray angle reaches this."""
     stereo_max_row_diff_px: float = 1.5
+    local_adjustment_rounds: int = 2
+    """At each keyframe, rounds of alternating keyframe-pose / landmark refinement over the
+    window (a local bundle adjustment; 0 = landmarks only)."""
+    match_keypoints: int | None = None
+    """Keypoints per image handed to the matcher (best by score; None = all). Extracting more
+    than this gives the local-map search and new landmarks more points at no matching cost."""
     lk_refine: bool = True
     """Refine matched positions by image alignment (pyramidal Lucas-Kanade) to sub-pixel."""
     lk_window_px: int = 9
     lk_levels: int = 1
     lk_max_shift_px: float = 4.0
     """Alignment may move a matched keypoint at most this far; farther is a failure."""
+    lk_max_round_trip_px: float | None = 0.3
+    """Forward-backward check: aligned back, a window must land this close to its start."""
     lk_keep_unaligned: bool = False
     """Keep correspondences whose alignment failed (at the detector's precision)."""
     stereo_disparity_sigma_px: float = 0.5

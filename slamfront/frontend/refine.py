@@ -30,6 +30,7 @@ def refine_positions(
     max_row_shift_px: float | None = None,
     window_px: int = 9,
     levels: int = 1,
+    max_round_trip_px: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Where the points at ``reference_px`` of the grey ``reference`` image are in the grey
     ``current`` image, starting at
@@ -61,4 +62,18 @@ def refine_positions(
     ok &= np.linalg.norm(shift, axis=1) <= max_shift_px
     if max_row_shift_px is not None:
         ok &= np.abs(shift[:, 1]) <= max_row_shift_px
+    if max_round_trip_px is not None and ok.any():
+        # aligned back from where it landed, the window must return to where it started
+        back, back_status, _ = cv2.calcOpticalFlowPyrLK(
+            current,
+            reference,
+            refined.astype(np.float32).reshape(-1, 1, 2),
+            p0.copy(),
+            winSize=(window_px, window_px),
+            maxLevel=levels,
+            criteria=(cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 20, 0.01),
+            flags=cv2.OPTFLOW_USE_INITIAL_FLOW,
+        )
+        round_trip = np.linalg.norm(back.reshape(-1, 2) - reference_px, axis=1)
+        ok &= (back_status.ravel() > 0) & (round_trip <= max_round_trip_px)
     return np.where(ok[:, None], refined, start), ok

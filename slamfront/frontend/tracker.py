@@ -103,6 +103,7 @@ class Tracker:
         self._mono_reference: tuple[Frame, Features] | None = None
         self._grey: np.ndarray | None = None  # grey image of the frame being tracked
         self._matched_keyframe_id: int | None = None  # what this frame was matched against
+        self._mono = False
         self._scale_note_given = False
 
     @property
@@ -156,6 +157,7 @@ class Tracker:
     def _track(self, frame: Frame, features: Features) -> TrackResult:
         t0 = time.perf_counter()
         mode = self._mode(frame)
+        self._mono = mode == "mono"
         self._grey = self._grey_of(frame.image, frame.camera)
         self._matched_keyframe_id = None
         if not self._map.keyframes:
@@ -356,9 +358,23 @@ class Tracker:
     def _match_reference(
         self, entry: MapKeyframe, features: Features
     ) -> tuple[Matches, _Correspondences, float]:
+        # only the keyframe's keypoints that carry a landmark can give a correspondence;
+        # both sides are capped at the best ``match_keypoints`` by score (the rest still serve
+        # the local-map search); monocular keeps them all, as its matches without a landmark
+        # are triangulated into new ones
+        useful = None if self._mono else self._map.rows_of(entry.landmark_ids) >= 0
+        ref_index = _best(entry.keyframe.features.scores, useful, self._config.match_keypoints)
+        cur_index = _best(features.scores, None, self._config.match_keypoints)
         tm = time.perf_counter()
-        matches = self._matcher(entry.keyframe.features, features)
+        matches = self._matcher(
+            entry.keyframe.features.subset(ref_index), features.subset(cur_index)
+        )
         match_ms = (time.perf_counter() - tm) * 1e3
+        if len(matches):
+            indices = np.stack(
+                [ref_index[matches.indices[:, 0]], cur_index[matches.indices[:, 1]]], axis=1
+            )
+            matches = replace(matches, indices=indices)
         self._matched_keyframe_id = entry.keyframe.keyframe_id
         ids = entry.landmark_ids[matches.indices[:, 0]] if len(matches) else np.zeros(0, np.int64)
         rows = self._map.rows_of(ids)
@@ -377,6 +393,7 @@ class Tracker:
                 cfg.lk_max_shift_px,
                 window_px=cfg.lk_window_px,
                 levels=cfg.lk_levels,
+                max_round_trip_px=cfg.lk_max_round_trip_px,
             )
             keep = aligned | self._config.lk_keep_unaligned
             has[has] = keep
@@ -417,7 +434,12 @@ class Tracker:
                 return None
             initial = found[0]
         return refine_pose(
-            initial, corr.points_world, pixels, k, cfg.huber_px, cfg.ransac_reprojection_px
+            initial,
+            corr.points_world,
+            pixels,
+            k,
+            cfg.huber_px,
+            cfg.ransac_reprojection_px,
         )
 
     def _track_local_map(
@@ -552,7 +574,12 @@ class Tracker:
         found = found.select(np.all(np.isfinite(found.pixels), axis=1))
         merged = corr.concat(found)
         refined = refine_pose(
-            pose, merged.points_world, merged.pixels, k, cfg.huber_px, cfg.ransac_reprojection_px
+            pose,
+            merged.points_world,
+            merged.pixels,
+            k,
+            cfg.huber_px,
+            cfg.ransac_reprojection_px,
         )
         return merged.select(refined.inliers), _restrict(refined)
 
@@ -579,6 +606,7 @@ class Tracker:
                     cfg.lk_max_shift_px,
                     window_px=cfg.lk_window_px,
                     levels=cfg.lk_levels,
+                    max_round_trip_px=cfg.lk_max_round_trip_px,
                 )
             if not cfg.lk_keep_unaligned:
                 pixels[group[~ok]] = np.nan
@@ -621,6 +649,7 @@ class Tracker:
                     max_row_shift_px=cfg.stereo_max_row_diff_px,
                     window_px=cfg.lk_window_px,
                     levels=cfg.lk_levels,
+                    max_round_trip_px=cfg.lk_max_round_trip_px,
                 )
                 keep = aligned | cfg.lk_keep_unaligned
                 pairs, left_px, right_px = pairs[keep], left_px[keep], right_px[keep]
@@ -661,6 +690,8 @@ class Tracker:
                 frame, features, world_from_cam, depth, sigma, corr, grey=self._grey
             )
         self._refine_structure(mode, frame.camera)
+        if mode != "mono":  # metric depth fixes the scale; monocular alternation drifts it
+            self._adjust_window(mode, frame.camera)
         entry = self._map.reference
         entry.keyframe = replace(
             entry.keyframe,
@@ -790,6 +821,33 @@ class Tracker:
             self._config.huber_px,
         )
 
+    def _adjust_window(self, mode: str, camera: CameraModel) -> None:
+        """Local bundle adjustment by alternation: keyframe poses (all but the oldest, which
+        holds the gauge) refined against the window's landmarks, then the landmarks against
+        all observations (and depth), ``local_adjustment_rounds`` times."""
+        cfg = self._config
+        lmap = self._map
+        for _ in range(cfg.local_adjustment_rounds):
+            for entry in lmap.keyframes[1:]:
+                rows = lmap.rows_of(entry.landmark_ids)
+                has = rows >= 0
+                if int(has.sum()) < cfg.min_inliers:
+                    continue
+                estimate = refine_pose(
+                    invert_pose(entry.world_from_cam),
+                    lmap.positions_world[rows[has]],
+                    entry.keyframe.features.keypoints[has].astype(np.float64),
+                    camera.K,
+                    cfg.huber_px,
+                    cfg.ransac_reprojection_px,
+                    iterations=5,
+                )
+                if estimate.num_inliers >= cfg.min_inliers:
+                    entry.keyframe = replace(
+                        entry.keyframe, world_from_cam=invert_pose(estimate.cam_from_world)
+                    )
+            self._refine_structure(mode, camera)
+
     def _grey_of(self, image: np.ndarray, camera: CameraModel) -> np.ndarray | None:
         """Grey image for alignment, or None when refinement is off or the keypoints are
         not in this image's pixels (a distorted image whose keypoints were undistorted)."""
@@ -827,6 +885,15 @@ class Tracker:
         return self._result(frame, features, TrackingState.LOST, None, t0, match_ms, last_matches)
 
 
+def _best(scores: np.ndarray, allowed: np.ndarray | None, limit: int | None) -> np.ndarray:
+    """Indices of the allowed entries, the ``limit`` highest scores first (all when None)."""
+    index = np.flatnonzero(allowed) if allowed is not None else np.arange(scores.size)
+    if limit is not None and index.size > limit:
+        keep = np.argpartition(-scores[index], limit - 1)[:limit]
+        index = np.sort(index[keep])
+    return index
+
+
 def _ray_angles_deg(
     points_world: np.ndarray, cam0_from_world: np.ndarray, cam1_from_world: np.ndarray
 ) -> np.ndarray:
@@ -857,10 +924,19 @@ def _pinhole_features(features: Features, camera: CameraModel) -> Features:
 
 
 def _depth_at(depth_m: np.ndarray, keypoints: np.ndarray, edge_ratio: float) -> np.ndarray:
-    """Depth at each keypoint (nearest pixel), 0 where invalid or on a depth edge."""
+    """Depth at each sub-pixel keypoint, bilinear between the four pixels around it; 0 where
+    any pixel of the 3x3 neighbourhood is invalid or the depth there varies by more than
+    ``edge_ratio`` (an occlusion edge, where interpolating would invent a surface).
+
+    Bilinear, not nearest: on a surface seen at a grazing angle depth changes by a few per
+    cent per pixel, and a keypoint's sub-pixel position would otherwise get the depth of a
+    point up to half a pixel away.
+    """
     h, w = depth_m.shape
-    col = np.clip(np.rint(keypoints[:, 0]).astype(np.int64), 0, w - 1)
-    row = np.clip(np.rint(keypoints[:, 1]).astype(np.int64), 0, h - 1)
+    x = np.clip(keypoints[:, 0].astype(np.float64), 0, w - 1)
+    y = np.clip(keypoints[:, 1].astype(np.float64), 0, h - 1)
+    col = np.rint(x).astype(np.int64)
+    row = np.rint(y).astype(np.int64)
     centre = depth_m[row, col].astype(np.float32)
     lo = centre.copy()
     hi = centre.copy()
@@ -870,4 +946,13 @@ def _depth_at(depth_m: np.ndarray, keypoints: np.ndarray, edge_ratio: float) -> 
             lo = np.minimum(lo, d)
             hi = np.maximum(hi, d)
     ok = (lo > 0) & ((hi - lo) <= edge_ratio * centre)
-    return np.where(ok, centre, 0.0).astype(np.float32)
+    x0 = np.minimum(np.floor(x).astype(np.int64), w - 2)
+    y0 = np.minimum(np.floor(y).astype(np.int64), h - 2)
+    fx, fy = x - x0, y - y0
+    bilinear = (
+        depth_m[y0, x0] * (1 - fx) * (1 - fy)
+        + depth_m[y0, x0 + 1] * fx * (1 - fy)
+        + depth_m[y0 + 1, x0] * (1 - fx) * fy
+        + depth_m[y0 + 1, x0 + 1] * fx * fy
+    )
+    return np.where(ok, bilinear, 0.0).astype(np.float32)
