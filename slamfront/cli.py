@@ -75,6 +75,7 @@ def _add_run(sub: Any) -> None:
     p.add_argument(
         "--profile", metavar="FILE", help="a launch profile (launch/*.yaml): config + source.spec"
     )
+    _add_map_args(p)
     _add_rerun_arg(p)
     _add_config_args(p)
     p.set_defaults(handler=_cmd_run)
@@ -93,6 +94,7 @@ def _add_live(sub: Any) -> None:
     )
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/live-<time>)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    _add_map_args(p)
     _add_rerun_arg(p)
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p.set_defaults(handler=_cmd_live, config="fast", source=None)
@@ -123,8 +125,22 @@ def _progress_printer(quiet: bool) -> Callable[[Progress], None] | None:
     return show
 
 
+def _add_map_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--load-map", metavar="FILE", help="start in a saved map (the run is in its frame)"
+    )
+    parser.add_argument(
+        "--save-map", metavar="FILE", help="save the map at the end (keyframes, landmarks, graph)"
+    )
+
+
 def _run_source(
-    spec: str, config: Config, out: Path, quiet: bool, extra_sinks: Sequence[Sink] = ()
+    spec: str,
+    config: Config,
+    out: Path,
+    quiet: bool,
+    extra_sinks: Sequence[Sink] = (),
+    args: argparse.Namespace | None = None,
 ) -> RunStats:
     from slamfront.pipeline import run_to_directory
     from slamfront.sources import open_source
@@ -142,6 +158,8 @@ def _run_source(
             total=total,
             on_progress=_progress_printer(quiet),
             extra_sinks=extra_sinks,
+            load_map=getattr(args, "load_map", None),
+            save_map=getattr(args, "save_map", None),
         )
         truth = source.groundtruth()
         if truth is not None and len(truth):
@@ -174,7 +192,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     spec = resolve_spec(args.source, config)
     out = Path(args.out) if args.out else _default_out(spec)
     with _RerunViewer(config, out) as viewer:
-        stats = _run_source(spec, config, out, args.quiet, viewer.sinks)
+        stats = _run_source(spec, config, out, args.quiet, viewer.sinks, args)
         _print_stats(stats, out)
         viewer.linger()
     return 0
@@ -191,7 +209,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
         )
     out = Path(args.out) if args.out else _default_out("live")
     with _RerunViewer(config, out) as viewer:
-        stats = _run_source(spec, config, out, args.quiet, viewer.sinks)
+        stats = _run_source(spec, config, out, args.quiet, viewer.sinks, args)
         _print_stats(stats, out)
         viewer.linger()
     return 0

@@ -30,6 +30,23 @@ def invert_pose(a_from_b: np.ndarray) -> np.ndarray:
     return out
 
 
+def orthonormalized(pose: np.ndarray) -> np.ndarray:
+    """The nearest rigid pose: the rotation block projected onto SO(3) (by SVD).
+
+    Products of many poses drift from orthonormal by rounding; a pose that is applied
+    repeatedly (a correction) must be projected back, or the drift compounds.
+    """
+    u, _, vt = np.linalg.svd(pose[:3, :3])
+    rot = u @ vt
+    if np.linalg.det(rot) < 0:
+        u[:, -1] *= -1
+        rot = u @ vt
+    out = pose.astype(np.float64, copy=True)
+    out[:3, :3] = rot
+    out[3] = (0.0, 0.0, 0.0, 1.0)
+    return out
+
+
 def transform_points(a_from_b: np.ndarray, points_b: np.ndarray) -> np.ndarray:
     """Apply a 4x4 pose to (N, 3) points."""
     return points_b @ a_from_b[:3, :3].T + a_from_b[:3, 3]

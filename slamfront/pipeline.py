@@ -26,7 +26,9 @@ from slamfront.sinks import Sink
 
 if TYPE_CHECKING:
     from slamfront.backend.back_end import BackEnd
+    from slamfront.backend.map_store import SavedMap
 from slamfront.types import (
+    CameraModel,
     Features,
     Frame,
     Keyframe,
@@ -103,7 +105,10 @@ class Pipeline:
         sinks: Sequence[Sink] = (),
         extractor: Extractor | None = None,
         matcher: Matcher | None = None,
+        prior_map: SavedMap | None = None,
     ) -> None:
+        """``prior_map``: a saved map to start in. The tracker first localises in it, so
+        the run is expressed in that map's frame; its keyframes join the back end."""
         from slamfront.frontend.extractors import build_extractor
         from slamfront.frontend.matchers import build_matcher
         from slamfront.frontend.tracker import Tracker
@@ -115,7 +120,16 @@ class Pipeline:
             if matcher is not None
             else build_matcher(config.matcher, extractor_model=config.extractor.model)
         )
-        self._tracker = Tracker(config.tracker, self._extractor, self._matcher)
+        self._prior_map = prior_map
+        localize = None
+        first_keyframe_id = 0
+        if prior_map is not None:
+            localize = self._map_localizer(prior_map)
+            first_keyframe_id = 1 + max((kf.keyframe_id for kf in prior_map.keyframes), default=-1)
+        self._tracker = Tracker(
+            config.tracker, self._extractor, self._matcher, localize, first_keyframe_id
+        )
+        self._final_poses: OptimizedPoses | None = None
         self._back_end: _BackEndThread | None = None
         self._last_keyframe_id = -1
         self._sinks = list(sinks)
@@ -222,6 +236,7 @@ class Pipeline:
                 final = self._back_end.finish()
             except Exception as exc:  # the sinks still get closed and write their files
                 errors.append(exc)
+        self._final_poses = final
         for sink in self._sinks:
             if final is not None:
                 try:
@@ -235,6 +250,48 @@ class Pipeline:
         if errors:
             raise errors[0]
 
+    def save_map(self, path: str | os.PathLike[str]) -> int:
+        """Write the run's map (after :meth:`close`): keyframes on their optimised poses,
+        landmarks and pose-graph edges, on top of the map the run started from; atomically.
+        Returns the number of keyframes saved."""
+        from slamfront.backend.map_session import map_records
+        from slamfront.backend.map_store import save_map
+        from slamfront.errors import MapFileError
+
+        if not self._closed:
+            raise MapFileError(f"{path}: close the pipeline before saving its map")
+        if self._back_end is None:
+            reason = "monocular" if self._mono else "the back end was off or made no keyframe"
+            raise MapFileError(f"{path}: no map to save ({reason}; maps need a metric rig)")
+        back_end = self._back_end.back_end
+        keyframes, landmarks = map_records(self._prior_map, back_end.keyframes, self._final_poses)
+        save_map(
+            path,
+            keyframes,
+            landmarks,
+            back_end.edges,
+            descriptor_kind=self.config.extractor.model,
+            vocabulary_id=back_end.vocabulary_id,
+        )
+        return len(keyframes)
+
+    def _map_localizer(
+        self, prior_map: SavedMap
+    ) -> Callable[[Features, CameraModel], np.ndarray | None]:
+        from slamfront.backend.map_session import MapLocalizer
+        from slamfront.backend.vocabulary import load_vocabulary
+        from slamfront.errors import MapFileError
+
+        model = self.config.extractor.model
+        if prior_map.descriptor_kind and prior_map.descriptor_kind != model:
+            raise MapFileError(
+                f"the map holds {prior_map.descriptor_kind!r} descriptors; this run extracts "
+                f"{model!r} (use the preset the map was made with)"
+            )
+        loop = self.config.backend.loop_closure
+        vocabulary = load_vocabulary(loop.vocabulary or model)
+        return MapLocalizer(prior_map.keyframes, self._matcher, vocabulary, loop)
+
     # ---------------------------------------------------------------- internals
 
     def _exchange_with_back_end(self, keyframes: list[Keyframe]) -> OptimizedPoses | None:
@@ -245,8 +302,9 @@ class Pipeline:
         if keyframes and self._back_end is None:
             from slamfront.backend.back_end import BackEnd
 
+            prior = self._prior_map.keyframes if self._prior_map is not None else ()
             self._back_end = _BackEndThread(
-                BackEnd(self.config.backend, self._matcher, self.config.extractor.model)
+                BackEnd(self.config.backend, self._matcher, self.config.extractor.model, prior)
             )
         if self._back_end is None:
             return None
@@ -312,7 +370,7 @@ class _BackEndThread:
     """
 
     def __init__(self, back_end: BackEnd) -> None:
-        self._back_end = back_end
+        self.back_end = back_end
         self._inbox: queue.SimpleQueue[Keyframe | None] = queue.SimpleQueue()
         self._outbox: queue.SimpleQueue[OptimizedPoses] = queue.SimpleQueue()
         self._error: BaseException | None = None
@@ -321,7 +379,7 @@ class _BackEndThread:
 
     @property
     def num_loops(self) -> int:
-        return self._back_end.num_loops
+        return self.back_end.num_loops
 
     def submit(self, keyframe: Keyframe) -> None:
         self._inbox.put(keyframe)
@@ -340,7 +398,7 @@ class _BackEndThread:
             self._thread.join()
         if self._error is not None:
             raise self._error
-        return self._back_end.finish()
+        return self.back_end.finish()
 
     def _work(self) -> None:
         while True:
@@ -350,7 +408,7 @@ class _BackEndThread:
             if self._error is not None:
                 continue
             try:
-                poses = self._back_end.step(keyframe)
+                poses = self.back_end.step(keyframe)
             except Exception as exc:  # reported at finish; tracking goes on without it
                 self._error = exc
                 continue
@@ -444,6 +502,8 @@ def run_to_directory(
     on_progress: Callable[[Progress], None] | None = None,
     extra_sinks: Sequence[Sink] = (),
     stop: threading.Event | None = None,
+    load_map: str | os.PathLike[str] | None = None,
+    save_map: str | os.PathLike[str] | None = None,
 ) -> RunStats:
     """Run the pipeline over ``frames`` and write the run's outputs to ``out_dir``:
     ``config.yaml`` (the resolved config, first), ``trajectory.tum`` (one flushed line per
@@ -459,7 +519,12 @@ def run_to_directory(
     trajectory = TrajectorySink(
         out / "trajectory.tum", out / "trajectory_raw.tum" if with_back_end else None
     )
-    pipeline = Pipeline(config, sinks=[trajectory, *extra_sinks])
+    prior_map = None
+    if load_map is not None:
+        from slamfront.backend.map_store import load_map as read_map
+
+        prior_map = read_map(load_map)
+    pipeline = Pipeline(config, sinks=[trajectory, *extra_sinks], prior_map=prior_map)
     last_report = time.perf_counter()
     interval = config.pipeline.progress_interval_s
     try:
@@ -475,6 +540,8 @@ def run_to_directory(
         finally:
             stats = pipeline.stats(frames_skipped())
             _write_json(out / "stats.json", stats.to_json())
+    if save_map is not None:
+        pipeline.save_map(save_map)
     return stats
 
 

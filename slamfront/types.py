@@ -246,6 +246,8 @@ class Keyframe:
     """The keyframe this one was tracked against (None for a first or relocalised one)."""
     reference_from_cam: np.ndarray | None = None
     """4x4 pose of this keyframe in ``reference_keyframe_id``'s camera (the odometry)."""
+    landmark_ids: np.ndarray | None = None
+    """(N,) int64 the tracker's landmark of each keypoint, -1 where none."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,6 +15,7 @@ from slamfront.errors import InputError
 from slamfront.types import Keyframe, OptimizedPoses
 
 if TYPE_CHECKING:
+    from slamfront.backend.pose_graph import GraphEdge
     from slamfront.config import BackendConfig
     from slamfront.frontend.base import Matcher
 
@@ -22,7 +23,15 @@ if TYPE_CHECKING:
 class BackEnd:
     """Keyframes in, corrected keyframe poses out (after each accepted loop)."""
 
-    def __init__(self, config: BackendConfig, matcher: Matcher, extractor_model: str) -> None:
+    def __init__(
+        self,
+        config: BackendConfig,
+        matcher: Matcher,
+        extractor_model: str,
+        prior_keyframes: tuple[Keyframe, ...] = (),
+    ) -> None:
+        """``prior_keyframes`` (a saved map) are held fixed at their poses and are loop
+        candidates from the start."""
         from slamfront.backend.loop_closure import LoopDetector
         from slamfront.backend.pose_graph import PoseGraph
         from slamfront.backend.vocabulary import load_vocabulary
@@ -30,13 +39,22 @@ class BackEnd:
         self._config = config
         self._graph = PoseGraph(config)
         self._detector: LoopDetector | None = None
+        self._vocabulary_id = ""
         if config.loop_closure.enabled:
             vocabulary = load_vocabulary(config.loop_closure.vocabulary or extractor_model)
+            self._vocabulary_id = vocabulary.vocabulary_id
             self._detector = LoopDetector(
-                config.loop_closure, matcher, vocabulary, min_sigma_px=config.odometry_min_sigma_px
+                config.loop_closure,
+                matcher,
+                vocabulary,
+                keyframes=prior_keyframes,
+                min_sigma_px=config.odometry_min_sigma_px,
             )
         self._loops: list[tuple[int, int]] = []
         self.keyframes: dict[int, Keyframe] = {}
+        for keyframe in prior_keyframes:
+            self._graph.add_keyframe(keyframe.keyframe_id, keyframe.world_from_cam)
+            self.keyframes[keyframe.keyframe_id] = keyframe
 
     @property
     def num_loops(self) -> int:
@@ -83,6 +101,14 @@ class BackEnd:
         if not self.keyframes:
             return None
         return self._with_loops(self._graph.optimize())
+
+    @property
+    def vocabulary_id(self) -> str:
+        return self._vocabulary_id
+
+    @property
+    def edges(self) -> tuple[GraphEdge, ...]:
+        return self._graph.edges
 
     def _with_loops(self, poses: OptimizedPoses) -> OptimizedPoses:
         return replace(poses, num_loops=len(self._loops), loop_edges=tuple(self._loops))

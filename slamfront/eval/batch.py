@@ -383,14 +383,20 @@ def _run_ray(
     if not ray.is_initialized():
         env = {k: v for k, v in os.environ.items() if k.startswith("SLAMFRONT_")}
         kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}} if env else {}
-        if address == "local":  # Ray's workers run at niceness 15 unless told otherwise
-            ray.init(
-                num_cpus=(workers * threads) if workers else None,
-                _system_config={"worker_niceness": 0},
-                **kwargs,
-            )
-        else:
-            ray.init(address=address, **kwargs)
+        try:
+            if address == "local":  # Ray's workers run at niceness 15 unless told otherwise
+                ray.init(
+                    num_cpus=(workers * threads) if workers else None,
+                    _system_config={"worker_niceness": 0},
+                    **kwargs,
+                )
+            else:
+                ray.init(address=address, **kwargs)
+        except Exception as exc:  # ConnectionError, AuthenticationError, ValueError, ...
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ConfigError(
+                f"ray {address}: cannot start or join the cluster: {type(exc).__name__}: {reason}"
+            ) from exc
         started = True
     try:
         # Ray sets OMP_NUM_THREADS to the task's CPUs, as the local pool does.

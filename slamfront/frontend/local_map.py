@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from slamfront.geometry import invert_pose, transform_points
+from slamfront.geometry import invert_pose, orthonormalized, transform_points
 from slamfront.types import Keyframe
 
 
@@ -139,8 +139,9 @@ class LocalMap:
         """Move the whole window rigidly (after a pose-graph correction)."""
         import dataclasses
 
-        self.positions_world = transform_points(new_world_from_old_world, self.positions_world)
+        correction = orthonormalized(new_world_from_old_world)
+        self.positions_world = transform_points(correction, self.positions_world)
         for entry in self.keyframes:
             entry.keyframe = dataclasses.replace(
-                entry.keyframe, world_from_cam=new_world_from_old_world @ entry.world_from_cam
+                entry.keyframe, world_from_cam=orthonormalized(correction @ entry.world_from_cam)
             )

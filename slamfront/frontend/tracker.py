@@ -11,6 +11,7 @@ by triangulation against the previous keyframe (monocular, arbitrary scale).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -32,6 +33,7 @@ from slamfront.frontend.stereo import stereo_matches
 from slamfront.geometry import (
     invert_pose,
     make_pose,
+    orthonormalized,
     so3_exp,
     so3_log,
     transform_points,
@@ -90,8 +92,19 @@ class _Correspondences:
 class Tracker:
     """Frame-by-frame camera tracking against a local map of recent keyframes."""
 
-    def __init__(self, config: TrackerConfig, extractor: Extractor, matcher: Matcher) -> None:
+    def __init__(
+        self,
+        config: TrackerConfig,
+        extractor: Extractor,
+        matcher: Matcher,
+        localize: Callable[[Features, CameraModel], np.ndarray | None] | None = None,
+        first_keyframe_id: int = 0,
+    ) -> None:
+        """``localize`` places a first frame in a saved map (its world_from_cam, or None
+        while it cannot): tracking then starts in that map's frame instead of at the first
+        camera. Keyframe ids start at ``first_keyframe_id`` (after the saved map's)."""
         self._config = config
+        self._localize = localize
         self._extractor = extractor
         self._matcher = matcher
         self._map = LocalMap(config.local_map_keyframes)
@@ -99,7 +112,7 @@ class Tracker:
         self._last_pose: tuple[int, np.ndarray] | None = None  # (stamp_ns, world_from_cam)
         self._velocity: tuple[np.ndarray, float] | None = None  # (se3 twist per second)
         self._frames_since_keyframe = 0
-        self._next_keyframe_id = 0
+        self._next_keyframe_id = first_keyframe_id
         self._mono_reference: tuple[Frame, Features] | None = None
         self._grey: np.ndarray | None = None  # grey image of the frame being tracked
         self._matched_keyframe_id: int | None = None  # what this frame was matched against
@@ -135,11 +148,13 @@ class Tracker:
         """
         for entry in self._map.keyframes:
             if entry.keyframe.keyframe_id == keyframe_id:
-                correction = corrected_world_from_cam @ invert_pose(entry.world_from_cam)
+                correction = orthonormalized(
+                    corrected_world_from_cam @ invert_pose(entry.world_from_cam)
+                )
                 self._map.transform(correction)
                 if self._last_pose is not None:
                     stamp, pose = self._last_pose
-                    self._last_pose = (stamp, correction @ pose)
+                    self._last_pose = (stamp, orthonormalized(correction @ pose))
                 return True
         return False
 
@@ -211,8 +226,13 @@ class Tracker:
     def _initialize_metric(
         self, frame: Frame, features: Features, mode: str, t0: float
     ) -> TrackResult:
-        depth, sigma = self._keypoint_depth(frame, features, mode)
         world_from_cam = np.eye(4)
+        if self._localize is not None:
+            found = self._localize(features, frame.camera)
+            if found is None:  # not yet recognised in the saved map: no pose
+                return self._result(frame, features, TrackingState.INITIALIZING, None, t0)
+            world_from_cam = found
+        depth, sigma = self._keypoint_depth(frame, features, mode)
         valid = depth > 0
         if int(valid.sum()) < self._config.min_map_points:
             return self._result(frame, features, TrackingState.INITIALIZING, None, t0)
@@ -696,6 +716,7 @@ class Tracker:
         entry.keyframe = replace(
             entry.keyframe,
             points_cam_m=self._map.points_cam(entry),
+            landmark_ids=entry.landmark_ids.copy(),
             reprojection_rmse_px=estimate.rmse_px,
             reference_keyframe_id=reference.keyframe.keyframe_id,
             reference_from_cam=invert_pose(reference.world_from_cam) @ world_from_cam,
@@ -748,7 +769,9 @@ class Tracker:
         self._next_keyframe_id += 1
         entry = MapKeyframe(keyframe, landmark_ids, depth, depth_sigma, grey)
         lmap.add_keyframe(entry)
-        entry.keyframe = replace(keyframe, points_cam_m=lmap.points_cam(entry))
+        entry.keyframe = replace(
+            keyframe, points_cam_m=lmap.points_cam(entry), landmark_ids=entry.landmark_ids.copy()
+        )
         self._frames_since_keyframe = 0
         return entry.keyframe
 
