@@ -1,6 +1,7 @@
-"""Tracker logic on a feature-level world (no images, so no image alignment): known 3-D points, an exact camera path, an
-"extractor" that projects the points (with pixel noise) and a nearest-neighbour matcher.
-Image rendering and learned networks are tested elsewhere; this isolates the geometry."""
+"""Tracker logic on a feature-level world (no images, so no image alignment): known 3-D
+points, an exact camera path, an "extractor" that projects the points (with pixel noise) and a
+nearest-neighbour matcher. Image rendering and learned networks are tested elsewhere; this
+isolates the geometry."""
 
 from __future__ import annotations
 
