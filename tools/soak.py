@@ -128,8 +128,23 @@ class SoakReport:
 # ----------------------------------------------------------------------------- process
 
 
+def _release_free_heap() -> None:
+    """Hand free heap pages back to the OS (glibc ``malloc_trim``), so that memory freed by
+    earlier work and reused by new allocations cannot hide growth in a sample."""
+    import contextlib
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL(name).malloc_trim(0)
+
+
 def rss_mb() -> float:
     """Resident memory of this process, MiB (Linux /proc; elsewhere the peak)."""
+    _release_free_heap()
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmRSS:"):

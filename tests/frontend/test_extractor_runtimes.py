@@ -124,7 +124,7 @@ def test_export_is_one_file_with_dynamic_size_and_metadata(
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["slamfront.model"] == "xfeat"
     assert meta["slamfront.graph_version"] == str(GRAPH_VERSION)
-    assert meta["slamfront.max_keypoints"] == "1024"
+    assert meta["slamfront.max_keypoints"] == "2048"  # the fast preset's
     dims = model.graph.input[0].type.tensor_type.shape.dim
     assert dims[0].dim_value == 1 and dims[1].dim_value == 1
     assert dims[2].dim_param and dims[3].dim_param  # dynamic height and width
@@ -169,7 +169,7 @@ def test_export_models_writes_into_a_folder(
     exported = export_models(load_config("fast"), tmp_path / "out")
     assert [e.name for e in exported] == ["extractor/xfeat"]
     assert written[0][1] is not None and written[0][1].parent == tmp_path / "out"
-    assert written[0][1].name.startswith("xfeat-0f5187fd7bedd26c-k1024-")
+    assert written[0][1].name.startswith("xfeat-0f5187fd7bedd26c-k2048-")
     assert exported[0].sha256 == hashlib.sha256(b"onnx").hexdigest()
     assert export_models(load_config("classic"), tmp_path / "orb") == []
 
