@@ -1,6 +1,7 @@
 # Two entry points for a fresh clone (see README "Quick start"):
 #   make demo   set up .venv, run the synthetic loop end to end, evaluate it against ground truth
-#   make test   set up .venv with dev tools, run ruff (lint + format check), mypy and pytest
+#   make test   set up .venv with dev tools and the optional extras (realsense, ray), run ruff
+#               (lint + format check), mypy and pytest
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -21,7 +22,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,realsense,ray]"
 	touch $@ $(VENV)/.installed
 
 setup: $(VENV)/.installed
