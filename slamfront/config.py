@@ -42,7 +42,7 @@ class ExtractorConfig:
     device: Literal["cpu", "cuda"] = "cpu"
     """torch runtime: where the network runs."""
     threads: int = 0
-    """onnxruntime: intra-op threads (0 = one per physical core)."""
+    """onnxruntime: intra-op threads (0 = half of the cores: matching runs at the same time)."""
     engine_dir: str | None = None
     """Where TensorRT engines are kept; None is ~/.cache/slamfront/tensorrt."""
     tensorrt_fp16: bool = True
@@ -87,7 +87,8 @@ class MatcherConfig:
     device: Literal["cpu", "cuda"] = "cpu"
     """torch runtime: where the network runs."""
     threads: int = 0
-    """onnxruntime: intra-op threads of the layer and assignment graphs (0 = one per core)."""
+    """onnxruntime: intra-op threads of the layer and assignment graphs (0 = half of the
+    cores: extraction runs at the same time)."""
     onnx_dir: str | None = None
     """Where exported LightGlue graphs are kept; None is ~/.cache/slamfront/onnx."""
     engine_dir: str | None = None

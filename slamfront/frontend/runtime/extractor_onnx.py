@@ -7,14 +7,15 @@ import os
 import numpy as np
 
 from slamfront.errors import RuntimeUnavailableError
+from slamfront.frontend.runtime import intra_op_threads
 from slamfront.frontend.runtime.extractor_base import INPUT_NAME, DetectorOutputs
 
 
 class OnnxDetector:
     """An ONNX Runtime CPU session over one exported detector graph (see ``export.py``).
 
-    ``threads`` is the intra-op thread count (0: one per physical core); inter-op is 1
-    (the graph is a chain). All graph optimisations are on.
+    ``threads`` is the intra-op thread count (0: half of the cores, see
+    ``intra_op_threads``); inter-op is 1 (the graph is a chain). All graph optimisations are on.
     """
 
     def __init__(self, onnx_path: str | os.PathLike[str], threads: int = 0) -> None:
@@ -25,7 +26,7 @@ class OnnxDetector:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = intra_op_threads(threads)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         self._session = ort.InferenceSession(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from slamfront.errors import RuntimeUnavailableError
+from slamfront.frontend.runtime import intra_op_threads
 
 if TYPE_CHECKING:
     from slamfront.frontend.runtime.lightglue_export import GlueGraphs
@@ -25,7 +26,7 @@ def _session(path: Any, threads: int) -> Any:
         raise RuntimeUnavailableError("onnxruntime is not installed") from exc
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = intra_op_threads(threads)
     options.inter_op_num_threads = 1
     # The stages run back to back from one thread; idle pools spinning after their run would
     # steal the cores of the session that runs next.
@@ -53,8 +54,8 @@ class _Sessions:
 class OrtGlueStages:
     """:class:`~slamfront.frontend.runtime.lightglue_loop.GlueStages` on ONNX Runtime.
 
-    ``threads``: intra-op threads of the layer and assignment graphs (0 = ORT's default,
-    one per physical core).
+    ``threads``: intra-op threads of the layer and assignment graphs (0 = half of the
+    cores, see ``intra_op_threads``).
     """
 
     def __init__(self, graphs: GlueGraphs, threads: int = 0) -> None:
