@@ -161,9 +161,10 @@ def refine_pose(
         j[:, 1, 4] = fy * x * y
         j[:, 1, 5] = fy * x
         j *= inv_sigma[:, None, None]
-        wj = j * weight[:, None, None]
-        hessian = np.einsum("nki,nkj->ij", wj, j)
-        gradient = np.einsum("nki,nk->i", wj, res)
+        # J^T W J and J^T W r over all 2N residual rows, as matrix products (BLAS)
+        wj = (j * weight[:, None, None]).reshape(-1, 6)
+        hessian = wj.T @ j.reshape(-1, 6)
+        gradient = wj.T @ res.reshape(-1)
         improved = False
         for _attempt in range(6):
             step = np.linalg.solve(hessian + lam * np.diag(np.diag(hessian) + 1e-9), -gradient)
@@ -242,26 +243,55 @@ def refine_points(
         d_proj[:, 1, 1] = fy / zs
         d_proj[:, 1, 2] = -fy * pc[:, 1] / zs**2
         jac = d_proj @ rot  # (K, 2, 3) wrt the world point
-        h = np.einsum("kai,kaj->kij", jac * w[:, None, None], jac)
-        g = np.einsum("kai,ka->ki", jac * w[:, None, None], res)
+        jac_w = jac * w[:, None, None]
+        h = jac_w.transpose(0, 2, 1) @ jac
+        g = (jac_w.transpose(0, 2, 1) @ res[:, :, None])[:, :, 0]
         if depth_m is not None and depth_sigma_m is not None and has_depth.any():
             jd = rot[:, 2, :]  # d z / d X
             rd = np.where(has_depth, z - np.nan_to_num(depth_m), 0.0)
             wd = np.where(has_depth & valid, 1.0 / np.square(depth_sigma_m), 0.0)
             h += wd[:, None, None] * jd[:, :, None] * jd[:, None, :]
             g += (wd * rd)[:, None] * jd
-        hess = np.zeros((num, 3, 3))
-        grad = np.zeros((num, 3))
-        np.add.at(hess, landmark_index, h)
-        np.add.at(grad, landmark_index, g)
-        eig_min = np.linalg.eigvalsh(hess)[:, 0]
-        ok = eig_min > 1e-3 * np.maximum(np.trace(hess, axis1=1, axis2=2), 1e-12)
+        # per-landmark sums; bincount adds in observation order, like np.add.at but faster
+        hess = _sum_rows(landmark_index, h.reshape(-1, 9), num).reshape(num, 3, 3)
+        grad = _sum_rows(landmark_index, g, num)
+        # smallest eigenvalue > c * trace, i.e. hess - c * trace * I positive definite
+        # (Sylvester's criterion: its leading principal minors are positive)
+        trace = hess[:, 0, 0] + hess[:, 1, 1] + hess[:, 2, 2]
+        shifted = hess.copy()
+        shifted[:, [0, 1, 2], [0, 1, 2]] -= (1e-3 * np.maximum(trace, 1e-12))[:, None]
+        ok = (shifted[:, 0, 0] > 0) & (_minor2(shifted) > 0) & (_det3(shifted) > 0)
         if not ok.any():
             break
         step = np.zeros_like(points)
         step[ok] = -np.linalg.solve(hess[ok], grad[ok][..., None])[..., 0]
         points += step
     return points
+
+
+def _minor2(m: np.ndarray) -> np.ndarray:
+    """Determinants of the upper-left 2x2 blocks of (N, 3, 3) matrices."""
+    out: np.ndarray = m[:, 0, 0] * m[:, 1, 1] - m[:, 0, 1] * m[:, 1, 0]
+    return out
+
+
+def _det3(m: np.ndarray) -> np.ndarray:
+    """Determinants of (N, 3, 3) matrices (cofactor expansion; np.linalg.det is an LU per
+    matrix, many times slower on small batches)."""
+    out: np.ndarray = (
+        m[:, 0, 0] * (m[:, 1, 1] * m[:, 2, 2] - m[:, 1, 2] * m[:, 2, 1])
+        - m[:, 0, 1] * (m[:, 1, 0] * m[:, 2, 2] - m[:, 1, 2] * m[:, 2, 0])
+        + m[:, 0, 2] * (m[:, 1, 0] * m[:, 2, 1] - m[:, 1, 1] * m[:, 2, 0])
+    )
+    return out
+
+
+def _sum_rows(index: np.ndarray, values: np.ndarray, count: int) -> np.ndarray:
+    """(count, C) sums of the rows of ``values`` (K, C) that share an ``index`` (K,)."""
+    columns = values.shape[1]
+    flat = (index[:, None] * columns + np.arange(columns)).ravel()
+    sums = np.bincount(flat, weights=values.ravel(), minlength=count * columns)
+    return sums.reshape(count, columns)
 
 
 def relative_motion_ok(
