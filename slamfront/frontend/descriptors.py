@@ -10,12 +10,14 @@ def is_binary(descriptors: np.ndarray) -> bool:
 
 
 def pair_distance(desc_a: np.ndarray, desc_b: np.ndarray) -> np.ndarray:
-    """Row-wise distance of equal-length descriptor arrays, in [0, 1] for binary (share of
-    differing bits) and [0, 2] for float (1 - cosine of L2-normalised vectors)."""
+    """Row-wise distance of descriptor arrays (broadcast against each other over the leading
+    axes), in [0, 1] for binary (share of differing bits) and [0, 2] for float (1 - cosine of
+    L2-normalised vectors)."""
     if is_binary(desc_a):
         bits = desc_a.shape[-1] * 8
         return np.bitwise_count(desc_a ^ desc_b).sum(-1, dtype=np.int32) / bits
-    return 1.0 - np.sum(desc_a.astype(np.float32) * desc_b.astype(np.float32), axis=-1)
+    product = desc_a.astype(np.float32, copy=False) * desc_b.astype(np.float32, copy=False)
+    return 1.0 - np.sum(product, axis=-1)
 
 
 def cross_distance(desc_a: np.ndarray, desc_b: np.ndarray) -> np.ndarray:

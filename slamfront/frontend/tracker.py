@@ -569,8 +569,7 @@ class Tracker:
         valid = np.isfinite(dist_px)
         nn_safe = np.where(valid, nn, 0)
         desc = features.descriptors[nn_safe]  # (R, 4, D)
-        land_desc = lmap.descriptors[rows][:, None, :].repeat(4, axis=1)
-        ddist = pair_distance(land_desc, desc)
+        ddist = pair_distance(lmap.descriptors[rows][:, None, :], desc)
         ddist = np.where(valid & ~taken[nn_safe], ddist, np.inf)
         order = np.argsort(ddist, axis=1)
         best = np.take_along_axis(ddist, order[:, :1], 1)[:, 0]
