@@ -516,7 +516,7 @@ class Tracker:
             self._frames_since_keyframe,
         ):
             keyframe = self._make_keyframe(
-                frame, features, mode, world_from_cam, corr, matches, reference, estimate
+                frame, features, mode, world_from_cam, corr, reference, estimate
             )
         self._remember_pose(frame.stamp_ns, world_from_cam)
         return self._result(
@@ -691,7 +691,6 @@ class Tracker:
         mode: str,
         world_from_cam: np.ndarray,
         corr: _Correspondences,
-        matches: Matches,
         reference: MapKeyframe,
         estimate: PoseEstimate,
     ) -> Keyframe | None:
@@ -700,7 +699,7 @@ class Tracker:
             self._insert_keyframe(
                 frame, features, world_from_cam, depth, sigma, corr, True, self._grey
             )
-            self._triangulate_new(reference, self._map.reference, matches, frame.camera)
+            self._triangulate_window(self._map.reference, frame.camera)
         else:
             new_points = (depth > 0).sum()
             if len(corr) + new_points < self._config.min_map_points:
@@ -774,17 +773,35 @@ class Tracker:
         self._frames_since_keyframe = 0
         return entry.keyframe
 
-    def _triangulate_new(
-        self, older: MapKeyframe, newer: MapKeyframe, matches: Matches, camera: CameraModel
+    def _triangulate_window(self, newer: MapKeyframe, camera: CameraModel) -> None:
+        """Monocular: new landmarks for the new keyframe's keypoints that have none, matched
+        against each older window keyframe's free keypoints, oldest (widest baseline, most
+        precise depth) first; what fails the parallax gate there is tried on newer ones."""
+        for older in self._map.keyframes[:-1]:
+            free0 = older.landmark_ids < 0
+            free1 = newer.landmark_ids < 0
+            if free0.sum() < self._config.min_inliers or free1.sum() < self._config.min_inliers:
+                continue
+            limit = self._config.match_keypoints
+            i0 = _best(older.keyframe.features.scores, free0, limit)
+            i1 = _best(newer.keyframe.features.scores, free1, limit)
+            matches = self._matcher(
+                older.keyframe.features.subset(i0), newer.keyframe.features.subset(i1)
+            )
+            if len(matches):
+                self._triangulate_pairs(
+                    older, newer, i0[matches.indices[:, 0]], i1[matches.indices[:, 1]], camera
+                )
+
+    def _triangulate_pairs(
+        self,
+        older: MapKeyframe,
+        newer: MapKeyframe,
+        i0: np.ndarray,
+        i1: np.ndarray,
+        camera: CameraModel,
     ) -> None:
-        """Monocular: new landmarks from matches of the two keyframes that have none yet."""
-        if len(matches) == 0:
-            return
-        i0, i1 = matches.indices[:, 0], matches.indices[:, 1]
-        free = (older.landmark_ids[i0] < 0) & (newer.landmark_ids[i1] < 0)
-        i0, i1 = i0[free], i1[free]
-        if i0.size == 0:
-            return
+        """Landmarks from keypoint pairs ``i0`` (older) / ``i1`` (newer) that pass the checks."""
         k = camera.K
         cam0 = invert_pose(older.world_from_cam)
         cam1 = invert_pose(newer.world_from_cam)
