@@ -1,0 +1,306 @@
+"""End to end on the synthetic rig and the real EuRoC clip: the accuracy bars of the tracker
+(issue 5) and the back end (issue 6), each run once per module and shared by the tests.
+
+Runs go through ``run_to_directory``, i.e. the same code as ``slamfront run``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import slamfront as sf
+from slamfront.eval.trajectory_io import read_tum_trajectory
+from slamfront.eval.trajectory_metrics import evaluate_trajectories
+from slamfront.geometry import invert_pose, rotation_angle_deg
+from slamfront.pipeline import RunStats, run_to_directory
+
+pytestmark = pytest.mark.slow
+
+
+class LoopCollector:
+    """A sink that keeps which frame each keyframe is and the latest optimised poses."""
+
+    def __init__(self) -> None:
+        self.frame_of: dict[int, int] = {}
+        self.optimized: sf.OptimizedPoses | None = None
+
+    def on_result(self, frame: sf.Frame, result: sf.TrackResult) -> None:
+        return None
+
+    def on_keyframe(self, keyframe: sf.Keyframe) -> None:
+        self.frame_of[keyframe.keyframe_id] = keyframe.frame_index
+
+    def on_optimized(self, poses: sf.OptimizedPoses) -> None:
+        self.optimized = poses
+
+    def close(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class Run:
+    out: Path
+    stats: RunStats
+    truth: sf.Trajectory
+    path_m: float
+    loops: LoopCollector
+
+    def ate_m(self, name: str = "trajectory.tum", align: str = "se3") -> float:
+        estimate = read_tum_trajectory(self.out / name)
+        result = evaluate_trajectories(estimate, self.truth, align=align)  # type: ignore[arg-type]
+        assert result.num_matched_poses == len(estimate)
+        return float(result.ate_m.rmse)
+
+    def stats_json(self) -> dict[str, object]:
+        return json.loads((self.out / "stats.json").read_text())
+
+
+def run(
+    tmp: Path,
+    spec: str,
+    preset: str,
+    *overrides: str,
+    save_map: Path | None = None,
+    load_map: Path | None = None,
+) -> Run:
+    config = sf.load_config(preset, list(overrides))
+    loops = LoopCollector()
+    with sf.open_source(spec, config) as source:
+        stats = run_to_directory(
+            source,
+            config,
+            tmp,
+            frames_skipped=lambda: source.frames_skipped,
+            save_map=save_map,
+            load_map=load_map,
+            extra_sinks=[loops],
+        )
+        truth = source.groundtruth()
+    assert truth is not None
+    steps = np.diff(truth.positions_m, axis=0)
+    return Run(tmp, stats, truth, float(np.linalg.norm(steps, axis=1).sum()), loops)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, shared_weights: Path) -> dict[str, Run]:
+    del shared_weights  # the fixture only makes sure the published weights are reachable
+    base = tmp_path_factory.mktemp("e2e")
+    plans = {
+        "fast_rgbd": ("sim:loop", "fast"),
+        "classic_rgbd": ("sim:loop", "classic", "backend.enabled=false"),
+        "fast_stereo": ("sim:loop", "fast", "sim.sensor=stereo"),
+        "classic_stereo": ("sim:loop", "classic", "sim.sensor=stereo", "backend.enabled=false"),
+    }
+    runs = {name: run(base / name, *plan) for name, plan in plans.items() if name != "fast_rgbd"}
+    runs["fast_rgbd"] = run(base / "fast_rgbd", *plans["fast_rgbd"], save_map=base / "room.map")
+    return runs
+
+
+def ate_summary(runs: dict[str, Run], sensor: str) -> str:
+    fast, classic = runs[f"fast_{sensor}"], runs[f"classic_{sensor}"]
+    return (
+        f"{sensor}: fast tracker {fast.ate_m('trajectory_raw.tum') * 1e3:.2f} mm, fast with "
+        f"back end {fast.ate_m() * 1e3:.2f} mm, classic tracker {classic.ate_m() * 1e3:.2f} mm, "
+        f"path {fast.path_m:.2f} m"
+    )
+
+
+@pytest.mark.parametrize("sensor", ["rgbd", "stereo"])
+def test_tracker_alone_is_within_one_percent(runs: dict[str, Run], sensor: str) -> None:
+    fast = runs[f"fast_{sensor}"]
+    assert fast.stats.frames_lost == 0
+    raw = fast.ate_m("trajectory_raw.tum")  # the tracker's own poses (back end on the side)
+    assert raw <= 0.01 * fast.path_m, ate_summary(runs, sensor)
+    # what it measures today, so that a regression shows: 3.5 mm (RGB-D), 4.5 mm (stereo)
+    assert raw <= 0.006, ate_summary(runs, sensor)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 5 bar not met: on the synthetic loop the fast tracker's ATE is 1.2x (RGB-D) "
+    "and 1.45x (stereo) the ORB tracker's (3.0/4.0 mm vs 2.5/2.8 mm)",
+)
+@pytest.mark.parametrize("sensor", ["rgbd", "stereo"])
+def test_tracker_alone_beats_orb(runs: dict[str, Run], sensor: str) -> None:
+    fast, classic = runs[f"fast_{sensor}"], runs[f"classic_{sensor}"]
+    assert fast.ate_m("trajectory_raw.tum") < classic.ate_m(), ate_summary(runs, sensor)
+
+
+def assert_loops_are_true(run: Run) -> None:
+    """Every accepted loop joins keyframes of one place, with their true relative pose."""
+    collector = run.loops
+    assert collector.optimized is not None
+    poses = dict(
+        zip(collector.optimized.keyframe_ids, collector.optimized.world_from_cam, strict=True)
+    )
+    truth = run.truth.world_from_body
+    for query, match in collector.optimized.loop_edges:
+        true_rel = invert_pose(truth[collector.frame_of[match]]) @ truth[collector.frame_of[query]]
+        # the same place (the repeated boxes stand 3 m apart), and the graph agrees with truth
+        # (a false factor that the robust kernel merely down-weights fails the first check)
+        assert np.linalg.norm(true_rel[:3, 3]) < 1.5, (query, match)
+        error = invert_pose(true_rel) @ (invert_pose(poses[match]) @ poses[query])
+        assert np.linalg.norm(error[:3, 3]) < 0.1, (query, match)
+        assert rotation_angle_deg(error[:3, :3]) < 3.0, (query, match)
+
+
+@pytest.mark.parametrize("sensor", ["rgbd", "stereo"])
+def test_back_end_closes_the_revisit(runs: dict[str, Run], sensor: str) -> None:
+    """The loop trajectory comes back to its start at frame 420 (14 s) and goes on for 45
+    frames: the back end must join that stretch to the first keyframes, and only truly."""
+    fast = runs[f"fast_{sensor}"]
+    collector = fast.loops
+    assert collector.optimized is not None
+    revisits = [
+        (collector.frame_of[q], collector.frame_of[m]) for q, m in collector.optimized.loop_edges
+    ]
+    assert any(q >= 420 and m < 60 for q, m in revisits), revisits
+    assert_loops_are_true(fast)
+    optimized = fast.ate_m()
+    assert optimized <= 0.005 * fast.path_m, ate_summary(runs, sensor)
+    assert optimized < fast.ate_m("trajectory_raw.tum"), ate_summary(runs, sensor)
+    # the optimised file holds every tracked frame
+    assert len(read_tum_trajectory(fast.out / "trajectory.tum")) == fast.stats.frames_tracked
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 6 bar not met: loop closure brings the ATE to 0.62-0.66x of the tracker's "
+    "own (2.0/2.5 mm from 3.0/4.0 mm), 0.8-0.9x of the ORB tracker's, not 0.5x",
+)
+@pytest.mark.parametrize("sensor", ["rgbd", "stereo"])
+def test_back_end_halves_the_error(runs: dict[str, Run], sensor: str) -> None:
+    fast, classic = runs[f"fast_{sensor}"], runs[f"classic_{sensor}"]
+    optimized = fast.ate_m()
+    assert optimized <= 0.5 * fast.ate_m("trajectory_raw.tum"), ate_summary(runs, sensor)
+    assert optimized <= 0.5 * classic.ate_m(), ate_summary(runs, sensor)
+
+
+def test_outputs_of_a_run(runs: dict[str, Run]) -> None:
+    fast = runs["fast_rgbd"]
+    stats = fast.stats_json()
+    assert stats["frames_read"] == len(fast.truth) == stats["frames_tracked"]
+    assert set(stats["median_ms"]) >= {"read_ms", "extract_ms", "match_ms", "pose_ms"}  # type: ignore[arg-type]
+    config = sf.load_config(str(fast.out / "config.yaml"))
+    assert config.extractor.model == "xfeat"
+
+
+def poses_of(out: Path) -> np.ndarray:
+    return read_tum_trajectory(out / "trajectory.tum").world_from_body
+
+
+def drift(poses: np.ndarray) -> tuple[float, float]:
+    """Largest distance (m) and rotation (deg) of any pose from the first."""
+    first_inv = invert_pose(poses[0])
+    dist = max(float(np.linalg.norm(p[:3, 3] - poses[0][:3, 3])) for p in poses)
+    angle = max(rotation_angle_deg((first_inv @ p)[:3, :3]) for p in poses)
+    return dist, angle
+
+
+def test_still_rig_stays_put(tmp_path: Path, shared_weights: Path) -> None:
+    result = run(tmp_path, "sim:still", "fast", "sim.frames=60")
+    dist, angle = drift(poses_of(tmp_path))
+    assert result.stats.frames_tracked == 60
+    assert dist < 0.03 and angle < 1.0
+
+
+def test_euroc_clip_stays_put(tmp_path: Path, shared: Path, shared_weights: Path) -> None:
+    config = sf.load_config("fast")
+    clip = shared / "data" / "euroc" / "V1_01_easy_clip"
+    with sf.open_source(f"euroc:{clip}", config) as source:
+        stats = run_to_directory(source, config, tmp_path)
+    assert stats.frames_tracked == stats.frames_read == 95
+    dist, angle = drift(poses_of(tmp_path))
+    assert dist < 0.03 and angle < 1.0
+
+
+def test_blank_frames_lose_then_relocalise(tmp_path: Path, shared_weights: Path) -> None:
+    result = run(
+        tmp_path,
+        "sim:loop",
+        "fast",
+        "sim.frames=150",
+        "sim.blank_start=70",
+        "sim.blank_count=10",
+        "backend.enabled=false",
+    )
+    tracked = read_tum_trajectory(tmp_path / "trajectory.tum")
+    stamps = set(tracked.stamps_ns.tolist())
+    truth_stamps = result.truth.stamps_ns
+    assert not stamps & set(truth_stamps[70:80].tolist())  # no pose invented while lost
+    assert result.stats.frames_lost >= 10
+    assert set(truth_stamps[80:85].tolist()) & stamps  # back within 5 frames
+    assert result.ate_m() <= 0.01 * result.path_m
+
+
+@pytest.fixture(scope="module")
+def mono(tmp_path_factory: pytest.TempPathFactory, shared_weights: Path) -> Run:
+    del shared_weights
+    out = tmp_path_factory.mktemp("mono")
+    return run(out, "sim:loop", "fast", "sim.sensor=mono", "sim.frames=300")
+
+
+def test_monocular_initialises_and_tracks(mono: Run) -> None:
+    """Two-view start, then keyframe triangulation keeps the map alive through the first
+    200 frames (3.4 m); scale is arbitrary and the run says so."""
+    tracked = read_tum_trajectory(mono.out / "trajectory.tum")
+    stamps = set(tracked.stamps_ns.tolist())
+    assert len(stamps & set(mono.truth.stamps_ns[20:200].tolist())) == 180
+    assert "scale is arbitrary" in " ".join(mono.stats.notes)
+    # measured today: 0.24 m (7 % of the 3.4 m flown while tracked); a regression guard,
+    # not the issue's bar (see the next test)
+    result = evaluate_trajectories(tracked, mono.truth, align="sim3")
+    assert result.num_matched_poses >= 180
+    assert result.ate_m.rmse <= 0.1 * 3.4
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 5 bar not met: monocular loses the map in the loop's turn near frame 215 "
+    "(too little parallax to triangulate, no re-initialisation) and its scale drifts: "
+    "ATE after Sim(3) ~5 % of the path",
+)
+def test_monocular_within_two_percent_after_sim3(mono: Run) -> None:
+    assert mono.stats.frames_tracked >= 280
+    assert mono.ate_m(align="sim3") <= 0.02 * mono.path_m
+
+
+def test_identical_objects_never_close_a_false_loop(tmp_path: Path, shared_weights: Path) -> None:
+    """The corridor passes five identical boxes 3 m apart and never comes back: a loop may
+    only join keyframes that truly see the same place, with the true relative pose."""
+    result = run(tmp_path, "sim:repeated", "fast", "sim.frames=450")
+    assert result.stats.frames_tracked >= 440
+    assert_loops_are_true(result)
+    assert result.ate_m() <= 0.01 * result.path_m
+
+
+def test_second_session_starts_in_the_saved_map(runs: dict[str, Run], tmp_path: Path) -> None:
+    """A run started half-way round the room, from the first run's map, is expressed in
+    that map's frame from its first frame: both sessions agree within 2 cm."""
+    first = runs["fast_rgbd"]
+    map_file = first.out.parent / "room.map"
+    second = run(
+        tmp_path, "sim:loop", "fast", "source.start_frame=230", "sim.frames=320", load_map=map_file
+    )
+    estimate1 = read_tum_trajectory(first.out / "trajectory.tum")
+    truth = dict(zip(first.truth.stamps_ns.tolist(), first.truth.world_from_body, strict=True))
+    map_from_truth = estimate1.world_from_body[0] @ invert_pose(truth[int(estimate1.stamps_ns[0])])
+    estimate2 = read_tum_trajectory(tmp_path / "trajectory.tum")
+    assert len(estimate2) >= 85  # tracked from (nearly) its first frame
+    errors = [
+        np.linalg.norm(pose[:3, 3] - (map_from_truth @ truth[int(stamp)])[:3, 3])
+        for stamp, pose in zip(estimate2.stamps_ns, estimate2.world_from_body, strict=True)
+    ]
+    assert max(errors) < 0.02
+    assert second.stats.frames_tracked == len(estimate2)
+
+
+def test_map_of_another_extractor_is_refused(runs: dict[str, Run], tmp_path: Path) -> None:
+    map_file = runs["fast_rgbd"].out.parent / "room.map"
+    with pytest.raises(sf.MapFileError, match="holds 'xfeat' descriptors"):
+        run(tmp_path, "sim:loop", "classic", "sim.frames=5", load_map=map_file)
