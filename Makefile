@@ -29,7 +29,7 @@ setup: $(VENV)/.installed
 setup-dev: $(VENV)/.installed-dev
 
 demo: $(VENV)/.installed
-	$(BIN)/slamfront demo
+	$(BIN)/slamfront demo $(DEMO_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check slamfront tests tools
