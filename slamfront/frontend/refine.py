@@ -64,16 +64,18 @@ def refine_positions(
         ok &= np.abs(shift[:, 1]) <= max_row_shift_px
     if max_round_trip_px is not None and ok.any():
         # aligned back from where it landed, the window must return to where it started
+        # (only for the points still in: each point is aligned on its own)
+        sel = np.flatnonzero(ok)
         back, back_status, _ = cv2.calcOpticalFlowPyrLK(
             current,
             reference,
-            refined.astype(np.float32).reshape(-1, 1, 2),
-            p0.copy(),
+            refined[sel].astype(np.float32).reshape(-1, 1, 2),
+            p0[sel].copy(),
             winSize=(window_px, window_px),
             maxLevel=levels,
             criteria=(cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 20, 0.01),
             flags=cv2.OPTFLOW_USE_INITIAL_FLOW,
         )
-        round_trip = np.linalg.norm(back.reshape(-1, 2) - reference_px, axis=1)
-        ok &= (back_status.ravel() > 0) & (round_trip <= max_round_trip_px)
+        round_trip = np.linalg.norm(back.reshape(-1, 2) - reference_px[sel], axis=1)
+        ok[sel] = (back_status.ravel() > 0) & (round_trip <= max_round_trip_px)
     return np.where(ok[:, None], refined, start), ok
