@@ -52,16 +52,18 @@ def test_short_soak_still_is_flat_and_leaves_nothing_behind(soak_tool: ModuleTyp
 
 
 class _LeakySink:
-    """Keeps 512 KiB per frame, opens a file every 50 frames, leaves a thread at close."""
+    """Keeps ``bytes_per_frame`` per frame, opens a file every 50 frames, leaves a thread at
+    close."""
 
-    def __init__(self) -> None:
+    def __init__(self, bytes_per_frame: int) -> None:
+        self.bytes_per_frame = bytes_per_frame
         self.kept: list[np.ndarray] = []
         self.files: list[Any] = []
         self.release = threading.Event()
         self.thread: threading.Thread | None = None
 
     def on_result(self, frame: object, result: object) -> None:
-        self.kept.append(np.ones(512 * 1024, np.uint8))
+        self.kept.append(np.ones(self.bytes_per_frame, np.uint8))
         if len(self.kept) % 50 == 0:
             self.files.append(open(os.devnull))  # noqa: SIM115 - the planted leak
 
@@ -77,7 +79,10 @@ class _LeakySink:
 
 
 def test_soak_checks_catch_planted_leaks(soak_tool: ModuleType) -> None:
-    leaky = _LeakySink()
+    # the rss check is relative: the 140 frames after the baseline must leak more than 10 % of
+    # whatever this process already holds (much more inside a long test session)
+    leak_mib_per_frame = max(0.5, 0.3 * soak_tool.rss_mb() / 140)
+    leaky = _LeakySink(int(leak_mib_per_frame * 2**20))
     try:
         report = soak_tool.soak(
             "sim:still",
