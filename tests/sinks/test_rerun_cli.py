@@ -137,7 +137,7 @@ class _Cli:
                 return line
         raise AssertionError(f"no {text!r} in output:\n" + "\n".join(self.seen))
 
-    def finish(self, timeout_s: float = 60.0) -> int:
+    def finish(self, timeout_s: float = 180.0) -> int:  # generous: a loaded CI machine
         try:
             return self.process.wait(timeout=timeout_s)
         finally:
