@@ -102,6 +102,13 @@ def _group_members(pgid: int) -> list[str]:
     return members
 
 
+def _default_sigint() -> None:
+    """A job started from a terminal takes Ctrl-C; a suite started in the background of a
+    non-interactive shell (``cmd &``, as CI may run it) passes SIGINT on as ignored, and
+    Python then never raises KeyboardInterrupt. Start the CLI as a terminal would."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class _Cli:
     """``python -m slamfront.cli ...`` in its own process group (like a terminal job)."""
 
@@ -113,6 +120,7 @@ class _Cli:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            preexec_fn=_default_sigint,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
