@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from slamfront.errors import ConfigError, SlamfrontError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import yaml
 
 Align = Literal["auto", "se3", "sim3", "none"]
@@ -230,38 +232,35 @@ class _SpecReader:
         return result
 
     def sequence(self, node: yaml.Node, key: str) -> SequenceEntry:
-        import yaml
-
-        line = node.start_mark.line + 1
-        if isinstance(node, yaml.ScalarNode):
-            source = self._source(node, key)
-            return SequenceEntry(_label(source), source, (), line)
-        fields = self.mapping(node, key, {"source", "name", "overrides"})
-        if "source" not in fields:
-            raise self.fail(node, f"{key}: missing 'source'")
-        source = self._source(fields["source"], f"{key}.source")
-        name = self.name(fields["name"], f"{key}.name") if "name" in fields else _label(source)
-        extra = (
-            self.overrides(fields["overrides"], f"{key}.overrides") if "overrides" in fields else ()
-        )
-        return SequenceEntry(name, source, extra, line)
+        return SequenceEntry(*self._entry(node, key, "source", self._source))
 
     def preset(self, node: yaml.Node, key: str) -> PresetEntry:
+        return PresetEntry(*self._entry(node, key, "config", self._config))
+
+    def _entry(
+        self,
+        node: yaml.Node,
+        key: str,
+        field: str,
+        resolve: Callable[[yaml.Node, str], str],
+    ) -> tuple[str, str, tuple[str, ...], int]:
+        """A list entry: ``VALUE`` or ``{field: VALUE, name: ..., overrides: ...}``, as
+        (name, resolved value, overrides, line)."""
         import yaml
 
         line = node.start_mark.line + 1
         if isinstance(node, yaml.ScalarNode):
-            config = self._config(node, key)
-            return PresetEntry(_label(config), config, (), line)
-        fields = self.mapping(node, key, {"config", "name", "overrides"})
-        if "config" not in fields:
-            raise self.fail(node, f"{key}: missing 'config'")
-        config = self._config(fields["config"], f"{key}.config")
-        name = self.name(fields["name"], f"{key}.name") if "name" in fields else _label(config)
+            value = resolve(node, key)
+            return _label(value), value, (), line
+        fields = self.mapping(node, key, {field, "name", "overrides"})
+        if field not in fields:
+            raise self.fail(node, f"{key}: missing '{field}'")
+        value = resolve(fields[field], f"{key}.{field}")
+        name = self.name(fields["name"], f"{key}.name") if "name" in fields else _label(value)
         extra = (
             self.overrides(fields["overrides"], f"{key}.overrides") if "overrides" in fields else ()
         )
-        return PresetEntry(name, config, extra, line)
+        return name, value, extra, line
 
     def _source(self, node: yaml.Node, key: str) -> str:
         from slamfront.sources import split_spec
