@@ -325,13 +325,7 @@ def _run_local(
             result = JobResult(**json.loads(result_path.read_text()))
             result_path.unlink()
         except (OSError, ValueError, TypeError):
-            result = JobResult(
-                job.sequence,
-                job.preset,
-                "crashed",
-                out_dir=job.out_dir,
-                error=f"worker process died ({_exit_reason(process.exitcode)})",
-            )
+            result = _crashed(job, f"worker process died ({_exit_reason(process.exitcode)})")
         finished(job, result)
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slamfront-batch")
@@ -346,6 +340,11 @@ def _run_local(
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _crashed(job: Job, error: str) -> JobResult:
+    """The row of a job whose worker never reported back."""
+    return JobResult(job.sequence, job.preset, "crashed", out_dir=job.out_dir, error=error)
 
 
 def _exit_reason(code: int | None) -> str:
@@ -414,13 +413,7 @@ def _run_ray(
                 try:
                     result = ray.get(ref)
                 except Exception as exc:  # the worker died, or Ray lost the task
-                    result = JobResult(
-                        job.sequence,
-                        job.preset,
-                        "crashed",
-                        out_dir=job.out_dir,
-                        error=f"ray: {type(exc).__name__}: {str(exc).splitlines()[0]}",
-                    )
+                    result = _crashed(job, f"ray: {type(exc).__name__}: {str(exc).splitlines()[0]}")
                 finished(job, result)
         resources = ray.cluster_resources()
         return f"ray ({int(resources.get('CPU', 0))} CPUs in the cluster)"
