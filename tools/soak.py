@@ -14,8 +14,10 @@ Checks (exit code 1 when one fails):
 - ``rss``: resident memory at the end within ``--rss-tolerance`` (10 %) of resident memory
   after ``--baseline-frames`` (500) frames;
 - ``in_flight``: frames between the source and the tracker (read but not yet tracked) never
-  exceed the reader queue plus the two frames being worked on, and are no higher in the
-  last quarter of the run than in its first quarter after the baseline;
+  exceed the reader queue plus the two frames being worked on. That bound is the whole check:
+  a bounded queue sits anywhere between empty and full from one sample to the next (full
+  whenever the reader is the faster side), so comparing its level early and late in the run
+  says nothing about a leak; the quarter means are reported;
 - ``backend_queue``: keyframes waiting for the back-end thread are no more in the last
   quarter than the most of the first quarter after the baseline (read from the pipeline's
   internals; reported as unavailable if they change);
@@ -354,11 +356,10 @@ def _report(
         ),
         Check(
             "in_flight",
-            max(s.in_flight for s in samples) <= queue_bound
-            and max(s.in_flight for s in last) <= max(s.in_flight for s in first),
-            f"max {max(s.in_flight for s in samples)} (bound {queue_bound}), first quarter "
-            f"max {max(s.in_flight for s in first)}, last quarter max "
-            f"{max(s.in_flight for s in last)}",
+            max(s.in_flight for s in samples) <= queue_bound,
+            f"max {max(s.in_flight for s in samples)} (bound {queue_bound}); mean "
+            f"{np.mean([s.in_flight for s in first]):.1f} in the first quarter, "
+            f"{np.mean([s.in_flight for s in last]):.1f} in the last",
         ),
     ]
     backlog = [s.backend_queue for s in tail]
