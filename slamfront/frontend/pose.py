@@ -124,17 +124,59 @@ def refine_pose(
     inlier_px: float = 3.0,
     iterations: int = 10,
     pixel_sigma: np.ndarray | None = None,
+    rounds: int = 3,
 ) -> PoseEstimate:
     """Motion-only bundle adjustment: Levenberg-Marquardt on reprojection error with a Huber
-    loss, every correspondence included (the loss keeps outliers from pulling), then
-    correspondences within ``inlier_px`` are the inliers.
+    loss over every correspondence, then ``rounds - 1`` more fits on only the correspondences
+    within ``inlier_px`` of the latest pose (re-selected each round, as outliers that were
+    pulling the first fit come out). The inliers of the result are those within ``inlier_px``
+    of the final pose, over all correspondences.
+
+    The later rounds matter: a Huber loss bounds each outlier's pull but not their sum, and
+    a few dozen wrong correspondences leaning the same way (a repeated texture, an occlusion
+    edge) can hold the first fit tens of millimetres off while most residuals stay under the
+    inlier threshold.
 
     ``pixel_sigma`` (N,) scales each residual (e.g. keypoint scale); default 1 px.
     """
+    inv_sigma = 1.0 / pixel_sigma if pixel_sigma is not None else np.ones(points_world.shape[0])
+    pose = cam_from_world.copy()
+    active = np.ones(points_world.shape[0], bool)
+    hessian = np.zeros((6, 6))
+    for round_index in range(max(rounds, 1)):
+        pose, hessian = _levenberg_marquardt(
+            pose,
+            points_world[active],
+            pixels[active],
+            camera_k,
+            huber_px,
+            inv_sigma[active],
+            iterations,
+        )
+        residuals = np.sqrt(_reprojection_sq(pose, points_world, pixels, camera_k))
+        inliers = residuals < inlier_px
+        if round_index + 1 == rounds or int(inliers.sum()) < 6 or np.array_equal(inliers, active):
+            break
+        active = inliers
+    dof = max(int(inliers.sum()) * 2 - 6, 1)
+    variance = float(np.sum(residuals[inliers] ** 2) / dof) if inliers.any() else 1.0
+    information = hessian / max(variance, 0.05)
+    return PoseEstimate(pose, inliers, residuals, information)
+
+
+def _levenberg_marquardt(
+    cam_from_world: np.ndarray,
+    points_world: np.ndarray,
+    pixels: np.ndarray,
+    camera_k: np.ndarray,
+    huber_px: float,
+    inv_sigma: np.ndarray,
+    iterations: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(pose, Gauss-Newton Hessian at it) minimising the Huber reprojection cost."""
     pose = cam_from_world.copy()
     fx, fy = camera_k[0, 0], camera_k[1, 1]
     cx, cy = camera_k[0, 2], camera_k[1, 2]
-    inv_sigma = 1.0 / pixel_sigma if pixel_sigma is not None else np.ones(points_world.shape[0])
     lam = 1e-3
     cost = _robust_cost(pose, points_world, pixels, camera_k, huber_px, inv_sigma)
     hessian = np.zeros((6, 6))
@@ -166,6 +208,7 @@ def refine_pose(
         hessian = wj.T @ j.reshape(-1, 6)
         gradient = wj.T @ res.reshape(-1)
         improved = False
+        previous = cost
         for _attempt in range(6):
             step = np.linalg.solve(hessian + lam * np.diag(np.diag(hessian) + 1e-9), -gradient)
             candidate = make_pose(so3_exp(step[3:]), step[:3]) @ pose
@@ -175,14 +218,9 @@ def refine_pose(
                 lam = max(lam / 10.0, 1e-7)
                 break
             lam *= 10.0
-        if not improved or np.linalg.norm(step) < 1e-10:
+        if not improved or np.linalg.norm(step) < 1e-10 or previous - cost < 1e-9 * previous:
             break
-    residuals = np.sqrt(_reprojection_sq(pose, points_world, pixels, camera_k))
-    inliers = residuals < inlier_px
-    dof = max(int(inliers.sum()) * 2 - 6, 1)
-    variance = float(np.sum(residuals[inliers] ** 2) / dof) if inliers.any() else 1.0
-    information = hessian / max(variance, 0.05)
-    return PoseEstimate(pose, inliers, residuals, information)
+    return pose, hessian
 
 
 def _robust_cost(

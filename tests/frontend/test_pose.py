@@ -63,6 +63,25 @@ def test_refine_pose_converges_from_a_rough_guess() -> None:
     assert est.num_inliers == len(points)
 
 
+def test_refine_pose_rounds_drop_outliers_that_lean_one_way() -> None:
+    # a fifth of the correspondences sit 5 px off, all the same way (a repeated texture): the
+    # Huber fit over everything is pulled off; refitting on the inliers comes back
+    points, truth, pixels = scene(3, n=400)
+    rng = np.random.default_rng(4)
+    noisy = pixels + rng.normal(scale=0.2, size=pixels.shape)
+    leaning = rng.choice(len(points), size=80, replace=False)
+    noisy[leaning] += [4.0, 3.0]
+    single = refine_pose(truth, points, noisy, K, huber_px=2.0, inlier_px=2.0, rounds=1)
+    est = refine_pose(truth, points, noisy, K, huber_px=2.0, inlier_px=2.0)
+    single_m, _ = pose_error(single.cam_from_world, truth)
+    dist_m, angle_deg = pose_error(est.cam_from_world, truth)
+    assert single_m > 5 * dist_m  # what the later rounds are for
+    assert dist_m < 0.001 and angle_deg < 0.005
+    assert not est.inliers[leaning].any()
+    assert est.num_inliers >= 315
+    assert est.rmse_px < 0.35
+
+
 def test_pnp_needs_six_points() -> None:
     points, _, pixels = scene(3, n=5)
     assert solve_pnp_ransac(points, pixels, K, 2.0) is None
