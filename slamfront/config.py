@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -632,6 +633,9 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, sources: Mapping[str
         raise ConfigError(f"{_origin(sources, full)}: {prefix}{message}") from exc
 
 
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _coerce(hint: Any, value: Any, key: str, sources: Mapping[str, str]) -> Any:
     def fail(expected: str) -> typing.NoReturn:
         raise ConfigError(
@@ -665,6 +669,8 @@ def _coerce(hint: Any, value: Any, key: str, sources: Mapping[str, str]) -> Any:
             fail("an integer")
         return value
     if hint is float:
+        if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 3e-3 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, int | float):
             fail("a number")
         return float(value)

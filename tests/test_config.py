@@ -62,6 +62,19 @@ def test_wrong_type_in_file_names_line(tmp_path: Path) -> None:
         load_config(str(path))
 
 
+def test_numbers_in_exponent_notation_without_a_dot(tmp_path: Path) -> None:
+    # YAML 1.1 reads 3e-3 as a string; a float field takes it as the number it spells
+    path = tmp_path / "mine.yaml"
+    path.write_text("tracker:\n  huber_px: 15e-1\n")
+    config = load_config(str(path), ["tracker.search_max_distance=3e-1"])
+    assert config.tracker.huber_px == 1.5
+    assert config.tracker.search_max_distance == 0.3
+    with pytest.raises(ConfigError, match="tracker.min_inliers must be an integer"):
+        load_config("fast", ["tracker.min_inliers=3e1"])
+    with pytest.raises(ConfigError, match="tracker.huber_px must be a number"):
+        load_config("fast", ["tracker.huber_px=3e"])
+
+
 def test_extends_chain_and_file_preset_name(tmp_path: Path) -> None:
     path = tmp_path / "rig.yaml"
     path.write_text("extends: classic\ntracker:\n  min_inliers: 33\n")
