@@ -69,9 +69,9 @@ def test_numbers_in_exponent_notation_without_a_dot(tmp_path: Path) -> None:
     config = load_config(str(path), ["tracker.search_max_distance=3e-1"])
     assert config.tracker.huber_px == 1.5
     assert config.tracker.search_max_distance == 0.3
-    with pytest.raises(ConfigError, match="tracker.min_inliers must be an integer"):
+    with pytest.raises(ConfigError, match=r"tracker\.min_inliers must be an integer"):
         load_config("fast", ["tracker.min_inliers=3e1"])
-    with pytest.raises(ConfigError, match="tracker.huber_px must be a number"):
+    with pytest.raises(ConfigError, match=r"tracker\.huber_px must be a number"):
         load_config("fast", ["tracker.huber_px=3e"])
 
 
