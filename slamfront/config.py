@@ -191,6 +191,9 @@ class LoopClosureConfig:
     """PnP inliers over the matches that have a 3-D point in the candidate."""
     ransac_reprojection_px: float = 3.0
     ransac_iterations: int = 500
+    align_subpixel: bool = True
+    """Refit a verified loop on correspondences aligned to sub-pixel precision (the two
+    keyframes' grey images, pyramidal Lucas-Kanade) instead of the raw keypoints."""
     consistency: int = 2
     """Consecutive query keyframes that must each verify a loop to the same place (1 = off)."""
     consistency_max_keyframe_gap: int = 5

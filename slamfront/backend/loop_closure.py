@@ -8,6 +8,9 @@ For every new keyframe :class:`LoopDetector` (run on the back-end thread)
 2. verifies the best of them geometrically (:func:`verify_loop`): the matcher it was given
    pairs the two keyframes' features, then PnP + RANSAC (OpenCV) places the query camera
    against the candidate's 3-D points; ``min_inliers`` and ``min_inlier_ratio`` must hold;
+   with ``align_subpixel`` and both keyframes' grey images, the inliers are then aligned to
+   sub-pixel precision and the pose refitted on them (the loop's own error, not just drift,
+   limits what a closure can correct);
 3. rejects a verified loop that would move the query keyframe further than drift can
    explain: ``max_drift_m`` plus ``max_drift_ratio`` times the path travelled since the
    matched keyframe (a relative bound, so large drift over a long path is still corrected);
@@ -31,7 +34,7 @@ from slamfront.backend.place_recognition import PlaceIndex, vlad
 from slamfront.backend.pose_graph import pose_information
 from slamfront.backend.vocabulary import Vocabulary
 from slamfront.errors import InputError
-from slamfront.geometry import invert_pose, make_pose, rotation_angle_deg, undistort_points
+from slamfront.geometry import invert_pose, make_pose, rotation_angle_deg
 from slamfront.types import Features, Keyframe, LoopCandidate, Matches
 
 if TYPE_CHECKING:
@@ -82,8 +85,7 @@ def verify_loop(
     if num_matches < max(config.min_inliers, 6):
         return None
     points_m = np.ascontiguousarray(points_m[valid])
-    keypoints = query.features.keypoints[idx[valid, 0]].astype(np.float64)
-    pixels = np.ascontiguousarray(undistort_points(query.camera, keypoints))
+    pixels = np.ascontiguousarray(query.features.keypoints[idx[valid, 0]], dtype=np.float64)
     camera_k = query.camera.K
     try:
         ok, rvec, tvec, consensus = cv2.solvePnPRansac(
@@ -127,6 +129,14 @@ def verify_loop(
         return None
     query_from_match = make_pose(cv2.Rodrigues(rvec)[0], np.asarray(tvec).reshape(3))
     rmse_px = float(np.sqrt(np.mean(errors_sq[inliers])))
+    if config.align_subpixel and query.grey is not None and candidate.grey is not None:
+        candidate_px = candidate.features.keypoints[idx[valid, 1]][inliers]
+        refined = _aligned_pose(
+            query_from_match, points_m[inliers], pixels[inliers], candidate_px, query, candidate
+        )
+        if refined is not None:
+            query_from_match, points_m, rmse_px = refined
+            inliers = np.ones(points_m.shape[0], bool)
     points_query = points_m[inliers] @ query_from_match[:3, :3].T + query_from_match[:3, 3]
     focal_px = float(np.sqrt(query.camera.fx * query.camera.fy))
     return LoopVerification(
@@ -137,6 +147,49 @@ def verify_loop(
         rmse_px=rmse_px,
         information=pose_information(points_query, focal_px, rmse_px, min_sigma_px),
     )
+
+
+def _aligned_pose(
+    query_from_match: np.ndarray,
+    points_m: np.ndarray,
+    pixels: np.ndarray,
+    candidate_px: np.ndarray,
+    query: Keyframe,
+    candidate: Keyframe,
+    max_shift_px: float = 4.0,
+    max_round_trip_px: float = 0.3,
+) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """The loop pose refitted on sub-pixel correspondences.
+
+    Keypoints are re-found only to about a pixel from one view to the next, and a loop
+    measured at that precision was off by 1.4-6.3 mm on the synthetic loop, as much as the
+    whole drift it is meant to remove. Each inlier's window in the candidate image (where its
+    3-D point was measured) is aligned into the query image, starting at the matched
+    keypoint (pyramidal Lucas-Kanade with a forward-backward check), and the pose is refined
+    on the aligned pixels by robust least squares. Returns (query_from_match, the 3-D points
+    kept, inlier RMSE px), or None when too few points align.
+    """
+    from slamfront.frontend.pose import refine_pose
+    from slamfront.frontend.refine import refine_positions
+
+    assert query.grey is not None and candidate.grey is not None
+    aligned_px, ok = refine_positions(
+        candidate.grey,
+        query.grey,
+        candidate_px,
+        pixels,
+        max_shift_px,
+        max_round_trip_px=max_round_trip_px,
+    )
+    if int(ok.sum()) < 6:
+        return None
+    estimate = refine_pose(
+        query_from_match, points_m[ok], aligned_px[ok], query.camera.K, huber_px=1.0, inlier_px=1.5
+    )
+    if estimate.num_inliers < 6:
+        return None
+    keep = estimate.inliers
+    return estimate.cam_from_world, points_m[ok][keep], estimate.rmse_px
 
 
 def _reprojection_sq(

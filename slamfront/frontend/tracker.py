@@ -763,6 +763,7 @@ class Tracker:
             camera=frame.camera,
             features=features,
             points_cam_m=np.zeros((0, 3)),
+            grey=grey,
         )
         self._next_keyframe_id += 1
         entry = MapKeyframe(keyframe, landmark_ids, depth, depth_sigma, grey)

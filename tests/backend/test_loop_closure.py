@@ -176,3 +176,56 @@ def test_identical_objects_in_different_places_give_no_loop(
     detector = LoopDetector(config, scenes.mnn_matcher, vocabulary)
     loops = [c for c in map(detector, keyframes) if c is not None]
     assert loops and not any(is_false(c) for c in loops)
+
+
+def test_loop_pose_is_refitted_on_aligned_pixels() -> None:
+    """Rendered views of the synthetic room 6 frames apart (10 cm, 9 deg), ORB keypoints:
+    aligning the inliers to sub-pixel cuts the loop's own error (measured 1.25 -> 0.33 mm),
+    and a keyframe without its grey image falls back to the keypoints."""
+    import slamfront as sf
+    from slamfront.frontend.refine import grey
+    from slamfront.geometry import unproject
+    from slamfront.sim.rig import SimRig
+
+    config = sf.load_config("classic")
+    rig = SimRig(config.sim)
+    extractor = sf.load_extractor("classic", max_keypoints=2000)
+    matcher = sf.load_matcher("classic")
+
+    def keyframe(index: int, keyframe_id: int) -> Keyframe:
+        frame = rig.frame(index)
+        assert frame.depth_m is not None
+        features = extractor(frame.image)
+        px = features.keypoints.astype(np.float64)
+        rows = np.clip(np.rint(px[:, 1]).astype(int), 0, frame.depth_m.shape[0] - 1)
+        cols = np.clip(np.rint(px[:, 0]).astype(int), 0, frame.depth_m.shape[1] - 1)
+        depth = frame.depth_m[rows, cols].astype(np.float64)
+        points = unproject(frame.camera.K, px, depth)
+        points[depth <= 0] = np.nan
+        return Keyframe(
+            keyframe_id,
+            index,
+            frame.stamp_ns,
+            rig.world_from_cam(index),
+            frame.camera,
+            features,
+            points,
+            grey=grey(frame.image),
+        )
+
+    match, query = keyframe(14, 0), keyframe(440, 30)  # the loop passes frame 20's pose at 440
+    truth = invert_pose(match.world_from_cam) @ query.world_from_cam
+    assert np.linalg.norm(truth[:3, 3]) > 0.05
+
+    def error_mm(cfg: LoopClosureConfig, q: Keyframe) -> tuple[float, float]:
+        found = verify_loop(q, match, matcher, cfg)
+        assert found is not None
+        error = invert_pose(truth) @ found.match_from_query
+        return float(np.linalg.norm(error[:3, 3]) * 1e3), found.rmse_px
+
+    raw_mm, raw_rmse = error_mm(dataclasses.replace(CONFIG, align_subpixel=False), query)
+    aligned_mm, aligned_rmse = error_mm(CONFIG, query)
+    assert aligned_mm < 0.6 and aligned_mm < 0.5 * raw_mm, (raw_mm, aligned_mm)
+    assert aligned_rmse < 0.4 < raw_rmse
+    without_image = dataclasses.replace(query, grey=None)
+    assert error_mm(CONFIG, without_image) == (raw_mm, raw_rmse)
