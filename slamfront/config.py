@@ -238,7 +238,12 @@ class BackendConfig:
     prior_sigma_m: float = 1e-4
     prior_sigma_rad: float = 1e-5
     """Prior holding the first keyframe (fixes the gauge)."""
-    relinearize_threshold: float = 0.01
+    relinearize_threshold: float = 1e-4
+    """iSAM2 relinearises a keyframe whose update exceeds this (radians / metres). It must
+    be below the corrections a loop brings: the robust loop weights are only recomputed at a
+    relinearisation, and at 0.01 (10 mm) the millimetre corrections of a room-sized loop never
+    triggered one, so a true loop kept the small weight of its first, large residual (sim
+    loop, fast RGB-D: 0.54x of the tracker's ATE after closure instead of 0.40x)."""
     loop_iterations: int = 4
     """Extra iSAM2 relinearisation passes after a loop factor (no new factors)."""
     odometry_min_sigma_px: float = 0.5

@@ -86,49 +86,83 @@ def run(
     return Run(tmp, stats, truth, float(np.linalg.norm(steps, axis=1).sum()), loops)
 
 
+SEEDS = (0, 1, 2)
+"""Renderings of the synthetic room (textures and noise differ by seed) on which the tracker
+is compared with ORB: one run's ATE swings by a millimetre with details of the texture (ORB
+alone: 2.2-3.2 mm over these seeds), so a comparison on one seed is decided by chance."""
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory, shared_weights: Path) -> dict[str, Run]:
+    """``fast_<sensor>``: the fast preset with the back end (seed 0); ``alone_<sensor>_<seed>``
+    and ``classic_<sensor>_<seed>``: the fast and ORB trackers with no back end at all."""
     del shared_weights  # the fixture only makes sure the published weights are reachable
     base = tmp_path_factory.mktemp("e2e")
-    plans = {
-        "fast_rgbd": ("sim:loop", "fast"),
-        "classic_rgbd": ("sim:loop", "classic", "backend.enabled=false"),
+    alone = "backend.enabled=false"
+    plans: dict[str, tuple[str, ...]] = {
         "fast_stereo": ("sim:loop", "fast", "sim.sensor=stereo"),
-        "classic_stereo": ("sim:loop", "classic", "sim.sensor=stereo", "backend.enabled=false"),
+        "alone_stereo_0": ("sim:loop", "fast", "sim.sensor=stereo", alone),
+        "classic_stereo_0": ("sim:loop", "classic", "sim.sensor=stereo", alone),
     }
-    runs = {name: run(base / name, *plan) for name, plan in plans.items() if name != "fast_rgbd"}
-    runs["fast_rgbd"] = run(base / "fast_rgbd", *plans["fast_rgbd"], save_map=base / "room.map")
+    for seed in SEEDS:
+        plans[f"alone_rgbd_{seed}"] = ("sim:loop", "fast", f"sim.seed={seed}", alone)
+        plans[f"classic_rgbd_{seed}"] = ("sim:loop", "classic", f"sim.seed={seed}", alone)
+    runs = {name: run(base / name, *plan) for name, plan in plans.items()}
+    runs["fast_rgbd"] = run(base / "fast_rgbd", "sim:loop", "fast", save_map=base / "room.map")
     return runs
 
 
+def mean_ate_m(runs: dict[str, Run], prefix: str) -> float:
+    return float(np.mean([r.ate_m() for name, r in runs.items() if name.startswith(prefix)]))
+
+
 def ate_summary(runs: dict[str, Run], sensor: str) -> str:
-    fast, classic = runs[f"fast_{sensor}"], runs[f"classic_{sensor}"]
+    fast, alone, classic = (
+        runs[f"fast_{sensor}"],
+        runs[f"alone_{sensor}_0"],
+        runs[f"classic_{sensor}_0"],
+    )
+    per_seed = ", ".join(
+        f"seed {seed}: fast {runs[f'alone_{sensor}_{seed}'].ate_m() * 1e3:.2f} / classic "
+        f"{runs[f'classic_{sensor}_{seed}'].ate_m() * 1e3:.2f} mm"
+        for seed in SEEDS
+        if f"alone_{sensor}_{seed}" in runs
+    )
     return (
-        f"{sensor}: fast tracker {fast.ate_m('trajectory_raw.tum') * 1e3:.2f} mm, fast with "
-        f"back end {fast.ate_m() * 1e3:.2f} mm, classic tracker {classic.ate_m() * 1e3:.2f} mm, "
-        f"path {fast.path_m:.2f} m"
+        f"{sensor}: trackers alone {per_seed}; seed 0 with the back end: fast "
+        f"{fast.ate_m() * 1e3:.2f} mm (its raw poses {fast.ate_m('trajectory_raw.tum') * 1e3:.2f} "
+        f"mm, the fast tracker alone {alone.ate_m() * 1e3:.2f}, classic alone "
+        f"{classic.ate_m() * 1e3:.2f}); path {fast.path_m:.2f} m"
     )
 
 
 @pytest.mark.parametrize("sensor", ["rgbd", "stereo"])
 def test_tracker_alone_is_within_one_percent(runs: dict[str, Run], sensor: str) -> None:
-    fast = runs[f"fast_{sensor}"]
-    assert fast.stats.frames_lost == 0
-    raw = fast.ate_m("trajectory_raw.tum")  # the tracker's own poses (back end on the side)
-    assert raw <= 0.01 * fast.path_m, ate_summary(runs, sensor)
-    # what it measures today, so that a regression shows: 3.5 mm (RGB-D), 4.5 mm (stereo)
-    assert raw <= 0.006, ate_summary(runs, sensor)
+    alone = runs[f"alone_{sensor}_0"]
+    assert alone.stats.frames_lost == 0
+    assert alone.ate_m() <= 0.01 * alone.path_m, ate_summary(runs, sensor)
+    # what it measures today, so that a regression shows: 3.2 mm (RGB-D), 4.6 mm (stereo)
+    assert alone.ate_m() <= 0.006, ate_summary(runs, sensor)
+
+
+def test_rgbd_tracker_alone_beats_orb(runs: dict[str, Run]) -> None:
+    """Mean ATE over the seeds (measured: 2.28 mm against ORB's 2.71 mm; fast wins on seeds
+    1 and 2 and loses on seed 0, 3.19 against 2.15 mm)."""
+    fast, classic = mean_ate_m(runs, "alone_rgbd_"), mean_ate_m(runs, "classic_rgbd_")
+    assert fast < 0.95 * classic, ate_summary(runs, "rgbd")
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 5 bar not met: on the synthetic loop the fast tracker's ATE is 1.2x (RGB-D) "
-    "and 1.45x (stereo) the ORB tracker's (3.0/4.0 mm vs 2.5/2.8 mm)",
+    reason="issue 5 bar not met for stereo: the fast tracker's ATE is 1.16x the ORB tracker's "
+    "(mean of seeds 0-2: 3.82 vs 3.29 mm; seed 0: 4.58 vs 3.16 mm): depth from XFeat "
+    "keypoints aligned across the stereo pair is less precise (median 0.27 % vs 0.17 % of "
+    "the depth), as their windows are less well textured than ORB's corners",
 )
-@pytest.mark.parametrize("sensor", ["rgbd", "stereo"])
-def test_tracker_alone_beats_orb(runs: dict[str, Run], sensor: str) -> None:
-    fast, classic = runs[f"fast_{sensor}"], runs[f"classic_{sensor}"]
-    assert fast.ate_m("trajectory_raw.tum") < classic.ate_m(), ate_summary(runs, sensor)
+def test_stereo_tracker_alone_beats_orb(runs: dict[str, Run]) -> None:
+    assert runs["alone_stereo_0"].ate_m() < runs["classic_stereo_0"].ate_m(), ate_summary(
+        runs, "stereo"
+    )
 
 
 def assert_loops_are_true(run: Run) -> None:
@@ -168,17 +202,32 @@ def test_back_end_closes_the_revisit(runs: dict[str, Run], sensor: str) -> None:
     assert len(read_tum_trajectory(fast.out / "trajectory.tum")) == fast.stats.frames_tracked
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 6 bar not met: loop closure brings the ATE to 0.62-0.66x of the tracker's "
-    "own (2.0/2.5 mm from 3.0/4.0 mm), 0.8-0.9x of the ORB tracker's, not 0.5x",
-)
 @pytest.mark.parametrize("sensor", ["rgbd", "stereo"])
-def test_back_end_halves_the_error(runs: dict[str, Run], sensor: str) -> None:
-    fast, classic = runs[f"fast_{sensor}"], runs[f"classic_{sensor}"]
-    optimized = fast.ate_m()
-    assert optimized <= 0.5 * fast.ate_m("trajectory_raw.tum"), ate_summary(runs, sensor)
-    assert optimized <= 0.5 * classic.ate_m(), ate_summary(runs, sensor)
+def test_back_end_halves_the_tracker_error(runs: dict[str, Run], sensor: str) -> None:
+    """Measured: 1.18 mm from 3.19 mm (RGB-D), 1.39 mm from 4.58 mm (stereo)."""
+    optimized = runs[f"fast_{sensor}"].ate_m()
+    assert optimized <= 0.5 * runs[f"alone_{sensor}_0"].ate_m(), ate_summary(runs, sensor)
+    assert optimized <= 0.5 * runs[f"fast_{sensor}"].ate_m("trajectory_raw.tum")
+
+
+@pytest.mark.parametrize(
+    "sensor",
+    [
+        pytest.param(
+            "rgbd",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="issue 6 bar not met for RGB-D on seed 0: the fast preset with its back "
+                "end reaches 1.18 mm, the ORB tracker alone 2.15 mm there (half: 1.08 mm); "
+                "over seeds 0-2 ORB's mean is 2.71 mm",
+            ),
+        ),
+        "stereo",
+    ],
+)
+def test_back_end_halves_the_orb_tracker_error(runs: dict[str, Run], sensor: str) -> None:
+    optimized = runs[f"fast_{sensor}"].ate_m()
+    assert optimized <= 0.5 * runs[f"classic_{sensor}_0"].ate_m(), ate_summary(runs, sensor)
 
 
 def test_outputs_of_a_run(runs: dict[str, Run]) -> None:
