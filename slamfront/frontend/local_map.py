@@ -24,14 +24,17 @@ class MapKeyframe:
     """(N,) float32 measured depth per keypoint (0 = none), for structure refinement."""
     depth_sigma_m: np.ndarray
     """(N,) float32 standard deviation of that depth measurement."""
-    grey: np.ndarray | None = None
-    """The keyframe's grey image for sub-pixel alignment (None: refinement off)."""
     most_tracked: int = 0
     """Most of this keyframe's landmarks any later frame tracked: what is trackable here."""
 
     @property
     def world_from_cam(self) -> np.ndarray:
         return self.keyframe.world_from_cam
+
+    @property
+    def grey(self) -> np.ndarray | None:
+        """The keyframe's grey image for sub-pixel alignment (None: refinement off)."""
+        return self.keyframe.grey
 
 
 class LocalMap:

@@ -142,7 +142,6 @@ def refine_pose(
     inv_sigma = 1.0 / pixel_sigma if pixel_sigma is not None else np.ones(points_world.shape[0])
     pose = cam_from_world.copy()
     active = np.ones(points_world.shape[0], bool)
-    hessian = np.zeros((6, 6))
     for round_index in range(max(rounds, 1)):
         pose, hessian = _levenberg_marquardt(
             pose,

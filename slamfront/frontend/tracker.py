@@ -766,7 +766,7 @@ class Tracker:
             grey=grey,
         )
         self._next_keyframe_id += 1
-        entry = MapKeyframe(keyframe, landmark_ids, depth, depth_sigma, grey)
+        entry = MapKeyframe(keyframe, landmark_ids, depth, depth_sigma)
         lmap.add_keyframe(entry)
         entry.keyframe = replace(
             keyframe, points_cam_m=lmap.points_cam(entry), landmark_ids=entry.landmark_ids.copy()
