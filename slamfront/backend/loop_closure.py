@@ -129,15 +129,20 @@ def verify_loop(
         return None
     query_from_match = make_pose(cv2.Rodrigues(rvec)[0], np.asarray(tvec).reshape(3))
     rmse_px = float(np.sqrt(np.mean(errors_sq[inliers])))
+    points_used = points_m[inliers]
     if config.align_subpixel and query.grey is not None and candidate.grey is not None:
-        candidate_px = candidate.features.keypoints[idx[valid, 1]][inliers]
         refined = _aligned_pose(
-            query_from_match, points_m[inliers], pixels[inliers], candidate_px, query, candidate
+            query_from_match,
+            points_used,
+            pixels[inliers],
+            candidate.features.keypoints[idx[valid, 1]][inliers],
+            query.grey,
+            candidate.grey,
+            camera_k,
         )
         if refined is not None:
-            query_from_match, points_m, rmse_px = refined
-            inliers = np.ones(points_m.shape[0], bool)
-    points_query = points_m[inliers] @ query_from_match[:3, :3].T + query_from_match[:3, 3]
+            query_from_match, points_used, rmse_px = refined
+    points_query = points_used @ query_from_match[:3, :3].T + query_from_match[:3, 3]
     focal_px = float(np.sqrt(query.camera.fx * query.camera.fy))
     return LoopVerification(
         match_from_query=invert_pose(query_from_match),
@@ -154,8 +159,9 @@ def _aligned_pose(
     points_m: np.ndarray,
     pixels: np.ndarray,
     candidate_px: np.ndarray,
-    query: Keyframe,
-    candidate: Keyframe,
+    query_grey: np.ndarray,
+    candidate_grey: np.ndarray,
+    camera_k: np.ndarray,
     max_shift_px: float = 4.0,
     max_round_trip_px: float = 0.3,
 ) -> tuple[np.ndarray, np.ndarray, float] | None:
@@ -172,10 +178,9 @@ def _aligned_pose(
     from slamfront.frontend.pose import refine_pose
     from slamfront.frontend.refine import refine_positions
 
-    assert query.grey is not None and candidate.grey is not None
     aligned_px, ok = refine_positions(
-        candidate.grey,
-        query.grey,
+        candidate_grey,
+        query_grey,
         candidate_px,
         pixels,
         max_shift_px,
@@ -184,7 +189,7 @@ def _aligned_pose(
     if int(ok.sum()) < 6:
         return None
     estimate = refine_pose(
-        query_from_match, points_m[ok], aligned_px[ok], query.camera.K, huber_px=1.0, inlier_px=1.5
+        query_from_match, points_m[ok], aligned_px[ok], camera_k, huber_px=1.0, inlier_px=1.5
     )
     if estimate.num_inliers < 6:
         return None
