@@ -184,7 +184,7 @@ def test_loop_pose_is_refitted_on_aligned_pixels() -> None:
     and a keyframe without its grey image falls back to the keypoints."""
     import slamfront as sf
     from slamfront.frontend.refine import grey
-    from slamfront.geometry import unproject
+    from slamfront.geometry import sample_depth, unproject
     from slamfront.sim.rig import SimRig
 
     config = sf.load_config("classic")
@@ -197,9 +197,7 @@ def test_loop_pose_is_refitted_on_aligned_pixels() -> None:
         assert frame.depth_m is not None
         features = extractor(frame.image)
         px = features.keypoints.astype(np.float64)
-        rows = np.clip(np.rint(px[:, 1]).astype(int), 0, frame.depth_m.shape[0] - 1)
-        cols = np.clip(np.rint(px[:, 0]).astype(int), 0, frame.depth_m.shape[1] - 1)
-        depth = frame.depth_m[rows, cols].astype(np.float64)
+        depth = sample_depth(frame.depth_m, px).astype(np.float64)
         points = unproject(frame.camera.K, px, depth)
         points[depth <= 0] = np.nan
         return Keyframe(
