@@ -162,6 +162,34 @@ def unproject(camera_k: np.ndarray, pixels: np.ndarray, depth_m: np.ndarray) -> 
     return np.stack([x, y, depth_m], axis=1)
 
 
+def view_warp(
+    camera_k: np.ndarray,
+    a_from_world: np.ndarray,
+    b_from_world: np.ndarray,
+    points_world: np.ndarray,
+) -> np.ndarray:
+    """(N, 2, 2) local linear map from pixel offsets around each point's image in camera a to
+    offsets around its image in camera b (same intrinsics ``camera_k``), for a small patch of
+    surface through the point facing camera a (fronto-parallel: the normal is unknown).
+    """
+    fx, fy = camera_k[0, 0], camera_k[1, 1]
+    points_a = transform_points(a_from_world, points_world)
+    points_b = transform_points(b_from_world, points_world)
+    b_from_a = b_from_world[:3, :3] @ a_from_world[:3, :3].T
+    # a pixel offset in a moves the point within its plane z_a = const
+    d_point_a = np.zeros((points_a.shape[0], 3, 2))
+    d_point_a[:, 0, 0] = points_a[:, 2] / fx
+    d_point_a[:, 1, 1] = points_a[:, 2] / fy
+    x, y, z = points_b[:, 0], points_b[:, 1], points_b[:, 2]
+    d_pixel_b = np.zeros((points_b.shape[0], 2, 3))
+    d_pixel_b[:, 0, 0] = fx / z
+    d_pixel_b[:, 0, 2] = -fx * x / z**2
+    d_pixel_b[:, 1, 1] = fy / z
+    d_pixel_b[:, 1, 2] = -fy * y / z**2
+    warp: np.ndarray = d_pixel_b @ b_from_a @ d_point_a
+    return warp
+
+
 def sample_depth(depth_m: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     """Depth at sub-pixel positions: nearest pixel; 0 (invalid) outside the image.
 

@@ -49,6 +49,32 @@ def test_project_unproject_triangulate() -> None:
     np.testing.assert_allclose(tri, points_world, atol=1e-6)
 
 
+def test_view_warp_is_the_derivative_of_the_transfer_through_a_fronto_parallel_plane() -> None:
+    """Pixel offsets in camera a, moved along the plane z_a = const through the point and
+    projected into camera b, match the warp to first order (central differences)."""
+    rng = np.random.default_rng(2)
+    k = CameraModel(640, 480, 500.0, 505.0, 320.0, 240.0).K
+    a_from_world = random_pose(rng)
+    b_from_a = g.make_pose(g.so3_exp(np.array([0.05, -0.1, 0.2])), [0.3, -0.1, 0.4])
+    b_from_world = b_from_a @ a_from_world
+    points_a = rng.uniform([-1, -1, 3], [1, 1, 5], size=(20, 3))
+    points_world = g.transform_points(g.invert_pose(a_from_world), points_a)
+    warp = g.view_warp(k, a_from_world, b_from_world, points_world)
+    pixels_a = g.project(k, points_a)
+    step = 1e-3
+    for axis in range(2):
+        offset = np.zeros(2)
+        offset[axis] = step
+        moved = [
+            g.project(k, g.transform_points(b_from_a, g.unproject(k, pixels_a + s, points_a[:, 2])))
+            for s in (offset, -offset)
+        ]
+        np.testing.assert_allclose((moved[0] - moved[1]) / (2 * step), warp[:, :, axis], atol=1e-6)
+    # the same camera: no change
+    same = g.view_warp(k, a_from_world, a_from_world, points_world)
+    np.testing.assert_allclose(same, np.broadcast_to(np.eye(2), same.shape), atol=1e-12)
+
+
 def test_sample_depth_nearest_and_outside() -> None:
     depth = np.arange(12, dtype=np.float32).reshape(3, 4)
     px = np.array([[0.4, 0.4], [2.6, 1.2], [3.0, 2.0], [-1.0, 0.0], [4.0, 0.0]])

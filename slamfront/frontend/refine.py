@@ -10,6 +10,8 @@ correspond; this step only decides *where*.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -79,3 +81,99 @@ def refine_positions(
         round_trip = np.linalg.norm(back.reshape(-1, 2) - reference_px[sel], axis=1)
         ok[sel] = (back_status.ravel() > 0) & (round_trip <= max_round_trip_px)
     return np.where(ok[:, None], refined, start), ok
+
+
+def refine_positions_warped(
+    references: Sequence[np.ndarray],
+    reference_index: np.ndarray,
+    reference_px: np.ndarray,
+    current: np.ndarray,
+    current_px: np.ndarray,
+    warp: np.ndarray,
+    max_shift_px: float,
+    window_px: int = 9,
+    max_round_trip_px: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`refine_positions` with each window taken from its reference image through a
+    known view change, so that it already looks as it does in ``current`` and only the
+    translation is left to measure (a translation-only window of a surface seen 10-20 %
+    larger, or turned, aligns to a point biased by a few tenths of a pixel, in a direction
+    that depends on its texture).
+
+    Point ``i``'s window is in the grey image ``references[reference_index[i]]`` around
+    ``reference_px[i]``; ``warp`` (N, 2, 2) is its local linear map from reference to
+    current pixel offsets (see :func:`slamfront.geometry.view_warp`). Full resolution only:
+    the start is expected within a pixel or two.
+    """
+    count = reference_px.shape[0]
+    if count == 0:
+        return np.zeros((0, 2)), np.zeros(0, bool)
+    half_px = window_px // 2 + 2  # the window, its gradient and the interpolation margin
+    side = 2 * half_px + 1
+    tiles = _warped_tiles(references, reference_index, reference_px, warp, half_px)
+    # the alignment wants both images the same size: tile images of ``current``'s size
+    height, width = current.shape[:2]
+    rows, cols = height // side, width // side
+    refined = current_px.astype(np.float64).copy()
+    ok = np.zeros(count, bool)
+    for start in range(0, count, rows * cols):
+        part = slice(start, start + rows * cols)
+        batch = tiles[part]
+        grid = np.zeros((rows * cols, side, side), np.uint8)
+        grid[: batch.shape[0]] = batch
+        mosaic = np.zeros((height, width), np.uint8)
+        mosaic[: rows * side, : cols * side] = (
+            grid.reshape(rows, cols, side, side).transpose(0, 2, 1, 3).reshape(rows * side, -1)
+        )
+        index = np.arange(batch.shape[0])
+        centres = np.stack([index % cols, index // cols], axis=1) * side + half_px
+        refined[part], ok[part] = refine_positions(
+            mosaic,
+            current,
+            centres.astype(np.float64),
+            current_px[part],
+            max_shift_px,
+            window_px=window_px,
+            levels=0,
+            max_round_trip_px=max_round_trip_px,
+        )
+    return refined, ok
+
+
+def _warped_tiles(
+    references: Sequence[np.ndarray],
+    reference_index: np.ndarray,
+    reference_px: np.ndarray,
+    warp: np.ndarray,
+    half_px: int,
+) -> np.ndarray:
+    """(N, side, side) uint8: each point's reference image around it, seen through its warp
+    (tile pixel (r, c) is the reference at ``reference_px + warp^-1 (c - half, r - half)``)."""
+    import cv2
+
+    count = reference_px.shape[0]
+    side = 2 * half_px + 1
+    offsets = np.arange(-half_px, half_px + 1, dtype=np.float32)
+    du, dv = np.meshgrid(offsets, offsets)  # (side, side): column and row offsets
+    inverse = np.linalg.inv(warp).astype(np.float32)  # current offsets -> reference offsets
+    maps = (
+        reference_px.astype(np.float32)[:, :, None, None]
+        + inverse[:, :, 0, None, None] * du
+        + inverse[:, :, 1, None, None] * dv
+    )  # (N, 2, side, side)
+    tiles = np.zeros((count, side, side), np.uint8)
+    for image_index in np.unique(reference_index):
+        for start in range(0, count, 1024):  # remap wants images under 32767 pixels a side
+            group = np.flatnonzero(reference_index[start : start + 1024] == image_index) + start
+            if group.size == 0:
+                continue
+            strip = maps[group].transpose(1, 0, 2, 3).reshape(2, group.size * side, side)
+            sampled = cv2.remap(
+                references[int(image_index)],
+                strip[0],
+                strip[1],
+                cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
+            tiles[group] = sampled.reshape(group.size, side, side)
+    return tiles
