@@ -159,6 +159,11 @@ class TrackerConfig:
     """Alignment may move a matched keypoint at most this far; farther is a failure."""
     lk_max_round_trip_px: float | None = 0.3
     """Forward-backward check: aligned back, a window must land this close to its start."""
+    lk_prewarp: bool = True
+    """After the pose is found, align every correspondence once more from its landmark's
+    newest keyframe window warped into the current view by that pose, then refine the pose
+    on those positions (a translation-only window is biased when the view has scaled or
+    turned the surface)."""
     lk_keep_unaligned: bool = False
     """Keep correspondences whose alignment failed (at the detector's precision)."""
     stereo_disparity_sigma_px: float = 0.5

@@ -28,7 +28,7 @@ from slamfront.frontend.pose import (
     relative_motion_ok,
     solve_pnp_ransac,
 )
-from slamfront.frontend.refine import grey, refine_positions
+from slamfront.frontend.refine import grey, refine_positions, refine_positions_warped
 from slamfront.frontend.stereo import stereo_matches
 from slamfront.geometry import (
     invert_pose,
@@ -40,6 +40,7 @@ from slamfront.geometry import (
     triangulate,
     undistort_points,
     unproject,
+    view_warp,
 )
 from slamfront.types import (
     CameraModel,
@@ -474,6 +475,8 @@ class Tracker:
             return self._lose(frame, features, t0, match_ms, matches)
         corr = corr.select(estimate.inliers)
         corr, estimate = self._search_local_map(corr, features, frame.camera, estimate)
+        if cfg.lk_prewarp:
+            corr, estimate = self._align_warped(corr, frame.camera, estimate)
         if estimate.num_inliers < cfg.min_inliers:
             return self._lose(frame, features, t0, match_ms, matches)
         world_from_cam = invert_pose(estimate.cam_from_world)
@@ -630,6 +633,59 @@ class Tracker:
             if not cfg.lk_keep_unaligned:
                 pixels[group[~ok]] = np.nan
         return pixels
+
+    def _align_warped(
+        self, corr: _Correspondences, camera: CameraModel, estimate: PoseEstimate
+    ) -> tuple[_Correspondences, PoseEstimate]:
+        """Each correspondence aligned again from its landmark's newest keyframe window,
+        warped into this view by the estimated pose; the pose refined on the result. Where
+        that alignment fails the position found before is kept."""
+        cfg = self._config
+        if self._grey is None or len(corr) == 0:
+            return corr, estimate
+        rows = self._map.rows_of(corr.landmark_ids)
+        slots, anchor_px = self._map.anchors()
+        slot_of = np.where(rows >= 0, slots[rows], -1)
+        greys = [entry.grey for entry in self._map.keyframes]
+        # slot -1 (no anchor) picks the trailing False
+        usable = np.array([g is not None for g in greys] + [False])[slot_of]
+        chosen = np.flatnonzero(usable)
+        if chosen.size == 0:
+            return corr, estimate
+        cam_from_world = estimate.cam_from_world
+        warp = np.empty((chosen.size, 2, 2))
+        for slot in np.unique(slot_of[chosen]):
+            group = slot_of[chosen] == slot
+            warp[group] = view_warp(
+                camera.K,
+                invert_pose(self._map.keyframes[slot].world_from_cam),
+                cam_from_world,
+                corr.points_world[chosen[group]],
+            )
+        aligned, ok = refine_positions_warped(
+            [g if g is not None else self._grey for g in greys],  # (unused stand-ins)
+            slot_of[chosen],
+            anchor_px[rows[chosen]],
+            self._grey,
+            corr.pixels[chosen],
+            warp,
+            cfg.lk_max_shift_px,
+            cfg.lk_window_px,
+            cfg.lk_max_round_trip_px,
+        )
+        pixels = corr.pixels.copy()
+        pixels[chosen[ok]] = aligned[ok]
+        refined = refine_pose(
+            cam_from_world,
+            corr.points_world,
+            pixels,
+            camera.K,
+            cfg.huber_px,
+            cfg.ransac_reprojection_px,
+        )
+        if refined.num_inliers < cfg.min_inliers:
+            return corr, estimate
+        return replace(corr, pixels=pixels).select(refined.inliers), _restrict(refined)
 
     # ------------------------------------------------------------------- keyframes
 
