@@ -172,11 +172,26 @@ def _aligned_pose(
     whole drift it is meant to remove. Each inlier's window in the candidate image (where its
     3-D point was measured) is aligned into the query image, starting at the matched
     keypoint (pyramidal Lucas-Kanade with a forward-backward check), and the pose is refined
-    on the aligned pixels by robust least squares. Returns (query_from_match, the 3-D points
+    on the aligned pixels by robust least squares; then once more with each window warped
+    into the query view by that pose (a revisit sees the surfaces at another scale and
+    angle, which biases a window aligned as it is). Returns (query_from_match, the 3-D points
     kept, inlier RMSE px), or None when too few points align.
     """
     from slamfront.frontend.pose import refine_pose
-    from slamfront.frontend.refine import refine_positions
+    from slamfront.frontend.refine import refine_positions, refine_positions_warped
+    from slamfront.geometry import view_warp
+
+    def refit(
+        pose: np.ndarray, aligned_px: np.ndarray, ok: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, float] | None:
+        if int(ok.sum()) < 6:
+            return None
+        estimate = refine_pose(
+            pose, points_m[ok], aligned_px[ok], camera_k, huber_px=1.0, inlier_px=1.5
+        )
+        if estimate.num_inliers < 6:
+            return None
+        return estimate.cam_from_world, points_m[ok][estimate.inliers], estimate.rmse_px
 
     aligned_px, ok = refine_positions(
         candidate_grey,
@@ -186,15 +201,20 @@ def _aligned_pose(
         max_shift_px,
         max_round_trip_px=max_round_trip_px,
     )
-    if int(ok.sum()) < 6:
+    first = refit(query_from_match, aligned_px, ok)
+    if first is None:
         return None
-    estimate = refine_pose(
-        query_from_match, points_m[ok], aligned_px[ok], camera_k, huber_px=1.0, inlier_px=1.5
+    warped_px, warped_ok = refine_positions_warped(
+        [candidate_grey],
+        np.zeros(len(candidate_px), np.int64),
+        candidate_px,
+        query_grey,
+        aligned_px,
+        view_warp(camera_k, np.eye(4), first[0], points_m),
+        max_shift_px,
+        max_round_trip_px=max_round_trip_px,
     )
-    if estimate.num_inliers < 6:
-        return None
-    keep = estimate.inliers
-    return estimate.cam_from_world, points_m[ok][keep], estimate.rmse_px
+    return refit(first[0], warped_px, warped_ok) or first
 
 
 def _reprojection_sq(
