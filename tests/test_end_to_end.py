@@ -304,18 +304,33 @@ def test_monocular_initialises_and_tracks(mono: Run) -> None:
     stamps = set(tracked.stamps_ns.tolist())
     assert len(stamps & set(mono.truth.stamps_ns[20:200].tolist())) == 180
     assert "scale is arbitrary" in " ".join(mono.stats.notes)
-    # measured today: 0.24 m (7 % of the 3.4 m flown while tracked); a regression guard,
-    # not the issue's bar (see the next test)
+    # measured today: 0.21 m over the 300 frames (282 tracked, 5.0 m: 4.2 %); a regression
+    # guard, not the issue's bar (see test_monocular_within_two_percent_after_sim3)
     result = evaluate_trajectories(tracked, mono.truth, align="sim3")
     assert result.num_matched_poses >= 180
     assert result.ate_m.rmse <= 0.1 * 3.4
 
 
+def test_monocular_scale_holds_until_the_turn(mono: Run) -> None:
+    """The two-view start puts map and baseline at one scale, so the scale of the track (20-
+    frame steps, estimated over true length) stays put over frames 20-160: measured 0.32-0.35.
+    A start from an unrefined 5-point sample (plain RANSAC) was 1.2 deg off in rotation, and
+    the scale then fell from 0.26 to 0.10 within 50 frames."""
+    tracked = read_tum_trajectory(mono.out / "trajectory.tum")
+    row_of = {stamp: i for i, stamp in enumerate(tracked.stamps_ns.tolist())}
+    frames = range(20, 161, 20)
+    rows = [row_of[int(mono.truth.stamps_ns[f])] for f in frames]
+    estimated = np.linalg.norm(np.diff(tracked.positions_m[rows], axis=0), axis=1)
+    true = np.linalg.norm(np.diff(mono.truth.positions_m[list(frames)], axis=0), axis=1)
+    scales = estimated / true
+    assert scales.max() < 1.2 * scales.min(), np.round(scales, 3)
+
+
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 5 bar not met: monocular loses the map in the loop's turn near frame 215 "
-    "(too little parallax to triangulate, no re-initialisation) and its scale drifts: "
-    "ATE after Sim(3) ~5 % of the path",
+    reason="issue 5 bar not met: monocular's scale holds until the loop's turn (0.32-0.35 of "
+    "the truth) but shrinks in and after it (0.28 by frame 200, 0.17 by 220): ATE after "
+    "Sim(3) 4.2 % of the path over these 300 frames",
 )
 def test_monocular_within_two_percent_after_sim3(mono: Run) -> None:
     assert mono.stats.frames_tracked >= 280
