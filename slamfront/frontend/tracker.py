@@ -284,17 +284,7 @@ class Tracker:
             )
         ref_grey = self._grey_of(ref_frame.image, ref_frame.camera)
         if ref_grey is not None and self._grey is not None:
-            px1, aligned = refine_positions(
-                ref_grey,
-                self._grey,
-                px0,
-                px1,
-                cfg.lk_max_shift_px,
-                window_px=cfg.lk_window_px,
-                levels=cfg.lk_levels,
-                max_round_trip_px=cfg.lk_max_round_trip_px,
-            )
-            keep = aligned | cfg.lk_keep_unaligned
+            px1, keep = self._align(ref_grey, self._grey, px0, px1)
             pairs, px0, px1 = pairs[keep], px0[keep], px1[keep]
             if len(pairs) < cfg.min_map_points:
                 return self._result(
@@ -337,7 +327,7 @@ class Tracker:
             zeros0,
             _Correspondences.empty(),
             True,
-            self._grey_of(ref_frame.image, ref_frame.camera),
+            ref_grey,
         )
         ids = self._map.add_landmarks(points[good], ref_features.descriptors[pairs[good, 0]])
         self._map.reference.landmark_ids[pairs[good, 0]] = ids
@@ -427,18 +417,7 @@ class Tracker:
         if entry.grey is not None and self._grey is not None and has.any():
             # where the keyframe's keypoints went, by image alignment (sub-pixel)
             reference_px = entry.keyframe.features.keypoints[matches.indices[has, 0]]
-            cfg = self._config
-            pixels, aligned = refine_positions(
-                entry.grey,
-                self._grey,
-                reference_px,
-                pixels,
-                cfg.lk_max_shift_px,
-                window_px=cfg.lk_window_px,
-                levels=cfg.lk_levels,
-                max_round_trip_px=cfg.lk_max_round_trip_px,
-            )
-            keep = aligned | self._config.lk_keep_unaligned
+            pixels, keep = self._align(entry.grey, self._grey, reference_px, pixels)
             has[has] = keep
             current_index, pixels = current_index[keep], pixels[keep]
         corr = _Correspondences(
@@ -631,7 +610,6 @@ class Tracker:
         """Sub-pixel positions of landmarks found near keypoints, by aligning the window
         around each landmark's newest keyframe observation; NaN where alignment failed
         (unless ``lk_keep_unaligned``), the keypoint itself when refinement is off."""
-        cfg = self._config
         pixels = keypoints.astype(np.float64)
         if self._grey is None or rows.size == 0:
             return pixels
@@ -640,21 +618,37 @@ class Tracker:
             entry = self._map.keyframes[slot] if slot >= 0 else None
             group = np.flatnonzero(slots[rows] == slot)
             if entry is None or entry.grey is None:
-                ok = np.zeros(group.size, bool)
+                keep = np.full(group.size, self._config.lk_keep_unaligned)
             else:
-                pixels[group], ok = refine_positions(
-                    entry.grey,
-                    self._grey,
-                    anchor_px[rows[group]],
-                    pixels[group],
-                    cfg.lk_max_shift_px,
-                    window_px=cfg.lk_window_px,
-                    levels=cfg.lk_levels,
-                    max_round_trip_px=cfg.lk_max_round_trip_px,
+                pixels[group], keep = self._align(
+                    entry.grey, self._grey, anchor_px[rows[group]], pixels[group]
                 )
-            if not cfg.lk_keep_unaligned:
-                pixels[group[~ok]] = np.nan
+            pixels[group[~keep]] = np.nan
         return pixels
+
+    def _align(
+        self,
+        reference: np.ndarray,
+        current: np.ndarray,
+        reference_px: np.ndarray,
+        current_px: np.ndarray,
+        max_row_shift_px: float | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`refine_positions` with the tracker's alignment settings: (N, 2) positions
+        and the (N,) mask of those to keep (aligned, or all with ``lk_keep_unaligned``)."""
+        cfg = self._config
+        pixels, aligned = refine_positions(
+            reference,
+            current,
+            reference_px,
+            current_px,
+            cfg.lk_max_shift_px,
+            max_row_shift_px=max_row_shift_px,
+            window_px=cfg.lk_window_px,
+            levels=cfg.lk_levels,
+            max_round_trip_px=cfg.lk_max_round_trip_px,
+        )
+        return pixels, aligned | cfg.lk_keep_unaligned
 
     def _align_warped(
         self, corr: _Correspondences, camera: CameraModel, estimate: PoseEstimate
@@ -737,18 +731,9 @@ class Tracker:
             right_grey = self._grey_of(frame.image_right, frame.stereo.right)
             if self._grey is not None and right_grey is not None and len(pairs):
                 # sub-pixel disparity: align the left keypoint's window along the row
-                right_px, aligned = refine_positions(
-                    self._grey,
-                    right_grey,
-                    left_px,
-                    right_px,
-                    cfg.lk_max_shift_px,
-                    max_row_shift_px=cfg.stereo_max_row_diff_px,
-                    window_px=cfg.lk_window_px,
-                    levels=cfg.lk_levels,
-                    max_round_trip_px=cfg.lk_max_round_trip_px,
+                right_px, keep = self._align(
+                    self._grey, right_grey, left_px, right_px, cfg.stereo_max_row_diff_px
                 )
-                keep = aligned | cfg.lk_keep_unaligned
                 pairs, left_px, right_px = pairs[keep], left_px[keep], right_px[keep]
             focal_baseline = frame.stereo.left.fx * frame.stereo.baseline_m
             disparity = left_px[:, 0] - right_px[:, 0]
