@@ -269,6 +269,10 @@ class LoopCandidate:
     num_inliers: int
     inlier_ratio: float
     information: np.ndarray | None = None
+    match_keypoints: np.ndarray | None = None
+    """(M,) int64 keypoints of the matched keyframe whose 3-D points the pose was fitted on."""
+    query_pixels: np.ndarray | None = None
+    """(M, 2) float64 where the query keyframe sees those points (undistorted pixels)."""
 
 
 @dataclass(frozen=True, eq=False)

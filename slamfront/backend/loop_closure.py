@@ -50,7 +50,9 @@ class LoopVerification:
     match_from_query: 4x4 pose of the query camera in the candidate camera;
     num_matches: matches whose candidate keypoint has a 3-D point;
     inlier_ratio: num_inliers / num_matches; rmse_px: inlier reprojection RMSE;
-    information: 6x6 (Pose3 tangent order) of ``match_from_query``, see ``pose_information``.
+    information: 6x6 (Pose3 tangent order) of ``match_from_query``, see ``pose_information``;
+    match_keypoints (M,) int64 / query_pixels (M, 2) float64: the inliers the pose was fitted
+    on, as the candidate keypoint (whose 3-D point it is) and where the query image sees it.
     """
 
     match_from_query: np.ndarray
@@ -59,6 +61,8 @@ class LoopVerification:
     inlier_ratio: float
     rmse_px: float
     information: np.ndarray
+    match_keypoints: np.ndarray
+    query_pixels: np.ndarray
 
 
 def verify_loop(
@@ -85,6 +89,7 @@ def verify_loop(
     if num_matches < max(config.min_inliers, 6):
         return None
     points_m = np.ascontiguousarray(points_m[valid])
+    candidate_index = idx[valid, 1]
     pixels = np.ascontiguousarray(query.features.keypoints[idx[valid, 0]], dtype=np.float64)
     camera_k = query.camera.K
     try:
@@ -129,19 +134,22 @@ def verify_loop(
         return None
     query_from_match = make_pose(cv2.Rodrigues(rvec)[0], np.asarray(tvec).reshape(3))
     rmse_px = float(np.sqrt(np.mean(errors_sq[inliers])))
-    points_used = points_m[inliers]
+    used = np.flatnonzero(inliers)
+    used_px = pixels[used]
     if config.align_subpixel and query.grey is not None and candidate.grey is not None:
         refined = _aligned_pose(
             query_from_match,
-            points_used,
-            pixels[inliers],
-            candidate.features.keypoints[idx[valid, 1]][inliers],
+            points_m[used],
+            used_px,
+            candidate.features.keypoints[candidate_index[used]],
             query.grey,
             candidate.grey,
             camera_k,
         )
         if refined is not None:
-            query_from_match, points_used, rmse_px = refined
+            query_from_match, kept, used_px, rmse_px = refined
+            used = used[kept]
+    points_used = points_m[used]
     points_query = points_used @ query_from_match[:3, :3].T + query_from_match[:3, 3]
     focal_px = float(np.sqrt(query.camera.fx * query.camera.fy))
     return LoopVerification(
@@ -151,6 +159,8 @@ def verify_loop(
         inlier_ratio=ratio,
         rmse_px=rmse_px,
         information=pose_information(points_query, focal_px, rmse_px, min_sigma_px),
+        match_keypoints=candidate_index[used],
+        query_pixels=used_px,
     )
 
 
@@ -164,7 +174,7 @@ def _aligned_pose(
     camera_k: np.ndarray,
     max_shift_px: float = 4.0,
     max_round_trip_px: float = 0.3,
-) -> tuple[np.ndarray, np.ndarray, float] | None:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
     """The loop pose refitted on sub-pixel correspondences.
 
     Keypoints are re-found only to about a pixel from one view to the next, and a loop
@@ -174,8 +184,9 @@ def _aligned_pose(
     keypoint (pyramidal Lucas-Kanade with a forward-backward check), and the pose is refined
     on the aligned pixels by robust least squares; then once more with each window warped
     into the query view by that pose (a revisit sees the surfaces at another scale and
-    angle, which biases a window aligned as it is). Returns (query_from_match, the 3-D points
-    kept, inlier RMSE px), or None when too few points align.
+    angle, which biases a window aligned as it is). Returns (query_from_match, the indices of
+    the points kept, their aligned query pixels, inlier RMSE px), or None when too few points
+    align.
     """
     from slamfront.frontend.pose import refine_pose
     from slamfront.frontend.refine import refine_positions, refine_positions_warped
@@ -183,7 +194,7 @@ def _aligned_pose(
 
     def refit(
         pose: np.ndarray, aligned_px: np.ndarray, ok: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, float] | None:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
         if int(ok.sum()) < 6:
             return None
         estimate = refine_pose(
@@ -191,7 +202,8 @@ def _aligned_pose(
         )
         if estimate.num_inliers < 6:
             return None
-        return estimate.cam_from_world, points_m[ok][estimate.inliers], estimate.rmse_px
+        kept = np.flatnonzero(ok)[estimate.inliers]
+        return estimate.cam_from_world, kept, aligned_px[kept], estimate.rmse_px
 
     aligned_px, ok = refine_positions(
         candidate_grey,
@@ -292,6 +304,8 @@ class LoopDetector:
             num_inliers=found.num_inliers,
             inlier_ratio=found.inlier_ratio,
             information=found.information,
+            match_keypoints=found.match_keypoints,
+            query_pixels=found.query_pixels,
         )
 
     def _find(self, keyframe: Keyframe) -> _Confirmation | None:

@@ -184,7 +184,7 @@ def test_loop_pose_is_refitted_on_aligned_pixels() -> None:
     and a keyframe without its grey image falls back to the keypoints."""
     import slamfront as sf
     from slamfront.frontend.refine import grey
-    from slamfront.geometry import sample_depth, unproject
+    from slamfront.geometry import project, sample_depth, transform_points, unproject
     from slamfront.sim.rig import SimRig
 
     config = sf.load_config("classic")
@@ -227,3 +227,14 @@ def test_loop_pose_is_refitted_on_aligned_pixels() -> None:
     assert aligned_rmse < 0.4 < raw_rmse
     without_image = dataclasses.replace(query, grey=None)
     assert error_mm(CONFIG, without_image) == (raw_mm, raw_rmse)
+    # the inliers it hands on (for the final bundle adjustment) are where the query camera
+    # truly sees the matched keyframe's points
+    found = verify_loop(query, match, matcher, CONFIG)
+    assert found is not None
+    points_query = transform_points(invert_pose(truth), match.points_cam_m[found.match_keypoints])
+    error_px = np.linalg.norm(project(query.camera.K, points_query) - found.query_pixels, axis=1)
+    assert len(error_px) >= 0.8 * found.num_inliers and np.median(error_px) < 0.1, (
+        len(error_px),
+        found.num_inliers,
+        np.median(error_px),
+    )
