@@ -253,6 +253,24 @@ class BackendConfig:
     """Extra iSAM2 relinearisation passes after a loop factor (no new factors)."""
     odometry_min_sigma_px: float = 0.5
     """Floor on the pixel noise used to turn a tracker's inliers into an information matrix."""
+    final_adjustment: bool = True
+    """At the end of a run, bundle-adjust every keyframe pose with the landmarks it observes
+    (seeded by the pose graph; batch, a few seconds for a room-sized loop of 40 keyframes and
+    50k observations). The graph can only spread each keyframe's odometry error; landmarks
+    seen from many keyframes remove it (sim loop, fast RGB-D seed 2: keyframe ATE 0.81 ->
+    0.48 mm)."""
+    final_adjustment_iterations: int = 8
+    """Levenberg-Marquardt iterations of the final adjustment."""
+    adjustment_sigma_px: float = 0.3
+    """Pixel noise of an observation in the final adjustment (sub-pixel aligned keypoints)."""
+    adjustment_range_baseline_m: float = 0.1
+    """The tracker's depth of a landmark enters the final adjustment as the disparity a
+    stereo camera of this baseline would see, so a 2 m depth weighs about 1/50 of the pixels
+    at 500 px focal length: it fixes the scale projections leave free without re-imposing the
+    tracker's pose errors that it carries (1.0 m: 0.77 mm instead of 0.48 on that loop)."""
+    adjustment_odometry_weight: float = 0.01
+    """Scale of the odometry information in the final adjustment (it only holds a keyframe
+    with few observations; the observations carry the same information)."""
     loop_closure: LoopClosureConfig = field(default_factory=LoopClosureConfig)
 
     def __post_init__(self) -> None:
@@ -262,6 +280,14 @@ class BackendConfig:
         _check(self.relinearize_threshold > 0, "relinearize_threshold", "must be positive")
         _check(self.loop_iterations >= 0, "loop_iterations", "must be >= 0")
         _check(self.odometry_min_sigma_px > 0, "odometry_min_sigma_px", "must be positive")
+        _check(self.final_adjustment_iterations >= 1, "final_adjustment_iterations", "must be >= 1")
+        _check(self.adjustment_sigma_px > 0, "adjustment_sigma_px", "must be positive")
+        _check(
+            self.adjustment_range_baseline_m > 0, "adjustment_range_baseline_m", "must be positive"
+        )
+        _check(
+            self.adjustment_odometry_weight > 0, "adjustment_odometry_weight", "must be positive"
+        )
 
 
 @dataclass(frozen=True)

@@ -6,18 +6,22 @@ worker thread so tracking never waits for it.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from slamfront.errors import InputError
-from slamfront.types import Keyframe, OptimizedPoses
+from slamfront.geometry import invert_pose, transform_points
+from slamfront.types import Keyframe, LoopCandidate, OptimizedPoses
 
 if TYPE_CHECKING:
-    from slamfront.backend.pose_graph import GraphEdge
+    from slamfront.backend.pose_graph import GraphEdge, KeyframeObservations
     from slamfront.config import BackendConfig
     from slamfront.frontend.base import Matcher
+
+log = logging.getLogger(__name__)
 
 
 class BackEnd:
@@ -51,7 +55,9 @@ class BackEnd:
                 min_sigma_px=config.odometry_min_sigma_px,
             )
         self._loops: list[tuple[int, int]] = []
+        self._loop_candidates: list[LoopCandidate] = []
         self.keyframes: dict[int, Keyframe] = {}
+        self._prior_ids = {keyframe.keyframe_id for keyframe in prior_keyframes}
         for keyframe in prior_keyframes:
             self._graph.add_keyframe(keyframe.keyframe_id, keyframe.world_from_cam)
             self.keyframes[keyframe.keyframe_id] = keyframe
@@ -93,14 +99,25 @@ class BackEnd:
         if candidate is not None:
             self._graph.add_loop(candidate)
             self._loops.append((candidate.query_keyframe_id, candidate.match_keyframe_id))
+            self._loop_candidates.append(candidate)
         poses = self._with_loops(self._graph.optimize())
         return poses if candidate is not None else None
 
     def finish(self) -> OptimizedPoses | None:
-        """The final optimised poses (None if no keyframe was added)."""
+        """The final optimised poses (None if no keyframe was added): the pose graph's, then
+        bundle-adjusted with the landmarks (``backend.final_adjustment``)."""
         if not self.keyframes:
             return None
-        return self._with_loops(self._graph.optimize())
+        poses = self._with_loops(self._graph.optimize())
+        if not self._config.final_adjustment:
+            return poses
+        try:
+            adjusted = self._adjusted(poses)
+        except RuntimeError as exc:  # gtsam: singular system; keep the graph's poses
+            log.warning("final bundle adjustment failed, keeping the pose graph's: %s", exc)
+            return poses
+        adjusted.setflags(write=False)
+        return replace(poses, revision=poses.revision + 1, world_from_cam=adjusted)
 
     @property
     def vocabulary_id(self) -> str:
@@ -109,6 +126,108 @@ class BackEnd:
     @property
     def edges(self) -> tuple[GraphEdge, ...]:
         return self._graph.edges
+
+    def _adjusted(self, poses: OptimizedPoses) -> np.ndarray:
+        """Bundle adjustment of this run's keyframes, seeded by ``poses``. The keyframes of a
+        loaded map stay where they are and hold the frame (else the first keyframe does);
+        their landmark ids are another run's, so only this run's observations enter. A loop's
+        inliers enter as observations of the matched keyframe's landmarks by the query
+        keyframe, so the landmarks tie the two passes together directly."""
+        from slamfront.backend.pose_graph import adjust_keyframes
+
+        ids = poses.keyframe_ids
+        held = np.array([kid in self._prior_ids for kid in ids])
+        if not held.any():
+            held[0] = True
+        observations = self._observations(poses)
+        if observations is None:
+            return poses.world_from_cam.copy()
+        intrinsics = np.array(
+            [
+                [kf.camera.fx, kf.camera.fy, kf.camera.cx, kf.camera.cy]
+                for kf in (self.keyframes[kid] for kid in ids)
+            ]
+        )
+        return adjust_keyframes(
+            ids,
+            poses.world_from_cam,
+            intrinsics,
+            held,
+            observations,
+            self._graph.edges,
+            self._config,
+        )
+
+    def _observations(self, poses: OptimizedPoses) -> KeyframeObservations | None:
+        """This run's landmark observations (keyframes and loops) of landmarks seen at least
+        twice, seeded at the first observation on ``poses``; None if there are none."""
+        from slamfront.backend.pose_graph import KeyframeObservations
+
+        ids = poses.keyframe_ids
+        keyframes = [self.keyframes[kid] for kid in ids]
+        parts: list[tuple[np.ndarray, ...]] = []
+        for row, (keyframe, world_from_cam) in enumerate(
+            zip(keyframes, poses.world_from_cam, strict=True)
+        ):
+            if keyframe.keyframe_id in self._prior_ids or keyframe.landmark_ids is None:
+                continue
+            points_cam = keyframe.points_cam_m
+            with np.errstate(invalid="ignore"):
+                seen = np.flatnonzero((keyframe.landmark_ids >= 0) & (points_cam[:, 2] > 0))
+            parts.append(
+                (
+                    np.full(seen.size, row),
+                    keyframe.landmark_ids[seen],
+                    keyframe.features.keypoints[seen].astype(np.float64),
+                    points_cam[seen, 2],
+                    transform_points(world_from_cam, points_cam[seen]),
+                )
+            )
+        row_of = {kid: row for row, kid in enumerate(ids)}
+        for loop in self._loop_candidates:
+            match = self.keyframes[loop.match_keyframe_id]
+            if (
+                loop.match_keyframe_id in self._prior_ids
+                or match.landmark_ids is None
+                or loop.match_keypoints is None
+                or loop.query_pixels is None
+            ):
+                continue
+            landmark_ids = match.landmark_ids[loop.match_keypoints]
+            points_query = transform_points(
+                invert_pose(loop.match_from_query), match.points_cam_m[loop.match_keypoints]
+            )
+            with np.errstate(invalid="ignore"):
+                seen = np.flatnonzero((landmark_ids >= 0) & (points_query[:, 2] > 0))
+            world_from_match = poses.world_from_cam[row_of[loop.match_keyframe_id]]
+            parts.append(
+                (
+                    np.full(seen.size, row_of[loop.query_keyframe_id]),
+                    landmark_ids[seen],
+                    loop.query_pixels[seen],
+                    points_query[seen, 2],
+                    transform_points(
+                        world_from_match, match.points_cam_m[loop.match_keypoints[seen]]
+                    ),
+                )
+            )
+        if not parts:
+            return None
+        rows, landmark_ids, pixels, depths_m, points_world = (
+            np.concatenate(column) for column in zip(*parts, strict=True)
+        )
+        _, first, inverse, count = np.unique(
+            landmark_ids, return_index=True, return_inverse=True, return_counts=True
+        )
+        multi = count[inverse] >= 2  # a landmark seen once adds unknowns, no constraint
+        new_row = np.cumsum(count >= 2) - 1
+        return KeyframeObservations(
+            keyframe_rows=rows[multi],
+            landmark_rows=new_row[inverse[multi]],
+            pixels=pixels[multi],
+            depths_m=depths_m[multi],
+            landmarks_world_m=points_world[first[count >= 2]],
+        )
 
     def _with_loops(self, poses: OptimizedPoses) -> OptimizedPoses:
         return replace(poses, num_loops=len(self._loops), loop_edges=tuple(self._loops))

@@ -6,6 +6,9 @@ weighted by the tracker's own information matrix, and loop-closure factors behin
 kernel (``backend.robust_kernel``). Every :meth:`PoseGraph.optimize` hands iSAM2 only the
 factors and values added since the previous call.
 
+:func:`adjust_keyframes` is the final keyframe bundle adjustment (poses and landmarks from
+pixel observations, batch Levenberg-Marquardt), seeded by the graph's estimate.
+
 Information matrices are 6x6 in gtsam's ``Pose3`` tangent order ``(rx, ry, rz, tx, ty, tz)``
 (radians, metres) for a perturbation of the *second* pose in its own frame
 (``b_from_b' = Exp(xi)``), the convention of ``BetweenFactorPose3(a, b, a_from_b)``.
@@ -18,6 +21,7 @@ holding read-only copies, safe to hand to other threads.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -198,14 +202,7 @@ class PoseGraph:
                 )
         relative = _checked_pose(candidate.match_from_query, "match_from_query")
         info = _checked_information(information, "loop information")
-        noise: Any = gtsam.noiseModel.Gaussian.Information(info)
-        kernel = self._config.robust_kernel
-        if kernel != "none":
-            estimator = {
-                "cauchy": gtsam.noiseModel.mEstimator.Cauchy,
-                "huber": gtsam.noiseModel.mEstimator.Huber,
-            }[kernel].Create(self._config.robust_kernel_scale)
-            noise = gtsam.noiseModel.Robust.Create(estimator, noise)
+        noise = _loop_noise(gtsam, info, self._config)
         self._new_factors.add(
             gtsam.BetweenFactorPose3(
                 gtsam.symbol("k", candidate.match_keyframe_id),
@@ -254,6 +251,128 @@ class PoseGraph:
         key = self._gtsam.symbol("k", keyframe_id)
         values = self._new_values if self._new_values.exists(key) else self._estimate
         return np.asarray(values.atPose3(key).matrix(), dtype=np.float64)
+
+
+@dataclass(frozen=True, eq=False)
+class KeyframeObservations:
+    """Landmark observations for :func:`adjust_keyframes`: observation ``i`` is landmark
+    ``landmark_rows[i]`` seen at ``pixels[i]`` (undistorted pixels) by keyframe
+    ``keyframe_rows[i]`` at depth ``depths_m[i]`` (positive) as the tracker estimated it;
+    ``landmarks_world_m`` (L, 3) seeds the landmark positions."""
+
+    keyframe_rows: np.ndarray
+    landmark_rows: np.ndarray
+    pixels: np.ndarray
+    depths_m: np.ndarray
+    landmarks_world_m: np.ndarray
+
+
+def adjust_keyframes(
+    keyframe_ids: Sequence[int],
+    world_from_cam: np.ndarray,
+    intrinsics: np.ndarray,
+    held: np.ndarray,
+    observations: KeyframeObservations,
+    edges: Sequence[GraphEdge],
+    config: BackendConfig,
+) -> np.ndarray:
+    """Bundle adjustment of keyframe poses and the landmarks they observe; returns the
+    adjusted ``world_from_cam`` (K, 4, 4) in the order of ``keyframe_ids``.
+
+    ``world_from_cam`` (K, 4, 4) seeds the poses (the pose graph's estimate); ``intrinsics``
+    (K, 4) holds each keyframe's pinhole ``fx, fy, cx, cy``; ``held`` (K,) marks keyframes
+    pinned where they are (the gauge, or a loaded map). Each observation is a gtsam stereo
+    factor: the pixel, plus the tracker's depth of the landmark turned into the disparity of
+    a virtual stereo camera of baseline ``adjustment_range_baseline_m``, with a Huber kernel.
+    ``edges``: odometry factors enter weighted by ``adjustment_odometry_weight`` (they only
+    keep a keyframe with few observations in place), loop factors as in the pose graph.
+    A keyframe that is not held and has no odometry edge into it (a restarted chain) gets a
+    weak prior at its seed. Raises ``RuntimeError`` (gtsam's) if the system is singular.
+    """
+    import gtsam
+
+    ids = [int(kid) for kid in keyframe_ids]
+    poses = np.asarray(world_from_cam, dtype=np.float64)
+    if poses.shape != (len(ids), 4, 4) or intrinsics.shape != (len(ids), 4):
+        raise InputError(
+            f"{len(ids)} keyframes need (K, 4, 4) poses and (K, 4) intrinsics, "
+            f"got {poses.shape} and {intrinsics.shape}"
+        )
+    row_of = {kid: row for row, kid in enumerate(ids)}
+    graph = gtsam.NonlinearFactorGraph()
+    values = gtsam.Values()
+    keys = [gtsam.symbol("k", kid) for kid in ids]
+    tight = gtsam.noiseModel.Diagonal.Sigmas(
+        np.array([config.prior_sigma_rad] * 3 + [config.prior_sigma_m] * 3)
+    )
+    weak = gtsam.noiseModel.Diagonal.Sigmas(np.array([1.0] * 3 + [0.1] * 3))
+    reached = {edge.to_id for edge in edges if edge.kind == "odometry"}
+    for row, kid in enumerate(ids):
+        values.insert(keys[row], gtsam.Pose3(poses[row]))
+        if held[row] or kid not in reached:
+            prior = tight if held[row] else weak
+            graph.add(gtsam.PriorFactorPose3(keys[row], gtsam.Pose3(poses[row]), prior))
+    for edge in edges:
+        if edge.from_id not in row_of or edge.to_id not in row_of:
+            continue
+        noise: Any
+        if edge.kind == "loop":
+            noise = _loop_noise(gtsam, edge.information, config)
+        else:
+            weighted = edge.information * config.adjustment_odometry_weight
+            noise = gtsam.noiseModel.Gaussian.Information(weighted)
+        graph.add(
+            gtsam.BetweenFactorPose3(
+                keys[row_of[edge.from_id]],
+                keys[row_of[edge.to_id]],
+                gtsam.Pose3(edge.from_from_to),
+                noise,
+            )
+        )
+    landmark_keys = [gtsam.symbol("l", row) for row in range(len(observations.landmarks_world_m))]
+    for key, position in zip(landmark_keys, observations.landmarks_world_m, strict=True):
+        values.insert(key, gtsam.Point3(position))
+    baseline_m = config.adjustment_range_baseline_m
+    calibrations = [
+        gtsam.Cal3_S2Stereo(fx, fy, 0.0, cx, cy, baseline_m) for fx, fy, cx, cy in intrinsics
+    ]
+    pixel_noise = gtsam.noiseModel.Robust.Create(
+        gtsam.noiseModel.mEstimator.Huber.Create(1.345),
+        gtsam.noiseModel.Isotropic.Sigma(3, config.adjustment_sigma_px),
+    )
+    disparity_px = intrinsics[observations.keyframe_rows, 0] * baseline_m / observations.depths_m
+    for row, landmark, (u, v), disparity in zip(
+        observations.keyframe_rows.tolist(),
+        observations.landmark_rows.tolist(),
+        observations.pixels.tolist(),
+        disparity_px.tolist(),
+        strict=True,
+    ):
+        graph.add(
+            gtsam.GenericStereoFactor3D(
+                gtsam.StereoPoint2(u, u - disparity, v),
+                pixel_noise,
+                keys[row],
+                landmark_keys[landmark],
+                calibrations[row],
+            )
+        )
+    params = gtsam.LevenbergMarquardtParams()
+    params.setMaxIterations(config.final_adjustment_iterations)
+    result = gtsam.LevenbergMarquardtOptimizer(graph, values, params).optimize()
+    return np.array([result.atPose3(key).matrix() for key in keys])
+
+
+def _loop_noise(gtsam: Any, information: np.ndarray, config: BackendConfig) -> Any:
+    """A loop factor's noise: the Gaussian of ``information`` behind ``robust_kernel``."""
+    noise = gtsam.noiseModel.Gaussian.Information(information)
+    if config.robust_kernel == "none":
+        return noise
+    estimator = {
+        "cauchy": gtsam.noiseModel.mEstimator.Cauchy,
+        "huber": gtsam.noiseModel.mEstimator.Huber,
+    }[config.robust_kernel].Create(config.robust_kernel_scale)
+    return gtsam.noiseModel.Robust.Create(estimator, noise)
 
 
 def _edge(

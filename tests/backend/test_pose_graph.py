@@ -187,3 +187,55 @@ def test_a_new_chain_with_a_weak_prior_is_pulled_in_by_a_loop() -> None:
     for i in (6, 7):
         np.testing.assert_allclose(after[i], truth[i], atol=1e-3)
     np.testing.assert_allclose(after[:6], np.stack(truth[:6]), atol=1e-4)
+
+
+def test_bundle_adjustment_removes_pose_noise_the_landmarks_contradict() -> None:
+    """Ten keyframes along a wall of landmarks, seeded with 2 cm / 0.5 deg pose errors and
+    exact pixels: the adjustment (first keyframe held) puts every keyframe back within 1 mm,
+    with the depth seeds 1 % off (they set the scale)."""
+    from slamfront.backend.pose_graph import KeyframeObservations, adjust_keyframes
+    from slamfront.geometry import project
+
+    rng = np.random.default_rng(3)
+    fx, fy, cx, cy = 500.0, 500.0, 320.0, 240.0
+    k = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])
+    truth = [make_pose(np.eye(3), np.array([0.1 * i, 0.0, 0.0])) for i in range(10)]
+    landmarks = np.column_stack(
+        [rng.uniform(-1.5, 2.5, 400), rng.uniform(-1.0, 1.0, 400), rng.uniform(2.0, 4.0, 400)]
+    )
+    rows, ids, pixels, depths = [], [], [], []
+    for row, world_from_cam in enumerate(truth):
+        cam = (landmarks - world_from_cam[:3, 3]) @ world_from_cam[:3, :3]
+        px = project(k, cam)
+        seen = np.flatnonzero((px[:, 0] > 0) & (px[:, 0] < 640) & (px[:, 1] > 0) & (px[:, 1] < 480))
+        rows.append(np.full(seen.size, row))
+        ids.append(seen)
+        pixels.append(px[seen])
+        depths.append(cam[seen, 2] * rng.uniform(0.99, 1.01, seen.size))
+    seeds = [truth[0]] + [
+        make_pose(so3_exp(rng.normal(0, 0.005, 3)) @ t[:3, :3], t[:3, 3] + rng.normal(0, 0.02, 3))
+        for t in truth[1:]
+    ]
+    observations = KeyframeObservations(
+        keyframe_rows=np.concatenate(rows),
+        landmark_rows=np.concatenate(ids),
+        pixels=np.concatenate(pixels),
+        depths_m=np.concatenate(depths),
+        landmarks_world_m=landmarks + rng.normal(0, 0.02, landmarks.shape),
+    )
+    held = np.zeros(10, bool)
+    held[0] = True
+    config = BackendConfig(final_adjustment_iterations=30)
+    adjusted = adjust_keyframes(
+        range(10),
+        np.array(seeds),
+        np.tile([fx, fy, cx, cy], (10, 1)),
+        held,
+        observations,
+        (),
+        config,
+    )
+    seeded_m = max(np.linalg.norm(s[:3, 3] - t[:3, 3]) for s, t in zip(seeds, truth, strict=True))
+    error_m = max(np.linalg.norm(a[:3, 3] - t[:3, 3]) for a, t in zip(adjusted, truth, strict=True))
+    assert seeded_m > 0.02
+    assert error_m < 1e-3, error_m
