@@ -221,6 +221,10 @@ class TrackResult:
     matches: Matches | None = None
     features: Features | None = None
     timings: StageTimings = field(default_factory=StageTimings)
+    landmark_ids: np.ndarray | None = None
+    """(M,) int64 the landmarks the pose was solved on (its inliers), or None without a pose."""
+    landmark_pixels: np.ndarray | None = None
+    """(M, 2) float64 where this frame sees them (undistorted pixels, as aligned)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -285,6 +289,11 @@ class OptimizedPoses:
     num_loops: int = 0
     loop_edges: tuple[tuple[int, int], ...] = ()
     """Accepted loops so far as (query keyframe id, matched keyframe id)."""
+    landmark_ids: np.ndarray | None = None
+    """(L,) int64 sorted ids of the landmarks placed by the final bundle adjustment (None
+    before it)."""
+    landmarks_world_m: np.ndarray | None = None
+    """(L, 3) float64 their positions."""
 
 
 @dataclass(frozen=True, eq=False)

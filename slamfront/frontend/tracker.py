@@ -195,6 +195,7 @@ class Tracker:
         matches: Matches | None = None,
         estimate: PoseEstimate | None = None,
         keyframe: Keyframe | None = None,
+        inliers: _Correspondences | None = None,
     ) -> TrackResult:
         self._state = state
         total_ms = (time.perf_counter() - t0) * 1e3
@@ -220,6 +221,8 @@ class Tracker:
             matches=matches,
             features=features,
             timings=StageTimings(match_ms=match_ms, pose_ms=max(total_ms - match_ms, 0.0)),
+            landmark_ids=inliers.landmark_ids.copy() if inliers is not None else None,
+            landmark_pixels=inliers.pixels.copy() if inliers is not None else None,
         )
 
     # -------------------------------------------------------------- initialisation
@@ -474,7 +477,7 @@ class Tracker:
         estimate = self._estimate(corr, features, frame.camera, prediction)
         if estimate is None or estimate.num_inliers < cfg.min_inliers:
             return self._lose(frame, features, t0, match_ms, matches)
-        corr = corr.select(estimate.inliers)
+        corr, estimate = corr.select(estimate.inliers), _restrict(estimate)
         corr, estimate = self._search_local_map(corr, features, frame.camera, estimate)
         if cfg.lk_prewarp:
             corr, estimate = self._align_warped(corr, frame.camera, estimate)
@@ -533,6 +536,7 @@ class Tracker:
             matches,
             estimate,
             keyframe,
+            corr.select(estimate.inliers),
         )
 
     def _search_local_map(
@@ -972,7 +976,7 @@ class Tracker:
             estimate = self._estimate(corr, features, frame.camera, None)
             if estimate is None or estimate.num_inliers < cfg.min_inliers:
                 continue
-            corr = corr.select(estimate.inliers)
+            corr, estimate = corr.select(estimate.inliers), _restrict(estimate)
             corr, estimate = self._search_local_map(corr, features, frame.camera, estimate)
             if estimate.num_inliers < cfg.min_inliers:
                 continue
