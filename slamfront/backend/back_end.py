@@ -112,12 +112,10 @@ class BackEnd:
         if not self._config.final_adjustment:
             return poses
         try:
-            adjusted = self._adjusted(poses)
+            return self._adjusted(poses)
         except RuntimeError as exc:  # gtsam: singular system; keep the graph's poses
             log.warning("final bundle adjustment failed, keeping the pose graph's: %s", exc)
             return poses
-        adjusted.setflags(write=False)
-        return replace(poses, revision=poses.revision + 1, world_from_cam=adjusted)
 
     @property
     def vocabulary_id(self) -> str:
@@ -127,28 +125,29 @@ class BackEnd:
     def edges(self) -> tuple[GraphEdge, ...]:
         return self._graph.edges
 
-    def _adjusted(self, poses: OptimizedPoses) -> np.ndarray:
-        """Bundle adjustment of this run's keyframes, seeded by ``poses``. The keyframes of a
-        loaded map stay where they are and hold the frame (else the first keyframe does);
-        their landmark ids are another run's, so only this run's observations enter. A loop's
-        inliers enter as observations of the matched keyframe's landmarks by the query
-        keyframe, so the landmarks tie the two passes together directly."""
+    def _adjusted(self, poses: OptimizedPoses) -> OptimizedPoses:
+        """Bundle adjustment of this run's keyframes and landmarks, seeded by ``poses``. The
+        keyframes of a loaded map stay where they are and hold the frame (else the first
+        keyframe does); their landmark ids are another run's, so only this run's observations
+        enter. A loop's inliers enter as observations of the matched keyframe's landmarks by
+        the query keyframe, so the landmarks tie the two passes together directly."""
         from slamfront.backend.pose_graph import adjust_keyframes
 
         ids = poses.keyframe_ids
         held = np.array([kid in self._prior_ids for kid in ids])
         if not held.any():
             held[0] = True
-        observations = self._observations(poses)
-        if observations is None:
-            return poses.world_from_cam.copy()
+        found = self._observations(poses)
+        if found is None:
+            return poses
+        landmark_ids, observations = found
         intrinsics = np.array(
             [
                 [kf.camera.fx, kf.camera.fy, kf.camera.cx, kf.camera.cy]
                 for kf in (self.keyframes[kid] for kid in ids)
             ]
         )
-        return adjust_keyframes(
+        world_from_cam, landmarks_world_m = adjust_keyframes(
             ids,
             poses.world_from_cam,
             intrinsics,
@@ -157,10 +156,22 @@ class BackEnd:
             self._graph.edges,
             self._config,
         )
+        for array in (world_from_cam, landmark_ids, landmarks_world_m):
+            array.setflags(write=False)
+        return replace(
+            poses,
+            revision=poses.revision + 1,
+            world_from_cam=world_from_cam,
+            landmark_ids=landmark_ids,
+            landmarks_world_m=landmarks_world_m,
+        )
 
-    def _observations(self, poses: OptimizedPoses) -> KeyframeObservations | None:
-        """This run's landmark observations (keyframes and loops) of landmarks seen at least
-        twice, seeded at the first observation on ``poses``; None if there are none."""
+    def _observations(
+        self, poses: OptimizedPoses
+    ) -> tuple[np.ndarray, KeyframeObservations] | None:
+        """This run's observations (keyframes and loops) of landmarks seen at least twice,
+        and those landmarks' ids (sorted, one per landmark row), each landmark seeded at its
+        first observation on ``poses``; None if there are none."""
         from slamfront.backend.pose_graph import KeyframeObservations
 
         ids = poses.keyframe_ids
@@ -216,12 +227,12 @@ class BackEnd:
         rows, landmark_ids, pixels, depths_m, points_world = (
             np.concatenate(column) for column in zip(*parts, strict=True)
         )
-        _, first, inverse, count = np.unique(
+        unique, first, inverse, count = np.unique(
             landmark_ids, return_index=True, return_inverse=True, return_counts=True
         )
         multi = count[inverse] >= 2  # a landmark seen once adds unknowns, no constraint
         new_row = np.cumsum(count >= 2) - 1
-        return KeyframeObservations(
+        return unique[count >= 2], KeyframeObservations(
             keyframe_rows=rows[multi],
             landmark_rows=new_row[inverse[multi]],
             pixels=pixels[multi],

@@ -275,9 +275,10 @@ def adjust_keyframes(
     observations: KeyframeObservations,
     edges: Sequence[GraphEdge],
     config: BackendConfig,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Bundle adjustment of keyframe poses and the landmarks they observe; returns the
-    adjusted ``world_from_cam`` (K, 4, 4) in the order of ``keyframe_ids``.
+    adjusted ``world_from_cam`` (K, 4, 4) in the order of ``keyframe_ids`` and the adjusted
+    landmark positions (L, 3) in the order of ``observations.landmarks_world_m``.
 
     ``world_from_cam`` (K, 4, 4) seeds the poses (the pose graph's estimate); ``intrinsics``
     (K, 4) holds each keyframe's pinhole ``fx, fy, cx, cy``; ``held`` (K,) marks keyframes
@@ -360,7 +361,9 @@ def adjust_keyframes(
     params = gtsam.LevenbergMarquardtParams()
     params.setMaxIterations(config.final_adjustment_iterations)
     result = gtsam.LevenbergMarquardtOptimizer(graph, values, params).optimize()
-    return np.array([result.atPose3(key).matrix() for key in keys])
+    adjusted_poses = np.array([result.atPose3(key).matrix() for key in keys])
+    landmarks_m = np.array([result.atPoint3(key) for key in landmark_keys]).reshape(-1, 3)
+    return adjusted_poses, landmarks_m
 
 
 def _loop_noise(gtsam: Any, information: np.ndarray, config: BackendConfig) -> Any:
