@@ -146,8 +146,14 @@ class TrackerConfig:
     """Monocular initialisation waits until the median ray angle reaches this."""
     stereo_max_row_diff_px: float = 1.5
     local_adjustment_rounds: int = 2
-    """At each keyframe, rounds of alternating keyframe-pose / landmark refinement over the
-    window (a local bundle adjustment; 0 = landmarks only)."""
+    """RGB-D and stereo: at each keyframe, rounds of alternating keyframe-pose / landmark
+    refinement over the window (a local bundle adjustment; 0 = landmarks only)."""
+    mono_adjustment_iterations: int = 20
+    """Monocular: at each keyframe, a joint bundle adjustment of the window's keyframe poses
+    and landmarks (the two oldest keyframes held: they fix the gauge and the scale) runs up
+    to this many Levenberg-Marquardt iterations (0 = off). Alternation cannot hold a
+    monocular scale; this holds it longer (sim loop: through the first turn on every seed
+    tried, around the whole loop on one of three; see the README)."""
     match_keypoints: int | None = None
     """Keypoints per image handed to the matcher (best by score; None = all). Extracting more
     than this gives the local-map search and new landmarks more points at no matching cost."""
@@ -176,6 +182,7 @@ class TrackerConfig:
     def __post_init__(self) -> None:
         _check(self.min_inliers >= 6, "min_inliers", "must be >= 6")
         _check(0 < self.min_depth_m < self.max_depth_m, "min_depth_m", "must be in (0, max)")
+        _check(self.mono_adjustment_iterations >= 0, "mono_adjustment_iterations", "must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -306,6 +306,182 @@ def refine_points(
     return points
 
 
+def bundle_adjust(
+    cam_from_world: np.ndarray,
+    fixed: np.ndarray,
+    points_world: np.ndarray,
+    keyframe_index: np.ndarray,
+    landmark_index: np.ndarray,
+    pixels: np.ndarray,
+    camera_k: np.ndarray,
+    huber_px: float = 2.0,
+    iterations: int = 10,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Joint bundle adjustment of a few keyframe poses and the landmarks they observe.
+
+    cam_from_world: (K, 4, 4) seeds; ``fixed`` (K,) marks poses held where they are (the
+    gauge: one for metric data, two for monocular, where they also hold the scale);
+    points_world: (L, 3) seeds; observation m is landmark ``landmark_index[m]`` seen by
+    keyframe ``keyframe_index[m]`` at ``pixels[m]`` (undistorted pixels). Levenberg-Marquardt
+    on the Huber reprojection cost; each step eliminates the landmarks (Schur complement
+    over the free poses, a dense 6F x 6F system: meant for windows of a few keyframes).
+    Returns the adjusted poses and points; a landmark seen fewer than twice, or whose
+    normal matrix is degenerate, keeps its position.
+    """
+    poses = np.array(cam_from_world, dtype=np.float64, copy=True)
+    points = np.array(points_world, dtype=np.float64, copy=True)
+    free_slots = np.flatnonzero(~np.asarray(fixed, bool))
+    count = np.bincount(landmark_index, minlength=len(points))
+    use = count[landmark_index] >= 2
+    if free_slots.size == 0 and not use.any():
+        return poses, points
+    kf, lm, px = keyframe_index[use], landmark_index[use], pixels[use].astype(np.float64)
+    num_free, num_points = free_slots.size, len(points)
+    free_of = np.full(len(poses), -1, np.int64)
+    free_of[free_slots] = np.arange(num_free)
+    fslot = free_of[kf]
+    on = fslot >= 0  # observations by a free keyframe
+    lam = 1e-3
+    cost = _bundle_cost(poses, points, kf, lm, px, camera_k, huber_px)
+    for _ in range(iterations):
+        res, j_pose, j_point, weight = _bundle_terms(poses, points, kf, lm, px, camera_k, huber_px)
+        wj_pose = j_pose * weight[:, None, None]
+        wj_point = j_point * weight[:, None, None]
+        h_pp = _sum_rows(
+            fslot[on], (wj_pose[on].transpose(0, 2, 1) @ j_pose[on]).reshape(-1, 36), num_free
+        ).reshape(-1, 6, 6)
+        g_p = _sum_rows(
+            fslot[on], (wj_pose[on].transpose(0, 2, 1) @ res[on, :, None])[..., 0], num_free
+        )
+        h_ll = _sum_rows(lm, (wj_point.transpose(0, 2, 1) @ j_point).reshape(-1, 9), num_points)
+        h_ll = h_ll.reshape(-1, 3, 3)
+        g_l = _sum_rows(lm, (wj_point.transpose(0, 2, 1) @ res[:, :, None])[..., 0], num_points)
+        w_pl = wj_pose[on].transpose(0, 2, 1) @ j_point[on]  # (M_free, 6, 3) pose-point blocks
+        coupling = np.zeros((num_free, num_points, 6, 3))
+        np.add.at(coupling, (fslot[on], lm[on]), w_pl)
+        improved = False
+        previous = cost
+        for _attempt in range(6):
+            step_p, step_l = _schur_step(
+                h_pp, g_p, h_ll, g_l, coupling, w_pl, fslot[on], lm[on], lam
+            )
+            cand_poses = poses.copy()
+            for f, slot in enumerate(free_slots):
+                cand_poses[slot] = make_pose(so3_exp(step_p[f, 3:]), step_p[f, :3]) @ poses[slot]
+            cand_points = points + step_l
+            new_cost = _bundle_cost(cand_poses, cand_points, kf, lm, px, camera_k, huber_px)
+            if new_cost < cost:
+                poses, points, cost, improved = cand_poses, cand_points, new_cost, True
+                lam = max(lam / 10.0, 1e-7)
+                break
+            lam *= 10.0
+        if not improved or previous - cost < 1e-9 * previous:
+            break
+    return poses, points
+
+
+def _bundle_terms(
+    poses: np.ndarray,
+    points: np.ndarray,
+    kf: np.ndarray,
+    lm: np.ndarray,
+    px: np.ndarray,
+    camera_k: np.ndarray,
+    huber_px: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Residuals (M, 2), Jacobians wrt a left pose perturbation (M, 2, 6; translation then
+    rotation, as in refine_pose) and wrt the point (M, 2, 3), and Huber weights (M,)."""
+    fx, fy = camera_k[0, 0], camera_k[1, 1]
+    rot = poses[kf, :3, :3]
+    pc = (rot @ points[lm][:, :, None])[:, :, 0] + poses[kf, :3, 3]
+    valid = pc[:, 2] > 1e-6
+    inv_z = 1.0 / np.where(valid, pc[:, 2], 1.0)
+    x, y = pc[:, 0] * inv_z, pc[:, 1] * inv_z
+    res = np.stack([fx * x + camera_k[0, 2] - px[:, 0], fy * y + camera_k[1, 2] - px[:, 1]], 1)
+    d_proj = np.zeros((len(kf), 2, 3))
+    d_proj[:, 0, 0] = fx * inv_z
+    d_proj[:, 0, 2] = -fx * x * inv_z
+    d_proj[:, 1, 1] = fy * inv_z
+    d_proj[:, 1, 2] = -fy * y * inv_z
+    j_pose = np.zeros((len(kf), 2, 6))
+    j_pose[:, :, :3] = d_proj
+    j_pose[:, 0, 3] = -fx * x * y
+    j_pose[:, 0, 4] = fx * (1.0 + x * x)
+    j_pose[:, 0, 5] = -fx * y
+    j_pose[:, 1, 3] = -fy * (1.0 + y * y)
+    j_pose[:, 1, 4] = fy * x * y
+    j_pose[:, 1, 5] = fy * x
+    j_point = d_proj @ rot
+    norm = np.linalg.norm(res, axis=1)
+    weight = np.where(norm <= huber_px, 1.0, huber_px / np.maximum(norm, 1e-12)) * valid
+    return np.where(valid[:, None], res, 0.0), j_pose, j_point, weight
+
+
+def _schur_step(
+    h_pp: np.ndarray,
+    g_p: np.ndarray,
+    h_ll: np.ndarray,
+    g_l: np.ndarray,
+    coupling: np.ndarray,
+    w_pl: np.ndarray,
+    fslot: np.ndarray,
+    lm: np.ndarray,
+    lam: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One damped Gauss-Newton step: poses from the reduced (Schur) system, then points.
+
+    h_pp (F, 6, 6), g_p (F, 6): free poses; h_ll (L, 3, 3), g_l (L, 3): points; coupling
+    (F, L, 6, 3): pose-point blocks, also given per observation of a free pose as w_pl
+    (M, 6, 3) with that pose ``fslot`` (M,) and point ``lm`` (M,).
+    """
+    num_free, num_points = h_pp.shape[0], h_ll.shape[0]
+    diag = np.arange(3)
+    v = h_ll.copy()
+    v[:, diag, diag] *= 1.0 + lam
+    trace = v[:, 0, 0] + v[:, 1, 1] + v[:, 2, 2]
+    shifted = v.copy()
+    shifted[:, diag, diag] -= (1e-6 * np.maximum(trace, 1e-12))[:, None]
+    ok = (shifted[:, 0, 0] > 0) & (_minor2(shifted) > 0) & (_det3(shifted) > 0)
+    v_inv = np.zeros_like(v)  # a degenerate point stays where it is
+    v_inv[ok] = np.linalg.inv(v[ok])
+    step_p = np.zeros((num_free, 6))
+    if num_free:
+        # as (6F, 3L) matrices: W (pose-point blocks) and W V^-1
+        w_dense = coupling.transpose(0, 2, 1, 3).reshape(6 * num_free, 3 * num_points)
+        y_dense = (coupling @ v_inv).transpose(0, 2, 1, 3).reshape(6 * num_free, 3 * num_points)
+        blocks = np.zeros((num_free, 6, num_free, 6))
+        blocks[np.arange(num_free), :, np.arange(num_free), :] = h_pp
+        system = blocks.reshape(6 * num_free, 6 * num_free)
+        system[np.diag_indices_from(system)] *= 1.0 + lam
+        system[np.diag_indices_from(system)] += 1e-9
+        system -= y_dense @ w_dense.T
+        rhs = -g_p.reshape(-1) + y_dense @ g_l.reshape(-1)
+        step_p = np.linalg.solve(system, rhs).reshape(num_free, 6)
+    back = g_l.copy()
+    np.add.at(back, lm, (w_pl.transpose(0, 2, 1) @ step_p[fslot][:, :, None])[:, :, 0])
+    step_l = -(v_inv @ back[:, :, None])[:, :, 0]
+    return step_p, step_l
+
+
+def _bundle_cost(
+    poses: np.ndarray,
+    points: np.ndarray,
+    kf: np.ndarray,
+    lm: np.ndarray,
+    px: np.ndarray,
+    camera_k: np.ndarray,
+    huber_px: float,
+) -> float:
+    pc = (poses[kf, :3, :3] @ points[lm][:, :, None])[:, :, 0] + poses[kf, :3, 3]
+    valid = pc[:, 2] > 1e-6
+    z = np.where(valid, pc[:, 2], 1.0)
+    u = camera_k[0, 0] * pc[:, 0] / z + camera_k[0, 2]
+    v = camera_k[1, 1] * pc[:, 1] / z + camera_k[1, 2]
+    err = np.where(valid, np.hypot(u - px[:, 0], v - px[:, 1]), 1e6)
+    quad = err <= huber_px
+    return float(np.sum(np.where(quad, 0.5 * err**2, huber_px * (err - 0.5 * huber_px))))
+
+
 def _minor2(m: np.ndarray) -> np.ndarray:
     """Determinants of the upper-left 2x2 blocks of (N, 3, 3) matrices."""
     out: np.ndarray = m[:, 0, 0] * m[:, 1, 1] - m[:, 0, 1] * m[:, 1, 0]

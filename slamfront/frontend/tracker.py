@@ -23,6 +23,7 @@ from slamfront.frontend.keyframes import need_keyframe
 from slamfront.frontend.local_map import LocalMap, MapKeyframe
 from slamfront.frontend.pose import (
     PoseEstimate,
+    bundle_adjust,
     refine_points,
     refine_pose,
     relative_motion_ok,
@@ -775,8 +776,12 @@ class Tracker:
                 frame, features, world_from_cam, depth, sigma, corr, grey=self._grey
             )
         self._refine_structure(mode, frame.camera)
-        if mode != "mono":  # metric depth fixes the scale; monocular alternation drifts it
+        if mode != "mono":
             self._adjust_window(mode, frame.camera)
+        elif self._config.mono_adjustment_iterations > 0:
+            # alternation drifts the monocular scale; a joint adjustment holding the two
+            # oldest keyframes (the gauge and the scale) keeps it
+            self._bundle_window(frame.camera, num_fixed=2)
         entry = self._map.reference
         entry.keyframe = replace(
             entry.keyframe,
@@ -954,6 +959,37 @@ class Tracker:
                         entry.keyframe, world_from_cam=invert_pose(estimate.cam_from_world)
                     )
             self._refine_structure(mode, camera)
+
+    def _bundle_window(self, camera: CameraModel, num_fixed: int) -> None:
+        """Joint bundle adjustment of the window: keyframe poses (the ``num_fixed`` oldest
+        held: the gauge, and for monocular the scale) and the landmarks they observe."""
+        lmap = self._map
+        entries = lmap.keyframes
+        if len(entries) <= num_fixed:
+            return
+        slots, rows_all, pixels = [], [], []
+        for slot, entry in enumerate(entries):
+            rows = lmap.rows_of(entry.landmark_ids)
+            has = np.flatnonzero(rows >= 0)
+            slots.append(np.full(has.size, slot))
+            rows_all.append(rows[has])
+            pixels.append(entry.keyframe.features.keypoints[has].astype(np.float64))
+        fixed = np.arange(len(entries)) < num_fixed
+        poses, points = bundle_adjust(
+            np.array([invert_pose(entry.world_from_cam) for entry in entries]),
+            fixed,
+            lmap.positions_world,
+            np.concatenate(slots),
+            np.concatenate(rows_all),
+            np.concatenate(pixels),
+            camera.K,
+            self._config.huber_px,
+            iterations=self._config.mono_adjustment_iterations,
+        )
+        lmap.positions_world = points
+        for entry, pose, held in zip(entries, poses, fixed, strict=True):
+            if not held:
+                entry.keyframe = replace(entry.keyframe, world_from_cam=invert_pose(pose))
 
     def _grey_of(self, image: np.ndarray, camera: CameraModel) -> np.ndarray | None:
         """Grey image for alignment, or None when refinement is off or the keypoints are
