@@ -6,11 +6,16 @@ All functions work on undistorted pinhole pixels and ``cam_from_world`` poses.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 import numpy as np
 
 from slamfront.geometry import invert_pose, make_pose, so3_exp
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, eq=False)
@@ -189,37 +194,84 @@ def _levenberg_marquardt(
         norm = np.linalg.norm(res, axis=1)
         weight = np.where(norm <= huber_px, 1.0, huber_px / np.maximum(norm, 1e-12))
         weight = np.where(pc[:, 2] > 1e-6, weight, 0.0)
-        # d(pixel)/d(point_cam), then d(point_cam)/d(delta) = [I | -[p]x] (left perturbation)
-        j = np.zeros((pc.shape[0], 2, 6))
-        j[:, 0, 0] = fx * inv_z
-        j[:, 0, 2] = -fx * x * inv_z
-        j[:, 1, 1] = fy * inv_z
-        j[:, 1, 2] = -fy * y * inv_z
-        j[:, 0, 3] = -fx * x * y
-        j[:, 0, 4] = fx * (1.0 + x * x)
-        j[:, 0, 5] = -fx * y
-        j[:, 1, 3] = -fy * (1.0 + y * y)
-        j[:, 1, 4] = fy * x * y
-        j[:, 1, 5] = fy * x
+        _, j = _projection_jacobians(x, y, inv_z, fx, fy)
         j *= inv_sigma[:, None, None]
         # J^T W J and J^T W r over all 2N residual rows, as matrix products (BLAS)
         wj = (j * weight[:, None, None]).reshape(-1, 6)
         hessian = wj.T @ j.reshape(-1, 6)
         gradient = wj.T @ res.reshape(-1)
-        improved = False
         previous = cost
-        for _attempt in range(6):
-            step = np.linalg.solve(hessian + lam * np.diag(np.diag(hessian) + 1e-9), -gradient)
-            candidate = make_pose(so3_exp(step[3:]), step[:3]) @ pose
-            new_cost = _robust_cost(candidate, points_world, pixels, camera_k, huber_px, inv_sigma)
-            if new_cost < cost:
-                pose, cost, improved = candidate, new_cost, True
-                lam = max(lam / 10.0, 1e-7)
-                break
-            lam *= 10.0
-        if not improved or np.linalg.norm(step) < 1e-10 or previous - cost < 1e-9 * previous:
+        propose = partial(
+            _pose_candidate,
+            pose=pose,
+            hessian=hessian,
+            gradient=gradient,
+            cost=partial(
+                _robust_cost,
+                points_world=points_world,
+                pixels=pixels,
+                camera_k=camera_k,
+                huber_px=huber_px,
+                inv_sigma=inv_sigma,
+            ),
+        )
+        accepted, cost, lam = _damped_step(propose, cost, lam)
+        if accepted is None:
+            break
+        pose, step = accepted
+        if np.linalg.norm(step) < 1e-10 or previous - cost < 1e-9 * previous:
             break
     return pose, hessian
+
+
+def _pose_candidate(
+    damping: float,
+    pose: np.ndarray,
+    hessian: np.ndarray,
+    gradient: np.ndarray,
+    cost: Callable[[np.ndarray], float],
+) -> tuple[tuple[np.ndarray, np.ndarray], float]:
+    """The pose after a damped Gauss-Newton step (and the step), with its cost."""
+    step = np.linalg.solve(hessian + damping * np.diag(np.diag(hessian) + 1e-9), -gradient)
+    candidate = make_pose(so3_exp(step[3:]), step[:3]) @ pose
+    return (candidate, step), cost(candidate)
+
+
+def _damped_step(
+    propose: Callable[[float], tuple[_T, float]], cost: float, lam: float
+) -> tuple[_T | None, float, float]:
+    """One Levenberg-Marquardt step: ``propose(damping)`` gives a candidate and its cost;
+    the damping grows tenfold until the cost falls (six tries). Returns the accepted
+    candidate (None if none), its cost and the damping to start the next step with."""
+    for _attempt in range(6):
+        candidate, new_cost = propose(lam)
+        if new_cost < cost:
+            return candidate, new_cost, max(lam / 10.0, 1e-7)
+        lam *= 10.0
+    return None, cost, lam
+
+
+def _projection_jacobians(
+    x: np.ndarray, y: np.ndarray, inv_z: np.ndarray, fx: float, fy: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Derivatives of the pixel of camera points at normalised coordinates ``x``, ``y`` and
+    inverse depth ``inv_z`` (M,): wrt the point in the camera frame (M, 2, 3), and wrt a left
+    perturbation of cam_from_world (M, 2, 6; translation then rotation), i.e. that
+    derivative times d(point_cam)/d(delta) = [I | -[p]x]."""
+    d_proj = np.zeros((x.shape[0], 2, 3))
+    d_proj[:, 0, 0] = fx * inv_z
+    d_proj[:, 0, 2] = -fx * x * inv_z
+    d_proj[:, 1, 1] = fy * inv_z
+    d_proj[:, 1, 2] = -fy * y * inv_z
+    j_pose = np.zeros((x.shape[0], 2, 6))
+    j_pose[:, :, :3] = d_proj
+    j_pose[:, 0, 3] = -fx * x * y
+    j_pose[:, 0, 4] = fx * (1.0 + x * x)
+    j_pose[:, 0, 5] = -fx * y
+    j_pose[:, 1, 3] = -fy * (1.0 + y * y)
+    j_pose[:, 1, 4] = fy * x * y
+    j_pose[:, 1, 5] = fy * x
+    return d_proj, j_pose
 
 
 def _robust_cost(
@@ -231,7 +283,11 @@ def _robust_cost(
     inv_sigma: np.ndarray,
 ) -> float:
     err = np.sqrt(_reprojection_sq(pose, points_world, pixels, camera_k)) * inv_sigma
-    err = np.where(np.isfinite(err), err, 1e6)
+    return _huber_sum(np.where(np.isfinite(err), err, 1e6), huber_px)
+
+
+def _huber_sum(err: np.ndarray, huber_px: float) -> float:
+    """Sum of the Huber loss of residual norms ``err``."""
     quad = err <= huber_px
     return float(np.sum(np.where(quad, 0.5 * err**2, huber_px * (err - 0.5 * huber_px))))
 
@@ -359,25 +415,41 @@ def bundle_adjust(
         w_pl = wj_pose[on].transpose(0, 2, 1) @ j_point[on]  # (M_free, 6, 3) pose-point blocks
         coupling = np.zeros((num_free, num_points, 6, 3))
         np.add.at(coupling, (fslot[on], lm[on]), w_pl)
-        improved = False
+        step = partial(_schur_step, h_pp, g_p, h_ll, g_l, coupling, w_pl, fslot[on], lm[on])
+        cost_of = partial(_bundle_cost, kf=kf, lm=lm, px=px, camera_k=camera_k, huber_px=huber_px)
+        propose = partial(
+            _window_candidate,
+            poses=poses,
+            points=points,
+            free_slots=free_slots,
+            step=step,
+            cost=cost_of,
+        )
         previous = cost
-        for _attempt in range(6):
-            step_p, step_l = _schur_step(
-                h_pp, g_p, h_ll, g_l, coupling, w_pl, fslot[on], lm[on], lam
-            )
-            cand_poses = poses.copy()
-            for f, slot in enumerate(free_slots):
-                cand_poses[slot] = make_pose(so3_exp(step_p[f, 3:]), step_p[f, :3]) @ poses[slot]
-            cand_points = points + step_l
-            new_cost = _bundle_cost(cand_poses, cand_points, kf, lm, px, camera_k, huber_px)
-            if new_cost < cost:
-                poses, points, cost, improved = cand_poses, cand_points, new_cost, True
-                lam = max(lam / 10.0, 1e-7)
-                break
-            lam *= 10.0
-        if not improved or previous - cost < 1e-9 * previous:
+        accepted, cost, lam = _damped_step(propose, cost, lam)
+        if accepted is None:
+            break
+        poses, points = accepted
+        if previous - cost < 1e-9 * previous:
             break
     return poses, points
+
+
+def _window_candidate(
+    damping: float,
+    poses: np.ndarray,
+    points: np.ndarray,
+    free_slots: np.ndarray,
+    step: Callable[[float], tuple[np.ndarray, np.ndarray]],
+    cost: Callable[[np.ndarray, np.ndarray], float],
+) -> tuple[tuple[np.ndarray, np.ndarray], float]:
+    """Poses and points after a damped step (``step(damping)``), with their cost."""
+    step_p, step_l = step(damping)
+    moved = poses.copy()
+    for f, slot in enumerate(free_slots):
+        moved[slot] = make_pose(so3_exp(step_p[f, 3:]), step_p[f, :3]) @ poses[slot]
+    moved_points = points + step_l
+    return (moved, moved_points), cost(moved, moved_points)
 
 
 def _bundle_terms(
@@ -398,19 +470,7 @@ def _bundle_terms(
     inv_z = 1.0 / np.where(valid, pc[:, 2], 1.0)
     x, y = pc[:, 0] * inv_z, pc[:, 1] * inv_z
     res = np.stack([fx * x + camera_k[0, 2] - px[:, 0], fy * y + camera_k[1, 2] - px[:, 1]], 1)
-    d_proj = np.zeros((len(kf), 2, 3))
-    d_proj[:, 0, 0] = fx * inv_z
-    d_proj[:, 0, 2] = -fx * x * inv_z
-    d_proj[:, 1, 1] = fy * inv_z
-    d_proj[:, 1, 2] = -fy * y * inv_z
-    j_pose = np.zeros((len(kf), 2, 6))
-    j_pose[:, :, :3] = d_proj
-    j_pose[:, 0, 3] = -fx * x * y
-    j_pose[:, 0, 4] = fx * (1.0 + x * x)
-    j_pose[:, 0, 5] = -fx * y
-    j_pose[:, 1, 3] = -fy * (1.0 + y * y)
-    j_pose[:, 1, 4] = fy * x * y
-    j_pose[:, 1, 5] = fy * x
+    d_proj, j_pose = _projection_jacobians(x, y, inv_z, fx, fy)
     j_point = d_proj @ rot
     norm = np.linalg.norm(res, axis=1)
     weight = np.where(norm <= huber_px, 1.0, huber_px / np.maximum(norm, 1e-12)) * valid
@@ -477,9 +537,7 @@ def _bundle_cost(
     z = np.where(valid, pc[:, 2], 1.0)
     u = camera_k[0, 0] * pc[:, 0] / z + camera_k[0, 2]
     v = camera_k[1, 1] * pc[:, 1] / z + camera_k[1, 2]
-    err = np.where(valid, np.hypot(u - px[:, 0], v - px[:, 1]), 1e6)
-    quad = err <= huber_px
-    return float(np.sum(np.where(quad, 0.5 * err**2, huber_px * (err - 0.5 * huber_px))))
+    return _huber_sum(np.where(valid, np.hypot(u - px[:, 0], v - px[:, 1]), 1e6), huber_px)
 
 
 def _minor2(m: np.ndarray) -> np.ndarray:
