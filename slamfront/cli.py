@@ -976,6 +976,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # torch's ONNX exporter warns, once per operator, that torchvision (which this
+        # project does not use) is missing, the first time the networks are exported
+        logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     handler: Command = args.handler
     try:
         return handler(args)
