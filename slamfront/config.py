@@ -153,7 +153,7 @@ class TrackerConfig:
     and landmarks (the two oldest keyframes held: they fix the gauge and the scale) runs up
     to this many Levenberg-Marquardt iterations (0 = off). Alternation cannot hold a
     monocular scale; this holds it longer (sim loop: through the first turn on every seed
-    tried, around the whole loop on one of three; see the README)."""
+    tried, around the whole loop on 4 of 9; see the README)."""
     match_keypoints: int | None = None
     """Keypoints per image handed to the matcher (best by score; None = all). Extracting more
     than this gives the local-map search and new landmarks more points at no matching cost."""

@@ -305,9 +305,9 @@ def test_monocular_scale_holds_through_the_first_turn(mono: Run) -> None:
 
 def test_monocular_within_two_percent_through_the_first_turn(mono: Run) -> None:
     """The issue's 2 % bar (after Sim(3)) over the first 240 frames (the first turn
-    included). Over the whole loop it is met on seed 0 only (0.5 %; seeds 1-2: 10 %, the
-    scale collapsing after frame 240), an outcome that flips with details of the run, so
-    it is stated in the README rather than asserted either way."""
+    included). Over the whole loop it is met on 4 of 9 seeds (0.5-0.8 %; the others 10 %,
+    the scale collapsing after frame 240), an outcome that flips with details of the run,
+    so it is stated in the README rather than asserted either way."""
     tracked = read_tum_trajectory(mono.out / "trajectory.tum")
     first = tracked.stamps_ns <= mono.truth.stamps_ns[240]
     part = sf.Trajectory(tracked.stamps_ns[first], tracked.world_from_body[first])
