@@ -697,6 +697,12 @@ def _add_bench_pipeline(targets: Any) -> None:
     p.add_argument("--warmup-runs", type=int, default=1, help="untimed runs first")
     p.add_argument("--warmup-frames", type=int, default=5, help="first frames of each run left out")
     p.add_argument("--no-reference", action="store_true", help="skip the torch reference")
+    p.add_argument(
+        "--preload",
+        action="store_true",
+        help="read each input's frames into memory before a timed run (the pipeline alone, "
+        "without decoding or rendering)",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the results to this JSON file")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p.set_defaults(handler=_cmd_bench_pipeline)
@@ -718,6 +724,7 @@ def _cmd_bench_pipeline(args: argparse.Namespace) -> int:
         warmup_runs=args.warmup_runs,
         warmup_frames=args.warmup_frames,
         reference=not args.no_reference,
+        preload=args.preload,
         overrides=args.overrides,
     )
     print("\n".join(result.lines()))

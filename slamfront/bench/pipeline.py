@@ -185,6 +185,8 @@ class PipelineBenchmark:
     machine: dict[str, object]
     load_average: tuple[float, float]
     skipped: tuple[str, ...] = ()
+    preload: bool = False
+    """Every input's frames were read into memory before each timed run (read costs ~0)."""
     uncommitted: tuple[str, ...] = ()
     """Tracked files of the package with uncommitted changes when it ran (the commit alone
     does not describe the code measured then)."""
@@ -219,7 +221,8 @@ class PipelineBenchmark:
         out = [
             f"pipeline benchmark: preset {self.preset}, {self.runs} timed runs of {self.frames} "
             f"frames per input and variant after {self.warmup_runs} warm-up run(s); "
-            f"stage figures over frames after the first {self.warmup_frames} of each run",
+            f"stage figures over frames after the first {self.warmup_frames} of each run"
+            + ("; frames read into memory before each run (not timed)" if self.preload else ""),
             f"machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('platform')}, "
             f"python {m.get('python')}, commit {m.get('git_commit')}"
             + (
@@ -267,6 +270,7 @@ class PipelineBenchmark:
             "warmup_runs": self.warmup_runs,
             "warmup_frames": self.warmup_frames,
             "frames": self.frames,
+            "preload": self.preload,
             "overrides": list(self.overrides),
             "reference_overrides": list(REFERENCE_OVERRIDES),
             "git_commit": self.machine.get("git_commit"),
@@ -307,6 +311,7 @@ def bench_pipeline(
     warmup_frames: int = 5,
     reference: bool = True,
     overrides: Sequence[str] = (),
+    preload: bool = False,
 ) -> PipelineBenchmark:
     """Benchmark ``preset`` (a name or YAML file, with config ``overrides``) end to end on
     ``inputs`` (default: synthetic RGB-D and stereo at 640x480), against the torch
@@ -316,6 +321,9 @@ def bench_pipeline(
     ``overrides`` (so ``sim.width_px=320`` shrinks a named input), then the reference's.
     An input or variant that cannot run here (missing folder, runtime not usable) is listed
     under ``skipped`` with the reason; the rest are still measured.
+
+    ``preload``: read each input's frames into memory before a timed run, so that the
+    figures are the pipeline's alone (no decoding or rendering on the reader thread).
     """
     import multiprocessing
 
@@ -356,7 +364,9 @@ def bench_pipeline(
 
     try:
         for name, extra in variants.items():
-            worker = _Worker(context, str(preset), [*overrides, *extra], chosen, warmup_frames)
+            worker = _Worker(
+                context, str(preset), [*overrides, *extra], chosen, warmup_frames, preload
+            )
             error = worker.start()
             if error is None:
                 workers[name] = worker
@@ -393,6 +403,7 @@ def bench_pipeline(
         machine=machine_info(),
         load_average=(load_before, _load_average()),
         skipped=tuple(skipped),
+        preload=preload,
         uncommitted=uncommitted_files(),
     )
 
@@ -487,11 +498,12 @@ class _Worker:
         overrides: list[str],
         inputs: list[BenchInput],
         warmup_frames: int,
+        preload: bool,
     ) -> None:
         self._conn, child = context.Pipe()
         self._process = context.Process(
             target=_worker_main,
-            args=(child, preset, overrides, inputs, warmup_frames),
+            args=(child, preset, overrides, inputs, warmup_frames, preload),
             name="slamfront-bench-pipeline",
             daemon=True,
         )
@@ -545,6 +557,7 @@ def _worker_main(
     overrides: list[str],
     inputs: list[BenchInput],
     warmup_frames: int,
+    preload: bool,
 ) -> None:
     """Child process: load the variant's models, then serve run requests until None."""
     from slamfront.config import config_to_dict, load_config
@@ -582,7 +595,7 @@ def _worker_main(
             if key not in models:
                 models[key] = _build_models(config)
             extractor, matcher = models[key]
-            sample = run_once(config, inp.spec, extractor, matcher, warmup_frames)
+            sample = run_once(config, inp.spec, extractor, matcher, warmup_frames, preload)
             conn.send(("sample", (sample, config_to_dict(config))))
         except Exception as exc:
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -608,11 +621,17 @@ def _runtime_name(model: str, runtime: str) -> str:
 
 
 def run_once(
-    config: Config, spec: str, extractor: Extractor, matcher: Matcher, warmup_frames: int
+    config: Config,
+    spec: str,
+    extractor: Extractor,
+    matcher: Matcher,
+    warmup_frames: int,
+    preload: bool = False,
 ) -> RunSample:
     """One timed run of the real pipeline (:meth:`Pipeline.run`, trajectory sink to a
     temporary folder) over the source ``spec``. Opening the source (building the simulated
-    scene, listing files) is not timed; reading every frame is."""
+    scene, listing files) is not timed; reading every frame is, unless ``preload`` reads
+    them all into memory first."""
     import tempfile
 
     from slamfront.pipeline import Pipeline
@@ -630,11 +649,12 @@ def run_once(
     ):
         raw = Path(tmp) / "trajectory_raw.tum" if config.backend.enabled else None
         sink = TrajectorySink(Path(tmp) / "trajectory.tum", raw)
+        frames: Iterable[Frame] = list(source) if preload else source
         pipeline = Pipeline(config, sinks=[sink], extractor=extractor, matcher=matcher)
         reset_peak_rss()
         cpu_start, start = time.process_time(), time.perf_counter()
         try:
-            for result in pipeline.run(_noting_shape(source, shape_out)):
+            for result in pipeline.run(_noting_shape(frames, shape_out)):
                 stamps.append(time.perf_counter())
                 t = result.timings
                 rows.append(

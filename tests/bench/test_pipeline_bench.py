@@ -89,6 +89,11 @@ def test_one_run_is_a_real_pipeline_run() -> None:
     assert (read > 0).all() and (extract > 0).all() and (match > 0).all()
     assert sample.fps > 0 and sample.fps_run > 0 and sample.cpu_s > 0
     assert sample.peak_rss_mb > 50
+    # frames read into memory first: the same run, without the renderer on the reader thread
+    preloaded = run_once(config, "sim:loop", extractor, matcher, warmup_frames=3, preload=True)
+    assert preloaded.frames == 12 and preloaded.frames_lost == 0
+    read_preloaded = np.array([row[0] for row in preloaded.stage_ms])
+    assert np.median(read_preloaded) < 0.5 * np.median(read)
     with pytest.raises(ConfigError, match="warmup_frames"):
         run_once(config, "sim:loop", extractor, matcher, warmup_frames=12)
 
@@ -145,6 +150,10 @@ def test_bench_pipeline_cli_writes_json(tmp_path: Path, capsys: pytest.CaptureFi
     data = json.loads(out.read_text())
     assert data["preset"] == "classic" and data["results"][0]["frames_per_run"] == 6
     assert data["results"][0]["config"]["sim"]["width_px"] == 160
+    assert data["preload"] is False
+    assert main([*args, *extra, "--preload", *SMALL]) == 0
+    assert "frames read into memory before each run" in capsys.readouterr().out
+    assert json.loads(out.read_text())["preload"] is True
     assert main([*args, "--warmup-frames", "6"]) == 2
 
 
