@@ -114,23 +114,26 @@ class LocalMap:
         return out
 
     def observations(self) -> tuple[np.ndarray, ...]:
-        """Every (landmark row, cam_from_world, pixel, depth, depth sigma) observation in the
-        window; depth 0 where none was measured."""
-        rows_all, poses, pixels, depths, sigmas = [], [], [], [], []
-        for entry in self.keyframes:
+        """Every (window slot of the keyframe, landmark row, cam_from_world, pixel, depth,
+        depth sigma) observation in the window, keyframe by keyframe, oldest first; depth 0
+        where none was measured."""
+        slots, rows_all, poses, pixels, depths, sigmas = [], [], [], [], [], []
+        for slot, entry in enumerate(self.keyframes):
             rows = self.rows_of(entry.landmark_ids)
             has = np.flatnonzero(rows >= 0)
             if has.size == 0:
                 continue
+            slots.append(np.full(has.size, slot, np.int64))
             rows_all.append(rows[has])
             poses.append(np.repeat(invert_pose(entry.world_from_cam)[None], has.size, axis=0))
             pixels.append(entry.keyframe.features.keypoints[has].astype(np.float64))
             depths.append(entry.depth_m[has].astype(np.float64))
             sigmas.append(entry.depth_sigma_m[has].astype(np.float64))
         if not rows_all:
-            empty = np.zeros(0)
-            return empty.astype(np.int64), np.zeros((0, 4, 4)), np.zeros((0, 2)), empty, empty
+            empty, none = np.zeros(0), np.zeros(0, np.int64)
+            return none, none, np.zeros((0, 4, 4)), np.zeros((0, 2)), empty, empty
         return (
+            np.concatenate(slots),
             np.concatenate(rows_all),
             np.concatenate(poses),
             np.concatenate(pixels),

@@ -348,12 +348,7 @@ def refine_points(
         # per-landmark sums; bincount adds in observation order, like np.add.at but faster
         hess = _sum_rows(landmark_index, h.reshape(-1, 9), num).reshape(num, 3, 3)
         grad = _sum_rows(landmark_index, g, num)
-        # smallest eigenvalue > c * trace, i.e. hess - c * trace * I positive definite
-        # (Sylvester's criterion: its leading principal minors are positive)
-        trace = hess[:, 0, 0] + hess[:, 1, 1] + hess[:, 2, 2]
-        shifted = hess.copy()
-        shifted[:, [0, 1, 2], [0, 1, 2]] -= (1e-3 * np.maximum(trace, 1e-12))[:, None]
-        ok = (shifted[:, 0, 0] > 0) & (_minor2(shifted) > 0) & (_det3(shifted) > 0)
+        ok = _well_conditioned(hess, 1e-3)
         if not ok.any():
             break
         step = np.zeros_like(points)
@@ -498,10 +493,7 @@ def _schur_step(
     diag = np.arange(3)
     v = h_ll.copy()
     v[:, diag, diag] *= 1.0 + lam
-    trace = v[:, 0, 0] + v[:, 1, 1] + v[:, 2, 2]
-    shifted = v.copy()
-    shifted[:, diag, diag] -= (1e-6 * np.maximum(trace, 1e-12))[:, None]
-    ok = (shifted[:, 0, 0] > 0) & (_minor2(shifted) > 0) & (_det3(shifted) > 0)
+    ok = _well_conditioned(v, 1e-6)
     v_inv = np.zeros_like(v)  # a degenerate point stays where it is
     v_inv[ok] = np.linalg.inv(v[ok])
     step_p = np.zeros((num_free, 6))
@@ -538,6 +530,17 @@ def _bundle_cost(
     u = camera_k[0, 0] * pc[:, 0] / z + camera_k[0, 2]
     v = camera_k[1, 1] * pc[:, 1] / z + camera_k[1, 2]
     return _huber_sum(np.where(valid, np.hypot(u - px[:, 0], v - px[:, 1]), 1e6), huber_px)
+
+
+def _well_conditioned(m: np.ndarray, share: float) -> np.ndarray:
+    """(N,) mask of the symmetric (N, 3, 3) matrices whose smallest eigenvalue exceeds
+    ``share`` of their trace, i.e. m - share * trace * I is positive definite (Sylvester's
+    criterion: its leading principal minors are positive)."""
+    trace = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
+    shifted = m.copy()
+    shifted[:, [0, 1, 2], [0, 1, 2]] -= (share * np.maximum(trace, 1e-12))[:, None]
+    out: np.ndarray = (shifted[:, 0, 0] > 0) & (_minor2(shifted) > 0) & (_det3(shifted) > 0)
+    return out
 
 
 def _minor2(m: np.ndarray) -> np.ndarray:

@@ -945,7 +945,7 @@ class Tracker:
         """Structure-only refinement of window landmarks from all window observations
         (and their depth measurements, weighted by a depth-proportional sigma)."""
         lmap = self._map
-        rows, cam_from_world, pixels, depth, sigma = lmap.observations()
+        _, rows, cam_from_world, pixels, depth, sigma = lmap.observations()
         if rows.size == 0:
             return
         depth_obs = np.where(depth > 0, depth, np.nan)
@@ -999,21 +999,15 @@ class Tracker:
         entries = lmap.keyframes
         if len(entries) <= num_fixed:
             return
-        slots, rows_all, pixels = [], [], []
-        for slot, entry in enumerate(entries):
-            rows = lmap.rows_of(entry.landmark_ids)
-            has = np.flatnonzero(rows >= 0)
-            slots.append(np.full(has.size, slot))
-            rows_all.append(rows[has])
-            pixels.append(entry.keyframe.features.keypoints[has].astype(np.float64))
+        slots, rows, _, pixels, _, _ = lmap.observations()
         fixed = np.arange(len(entries)) < num_fixed
         poses, points = bundle_adjust(
             np.array([invert_pose(entry.world_from_cam) for entry in entries]),
             fixed,
             lmap.positions_world,
-            np.concatenate(slots),
-            np.concatenate(rows_all),
-            np.concatenate(pixels),
+            slots,
+            rows,
+            pixels,
             camera.K,
             self._config.huber_px,
             iterations=self._config.mono_adjustment_iterations,
