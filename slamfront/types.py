@@ -140,6 +140,16 @@ class Features:
             image_size=self.image_size,
         )
 
+    def strongest(self, limit: int | None, allowed: np.ndarray | None = None) -> np.ndarray:
+        """Sorted indices of the ``limit`` highest-scoring features among the ``allowed``
+        ones (a boolean mask; all when None), or of all allowed ones when ``limit`` is None
+        or not smaller."""
+        index = np.flatnonzero(allowed) if allowed is not None else np.arange(len(self))
+        if limit is not None and index.size > limit:
+            keep = np.argpartition(-self.scores[index], limit - 1)[:limit]
+            index = np.sort(index[keep])
+        return index
+
 
 @dataclass(frozen=True, eq=False)
 class Matches:

@@ -112,14 +112,6 @@ class MatcherBenchmark:
         }
 
 
-def strongest(features: Features, n: int) -> Features:
-    """The ``n`` highest-scoring keypoints, in their original order (all when fewer)."""
-    if len(features) <= n:
-        return features
-    order = np.argsort(-features.scores, kind="stable")[:n]
-    return features.subset(np.sort(order))
-
-
 def consecutive_features(
     preset: str, max_keypoints: int, frames: int, source: str = "sim:loop"
 ) -> list[Features]:
@@ -213,7 +205,7 @@ def bench_matcher(
                     skipped.append(f"{preset}/{runtime}: {exc}")
                     continue
                 for n in keypoints:
-                    feats = [strongest(f, n) for f in base]
+                    feats = [f.subset(f.strongest(n)) for f in base]
                     pairs = [(feats[i], feats[i + 1]) for i in range(len(feats) - 1)]
                     log.info("timing %s/%s %d keypoints %s", preset, runtime, n, mode)
                     stats, cpu_ms, layers, matches, last = time_matcher(
@@ -252,6 +244,5 @@ __all__ = [
     "MatcherTiming",
     "bench_matcher",
     "consecutive_features",
-    "strongest",
     "time_matcher",
 ]

@@ -400,8 +400,8 @@ class Tracker:
         # the local-map search); monocular keeps them all, as its matches without a landmark
         # are triangulated into new ones
         useful = None if self._mono else self._map.rows_of(entry.landmark_ids) >= 0
-        ref_index = _best(entry.keyframe.features.scores, useful, self._config.match_keypoints)
-        cur_index = _best(features.scores, None, self._config.match_keypoints)
+        ref_index = entry.keyframe.features.strongest(self._config.match_keypoints, useful)
+        cur_index = features.strongest(self._config.match_keypoints)
         tm = time.perf_counter()
         matches = self._matcher(
             entry.keyframe.features.subset(ref_index), features.subset(cur_index)
@@ -479,9 +479,10 @@ class Tracker:
         if estimate is None or estimate.num_inliers < cfg.min_inliers:
             return self._lose(frame, features, t0, match_ms, matches)
         corr, estimate = corr.select(estimate.inliers), _restrict(estimate)
-        corr, estimate = self._search_local_map(corr, features, frame.camera, estimate)
+        anchors = self._map.anchors()
+        corr, estimate = self._search_local_map(corr, features, frame.camera, estimate, anchors)
         if cfg.lk_prewarp:
-            corr, estimate = self._align_warped(corr, frame.camera, estimate)
+            corr, estimate = self._align_warped(corr, frame.camera, estimate, anchors)
         if estimate.num_inliers < cfg.min_inliers:
             return self._lose(frame, features, t0, match_ms, matches)
         world_from_cam = invert_pose(estimate.cam_from_world)
@@ -546,8 +547,10 @@ class Tracker:
         features: Features,
         camera: CameraModel,
         estimate: PoseEstimate,
+        anchors: tuple[np.ndarray, np.ndarray],
     ) -> tuple[_Correspondences, PoseEstimate]:
-        """Project window landmarks not yet matched and look for them near their projection."""
+        """Project window landmarks not yet matched and look for them near their projection
+        (``anchors``: ``LocalMap.anchors()``)."""
         from scipy.spatial import cKDTree
 
         cfg = self._config
@@ -597,7 +600,7 @@ class Tracker:
             best_kp[chosen],
             lmap.ids[rows[chosen]],
             lmap.positions_world[rows[chosen]],
-            self._align_to_anchors(rows[chosen], features.keypoints[best_kp[chosen]]),
+            self._align_to_anchors(rows[chosen], features.keypoints[best_kp[chosen]], anchors),
         )
         found = found.select(np.all(np.isfinite(found.pixels), axis=1))
         merged = corr.concat(found)
@@ -611,25 +614,48 @@ class Tracker:
         )
         return merged.select(refined.inliers), _restrict(refined)
 
-    def _align_to_anchors(self, rows: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+    def _align_to_anchors(
+        self, rows: np.ndarray, keypoints: np.ndarray, anchors: tuple[np.ndarray, np.ndarray]
+    ) -> np.ndarray:
         """Sub-pixel positions of landmarks found near keypoints, by aligning the window
         around each landmark's newest keyframe observation; NaN where alignment failed
         (unless ``lk_keep_unaligned``), the keypoint itself when refinement is off."""
         pixels = keypoints.astype(np.float64)
         if self._grey is None or rows.size == 0:
             return pixels
-        slots, anchor_px = self._map.anchors()
-        for slot in np.unique(slots[rows]):
-            entry = self._map.keyframes[slot] if slot >= 0 else None
-            group = np.flatnonzero(slots[rows] == slot)
-            if entry is None or entry.grey is None:
-                keep = np.full(group.size, self._config.lk_keep_unaligned)
-            else:
-                pixels[group], keep = self._align(
-                    entry.grey, self._grey, anchor_px[rows[group]], pixels[group]
-                )
-            pixels[group[~keep]] = np.nan
+        slots, anchor_px = anchors
+        slot_of = slots[rows]
+        greys, usable = self._window_images(slot_of)
+        keep = np.full(rows.size, self._config.lk_keep_unaligned)
+        chosen = np.flatnonzero(usable)
+        if chosen.size:
+            # one alignment for all keyframes: their windows tiled into one image
+            cfg = self._config
+            aligned, ok = refine_positions_warped(
+                greys,
+                slot_of[chosen],
+                anchor_px[rows[chosen]],
+                self._grey,
+                pixels[chosen],
+                np.broadcast_to(np.eye(2), (chosen.size, 2, 2)),
+                cfg.lk_max_shift_px,
+                cfg.lk_window_px,
+                cfg.lk_max_round_trip_px,
+            )
+            pixels[chosen] = aligned
+            keep[chosen] = ok | cfg.lk_keep_unaligned
+        pixels[~keep] = np.nan
         return pixels
+
+    def _window_images(self, slot_of: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """The window keyframes' grey images (the current one standing in, unused, where a
+        keyframe has none) and which of the slots ``slot_of`` (-1: no anchor) have one."""
+        current = self._grey
+        assert current is not None
+        greys = [entry.grey for entry in self._map.keyframes]
+        # slot -1 picks the trailing False
+        usable = np.array([g is not None for g in greys] + [False])[slot_of]
+        return [g if g is not None else current for g in greys], usable
 
     def _align(
         self,
@@ -656,7 +682,11 @@ class Tracker:
         return pixels, aligned | cfg.lk_keep_unaligned
 
     def _align_warped(
-        self, corr: _Correspondences, camera: CameraModel, estimate: PoseEstimate
+        self,
+        corr: _Correspondences,
+        camera: CameraModel,
+        estimate: PoseEstimate,
+        anchors: tuple[np.ndarray, np.ndarray],
     ) -> tuple[_Correspondences, PoseEstimate]:
         """Each correspondence aligned again from its landmark's newest keyframe window,
         warped into this view by the estimated pose; the pose refined on the result. Where
@@ -665,11 +695,9 @@ class Tracker:
         if self._grey is None or len(corr) == 0:
             return corr, estimate
         rows = self._map.rows_of(corr.landmark_ids)
-        slots, anchor_px = self._map.anchors()
+        slots, anchor_px = anchors
         slot_of = np.where(rows >= 0, slots[rows], -1)
-        greys = [entry.grey for entry in self._map.keyframes]
-        # slot -1 (no anchor) picks the trailing False
-        usable = np.array([g is not None for g in greys] + [False])[slot_of]
+        greys, usable = self._window_images(slot_of)
         chosen = np.flatnonzero(usable)
         if chosen.size == 0:
             return corr, estimate
@@ -684,7 +712,7 @@ class Tracker:
                 corr.points_world[chosen[group]],
             )
         aligned, ok = refine_positions_warped(
-            [g if g is not None else self._grey for g in greys],  # (unused stand-ins)
+            greys,
             slot_of[chosen],
             anchor_px[rows[chosen]],
             self._grey,
@@ -856,8 +884,8 @@ class Tracker:
             if free0.sum() < self._config.min_inliers or free1.sum() < self._config.min_inliers:
                 continue
             limit = self._config.match_keypoints
-            i0 = _best(older.keyframe.features.scores, free0, limit)
-            i1 = _best(newer.keyframe.features.scores, free1, limit)
+            i0 = older.keyframe.features.strongest(limit, free0)
+            i1 = newer.keyframe.features.strongest(limit, free1)
             matches = self._matcher(
                 older.keyframe.features.subset(i0), newer.keyframe.features.subset(i1)
             )
@@ -1039,7 +1067,9 @@ class Tracker:
             if estimate is None or estimate.num_inliers < cfg.min_inliers:
                 continue
             corr, estimate = corr.select(estimate.inliers), _restrict(estimate)
-            corr, estimate = self._search_local_map(corr, features, frame.camera, estimate)
+            corr, estimate = self._search_local_map(
+                corr, features, frame.camera, estimate, self._map.anchors()
+            )
             if estimate.num_inliers < cfg.min_inliers:
                 continue
             # resume with this keyframe as the reference
@@ -1052,15 +1082,6 @@ class Tracker:
                 frame, features, mode, corr, estimate, world_from_cam, t0, match_ms, matches, entry
             )
         return self._result(frame, features, TrackingState.LOST, None, t0, match_ms, last_matches)
-
-
-def _best(scores: np.ndarray, allowed: np.ndarray | None, limit: int | None) -> np.ndarray:
-    """Indices of the allowed entries, the ``limit`` highest scores first (all when None)."""
-    index = np.flatnonzero(allowed) if allowed is not None else np.arange(scores.size)
-    if limit is not None and index.size > limit:
-        keep = np.argpartition(-scores[index], limit - 1)[:limit]
-        index = np.sort(index[keep])
-    return index
 
 
 def _ray_angles_deg(

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slamfront.bench.matcher import bench_matcher, strongest
+from slamfront.bench.matcher import bench_matcher
 from slamfront.cli import main
 from slamfront.types import Features
 
@@ -20,9 +20,11 @@ def test_strongest_keeps_the_highest_scores_in_order() -> None:
         np.zeros((5, 3), np.float32),
         (10, 10),
     )
-    top = strongest(f, 3)
-    np.testing.assert_array_equal(top.keypoints[:, 0], [2, 4, 6])  # rows 1, 2, 3
-    assert strongest(f, 9) is f
+    np.testing.assert_array_equal(f.strongest(3), [1, 2, 3])  # in their original order
+    np.testing.assert_array_equal(f.strongest(9), np.arange(5))
+    np.testing.assert_array_equal(f.strongest(None), np.arange(5))
+    allowed = np.array([True, False, True, False, True])
+    np.testing.assert_array_equal(f.strongest(2, allowed), [2, 4])  # not 1 or 3
 
 
 @pytest.mark.slow
