@@ -79,11 +79,18 @@ def verify_loop(
     """
     import cv2
 
-    matches = matcher(query.features, candidate.features)
+    # the strongest keypoints of each side (on the candidate's, of those with a 3-D point):
+    # the matcher's cost grows with the square of the points
+    candidate_points_m = np.asarray(candidate.points_cam_m, dtype=np.float64)
+    has_point = np.all(np.isfinite(candidate_points_m), axis=1) & (candidate_points_m[:, 2] > 0)
+    query_keep = query.features.strongest(config.match_keypoints)
+    candidate_keep = candidate.features.strongest(config.match_keypoints, has_point)
+    matches = matcher(query.features.subset(query_keep), candidate.features.subset(candidate_keep))
     if len(matches) == 0:
         return None
     idx = np.asarray(matches.indices, dtype=np.int64)
-    points_m = np.asarray(candidate.points_cam_m, dtype=np.float64)[idx[:, 1]]
+    idx = np.stack([query_keep[idx[:, 0]], candidate_keep[idx[:, 1]]], axis=1)
+    points_m = candidate_points_m[idx[:, 1]]
     valid = np.all(np.isfinite(points_m), axis=1) & (points_m[:, 2] > 0)
     num_matches = int(valid.sum())
     if num_matches < max(config.min_inliers, 6):

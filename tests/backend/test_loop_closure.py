@@ -127,6 +127,41 @@ def test_verification_rejects_wrong_geometry(
     assert verify_loop(query, candidate, scenes.mnn_matcher, strict) is None
 
 
+def test_verification_matches_only_the_strongest_keypoints(
+    scenes: ModuleType, two_laps: tuple[list[Keyframe], list[np.ndarray]]
+) -> None:
+    """``match_keypoints`` caps both sides (the candidate's to keypoints with a 3-D point);
+    what comes back refers to the whole keyframes."""
+    keyframes, truth = two_laps
+    rng = np.random.default_rng(5)
+
+    def scored(keyframe: Keyframe) -> Keyframe:
+        f = keyframe.features
+        scores = rng.random(len(f)).astype(np.float32)
+        return dataclasses.replace(keyframe, features=dataclasses.replace(f, scores=scores))
+
+    query, candidate = scored(keyframes[PER_LAP + 3]), scored(keyframes[3])
+    has_point = np.isfinite(candidate.points_cam_m[:, 2])
+    assert not has_point.all() and len(query.features) > 300  # the cap has work to do
+    seen: list[tuple[Any, Any]] = []
+
+    def matcher(f0: Any, f1: Any) -> Any:
+        seen.append((f0, f1))
+        return scenes.mnn_matcher(f0, f1)
+
+    found = verify_loop(query, candidate, matcher, dataclasses.replace(CONFIG, match_keypoints=300))
+    ((f0, f1),) = seen
+    assert len(f0) == len(f1) == 300
+    assert f0.scores.min() >= np.sort(query.features.scores)[-300]
+    with_point = np.sort(candidate.features.scores[has_point])
+    assert f1.scores.min() >= with_point[-300]
+    assert found is not None and found.num_inliers >= 60
+    assert set(found.match_keypoints) <= set(np.flatnonzero(has_point))
+    expected = invert_pose(truth[3]) @ truth[PER_LAP + 3]
+    error = invert_pose(expected) @ found.match_from_query
+    assert np.linalg.norm(error[:3, 3]) < 0.03 and rotation_angle_deg(error[:3, :3]) < 1.0
+
+
 def identical_objects_walk(scenes: ModuleType) -> tuple[list[Keyframe], list[np.ndarray]]:
     """A room holding two identical textured objects 6 m apart; the camera studies the first,
     walks along the wall to the second and studies it from the same viewpoints."""
