@@ -125,7 +125,7 @@ def test_bench_runs_preset_and_reference_and_reports_a_broken_input(
     assert (reference.extractor_runtime, reference.matcher_runtime) == ("torch", "torch")
     assert preset.extractor_runtime != "torch" or preset.matcher_runtime != "torch"
     assert reference.config["matcher"]["depth_confidence"] == -1
-    assert preset.config["matcher"]["depth_confidence"] == 0.95
+    assert preset.config["matcher"]["depth_confidence"] == 0.8
     assert preset.config["extractor"]["max_keypoints"] == 128
     assert preset.frames_per_run == 8 and preset.runs == 1 and preset.width_px == 160
     assert preset.stages["extract"].median_ms > 0 and preset.peak_rss_mb > 100
