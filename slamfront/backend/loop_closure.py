@@ -86,18 +86,13 @@ def verify_loop(
     query_keep = query.features.strongest(config.match_keypoints)
     candidate_keep = candidate.features.strongest(config.match_keypoints, has_point)
     matches = matcher(query.features.subset(query_keep), candidate.features.subset(candidate_keep))
-    if len(matches) == 0:
-        return None
-    idx = np.asarray(matches.indices, dtype=np.int64)
-    idx = np.stack([query_keep[idx[:, 0]], candidate_keep[idx[:, 1]]], axis=1)
-    points_m = candidate_points_m[idx[:, 1]]
-    valid = np.all(np.isfinite(points_m), axis=1) & (points_m[:, 2] > 0)
-    num_matches = int(valid.sum())
+    num_matches = len(matches)  # every one has a 3-D point in the candidate
     if num_matches < max(config.min_inliers, 6):
         return None
-    points_m = np.ascontiguousarray(points_m[valid])
-    candidate_index = idx[valid, 1]
-    pixels = np.ascontiguousarray(query.features.keypoints[idx[valid, 0]], dtype=np.float64)
+    idx = np.asarray(matches.indices, dtype=np.int64)
+    candidate_index = candidate_keep[idx[:, 1]]
+    points_m = np.ascontiguousarray(candidate_points_m[candidate_index])
+    pixels = np.ascontiguousarray(query.features.keypoints[query_keep[idx[:, 0]]], dtype=np.float64)
     camera_k = query.camera.K
     try:
         ok, rvec, tvec, consensus = cv2.solvePnPRansac(
