@@ -2,8 +2,9 @@
 
 ``Pipeline.step(frame)`` is the synchronous form. ``Pipeline.run(frames)`` overlaps work on
 both cores: a reader thread pulls frame t+1 from the source and extracts its features while
-the caller's thread matches and tracks frame t (torch and ONNX Runtime release the GIL). The
-queue between them is bounded, so memory stays flat when the tracker is the slower side.
+the caller's thread matches and tracks frame t (numpy, OpenCV, torch and ONNX Runtime release
+the GIL); with ``pipeline.read_thread`` a third thread reads frame t+2 meanwhile. The queues
+between them are bounded, so memory stays flat when the tracker is the slower side.
 """
 
 from __future__ import annotations
@@ -151,34 +152,71 @@ class Pipeline:
     def run(
         self, frames: Iterable[Frame], stop: threading.Event | None = None
     ) -> Iterator[TrackResult]:
-        """Track every frame, extracting frame t+1 on a reader thread while frame t is
-        tracked here. Exceptions of the reader (source errors) are re-raised here, after the
-        frames read before them were tracked."""
+        """Track every frame: a reader thread extracts the features of frame t+1 (reading it
+        too, unless ``pipeline.read_thread`` gives the source a thread of its own) while frame
+        t is tracked here. Exceptions of the source or the extractor are re-raised here,
+        after the frames read before them were tracked."""
         stop = stop if stop is not None else threading.Event()
+        read: queue.Queue[object] = queue.Queue(maxsize=READ_QUEUE_SIZE)
         items: queue.Queue[object] = queue.Queue(maxsize=self.config.pipeline.queue_size)
 
-        def produce() -> None:
-            iterator = iter(frames)
+        def timed(iterator: Iterator[Frame]) -> Iterator[tuple[Frame, float]]:
+            while True:
+                t0 = time.perf_counter()
+                try:
+                    frame = next(iterator)
+                except StopIteration:
+                    return
+                yield frame, (time.perf_counter() - t0) * 1e3
+
+        def queued() -> Iterator[tuple[Frame, float]]:
+            while not stop.is_set():
+                try:
+                    got = read.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if got is None:
+                    return
+                if isinstance(got, BaseException):
+                    raise got
+                assert isinstance(got, tuple)
+                yield got
+
+        def read_frames() -> None:
             try:
-                while not stop.is_set():
+                for got in timed(iter(frames)):
+                    if stop.is_set():
+                        return
+                    _put(read, got, stop)
+            except BaseException as exc:  # handed on to the consumer, which re-raises it
+                _put(read, exc, stop)
+                return
+            _put(read, None, stop)
+
+        def extract() -> None:
+            try:
+                for frame, read_ms in queued() if read_thread else timed(iter(frames)):
+                    if stop.is_set():
+                        return
                     t0 = time.perf_counter()
-                    try:
-                        frame = next(iterator)
-                    except StopIteration:
-                        break
-                    t1 = time.perf_counter()
                     features = self._extractor(frame.image)
-                    t2 = time.perf_counter()
-                    _put(items, _Extracted(frame, features, (t1 - t0) * 1e3, (t2 - t1) * 1e3), stop)
+                    extract_ms = (time.perf_counter() - t0) * 1e3
+                    _put(items, _Extracted(frame, features, read_ms, extract_ms), stop)
             except BaseException as exc:  # handed to the consumer, which re-raises it
                 _put(items, exc, stop)
                 return
             _put(items, None, stop)
 
-        reader = threading.Thread(target=produce, name="slamfront-reader", daemon=True)
+        read_thread = self.config.pipeline.read_thread
+        threads = [threading.Thread(target=extract, name="slamfront-reader", daemon=True)]
+        if read_thread:
+            threads.append(
+                threading.Thread(target=read_frames, name="slamfront-source", daemon=True)
+            )
         if self._first_step is None:
             self._first_step = time.perf_counter()
-        reader.start()
+        for thread in threads:
+            thread.start()
         try:
             while True:
                 item = items.get()
@@ -192,11 +230,8 @@ class Pipeline:
                 yield self._after_tracking(item.frame, replace(result, timings=timings))
         finally:
             stop.set()
-            while reader.is_alive():
-                try:
-                    items.get_nowait()
-                except queue.Empty:
-                    reader.join(timeout=0.05)
+            for thread in threads:
+                thread.join()
 
     def stats(self, frames_skipped: int = 0) -> RunStats:
         c = self._counters
@@ -481,6 +516,10 @@ class QueuedSink:
                 getattr(self.sink, name)(*args)
             except Exception as exc:
                 self.errors.append(exc)
+
+
+READ_QUEUE_SIZE = 2
+"""Frames read ahead of the extractor (the source thread holds one more while it waits)."""
 
 
 def _put(items: queue.Queue[object], item: object, stop: threading.Event) -> None:

@@ -28,9 +28,10 @@ class LoopCollector:
     def __init__(self) -> None:
         self.frame_of: dict[int, int] = {}
         self.optimized: sf.OptimizedPoses | None = None
+        self.matched_frames = 0  # frames the tracker ran the matcher on
 
     def on_result(self, frame: sf.Frame, result: sf.TrackResult) -> None:
-        return None
+        self.matched_frames += result.matches is not None
 
     def on_keyframe(self, keyframe: sf.Keyframe) -> None:
         self.frame_of[keyframe.keyframe_id] = keyframe.frame_index
@@ -104,6 +105,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, shared_weights: Path) -> dict
         "fast_stereo": ("sim:loop", "fast", "sim.sensor=stereo"),
         "alone_stereo_0": ("sim:loop", "fast", "sim.sensor=stereo", alone),
         "classic_stereo_0": ("sim:loop", "classic", "sim.sensor=stereo", alone),
+        "motion_rgbd_0": ("sim:loop", "fast", "tracker.match_every_frame=false", alone),
     }
     for seed in SEEDS:
         plans[f"alone_rgbd_{seed}"] = ("sim:loop", "fast", f"sim.seed={seed}", alone)
@@ -155,6 +157,17 @@ def test_tracker_alone_beats_orb(runs: dict[str, Run], sensor: str, seed: int) -
     2.27 mm; stereo: 1.31 against 1.91 mm)."""
     fast, classic = runs[f"alone_{sensor}_{seed}"], runs[f"classic_{sensor}_{seed}"]
     assert fast.ate_m() < classic.ate_m(), ate_summary(runs, sensor)
+
+
+def test_motion_model_tracker_matches_rarely_and_stays_accurate(runs: dict[str, Run]) -> None:
+    """``tracker.match_every_frame=false``: the local-map search from the motion model's pose
+    tracks nearly every frame without the matcher (measured: ATE 0.96 mm, seed 0), within
+    the bars of the matcher-every-frame tracker."""
+    motion, classic = runs["motion_rgbd_0"], runs["classic_rgbd_0"]
+    assert motion.stats.frames_lost == 0
+    assert motion.loops.matched_frames < 0.1 * motion.stats.frames_tracked
+    assert motion.ate_m() <= 0.0025
+    assert motion.ate_m() < classic.ate_m(), ate_summary(runs, "rgbd")
 
 
 def assert_loops_are_true(run: Run) -> None:

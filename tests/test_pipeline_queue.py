@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -87,3 +88,39 @@ def test_sink_error_is_raised_at_close() -> None:
     with pytest.raises(RuntimeError, match="viewer broke"):
         queued.close()
     assert sink.closed
+
+
+@pytest.mark.parametrize("read_thread", [False, True])
+def test_run_tracks_every_frame_read_then_raises_the_source_error(read_thread: bool) -> None:
+    """With the source read on the reader thread or on its own: every frame read before a
+    source error is tracked, in order, then the error is raised here and no thread is left."""
+    import slamfront as sf
+    from slamfront.errors import SourceError
+    from slamfront.pipeline import Pipeline
+
+    config = sf.load_config(
+        "classic",
+        [
+            "sim.width_px=160",
+            "sim.height_px=120",
+            "backend.enabled=false",
+            f"pipeline.read_thread={str(read_thread).lower()}",
+        ],
+    )
+
+    def frames() -> Iterator[Frame]:
+        with sf.open_source("sim:still", config) as source:
+            for count, item in enumerate(source):
+                if count == 12:
+                    raise SourceError("sim:still: frame 12 is corrupt")
+                yield item
+
+    before = {t.name for t in threading.enumerate()}
+    pipeline = Pipeline(config)
+    seen: list[int] = []
+    with pytest.raises(SourceError, match="frame 12 is corrupt"):
+        for result in pipeline.run(frames()):
+            seen.append(result.frame_index)
+    pipeline.close()
+    assert seen == list(range(12))
+    assert {t.name for t in threading.enumerate()} == before

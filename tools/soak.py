@@ -14,7 +14,7 @@ Checks (exit code 1 when one fails):
 - ``rss``: resident memory at the end within ``--rss-tolerance`` (10 %) of resident memory
   after ``--baseline-frames`` (500) frames;
 - ``in_flight``: frames between the source and the tracker (read but not yet tracked) never
-  exceed the reader queue plus the two frames being worked on. That bound is the whole check:
+  exceed the queues plus the frames being worked on in each thread. That bound is the whole check:
   a bounded queue sits anywhere between empty and full from one sample to the next (full
   whenever the reader is the faster side), so comparing its level early and late in the run
   says nothing about a leak; the quarter means are reported;
@@ -230,7 +230,7 @@ def soak(
     leak). The trajectory goes to ``out_dir`` (a temporary folder when None).
     """
     from slamfront.config import load_config
-    from slamfront.pipeline import Pipeline
+    from slamfront.pipeline import READ_QUEUE_SIZE, Pipeline
     from slamfront.sinks.trajectory import TrajectorySink
     from slamfront.sources import open_source, split_spec
     from slamfront.types import TrackingState
@@ -313,7 +313,9 @@ def soak(
         wall_s=wall,
         close_s=close_s,
         samples=samples,
-        queue_bound=config.pipeline.queue_size + 2,
+        queue_bound=config.pipeline.queue_size
+        + 2
+        + (READ_QUEUE_SIZE + 1 if config.pipeline.read_thread else 0),
         rss_tolerance=rss_tolerance,
         max_slope=max_slope_mb_per_1000,
         before=(threads_before, os_before, fds_before),

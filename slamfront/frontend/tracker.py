@@ -3,7 +3,9 @@
 Each frame is matched to the reference (latest) keyframe; the reference's landmarks give
 2-D/3-D correspondences for PnP in RANSAC; the pose is refined by robust motion-only bundle
 adjustment, then landmarks of the other window keyframes are projected and searched for
-(tracking against the local map), and the pose is refined again on everything found.
+(tracking against the local map), and the pose is refined again on everything found. With
+``match_every_frame`` off (RGB-D and stereo), a frame is first tracked by the local-map search
+alone from the motion model's pose, and matched only when that finds too little.
 Keyframes get landmarks from depth (RGB-D), from row-constrained stereo matching (stereo), or
 by triangulation against the previous keyframe (monocular, arbitrary scale).
 """
@@ -120,6 +122,7 @@ class Tracker:
         self._matched_keyframe_id: int | None = None  # what this frame was matched against
         self._mono = False
         self._scale_note_given = False
+        self._last_inliers = 0  # of the last tracked frame
 
     @property
     def state(self) -> TrackingState:
@@ -474,13 +477,25 @@ class Tracker:
         cfg = self._config
         reference = self._map.reference
         prediction = self._predict(frame.stamp_ns)
-        matches, corr, match_ms = self._match_reference(reference, features)
-        estimate = self._estimate(corr, features, frame.camera, prediction)
-        if estimate is None or estimate.num_inliers < cfg.min_inliers:
-            return self._lose(frame, features, t0, match_ms, matches)
-        corr, estimate = corr.select(estimate.inliers), _restrict(estimate)
         anchors = self._map.anchors()
-        corr, estimate = self._search_local_map(corr, features, frame.camera, estimate, anchors)
+        found = None
+        if (
+            not cfg.match_every_frame
+            and not self._mono
+            and prediction is not None
+            and self._velocity is not None
+        ):
+            found = self._track_motion(features, frame.camera, prediction, anchors)
+        matches: Matches | None = None
+        match_ms = 0.0
+        if found is None:
+            matches, corr, match_ms = self._match_reference(reference, features)
+            estimate = self._estimate(corr, features, frame.camera, prediction)
+            if estimate is None or estimate.num_inliers < cfg.min_inliers:
+                return self._lose(frame, features, t0, match_ms, matches)
+            corr, estimate = corr.select(estimate.inliers), _restrict(estimate)
+            found = self._search_local_map(corr, features, frame.camera, estimate, anchors)
+        corr, estimate = found
         if cfg.lk_prewarp:
             corr, estimate = self._align_warped(corr, frame.camera, estimate, anchors)
         if estimate.num_inliers < cfg.min_inliers:
@@ -496,6 +511,28 @@ class Tracker:
             frame, features, mode, corr, estimate, world_from_cam, t0, match_ms, matches, reference
         )
 
+    def _track_motion(
+        self,
+        features: Features,
+        camera: CameraModel,
+        prediction: np.ndarray,
+        anchors: tuple[np.ndarray, np.ndarray],
+    ) -> tuple[_Correspondences, PoseEstimate] | None:
+        """RGB-D and stereo with ``match_every_frame`` off: the window landmarks searched for
+        around their projection at the motion model's pose, without the matcher; None (the
+        matcher runs) when that finds fewer than ``motion_min_share`` of the landmarks the
+        last frame tracked, or than twice ``min_inliers``."""
+        cfg = self._config
+        empty = np.zeros(0)
+        seed = PoseEstimate(invert_pose(prediction), empty.astype(bool), empty, np.zeros((6, 6)))
+        corr, estimate = self._search_local_map(
+            _Correspondences.empty(), features, camera, seed, anchors, cfg.motion_search_radius_px
+        )
+        needed = max(2 * cfg.min_inliers, cfg.motion_min_share * self._last_inliers)
+        if estimate.num_inliers < needed:
+            return None
+        return corr, estimate
+
     def _accept(
         self,
         frame: Frame,
@@ -506,7 +543,7 @@ class Tracker:
         world_from_cam: np.ndarray,
         t0: float,
         match_ms: float,
-        matches: Matches,
+        matches: Matches | None,
         reference: MapKeyframe,
     ) -> TrackResult:
         self._frames_since_keyframe += 1
@@ -528,6 +565,7 @@ class Tracker:
                 frame, features, mode, world_from_cam, corr, reference, estimate
             )
         self._remember_pose(frame.stamp_ns, world_from_cam)
+        self._last_inliers = estimate.num_inliers
         return self._result(
             frame,
             features,
@@ -548,9 +586,11 @@ class Tracker:
         camera: CameraModel,
         estimate: PoseEstimate,
         anchors: tuple[np.ndarray, np.ndarray],
+        radius_px: float | None = None,
     ) -> tuple[_Correspondences, PoseEstimate]:
         """Project window landmarks not yet matched and look for them near their projection
-        (``anchors``: ``LocalMap.anchors()``)."""
+        (``anchors``: ``LocalMap.anchors()``), within ``radius_px`` (default
+        ``search_radius_px``)."""
         from scipy.spatial import cKDTree
 
         cfg = self._config
@@ -577,7 +617,7 @@ class Tracker:
         if rows.size == 0:
             return corr, estimate
         tree = cKDTree(features.keypoints.astype(np.float64))
-        dist_px, nn = tree.query(proj, k=4, distance_upper_bound=cfg.search_radius_px)
+        dist_px, nn = tree.query(proj, k=4, distance_upper_bound=radius_px or cfg.search_radius_px)
         valid = np.isfinite(dist_px)
         nn_safe = np.where(valid, nn, 0)
         desc = features.descriptors[nn_safe]  # (R, 4, D)

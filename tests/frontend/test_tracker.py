@@ -235,3 +235,51 @@ def test_keyframe_records_carry_points_in_camera_frame() -> None:
         # points in the keyframe's camera frame project onto its keypoints
         px = kf.points_cam_m[has, :2] / kf.points_cam_m[has, 2:3] * 450.0 + [320, 240]
         assert np.median(np.linalg.norm(px - kf.features.keypoints[has], axis=1)) < 1.0
+
+
+class CountingMatcher:
+    """nn_matcher that counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, f0: Features, f1: Features) -> Matches:
+        self.calls += 1
+        return nn_matcher(f0, f1)
+
+
+def run_motion_model(sensor: str, poses: list[np.ndarray]) -> tuple[list, CountingMatcher]:
+    extractor = FakeExtractor()
+    frames = make_frames(PointWorld(), poses, extractor, sensor)
+    matcher = CountingMatcher()
+    config = TrackerConfig(lk_refine=False, match_every_frame=False)
+    tracker = Tracker(config, extractor, matcher)
+    return [tracker.step(f) for f in frames], matcher
+
+
+@pytest.mark.parametrize("sensor", ["rgbd", "stereo"])
+def test_motion_model_tracks_without_the_matcher(sensor: str) -> None:
+    """With ``match_every_frame`` off the matcher runs on the first tracked frames only (no
+    velocity yet); the local-map search from the predicted pose tracks the rest as well."""
+    poses = trajectory(150)
+    results, matcher = run_motion_model(sensor, poses)
+    assert all(r.state == TrackingState.OK for r in results)
+    assert position_errors(results, poses).max() < 0.02
+    matched = [r.frame_index for r in results if r.matches is not None]
+    assert matched == [1], matched  # frame 0 starts the map; frame 1 has no velocity yet
+    assert matcher.calls == 1  # (stereo pairs its keyframes' sides by rows, not this)
+    assert 5 <= sum(r.is_keyframe for r in results) <= 60
+    assert np.median([r.num_inliers for r in results[2:]]) > 100
+
+
+def test_motion_model_falls_back_to_the_matcher_after_a_jump() -> None:
+    """A sudden 6 degree turn puts the landmarks ~47 px from where the motion model projects
+    them, beyond the 12 px search: that frame is matched, and tracking goes on exactly."""
+    poses = trajectory(150)
+    jump = make_pose(so3_exp(np.array([0.0, np.radians(6.0), 0.0])), np.zeros(3))
+    poses = poses[:80] + [p @ jump for p in poses[80:]]
+    results, _ = run_motion_model("rgbd", poses)
+    assert all(r.state == TrackingState.OK for r in results)
+    assert results[80].matches is not None
+    assert all(r.matches is None for r in results[83:])
+    assert position_errors(results, poses).max() < 0.02
