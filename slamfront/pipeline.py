@@ -157,6 +157,7 @@ class Pipeline:
         t is tracked here. Exceptions of the source or the extractor are re-raised here,
         after the frames read before them were tracked."""
         stop = stop if stop is not None else threading.Event()
+        read_thread = self.config.pipeline.read_thread
         read: queue.Queue[object] = queue.Queue(maxsize=READ_QUEUE_SIZE)
         items: queue.Queue[object] = queue.Queue(maxsize=self.config.pipeline.queue_size)
 
@@ -207,7 +208,6 @@ class Pipeline:
                 return
             _put(items, None, stop)
 
-        read_thread = self.config.pipeline.read_thread
         threads = [threading.Thread(target=extract, name="slamfront-reader", daemon=True)]
         if read_thread:
             threads.append(

@@ -617,7 +617,8 @@ class Tracker:
         if rows.size == 0:
             return corr, estimate
         tree = cKDTree(features.keypoints.astype(np.float64))
-        dist_px, nn = tree.query(proj, k=4, distance_upper_bound=radius_px or cfg.search_radius_px)
+        radius = cfg.search_radius_px if radius_px is None else radius_px
+        dist_px, nn = tree.query(proj, k=4, distance_upper_bound=radius)
         valid = np.isfinite(dist_px)
         nn_safe = np.where(valid, nn, 0)
         desc = features.descriptors[nn_safe]  # (R, 4, D)
