@@ -281,18 +281,28 @@ class BackendConfig:
     """At the end of a run, bundle-adjust every keyframe pose with the landmarks it observes
     (seeded by the pose graph; batch, about a second for a room-sized loop of 40 keyframes and
     50k observations). The graph can only spread each keyframe's odometry error; landmarks
-    seen from many keyframes remove it (sim loop, fast RGB-D seed 2: keyframe ATE 0.81 ->
-    0.48 mm)."""
+    seen from many keyframes remove it (sim loop, fast RGB-D seeds 0-2: keyframe ATE 0.80 /
+    0.59 / 0.57 mm on the graph, 0.16 / 0.24 / 0.22 adjusted)."""
     final_adjustment_iterations: int = 4
-    """Levenberg-Marquardt iterations of the final adjustment (0.2 s each on that loop; 8
-    gave the same ATE to 0.01 mm on seeds 0-2, the cost falling by 0.2 % past the 4th)."""
+    """Levenberg-Marquardt iterations of the final adjustment's last pass (0.2 s each on that
+    loop; 8 gave the same ATE to 0.01 mm on seeds 0-2, the cost falling by 0.2 % past the
+    4th)."""
+    final_adjustment_passes: int = 2
+    """Passes of the final adjustment. Each pass but the last (one iteration) measures the
+    noise of the pixels and of the depths from their residuals and re-weights both for the
+    next, so that depth is trusted as much as the sensor deserves, whatever the tracker's
+    configured depth noise says (0.6 s more on that loop). Sim loop, fast preset, keyframe ATE
+    RGB-D seeds 0-2 (exact depth): 0.16 / 0.24 / 0.22 mm with 2 passes, 0.27 / 0.25 / 0.28 with
+    one at the first weights, 0.59 / 0.42 / 0.57 with one at the tracker's configured depth
+    noise (0.44 m); stereo (disparity noise): 0.37 mm with 2, 1.46 with one (0.29 with 3)."""
     adjustment_sigma_px: float = 0.3
-    """Pixel noise of an observation in the final adjustment (sub-pixel aligned keypoints)."""
-    adjustment_range_baseline_m: float = 0.1
-    """The tracker's depth of a landmark enters the final adjustment as the disparity a
-    stereo camera of this baseline would see, so a 2 m depth weighs about 1/50 of the pixels
-    at 500 px focal length: it fixes the scale projections leave free without re-imposing the
-    tracker's pose errors that it carries (1.0 m: 0.77 mm instead of 0.48 on that loop)."""
+    """Pixel noise of an observation in the first pass of the final adjustment."""
+    adjustment_range_baseline_m: float = 3.0
+    """A measured depth enters the final adjustment as the disparity a stereo camera of this
+    baseline would see, with the pixels' noise; this is the first pass's weight (at 500 px
+    focal length and 2 m, 1 px of disparity is 2.7 mm), which later passes re-weight. Start
+    by trusting the depth: its residuals then show its noise (from a small weight they show
+    only the poses' error, and the re-weighting stays there)."""
     adjustment_odometry_weight: float = 0.01
     """Scale of the odometry information in the final adjustment (it only holds a keyframe
     with few observations; the observations carry the same information)."""
@@ -306,6 +316,7 @@ class BackendConfig:
         _check(self.loop_iterations >= 0, "loop_iterations", "must be >= 0")
         _check(self.odometry_min_sigma_px > 0, "odometry_min_sigma_px", "must be positive")
         _check(self.final_adjustment_iterations >= 1, "final_adjustment_iterations", "must be >= 1")
+        _check(self.final_adjustment_passes >= 1, "final_adjustment_passes", "must be >= 1")
         _check(self.adjustment_sigma_px > 0, "adjustment_sigma_px", "must be positive")
         _check(
             self.adjustment_range_baseline_m > 0, "adjustment_range_baseline_m", "must be positive"

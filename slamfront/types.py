@@ -266,6 +266,9 @@ class Keyframe:
     grey: np.ndarray | None = None
     """(H, W) uint8 grey image the keypoints are in, kept for sub-pixel alignment of loop
     correspondences (about 0.3 MB at 640x480); None when alignment is off."""
+    depth_m: np.ndarray | None = None
+    """(N,) float32 depth of each keypoint as measured (depth image or stereo pair), 0 where
+    none; None where not kept (a loaded map)."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -130,7 +130,9 @@ class BackEnd:
         keyframes of a loaded map stay where they are and hold the frame (else the first
         keyframe does); their landmark ids are another run's, so only this run's observations
         enter. A loop's inliers enter as observations of the matched keyframe's landmarks by
-        the query keyframe, so the landmarks tie the two passes together directly."""
+        the query keyframe, so the landmarks tie the two passes together directly. Each
+        observation carries the depth its keyframe measured (RGB-D, stereo), never the
+        tracker's estimate of the landmark, which holds the tracker's pose errors."""
         from slamfront.backend.pose_graph import adjust_keyframes
 
         ids = poses.keyframe_ids
@@ -185,12 +187,15 @@ class BackEnd:
             points_cam = keyframe.points_cam_m
             with np.errstate(invalid="ignore"):
                 seen = np.flatnonzero((keyframe.landmark_ids >= 0) & (points_cam[:, 2] > 0))
+            depth_m = points_cam[seen, 2]
+            if _measures_depth(keyframe):
+                depth_m = keyframe.depth_m[seen].astype(np.float64)  # type: ignore[index]
             parts.append(
                 (
                     np.full(seen.size, row),
                     keyframe.landmark_ids[seen],
                     keyframe.features.keypoints[seen].astype(np.float64),
-                    points_cam[seen, 2],
+                    depth_m,
                     transform_points(world_from_cam, points_cam[seen]),
                 )
             )
@@ -211,12 +216,15 @@ class BackEnd:
             with np.errstate(invalid="ignore"):
                 seen = np.flatnonzero((landmark_ids >= 0) & (points_query[:, 2] > 0))
             world_from_match = poses.world_from_cam[row_of[loop.match_keyframe_id]]
+            query_depths_m = points_query[seen, 2]
+            if _measures_depth(self.keyframes[loop.query_keyframe_id]):
+                query_depths_m = np.zeros(seen.size)  # the pixels alone: no depth measured there
             parts.append(
                 (
                     np.full(seen.size, row_of[loop.query_keyframe_id]),
                     landmark_ids[seen],
                     loop.query_pixels[seen],
-                    points_query[seen, 2],
+                    query_depths_m,
                     transform_points(
                         world_from_match, match.points_cam_m[loop.match_keypoints[seen]]
                     ),
@@ -242,3 +250,10 @@ class BackEnd:
 
     def _with_loops(self, poses: OptimizedPoses) -> OptimizedPoses:
         return replace(poses, num_loops=len(self._loops), loop_edges=tuple(self._loops))
+
+
+def _measures_depth(keyframe: Keyframe) -> bool:
+    """Whether the keyframe measured depth (RGB-D, stereo). Its observations then carry that
+    depth (0 where none); a monocular keyframe's carry the tracker's depth of the landmark,
+    the only scale there is."""
+    return keyframe.depth_m is not None and bool((keyframe.depth_m > 0).any())

@@ -257,14 +257,24 @@ class PoseGraph:
 class KeyframeObservations:
     """Landmark observations for :func:`adjust_keyframes`: observation ``i`` is landmark
     ``landmark_rows[i]`` seen at ``pixels[i]`` (undistorted pixels) by keyframe
-    ``keyframe_rows[i]`` at depth ``depths_m[i]`` (positive) as the tracker estimated it;
-    ``landmarks_world_m`` (L, 3) seeds the landmark positions."""
+    ``keyframe_rows[i]``, at depth ``depths_m[i]`` as measured there (0: no depth, the pixel
+    alone); ``landmarks_world_m`` (L, 3) seeds the landmark positions."""
 
     keyframe_rows: np.ndarray
     landmark_rows: np.ndarray
     pixels: np.ndarray
     depths_m: np.ndarray
     landmarks_world_m: np.ndarray
+
+
+@dataclass(frozen=True)
+class ObservationWeights:
+    """Noise of the final adjustment's observations: ``sigma_px`` on each pixel coordinate,
+    and a depth entering as the disparity a stereo camera of ``range_baseline_m`` would see,
+    with that same sigma (so a larger baseline is a more trusted depth)."""
+
+    sigma_px: float
+    range_baseline_m: float
 
 
 def adjust_keyframes(
@@ -282,23 +292,105 @@ def adjust_keyframes(
 
     ``world_from_cam`` (K, 4, 4) seeds the poses (the pose graph's estimate); ``intrinsics``
     (K, 4) holds each keyframe's pinhole ``fx, fy, cx, cy``; ``held`` (K,) marks keyframes
-    pinned where they are (the gauge, or a loaded map). Each observation is a gtsam stereo
-    factor: the pixel, plus the tracker's depth of the landmark turned into the disparity of
-    a virtual stereo camera of baseline ``adjustment_range_baseline_m``, with a Huber kernel.
-    ``edges``: odometry factors enter weighted by ``adjustment_odometry_weight`` (they only
-    keep a keyframe with few observations in place), loop factors as in the pose graph.
-    A keyframe that is not held and has no odometry edge into it (a restarted chain) gets a
-    weak prior at its seed. Raises ``RuntimeError`` (gtsam's) if the system is singular.
+    pinned where they are (the gauge, or a loaded map). An observation with a depth is a
+    gtsam stereo factor (the depth as a virtual stereo camera's disparity), one without a
+    projection factor, each behind a Huber kernel. ``edges``: odometry factors enter weighted
+    by ``adjustment_odometry_weight`` (they only keep a keyframe with few observations in
+    place), loop factors as in the pose graph. A keyframe that is not held and has no
+    odometry edge into it (a restarted chain) gets a weak prior at its seed.
+
+    Runs ``final_adjustment_passes``: each pass but the last (one iteration) re-weights the
+    pixels and the depths by the noise their residuals show (:func:`residual_weights`), and
+    the last runs ``final_adjustment_iterations`` from where the previous one ended. Raises
+    ``RuntimeError`` (gtsam's) if the system is singular.
     """
+    poses = np.asarray(world_from_cam, dtype=np.float64)
+    if poses.shape != (len(keyframe_ids), 4, 4) or intrinsics.shape != (len(keyframe_ids), 4):
+        raise InputError(
+            f"{len(keyframe_ids)} keyframes need (K, 4, 4) poses and (K, 4) intrinsics, "
+            f"got {poses.shape} and {intrinsics.shape}"
+        )
+    landmarks_m = np.asarray(observations.landmarks_world_m, dtype=np.float64)
+    weights = ObservationWeights(config.adjustment_sigma_px, config.adjustment_range_baseline_m)
+    for remaining in range(config.final_adjustment_passes - 1, -1, -1):
+        iterations = config.final_adjustment_iterations if remaining == 0 else 1
+        poses, landmarks_m = _adjust_once(
+            keyframe_ids,
+            poses,
+            landmarks_m,
+            intrinsics,
+            held,
+            observations,
+            edges,
+            config,
+            weights,
+            iterations,
+        )
+        if remaining:
+            weights = residual_weights(poses, landmarks_m, intrinsics, observations, weights)
+    return poses, landmarks_m
+
+
+def residual_weights(
+    world_from_cam: np.ndarray,
+    landmarks_world_m: np.ndarray,
+    intrinsics: np.ndarray,
+    observations: KeyframeObservations,
+    weights: ObservationWeights,
+) -> ObservationWeights:
+    """The noise the residuals of an adjustment show (variance components, robustly):
+    ``sigma_px`` from the median absolute pixel residual, and the baseline at which the
+    depths' disparity residuals would have that same sigma. Both are floored (at 0.01 px,
+    and within a factor 100 of the previous baseline) so that exact synthetic data cannot
+    make a weight infinite."""
+    rows = observations.keyframe_rows
+    cam_from_world = np.linalg.inv(world_from_cam)[rows]
+    points_cam = (
+        np.einsum(
+            "nij,nj->ni", cam_from_world[:, :3, :3], landmarks_world_m[observations.landmark_rows]
+        )
+        + cam_from_world[:, :3, 3]
+    )
+    fx, fy, cx, cy = intrinsics[rows].T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        projected = np.stack(
+            [
+                fx * points_cam[:, 0] / points_cam[:, 2] + cx,
+                fy * points_cam[:, 1] / points_cam[:, 2] + cy,
+            ],
+            axis=1,
+        )
+    pixel_residuals = (observations.pixels - projected).ravel()
+    sigma_px = max(1.4826 * float(np.nanmedian(np.abs(pixel_residuals))), 0.01)
+    ranged = observations.depths_m > 0
+    if not ranged.any():
+        return ObservationWeights(sigma_px, weights.range_baseline_m)
+    focal_baseline = fx[ranged] * weights.range_baseline_m
+    with np.errstate(divide="ignore", invalid="ignore"):
+        disparity_residuals = (
+            focal_baseline / observations.depths_m[ranged] - focal_baseline / points_cam[ranged, 2]
+        )
+    sigma_disparity_px = max(1.4826 * float(np.nanmedian(np.abs(disparity_residuals))), 1e-6)
+    ratio = float(np.clip(sigma_px / sigma_disparity_px, 0.01, 100.0))
+    return ObservationWeights(sigma_px, weights.range_baseline_m * ratio)
+
+
+def _adjust_once(
+    keyframe_ids: Sequence[int],
+    poses: np.ndarray,
+    landmarks_m: np.ndarray,
+    intrinsics: np.ndarray,
+    held: np.ndarray,
+    observations: KeyframeObservations,
+    edges: Sequence[GraphEdge],
+    config: BackendConfig,
+    weights: ObservationWeights,
+    iterations: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One Levenberg-Marquardt run of :func:`adjust_keyframes` at ``weights``."""
     import gtsam
 
     ids = [int(kid) for kid in keyframe_ids]
-    poses = np.asarray(world_from_cam, dtype=np.float64)
-    if poses.shape != (len(ids), 4, 4) or intrinsics.shape != (len(ids), 4):
-        raise InputError(
-            f"{len(ids)} keyframes need (K, 4, 4) poses and (K, 4) intrinsics, "
-            f"got {poses.shape} and {intrinsics.shape}"
-        )
     row_of = {kid: row for row, kid in enumerate(ids)}
     graph = gtsam.NonlinearFactorGraph()
     values = gtsam.Values()
@@ -330,18 +422,26 @@ def adjust_keyframes(
                 noise,
             )
         )
-    landmark_keys = [gtsam.symbol("l", row) for row in range(len(observations.landmarks_world_m))]
-    for key, position in zip(landmark_keys, observations.landmarks_world_m, strict=True):
+    landmark_keys = [gtsam.symbol("l", row) for row in range(len(landmarks_m))]
+    for key, position in zip(landmark_keys, landmarks_m, strict=True):
         values.insert(key, gtsam.Point3(position))
-    baseline_m = config.adjustment_range_baseline_m
-    calibrations = [
+    baseline_m = weights.range_baseline_m
+    stereo_calibrations = [
         gtsam.Cal3_S2Stereo(fx, fy, 0.0, cx, cy, baseline_m) for fx, fy, cx, cy in intrinsics
     ]
-    pixel_noise = gtsam.noiseModel.Robust.Create(
-        gtsam.noiseModel.mEstimator.Huber.Create(1.345),
-        gtsam.noiseModel.Isotropic.Sigma(3, config.adjustment_sigma_px),
+    calibrations = [gtsam.Cal3_S2(fx, fy, 0.0, cx, cy) for fx, fy, cx, cy in intrinsics]
+    huber = gtsam.noiseModel.mEstimator.Huber.Create(1.345)
+    stereo_noise = gtsam.noiseModel.Robust.Create(
+        huber, gtsam.noiseModel.Isotropic.Sigma(3, weights.sigma_px)
     )
-    disparity_px = intrinsics[observations.keyframe_rows, 0] * baseline_m / observations.depths_m
+    pixel_noise = gtsam.noiseModel.Robust.Create(
+        huber, gtsam.noiseModel.Isotropic.Sigma(2, weights.sigma_px)
+    )
+    depths_m = observations.depths_m
+    with np.errstate(divide="ignore"):
+        disparity_px = np.where(
+            depths_m > 0, intrinsics[observations.keyframe_rows, 0] * baseline_m / depths_m, 0.0
+        )
     for row, landmark, (u, v), disparity in zip(
         observations.keyframe_rows.tolist(),
         observations.landmark_rows.tolist(),
@@ -349,21 +449,32 @@ def adjust_keyframes(
         disparity_px.tolist(),
         strict=True,
     ):
-        graph.add(
-            gtsam.GenericStereoFactor3D(
-                gtsam.StereoPoint2(u, u - disparity, v),
-                pixel_noise,
-                keys[row],
-                landmark_keys[landmark],
-                calibrations[row],
+        if disparity > 0:
+            graph.add(
+                gtsam.GenericStereoFactor3D(
+                    gtsam.StereoPoint2(u, u - disparity, v),
+                    stereo_noise,
+                    keys[row],
+                    landmark_keys[landmark],
+                    stereo_calibrations[row],
+                )
             )
-        )
+        else:
+            graph.add(
+                gtsam.GenericProjectionFactorCal3_S2(
+                    gtsam.Point2(u, v),
+                    pixel_noise,
+                    keys[row],
+                    landmark_keys[landmark],
+                    calibrations[row],
+                )
+            )
     params = gtsam.LevenbergMarquardtParams()
-    params.setMaxIterations(config.final_adjustment_iterations)
+    params.setMaxIterations(iterations)
     result = gtsam.LevenbergMarquardtOptimizer(graph, values, params).optimize()
     adjusted_poses = np.array([result.atPose3(key).matrix() for key in keys])
-    landmarks_m = np.array([result.atPoint3(key) for key in landmark_keys]).reshape(-1, 3)
-    return adjusted_poses, landmarks_m
+    adjusted_landmarks = np.array([result.atPoint3(key) for key in landmark_keys]).reshape(-1, 3)
+    return adjusted_poses, adjusted_landmarks
 
 
 def _loop_noise(gtsam: Any, information: np.ndarray, config: BackendConfig) -> Any:

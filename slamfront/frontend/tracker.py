@@ -831,6 +831,8 @@ class Tracker:
         reference: MapKeyframe,
         estimate: PoseEstimate,
     ) -> Keyframe | None:
+        # depth where the landmarks were measured (image alignment), not where detected
+        features = _with_tracked_pixels(features, corr)
         depth, sigma = self._keypoint_depth(frame, features, mode)
         if mode == "mono":
             self._insert_keyframe(
@@ -875,12 +877,7 @@ class Tracker:
     ) -> Keyframe:
         landmark_ids = np.full(len(features), -1, np.int64)
         landmark_ids[corr.keypoint_index] = corr.landmark_ids
-        if len(corr):
-            # the keyframe keeps where its landmarks were measured (image alignment), so that
-            # later alignment against it follows those very points
-            keypoints = features.keypoints.copy()
-            keypoints[corr.keypoint_index] = corr.pixels
-            features = replace(features, keypoints=keypoints)
+        features = _with_tracked_pixels(features, corr)
         lmap = self._map
         if len(corr) and lmap.descriptors is not None:
             # landmarks take the appearance of their latest observation
@@ -905,6 +902,7 @@ class Tracker:
             features=features,
             points_cam_m=np.zeros((0, 3)),
             grey=grey,
+            depth_m=depth.copy(),
         )
         self._next_keyframe_id += 1
         entry = MapKeyframe(keyframe, landmark_ids, depth, depth_sigma)
@@ -1152,6 +1150,17 @@ def _pinhole_features(features: Features, camera: CameraModel) -> Features:
     return replace(
         features, keypoints=undistort_points(camera, features.keypoints).astype(np.float32)
     )
+
+
+def _with_tracked_pixels(features: Features, corr: _Correspondences) -> Features:
+    """``features`` with each tracked keypoint moved to where its landmark was measured (image
+    alignment): a keyframe keeps those positions, so that later alignment against it follows
+    those very points and its depth is sampled there."""
+    if not len(corr):
+        return features
+    keypoints = features.keypoints.copy()
+    keypoints[corr.keypoint_index] = corr.pixels
+    return replace(features, keypoints=keypoints)
 
 
 def _depth_at(depth_m: np.ndarray, keypoints: np.ndarray, edge_ratio: float) -> np.ndarray:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pytest
 
@@ -10,6 +13,9 @@ from slamfront.config import BackendConfig
 from slamfront.errors import InputError
 from slamfront.geometry import invert_pose, make_pose, so3_exp
 from slamfront.types import LoopCandidate
+
+if TYPE_CHECKING:
+    from slamfront.backend.pose_graph import KeyframeObservations
 
 NUM_POSES = 40
 SIGMA_RAD, SIGMA_M, YAW_BIAS_RAD = 0.004, 0.01, 0.002
@@ -243,3 +249,94 @@ def test_bundle_adjustment_removes_pose_noise_the_landmarks_contradict() -> None
     landmark_error_m = np.linalg.norm(landmarks_m - landmarks, axis=1)
     # seeded 2 cm off per axis; the measured median is 0.8 mm
     assert np.median(landmark_error_m[seen_by >= 3]) < 1.5e-3
+
+
+def strip_scene(
+    rng: np.random.Generator, pixel_sigma: float, depth_sigma_m: float, wall: bool = False
+) -> tuple[list[np.ndarray], np.ndarray, KeyframeObservations, np.ndarray]:
+    """(true poses, true landmarks, observations, intrinsics): ten keyframes turning slightly
+    along a strip of 600 landmarks 2-4 m away (all at 3 m with ``wall``), pixels and depths
+    with Gaussian noise of the given sigmas, the landmark seeds exact."""
+    from slamfront.backend.pose_graph import KeyframeObservations
+    from slamfront.geometry import project
+
+    fx, fy, cx, cy = 500.0, 500.0, 320.0, 240.0
+    k = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])
+    truth = [
+        make_pose(so3_exp(np.array([0, 0.02 * i, 0])), np.array([0.1 * i, 0.02 * np.sin(i), 0]))
+        for i in range(10)
+    ]
+    depth_m = np.full(600, 3.0) if wall else rng.uniform(2.0, 4.0, 600)
+    landmarks = np.column_stack([rng.uniform(-1.5, 2.5, 600), rng.uniform(-1, 1, 600), depth_m])
+    rows, ids, pixels, depths = [], [], [], []
+    for row, world_from_cam in enumerate(truth):
+        cam = (landmarks - world_from_cam[:3, 3]) @ world_from_cam[:3, :3]
+        px = project(k, cam)
+        seen = np.flatnonzero((px[:, 0] > 0) & (px[:, 0] < 640) & (px[:, 1] > 0) & (px[:, 1] < 480))
+        rows.append(np.full(seen.size, row))
+        ids.append(seen)
+        pixels.append(px[seen] + rng.normal(0, pixel_sigma, (seen.size, 2)))
+        depths.append(cam[seen, 2] + rng.normal(0, depth_sigma_m, seen.size))
+    observations = KeyframeObservations(
+        keyframe_rows=np.concatenate(rows),
+        landmark_rows=np.concatenate(ids),
+        pixels=np.concatenate(pixels),
+        depths_m=np.concatenate(depths),
+        landmarks_world_m=landmarks.copy(),
+    )
+    return truth, landmarks, observations, np.tile([fx, fy, cx, cy], (10, 1))
+
+
+def test_residual_weights_measure_the_noise_of_pixels_and_depths() -> None:
+    """At the true poses and landmarks, 0.2 px pixel noise and 5 mm depth noise at 3 m: the
+    pixel sigma is read back, and the baseline is the one at which 5 mm of depth is 0.2 px of
+    disparity (0.2 * 3^2 / (500 * 0.005) = 0.72 m)."""
+    from slamfront.backend.pose_graph import ObservationWeights, residual_weights
+
+    truth, landmarks, observations, intrinsics = strip_scene(
+        np.random.default_rng(5), 0.2, 0.005, wall=True
+    )
+    weights = residual_weights(
+        np.array(truth), landmarks, intrinsics, observations, ObservationWeights(0.3, 3.0)
+    )
+    assert weights.sigma_px == pytest.approx(0.2, rel=0.05)
+    assert weights.range_baseline_m == pytest.approx(0.72, rel=0.05)
+
+
+@pytest.mark.parametrize(
+    ("pixel_sigma", "depth_sigma_m", "gain"),
+    [(0.3, 0.0, 2.0), (0.05, 0.02, 5.0)],
+    ids=["exact-depth", "noisy-depth"],
+)
+def test_final_adjustment_weighs_depth_by_the_noise_it_shows(
+    pixel_sigma: float, depth_sigma_m: float, gain: float
+) -> None:
+    """Seeded 2 cm / 0.3 deg off, the adjustment re-weighted after its first pass ends closer
+    to the truth than one pass at the first weights, whichever of pixels and depths is the
+    noisier (measured: 0.40 against 0.91 mm with exact depth, 0.38 against 4.6 mm with 2 cm
+    depth noise and 0.05 px pixels)."""
+    from slamfront.backend.pose_graph import adjust_keyframes
+
+    rng = np.random.default_rng(7)
+    truth, landmarks, observations, intrinsics = strip_scene(rng, pixel_sigma, depth_sigma_m)
+    seeds = [truth[0]] + [
+        make_pose(so3_exp(rng.normal(0, 0.005, 3)) @ t[:3, :3], t[:3, 3] + rng.normal(0, 0.02, 3))
+        for t in truth[1:]
+    ]
+    observations = dataclasses.replace(
+        observations, landmarks_world_m=landmarks + rng.normal(0, 0.02, landmarks.shape)
+    )
+    held = np.zeros(10, bool)
+    held[0] = True
+    errors_m = []
+    for passes in (1, 2):
+        config = BackendConfig(final_adjustment_passes=passes, final_adjustment_iterations=10)
+        adjusted, _ = adjust_keyframes(
+            range(10), np.array(seeds), intrinsics, held, observations, (), config
+        )
+        errors_m.append(
+            max(np.linalg.norm(a[:3, 3] - t[:3, 3]) for a, t in zip(adjusted, truth, strict=True))
+        )
+    one_pass_m, reweighted_m = errors_m
+    assert reweighted_m < 0.6e-3, errors_m
+    assert reweighted_m * gain < one_pass_m, errors_m
