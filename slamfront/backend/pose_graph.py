@@ -361,8 +361,11 @@ def residual_weights(
             axis=1,
         )
     pixel_residuals = (observations.pixels - projected).ravel()
-    sigma_px = max(1.4826 * float(np.nanmedian(np.abs(pixel_residuals))), 0.01)
-    ranged = observations.depths_m > 0
+    pixel_residuals = pixel_residuals[np.isfinite(pixel_residuals)]
+    if pixel_residuals.size == 0:  # nothing observed in front of a camera: keep the weights
+        return weights
+    sigma_px = max(1.4826 * float(np.median(np.abs(pixel_residuals))), 0.01)
+    ranged = (observations.depths_m > 0) & (points_cam[:, 2] > 0)
     if not ranged.any():
         return ObservationWeights(sigma_px, weights.range_baseline_m)
     focal_baseline = fx[ranged] * weights.range_baseline_m
@@ -370,7 +373,7 @@ def residual_weights(
         disparity_residuals = (
             focal_baseline / observations.depths_m[ranged] - focal_baseline / points_cam[ranged, 2]
         )
-    sigma_disparity_px = max(1.4826 * float(np.nanmedian(np.abs(disparity_residuals))), 1e-6)
+    sigma_disparity_px = max(1.4826 * float(np.median(np.abs(disparity_residuals))), 1e-6)
     ratio = float(np.clip(sigma_px / sigma_disparity_px, 0.01, 100.0))
     return ObservationWeights(sigma_px, weights.range_baseline_m * ratio)
 

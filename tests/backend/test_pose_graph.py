@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -340,3 +341,27 @@ def test_final_adjustment_weighs_depth_by_the_noise_it_shows(
     one_pass_m, reweighted_m = errors_m
     assert reweighted_m < 0.6e-3, errors_m
     assert reweighted_m * gain < one_pass_m, errors_m
+
+
+def test_residual_weights_keep_the_weights_without_observations() -> None:
+    """A run whose landmarks were each seen once (a still rig) has no observations to weigh."""
+    from slamfront.backend.pose_graph import (
+        KeyframeObservations,
+        ObservationWeights,
+        residual_weights,
+    )
+
+    empty = KeyframeObservations(
+        np.zeros(0, np.int64),
+        np.zeros(0, np.int64),
+        np.zeros((0, 2)),
+        np.zeros(0),
+        np.zeros((0, 3)),
+    )
+    weights = ObservationWeights(0.3, 3.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert (
+            residual_weights(np.eye(4)[None], np.zeros((0, 3)), np.ones((1, 4)), empty, weights)
+            == weights
+        )
