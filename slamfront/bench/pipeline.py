@@ -10,7 +10,8 @@ stage, ``read``.
 Each variant runs in its own child process (so its peak resident memory is its own and the
 other variant's models do not count): the preset as configured, and — for learned presets —
 the reference point, a straightforward torch implementation of the same networks
-(:data:`REFERENCE_OVERRIDES`: torch runtimes, no early exit, no pruning). Per input, each
+(:data:`REFERENCE_OVERRIDES`: torch runtimes, no early exit, no pruning, the matcher on
+every frame). Per input, each
 child first does ``warmup_runs`` untimed runs, then the timed runs alternate between the
 variants (preset, reference, reference, preset, ...) so that a change of load on a shared
 machine hits both alike. Models are loaded once per child; each run builds a fresh pipeline
@@ -62,8 +63,11 @@ REFERENCE_OVERRIDES = (
     "matcher.runtime=torch",
     "matcher.depth_confidence=-1",
     "matcher.width_confidence=-1",
+    "tracker.match_every_frame=true",
+    "pipeline.read_thread=false",
 )
-"""The reference point: the same networks on plain torch, every layer, every point."""
+"""The reference point: the same networks on plain torch, every layer, every point, the
+matcher on every frame, the source read on the extractor's thread."""
 
 SIM_INPUTS = {
     "sim-rgbd": ("rgbd", 640, 480),

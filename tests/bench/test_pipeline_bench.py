@@ -134,7 +134,9 @@ def test_bench_runs_preset_and_reference_and_reports_a_broken_input(
     data = json.loads(json.dumps(result.to_dict()))
     assert data["git_commit"] and data["reference_overrides"] == list(REFERENCE_OVERRIDES)
     assert isinstance(data["uncommitted"], list)
-    assert data["results"][0]["stages"]["match"]["median_ms"] > 0
+    # the preset's motion model leaves the matcher idle on most frames; the reference matches
+    assert data["results"][0]["stages"]["pose"]["median_ms"] > 0
+    assert data["results"][1]["stages"]["match"]["median_ms"] > 0
     assert data["machine"]["versions"]["numpy"]
     assert any("preset/reference fps" in line for line in result.lines())
 
