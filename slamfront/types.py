@@ -235,6 +235,11 @@ class TrackResult:
     """(M,) int64 the landmarks the pose was solved on (its inliers), or None without a pose."""
     landmark_pixels: np.ndarray | None = None
     """(M, 2) float64 where this frame sees them (undistorted pixels, as aligned)."""
+    landmark_keypoints: np.ndarray | None = None
+    """(M,) int64 the keypoint of this frame each of them was found at (index into
+    ``features``)."""
+    landmark_depths_m: np.ndarray | None = None
+    """(M,) float32 the depth image's depth at those pixels (0: none; None without one)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -307,6 +312,9 @@ class OptimizedPoses:
     before it)."""
     landmarks_world_m: np.ndarray | None = None
     """(L, 3) float64 their positions."""
+    range_baseline_m: float | None = None
+    """How the final adjustment weighed a measured depth (the baseline of a virtual stereo
+    camera whose disparity has the pixels' noise), for refits on those landmarks."""
 
 
 @dataclass(frozen=True, eq=False)

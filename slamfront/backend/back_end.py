@@ -149,7 +149,7 @@ class BackEnd:
                 for kf in (self.keyframes[kid] for kid in ids)
             ]
         )
-        world_from_cam, landmarks_world_m = adjust_keyframes(
+        world_from_cam, landmarks_world_m, weights = adjust_keyframes(
             ids,
             poses.world_from_cam,
             intrinsics,
@@ -166,6 +166,7 @@ class BackEnd:
             world_from_cam=world_from_cam,
             landmark_ids=landmark_ids,
             landmarks_world_m=landmarks_world_m,
+            range_baseline_m=weights.range_baseline_m,
         )
 
     def _observations(

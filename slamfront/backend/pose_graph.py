@@ -285,10 +285,11 @@ def adjust_keyframes(
     observations: KeyframeObservations,
     edges: Sequence[GraphEdge],
     config: BackendConfig,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, ObservationWeights]:
     """Bundle adjustment of keyframe poses and the landmarks they observe; returns the
-    adjusted ``world_from_cam`` (K, 4, 4) in the order of ``keyframe_ids`` and the adjusted
-    landmark positions (L, 3) in the order of ``observations.landmarks_world_m``.
+    adjusted ``world_from_cam`` (K, 4, 4) in the order of ``keyframe_ids``, the adjusted
+    landmark positions (L, 3) in the order of ``observations.landmarks_world_m``, and the
+    weights of the last pass.
 
     ``world_from_cam`` (K, 4, 4) seeds the poses (the pose graph's estimate); ``intrinsics``
     (K, 4) holds each keyframe's pinhole ``fx, fy, cx, cy``; ``held`` (K,) marks keyframes
@@ -328,7 +329,7 @@ def adjust_keyframes(
         )
         if remaining:
             weights = residual_weights(poses, landmarks_m, intrinsics, observations, weights)
-    return poses, landmarks_m
+    return poses, landmarks_m, weights
 
 
 def residual_weights(

@@ -130,6 +130,8 @@ def refine_pose(
     iterations: int = 10,
     pixel_sigma: np.ndarray | None = None,
     rounds: int = 3,
+    depths_m: np.ndarray | None = None,
+    range_baseline_m: float = 0.0,
 ) -> PoseEstimate:
     """Motion-only bundle adjustment: Levenberg-Marquardt on reprojection error with a Huber
     loss over every correspondence, then ``rounds - 1`` more fits on only the correspondences
@@ -143,8 +145,16 @@ def refine_pose(
     inlier threshold.
 
     ``pixel_sigma`` (N,) scales each residual (e.g. keypoint scale); default 1 px.
+    ``depths_m`` (N,) adds each measured depth (0: none) as a third residual, the disparity
+    a stereo camera of ``range_baseline_m`` would see (pixels; the residuals above include it).
     """
     inv_sigma = 1.0 / pixel_sigma if pixel_sigma is not None else np.ones(points_world.shape[0])
+    disparity = np.full(points_world.shape[0], np.nan)
+    if depths_m is not None and range_baseline_m > 0:
+        with np.errstate(divide="ignore"):
+            measured = camera_k[0, 0] * range_baseline_m / depths_m
+        disparity = np.where(depths_m > 0, measured, np.nan)
+    focal_baseline = camera_k[0, 0] * range_baseline_m
     pose = cam_from_world.copy()
     active = np.ones(points_world.shape[0], bool)
     for round_index in range(max(rounds, 1)):
@@ -156,8 +166,12 @@ def refine_pose(
             huber_px,
             inv_sigma[active],
             iterations,
+            disparity[active],
+            focal_baseline,
         )
-        residuals = np.sqrt(_reprojection_sq(pose, points_world, pixels, camera_k))
+        residuals = np.sqrt(
+            _residual_sq(pose, points_world, pixels, camera_k, disparity, focal_baseline)
+        )
         inliers = residuals < inlier_px
         if round_index + 1 == rounds or int(inliers.sum()) < 6 or np.array_equal(inliers, active):
             break
@@ -176,13 +190,27 @@ def _levenberg_marquardt(
     huber_px: float,
     inv_sigma: np.ndarray,
     iterations: int,
+    disparity: np.ndarray,
+    focal_baseline: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(pose, Gauss-Newton Hessian at it) minimising the Huber reprojection cost."""
+    """(pose, Gauss-Newton Hessian at it) minimising the Huber reprojection cost, plus the
+    disparity residual ``focal_baseline / z - disparity`` where ``disparity`` is finite."""
     pose = cam_from_world.copy()
     fx, fy = camera_k[0, 0], camera_k[1, 1]
     cx, cy = camera_k[0, 2], camera_k[1, 2]
+    ranged = np.isfinite(disparity)
+    cost_of = partial(
+        _robust_cost,
+        points_world=points_world,
+        pixels=pixels,
+        camera_k=camera_k,
+        huber_px=huber_px,
+        inv_sigma=inv_sigma,
+        disparity=disparity,
+        focal_baseline=focal_baseline,
+    )
     lam = 1e-3
-    cost = _robust_cost(pose, points_world, pixels, camera_k, huber_px, inv_sigma)
+    cost = cost_of(pose)
     hessian = np.zeros((6, 6))
     for _ in range(iterations):
         pc = points_world @ pose[:3, :3].T + pose[:3, 3]
@@ -190,11 +218,21 @@ def _levenberg_marquardt(
         inv_z = 1.0 / z
         x, y = pc[:, 0] * inv_z, pc[:, 1] * inv_z
         res = np.stack([fx * x + cx - pixels[:, 0], fy * y + cy - pixels[:, 1]], 1)
+        _, j = _projection_jacobians(x, y, inv_z, fx, fy)
+        if ranged.any():
+            # d(f b / z) / d(delta) = -f b / z^2 * (0, 0, 1, y_c, -x_c, 0)
+            res_d = np.where(ranged, focal_baseline * inv_z - disparity, 0.0)
+            j_d = np.zeros((x.shape[0], 1, 6))
+            j_d[:, 0, 2] = -focal_baseline * inv_z * inv_z
+            j_d[:, 0, 3] = -focal_baseline * inv_z * y
+            j_d[:, 0, 4] = focal_baseline * inv_z * x
+            j_d *= ranged[:, None, None]
+            res = np.concatenate([res, res_d[:, None]], axis=1)
+            j = np.concatenate([j, j_d], axis=1)
         res *= inv_sigma[:, None]
         norm = np.linalg.norm(res, axis=1)
         weight = np.where(norm <= huber_px, 1.0, huber_px / np.maximum(norm, 1e-12))
         weight = np.where(pc[:, 2] > 1e-6, weight, 0.0)
-        _, j = _projection_jacobians(x, y, inv_z, fx, fy)
         j *= inv_sigma[:, None, None]
         # J^T W J and J^T W r over all 2N residual rows, as matrix products (BLAS)
         wj = (j * weight[:, None, None]).reshape(-1, 6)
@@ -202,18 +240,7 @@ def _levenberg_marquardt(
         gradient = wj.T @ res.reshape(-1)
         previous = cost
         propose = partial(
-            _pose_candidate,
-            pose=pose,
-            hessian=hessian,
-            gradient=gradient,
-            cost=partial(
-                _robust_cost,
-                points_world=points_world,
-                pixels=pixels,
-                camera_k=camera_k,
-                huber_px=huber_px,
-                inv_sigma=inv_sigma,
-            ),
+            _pose_candidate, pose=pose, hessian=hessian, gradient=gradient, cost=cost_of
         )
         accepted, cost, lam = _damped_step(propose, cost, lam)
         if accepted is None:
@@ -281,9 +308,32 @@ def _robust_cost(
     camera_k: np.ndarray,
     huber_px: float,
     inv_sigma: np.ndarray,
+    disparity: np.ndarray,
+    focal_baseline: float,
 ) -> float:
-    err = np.sqrt(_reprojection_sq(pose, points_world, pixels, camera_k)) * inv_sigma
+    sq = _residual_sq(pose, points_world, pixels, camera_k, disparity, focal_baseline)
+    err = np.sqrt(sq) * inv_sigma
     return _huber_sum(np.where(np.isfinite(err), err, 1e6), huber_px)
+
+
+def _residual_sq(
+    cam_from_world: np.ndarray,
+    points_world: np.ndarray,
+    pixels: np.ndarray,
+    camera_k: np.ndarray,
+    disparity: np.ndarray,
+    focal_baseline: float,
+) -> np.ndarray:
+    """Squared reprojection error, plus the squared disparity error where ``disparity``
+    (measured, pixels) is finite."""
+    err2 = _reprojection_sq(cam_from_world, points_world, pixels, camera_k)
+    ranged = np.isfinite(disparity)
+    if not ranged.any():
+        return err2
+    z = points_world @ cam_from_world[2, :3] + cam_from_world[2, 3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        disparity_err = focal_baseline / z - disparity
+    return err2 + np.where(ranged & (z > 1e-6), disparity_err**2, 0.0)
 
 
 def _huber_sum(err: np.ndarray, huber_px: float) -> float:

@@ -227,7 +227,18 @@ class Tracker:
             timings=StageTimings(match_ms=match_ms, pose_ms=max(total_ms - match_ms, 0.0)),
             landmark_ids=inliers.landmark_ids.copy() if inliers is not None else None,
             landmark_pixels=inliers.pixels.copy() if inliers is not None else None,
+            landmark_keypoints=inliers.keypoint_index.copy() if inliers is not None else None,
+            landmark_depths_m=self._landmark_depths(frame, inliers),
         )
+
+    def _landmark_depths(self, frame: Frame, inliers: _Correspondences | None) -> np.ndarray | None:
+        """The depth image's depth where this frame sees its inlier landmarks (0: none)."""
+        if inliers is None or frame.depth_m is None:
+            return None
+        cfg = self._config
+        depth = _depth_at(frame.depth_m, inliers.pixels, cfg.depth_edge_ratio)
+        depth[(depth < cfg.min_depth_m) | (depth > cfg.max_depth_m)] = 0.0
+        return depth
 
     # -------------------------------------------------------------- initialisation
 

@@ -11,8 +11,8 @@ timestamp when the stamps are epoch times after 2000, else as a duration)::
     world/cam                    Transform3D world_from_cam (tracked frames) + Pinhole (static)
     world/cam/image              the current image (resized by rerun.image_scale, JPEG when
                                  rerun.jpeg_quality is set)
-    world/cam/image/keypoints    Points2D; class 1 "tracked" (matched to the reference
-                                 keyframe, green), class 2 "new" (orange)
+    world/cam/image/keypoints    Points2D; class 1 "tracked" (a landmark the pose was
+                                 solved on, green), class 2 "new" (orange)
     world/trajectory/raw/<c>     LineStrips3D of tracker positions, 256 poses per chunk <c>
                                  (a lost stretch breaks the strip)
     world/trajectory/optimized   LineStrips3D through the keyframes after each optimisation
@@ -24,7 +24,9 @@ timestamp when the stamps are epoch times after 2000, else as a duration)::
                                  provides it)
     matches                      side-by-side image: reference keyframe | current frame
     matches/lines                LineStrips2D, one per match (the rerun.max_match_lines
-                                 highest-scoring ones)
+                                 highest-scoring ones); on a frame tracked without the
+                                 matcher (motion model), one per landmark the pose was
+                                 solved on that the keyframe observes (evenly thinned)
     plot/latency_ms              Scalars: read, extract, match, pose, total
     plot/tracking                Scalars: features, matches, inliers
     plot/state                   Scalars: 1 ok, 0 initialising, -1 lost
@@ -97,10 +99,12 @@ def raw_trajectory_path(chunk: int) -> str:
 
 @dataclass(frozen=True, eq=False)
 class _KeyframeView:
-    """What the matches view needs of a keyframe: its logged image and keypoints on it."""
+    """What the matches view needs of a keyframe: its logged image, keypoints on it, and the
+    landmark each keypoint observes (-1: none)."""
 
     image: np.ndarray
     keypoints_px: np.ndarray
+    landmark_ids: np.ndarray
 
 
 @dataclass(frozen=True, eq=False)
@@ -187,9 +191,10 @@ class RerunSink:
             else np.zeros((0, 2), np.float64)
         )
         tracked = np.zeros(keypoints_raw.shape[0], dtype=bool)
-        matches = result.matches
-        if matches is not None and len(matches):
-            current = matches.indices[:, 1]
+        current = result.landmark_keypoints
+        if current is None and result.matches is not None:
+            current = result.matches.indices[:, 1]
+        if current is not None:
             tracked[current[current < tracked.size]] = True
         self._rec.log(
             "world/cam/image/keypoints",
@@ -254,8 +259,13 @@ class RerunSink:
 
         if pending is not None:
             scale = self._image_scale(camera)
+            landmark_ids = keyframe.landmark_ids
+            if landmark_ids is None:
+                landmark_ids = np.full(len(keyframe.features), -1, np.int64)
             self._views[kid] = _KeyframeView(
-                pending.image, _raw_pixels(camera, keyframe.features.keypoints) * scale
+                pending.image,
+                _raw_pixels(camera, keyframe.features.keypoints) * scale,
+                landmark_ids,
             )
             while len(self._views) > _KEPT_KEYFRAME_IMAGES:
                 self._views.popitem(last=False)
@@ -408,15 +418,23 @@ class RerunSink:
             return  # relocalisation tries several keyframes: which one is not recorded
         reference = self._matched_reference(result)
         view = self._views.get(reference) if reference is not None else None
-        if matches is None or view is None:
+        if view is None:
             return
-        idx = matches.indices
-        ok = (idx[:, 0] < view.keypoints_px.shape[0]) & (idx[:, 1] < keypoints.shape[0])
-        idx = idx[ok]
         limit = self._cfg.max_match_lines
-        if idx.shape[0] > limit:
-            best = np.argsort(-matches.scores[ok], kind="stable")[:limit]
-            idx = idx[np.sort(best)]
+        if matches is not None:
+            idx = matches.indices
+            ok = (idx[:, 0] < view.keypoints_px.shape[0]) & (idx[:, 1] < keypoints.shape[0])
+            idx = idx[ok]
+            if idx.shape[0] > limit:
+                best = np.argsort(-matches.scores[ok], kind="stable")[:limit]
+                idx = idx[np.sort(best)]
+        elif result.landmark_ids is not None and result.landmark_keypoints is not None:
+            idx = _landmark_pairs(view.landmark_ids, result.landmark_ids, result.landmark_keypoints)
+            idx = idx[idx[:, 1] < keypoints.shape[0]]
+            if idx.shape[0] > limit:
+                idx = idx[np.linspace(0, idx.shape[0] - 1, limit).astype(np.int64)]
+        else:
+            return
         left, right = _as_rgb(view.image), _as_rgb(image)
         height = max(left.shape[0], right.shape[0])
         canvas = np.zeros((height, left.shape[1] + right.shape[1], 3), np.uint8)
@@ -511,3 +529,18 @@ def _pose_changed(a: np.ndarray, b: np.ndarray) -> bool:
         return True
     cos = (float(np.trace(a[:3, :3].T @ b[:3, :3])) - 1.0) / 2.0
     return math.acos(max(-1.0, min(1.0, cos))) > _POSE_CHANGE_RAD
+
+
+def _landmark_pairs(
+    keyframe_landmarks: np.ndarray, landmark_ids: np.ndarray, keypoints: np.ndarray
+) -> np.ndarray:
+    """(P, 2) int64 (keyframe keypoint, current keypoint) of every landmark in
+    ``landmark_ids`` (found at ``keypoints``) that the keyframe observes."""
+    observed = np.flatnonzero(keyframe_landmarks >= 0)
+    if observed.size == 0:
+        return np.zeros((0, 2), np.int64)
+    order = np.argsort(keyframe_landmarks[observed])
+    sorted_ids = keyframe_landmarks[observed][order]
+    slot = np.minimum(np.searchsorted(sorted_ids, landmark_ids), sorted_ids.size - 1)
+    found = sorted_ids[slot] == landmark_ids
+    return np.stack([observed[order][slot[found]], keypoints[found]], axis=1).astype(np.int64)

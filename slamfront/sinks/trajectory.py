@@ -28,13 +28,13 @@ class TrajectorySink:
     ``path`` is rewritten atomically with the optimised poses: each frame's pose relative to
     its reference keyframe, placed on that keyframe's optimised pose, then, when the back end
     bundle-adjusted the landmarks, refitted (motion-only, from that placement) on the adjusted
-    positions of the landmarks the tracker solved the frame's pose on. The placement keeps the
-    tracker's error relative to the keyframe; the refit removed part of it while the final
-    adjustment took the tracker's depths for measurements (sim loop, fast preset, RGB-D seed
-    0: ATE 0.77 -> 0.70 mm). Since it weighs the measured depths, its keyframes are 2-4x
-    closer to the truth and the refit no longer gains (0.42 / 0.44 / 0.42 mm on seeds 0-2
-    refitted, 0.41 / 0.45 / 0.40 placed only; stereo 0.48 refitted).
-    Those observations (about 1000 per frame, 16 bytes each) wait in an anonymous temporary
+    positions of the landmarks the tracker solved the frame's pose on, with the depths the
+    frame's depth image measured at them (RGB-D; weighed as the final adjustment weighed its
+    keyframes' depths). The placement keeps the tracker's error relative to the keyframe; the
+    refit takes it out (sim loop, fast preset, RGB-D seeds 0-2: ATE 0.26 / 0.29 / 0.23 mm;
+    refitted on pixels alone 0.45 / 0.43 / 0.39, only placed 0.42 / 0.43 / 0.41; stereo frames
+    measure no depth: 0.54 mm, as placed).
+    Those observations (about 1000 per frame, 20 bytes each) wait in an anonymous temporary
     file, not in memory, so a long run's memory does not grow with them.
     """
 
@@ -72,7 +72,9 @@ class TrajectorySink:
             self._reference_ids.append(result.reference_keyframe_id)
             self._reference_from_cam.append(result.reference_from_cam)
         assert self._observations is not None
-        self._observations.append(result.landmark_ids, result.landmark_pixels)
+        self._observations.append(
+            result.landmark_ids, result.landmark_pixels, result.landmark_depths_m
+        )
 
     def on_keyframe(self, keyframe: Keyframe) -> None:
         if self._camera_k is None:
@@ -116,10 +118,16 @@ class TrajectorySink:
         return Trajectory(np.array(self._stamps, np.int64), np.array(poses))
 
     def _refitted(
-        self, world_from_cam: np.ndarray, landmark_ids: np.ndarray, pixels: np.ndarray
+        self,
+        world_from_cam: np.ndarray,
+        landmark_ids: np.ndarray,
+        pixels: np.ndarray,
+        depths_m: np.ndarray,
     ) -> np.ndarray:
-        """``world_from_cam`` refitted on the adjusted positions of the landmarks it saw;
-        unchanged when too few are known, most do not agree, or the fit moves far."""
+        """``world_from_cam`` refitted on the adjusted positions of the landmarks it saw
+        (with the depths the frame measured there, weighed as the final adjustment weighed
+        its keyframes'); unchanged when too few are known, most do not agree, or the fit
+        moves far."""
         from slamfront.frontend.pose import refine_pose
 
         optimized = self._optimized
@@ -144,6 +152,8 @@ class TrajectorySink:
             huber_px=1.0,
             inlier_px=2.0,
             iterations=5,
+            depths_m=depths_m[known].astype(np.float64),
+            range_baseline_m=optimized.range_baseline_m or 0.0,
         )
         refitted = invert_pose(estimate.cam_from_world)
         moved_m = float(np.linalg.norm(refitted[:3, 3] - world_from_cam[:3, 3]))
@@ -157,32 +167,47 @@ _MIN_REFIT_POINTS = 20
 
 
 class _ObservationFile:
-    """Per frame, the ids (int64) and pixels (float32) of the landmarks its pose was solved
-    on, appended to an anonymous temporary file (gone when closed or when the process ends);
-    ``read(i)`` returns frame ``i``'s arrays (empty for a frame that had none)."""
+    """Per frame, the ids (int64), pixels (float32) and measured depths (float32, 0: none) of
+    the landmarks its pose was solved on, appended to an anonymous temporary file (gone when
+    closed or when the process ends); ``read(i)`` returns frame ``i``'s arrays (empty for a
+    frame that had none)."""
+
+    _BYTES = 8 + 2 * 4 + 4  # per observation
 
     def __init__(self) -> None:
         self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
         self._spans: list[tuple[int, int]] = []  # (byte offset, count) per frame
         self._end = 0
 
-    def append(self, landmark_ids: np.ndarray | None, pixels: np.ndarray | None) -> None:
+    def append(
+        self,
+        landmark_ids: np.ndarray | None,
+        pixels: np.ndarray | None,
+        depths_m: np.ndarray | None = None,
+    ) -> None:
         if landmark_ids is None or pixels is None:
             self._spans.append((self._end, 0))
             return
-        data = landmark_ids.astype(np.int64).tobytes() + pixels.astype(np.float32).tobytes()
+        if depths_m is None:
+            depths_m = np.zeros(len(landmark_ids), np.float32)
+        data = (
+            landmark_ids.astype(np.int64).tobytes()
+            + pixels.astype(np.float32).tobytes()
+            + depths_m.astype(np.float32).tobytes()
+        )
         self._file.seek(self._end)
         self._file.write(data)
         self._spans.append((self._end, len(landmark_ids)))
         self._end += len(data)
 
-    def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         offset, count = self._spans[index]
         self._file.seek(offset)
-        data = self._file.read(count * 16)
+        data = self._file.read(count * self._BYTES)
         ids = np.frombuffer(data, np.int64, count)
         pixels = np.frombuffer(data, np.float32, 2 * count, offset=8 * count).reshape(count, 2)
-        return ids, pixels
+        depths_m = np.frombuffer(data, np.float32, count, offset=16 * count)
+        return ids, pixels, depths_m
 
     def close(self) -> None:
         self._file.close()

@@ -233,7 +233,7 @@ def test_bundle_adjustment_removes_pose_noise_the_landmarks_contradict() -> None
     held = np.zeros(10, bool)
     held[0] = True
     config = BackendConfig(final_adjustment_iterations=30)
-    adjusted, landmarks_m = adjust_keyframes(
+    adjusted, landmarks_m, _ = adjust_keyframes(
         range(10),
         np.array(seeds),
         np.tile([fx, fy, cx, cy], (10, 1)),
@@ -332,7 +332,7 @@ def test_final_adjustment_weighs_depth_by_the_noise_it_shows(
     errors_m = []
     for passes in (1, 2):
         config = BackendConfig(final_adjustment_passes=passes, final_adjustment_iterations=10)
-        adjusted, _ = adjust_keyframes(
+        adjusted, _, _ = adjust_keyframes(
             range(10), np.array(seeds), intrinsics, held, observations, (), config
         )
         errors_m.append(

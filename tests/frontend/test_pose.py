@@ -212,3 +212,29 @@ def test_keyframe_policy(
     config = KeyframeConfig(min_tracked_ratio=0.6, max_translation_m=0.25, max_rotation_deg=15.0)
     current = make_pose(so3_exp([0, np.radians(turned_deg), 0]), [moved_m, 0, 0])
     assert need_keyframe(config, np.eye(4), current, tracked, 100, frames) is expected
+
+
+def test_refine_pose_with_measured_depths() -> None:
+    """Exact pixels and depths: the refit lands on the truth from a rough guess. Pixels with
+    0.5 px noise and exact depths (weighed as a 30 m stereo baseline): the depths take out
+    most of the translation error that pixels alone leave (measured over four scenes: 1.9
+    against 5.1 mm in total)."""
+    points, truth, pixels = scene(2)
+    depths = transform_points(truth, points)[:, 2]
+    guess = make_pose(so3_exp([0.03, -0.02, 0.02]), [0.1, -0.05, 0.08]) @ truth
+    est = refine_pose(guess, points, pixels, K, depths_m=depths, range_baseline_m=30.0)
+    dist_m, angle_deg = pose_error(est.cam_from_world, truth)
+    assert dist_m < 1e-6 and angle_deg < 1e-6
+    plain_m = ranged_m = 0.0
+    for seed in range(4):
+        points, truth, pixels = scene(seed)
+        noisy = pixels + np.random.default_rng(10 + seed).normal(scale=0.5, size=pixels.shape)
+        depths = transform_points(truth, points)[:, 2]
+        depths[::10] = 0.0  # no depth measured there: the pixels alone
+        guess = make_pose(so3_exp([0.03, -0.02, 0.02]), [0.1, -0.05, 0.08]) @ truth
+        plain = refine_pose(guess, points, noisy, K)
+        ranged = refine_pose(guess, points, noisy, K, depths_m=depths, range_baseline_m=30.0)
+        assert ranged.num_inliers == len(points)
+        plain_m += pose_error(plain.cam_from_world, truth)[0]
+        ranged_m += pose_error(ranged.cam_from_world, truth)[0]
+    assert ranged_m < 0.5 * plain_m, (ranged_m, plain_m)

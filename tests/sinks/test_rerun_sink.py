@@ -440,3 +440,43 @@ def test_matches_view_keeps_the_best_lines(tmp_path: Path, rrd: ModuleType) -> N
     np.testing.assert_allclose(
         segments[:, 1], _features(1).keypoints[pairs[best, 1]] + [W, 0], atol=1e-4
     )
+
+
+def test_frame_tracked_without_the_matcher_shows_its_landmarks(
+    tmp_path: Path, rrd: ModuleType
+) -> None:
+    """A motion-model frame has no matches: its "tracked" keypoints are those its pose was
+    solved on, and the matches view joins each to the keyframe's keypoint of the same
+    landmark (landmarks the keyframe does not observe have no line)."""
+    path = tmp_path / "motion.rrd"
+    landmarks = np.full(N, -1, np.int64)
+    landmarks[:30] = np.arange(100, 130)  # keyframe keypoint k observes landmark 100 + k
+    current = np.array([5, 9, 17, 33, 2])  # frame 1's keypoints, found for ...
+    ids = np.array([110, 103, 999, 125, 129])  # ... these landmarks (999: not in keyframe 0)
+    with RerunSession(parse_mode(f"save:{path}"), FULL) as session:
+        sink = RerunSink(session.recording, FULL)
+        sink.on_result(_frame(0, 0), _result(0, SCRIPT[0], 0))
+        sink.on_keyframe(replace(_keyframe(0, 0), landmark_ids=landmarks))
+        result = replace(
+            _result(1, SCRIPT[1], _stamp(1)),
+            matches=None,
+            landmark_ids=ids,
+            landmark_pixels=_features(1).keypoints[current].astype(np.float64),
+            landmark_keypoints=current,
+        )
+        sink.on_result(_frame(1, _stamp(1)), result)
+        sink.close()
+    logs = rrd.read_rrd(path)
+    classes = np.array(logs["/world/cam/image/keypoints"].rows[1]["Points2D:class_ids"])
+    expected = np.full(N, NEW_CLASS)
+    expected[current] = TRACKED_CLASS
+    np.testing.assert_array_equal(classes, expected)
+    segments = np.array(logs["/matches/lines"].last("LineStrips2D:strips"))
+    keyframe_keypoints = np.array([10, 3, 25, 29])
+    assert segments.shape == (4, 2, 2)
+    np.testing.assert_allclose(
+        segments[:, 0], _features(0).keypoints[keyframe_keypoints], atol=1e-4
+    )
+    np.testing.assert_allclose(
+        segments[:, 1], _features(1).keypoints[current[[0, 1, 3, 4]]] + [W, 0], atol=1e-4
+    )

@@ -46,11 +46,16 @@ def keyframe(world_from_cam: np.ndarray) -> Keyframe:
 
 
 def run_sink(
-    tmp_path: Path, landmarks: tuple[np.ndarray, np.ndarray] | None, observed: int = 300
+    tmp_path: Path,
+    landmarks: tuple[np.ndarray, np.ndarray] | None,
+    observed: int = 300,
+    pixel_noise_px: float = 0.0,
+    range_baseline_m: float | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Frames 1-4 tracked against keyframe 0 with a 5 mm / 0.2 deg error in their pose
-    relative to it; the optimised keyframe sits at its true pose. Returns the true poses and
-    the poses of the rewritten trajectory."""
+    relative to it; the optimised keyframe sits at its true pose. Each frame measures the
+    exact depth of its landmarks, weighed by the adjustment's ``range_baseline_m``. Returns
+    the true poses and the poses of the rewritten trajectory."""
     rng = np.random.default_rng(3)
     ids, points_world, truth = scene(rng)
     sink = TrajectorySink(tmp_path / "trajectory.tum", tmp_path / "trajectory_raw.tum")
@@ -61,7 +66,8 @@ def run_sink(
         reference_from_cam = (
             invert_pose(truth[0]) @ world_from_cam @ (error if index else np.eye(4))
         )
-        pixels = project(CAMERA.K, transform_points(invert_pose(world_from_cam), points_world))
+        points_cam = transform_points(invert_pose(world_from_cam), points_world)
+        pixels = project(CAMERA.K, points_cam) + rng.normal(0, pixel_noise_px, (300, 2))
         result = TrackResult(
             frame_index=index,
             stamp_ns=(index + 1) * 10**8,
@@ -71,6 +77,7 @@ def run_sink(
             reference_from_cam=reference_from_cam,
             landmark_ids=ids[:observed],
             landmark_pixels=pixels[:observed],
+            landmark_depths_m=points_cam[:observed, 2].astype(np.float32),
         )
         sink.on_result(Frame(index, result.stamp_ns, image, CAMERA), result)
     sink.on_optimized(
@@ -80,6 +87,7 @@ def run_sink(
             truth[0][None],
             landmark_ids=None if landmarks is None else landmarks[0],
             landmarks_world_m=None if landmarks is None else landmarks[1],
+            range_baseline_m=range_baseline_m,
         )
     )
     sink.close()
@@ -111,3 +119,16 @@ def test_a_frame_with_too_few_known_landmarks_keeps_its_placement(tmp_path: Path
     # the adjustment placed only 10 of the landmarks the frames saw
     truth, poses = run_sink(tmp_path, (ids[:10], points_world[:10]))
     assert position_errors_m(truth, poses)[1:].min() > 1e-3
+
+
+def test_frames_measured_depths_take_out_what_noisy_pixels_leave(tmp_path: Path) -> None:
+    """Pixels with 0.5 px noise: on pixels alone the refit stays 1.2-1.5 mm off (measured);
+    with the frame's exact depths weighed as a 30 m virtual baseline, 0.1-0.35 mm."""
+    ids, points_world, _ = scene(np.random.default_rng(3))
+    errors_m = []
+    for name, baseline_m in (("pixels", None), ("depths", 30.0)):
+        (tmp_path / name).mkdir()
+        truth, poses = run_sink(tmp_path / name, (ids, points_world), 300, 0.5, baseline_m)
+        errors_m.append(position_errors_m(truth, poses)[1:].mean())
+    pixels_only_m, with_depths_m = errors_m
+    assert with_depths_m < 0.25 * pixels_only_m, errors_m
