@@ -238,7 +238,7 @@ class PipelineBenchmark:
             "the figures are noisy, compare medians)",
             "fps: steady rate after the warm-up frames (median of runs, min-max); fps run: "
             "whole run incl. start-up and close; stages: median/p90 ms; read+extract run on "
-            "one thread, match..sinks on the other",
+            "one thread (read on its own with pipeline.read_thread), match..sinks on another",
             f"{'input':<26} {'frames':<15} {'variant':<10} {'runtimes':<24} {'fps':>6} "
             f"{'min-max':>11} "
             f"{'fps run':>7} "

@@ -151,7 +151,10 @@ class TrajectorySink:
             self._camera_k,
             huber_px=1.0,
             inlier_px=2.0,
-            iterations=5,
+            # from the placement, two steps and one re-selection of inliers do it (sim loop,
+            # four runs: the ATE of 3 rounds of 5 to 0.001 mm, in 1.0 instead of 1.7 s)
+            iterations=2,
+            rounds=2,
             depths_m=depths_m[known].astype(np.float64),
             range_baseline_m=optimized.range_baseline_m or 0.0,
         )
