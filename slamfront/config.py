@@ -281,8 +281,8 @@ class BackendConfig:
     """At the end of a run, bundle-adjust every keyframe pose with the landmarks it observes
     (seeded by the pose graph; batch, about a second for a room-sized loop of 40 keyframes and
     50k observations). The graph can only spread each keyframe's odometry error; landmarks
-    seen from many keyframes remove it (sim loop, fast RGB-D seeds 0-2: keyframe ATE 0.80 /
-    0.59 / 0.57 mm on the graph, 0.16 / 0.24 / 0.22 adjusted)."""
+    seen from many keyframes remove it (sim loop, fast RGB-D seeds 0-2: keyframe ATE 0.50 /
+    0.45 / 0.71 mm on the graph, 0.21 / 0.26 / 0.23 adjusted)."""
     final_adjustment_iterations: int = 4
     """Levenberg-Marquardt iterations of the final adjustment's last pass (0.2 s each on that
     loop; 8 gave the same ATE to 0.01 mm on seeds 0-2, the cost falling by 0.2 % past the
@@ -292,9 +292,9 @@ class BackendConfig:
     noise of the pixels and of the depths from their residuals and re-weights both for the
     next, so that depth is trusted as much as the sensor deserves, whatever the tracker's
     configured depth noise says (0.6 s more on that loop). Sim loop, fast preset, keyframe ATE
-    RGB-D seeds 0-2 (exact depth): 0.16 / 0.24 / 0.22 mm with 2 passes, 0.27 / 0.25 / 0.28 with
-    one at the first weights, 0.59 / 0.42 / 0.57 with one at the tracker's configured depth
-    noise (0.44 m); stereo (disparity noise): 0.37 mm with 2, 1.46 with one (0.29 with 3)."""
+    RGB-D seeds 0-2 (exact depth): 0.21 / 0.26 / 0.23 mm with 2 passes, 0.33 / 0.29 / 0.28 with
+    one at the first weights, 0.65 / 0.40 / 0.57 with one at the tracker's configured depth
+    noise (0.44 m); stereo (disparity noise): 0.43 mm with 2, 1.59 with one (0.36 with 3)."""
     adjustment_sigma_px: float = 0.3
     """Pixel noise of an observation in the first pass of the final adjustment."""
     adjustment_range_baseline_m: float = 3.0

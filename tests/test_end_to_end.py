@@ -147,14 +147,14 @@ def test_tracker_alone_is_within_one_percent(runs: dict[str, Run], sensor: str) 
     alone = runs[f"alone_{sensor}_0"]
     assert alone.stats.frames_lost == 0
     assert alone.ate_m() <= 0.01 * alone.path_m, ate_summary(runs, sensor)
-    # what it measures today, so that a regression shows: 1.5 mm (RGB-D), 1.3 mm (stereo)
+    # what it measures today, so that a regression shows: 0.71 mm (RGB-D), 1.42 mm (stereo)
     assert alone.ate_m() <= 0.0025, ate_summary(runs, sensor)
 
 
 @pytest.mark.parametrize(("sensor", "seed"), [("rgbd", 0), ("rgbd", 1), ("rgbd", 2), ("stereo", 0)])
 def test_tracker_alone_beats_orb(runs: dict[str, Run], sensor: str, seed: int) -> None:
-    """On every seed (measured, RGB-D: 1.51 / 1.47 / 1.05 mm against ORB's 2.45 / 1.83 /
-    2.27 mm; stereo: 1.31 against 1.91 mm)."""
+    """On every seed (measured, RGB-D: 0.71 / 1.13 / 1.04 mm against ORB's 2.70 / 1.82 /
+    2.15 mm; stereo: 1.42 against 2.23 mm)."""
     fast, classic = runs[f"alone_{sensor}_{seed}"], runs[f"classic_{sensor}_{seed}"]
     assert fast.ate_m() < classic.ate_m(), ate_summary(runs, sensor)
 
@@ -168,7 +168,7 @@ def test_motion_model_tracker_matches_rarely(runs: dict[str, Run]) -> None:
 
 def test_matcher_every_frame_tracker_stays_accurate(runs: dict[str, Run]) -> None:
     """``tracker.match_every_frame=true`` (the matcher on every frame, against the reference
-    keyframe) keeps the bars of the preset's tracker (measured: ATE 1.56 mm, seed 0)."""
+    keyframe) keeps the bars of the preset's tracker (measured: ATE 1.68 mm, seed 0)."""
     every, classic = runs["every_rgbd_0"], runs["classic_rgbd_0"]
     assert every.stats.frames_lost == 0
     assert every.loops.matched_frames == every.stats.frames_tracked - 1  # all but the first
@@ -217,8 +217,9 @@ def test_back_end_closes_the_revisit(runs: dict[str, Run], sensor: str) -> None:
 def test_back_end_halves_the_tracker_error(runs: dict[str, Run], sensor: str, seed: int) -> None:
     """Against the same tracker with no back end at all (the raw file of a run with the back
     end already follows the loop corrections live). Measured (2026-12-05): RGB-D seeds 0-2
-    0.42 / 0.44 / 0.42 mm from 1.56 / 1.31 / 1.29 mm, stereo 0.48 from 1.23 mm (0.70 / 0.61 /
-    0.48 and 0.64 mm while the final adjustment took the tracker's depths for measurements)."""
+    0.26 / 0.29 / 0.23 mm from 0.71 / 1.13 / 1.04 mm, stereo 0.54 from 1.42 mm (0.37x / 0.26x /
+    0.22x, 0.38x). Seed 0 needs the frames refitted with their measured depths: on pixels
+    alone 0.45 mm, 0.64x."""
     optimized = runs[back_end_run(sensor, seed)].ate_m()
     assert optimized <= 0.5 * runs[f"alone_{sensor}_{seed}"].ate_m(), ate_summary(runs, sensor)
 
@@ -227,8 +228,8 @@ def test_back_end_halves_the_tracker_error(runs: dict[str, Run], sensor: str, se
 def test_back_end_halves_the_orb_tracker_error(
     runs: dict[str, Run], sensor: str, seed: int
 ) -> None:
-    """Measured: 0.42 / 0.44 / 0.42 mm vs ORB 2.45 / 1.83 / 2.27 mm (RGB-D seeds 0-2), 0.48 vs
-    1.91 mm (stereo)."""
+    """Measured: 0.26 / 0.29 / 0.23 mm vs ORB 2.70 / 1.82 / 2.15 mm (RGB-D seeds 0-2), 0.54 vs
+    2.23 mm (stereo)."""
     optimized = runs[back_end_run(sensor, seed)].ate_m()
     assert optimized <= 0.5 * runs[f"classic_{sensor}_{seed}"].ate_m(), ate_summary(runs, sensor)
 
