@@ -37,6 +37,17 @@ class MapKeyframe:
         return self.keyframe.grey
 
 
+def rows_in(sorted_ids: np.ndarray, landmark_ids: np.ndarray) -> np.ndarray:
+    """Row of each of ``landmark_ids`` in the ascending ``sorted_ids``, -1 where it is not
+    there (and for negative ids, which mean "none")."""
+    rows = np.searchsorted(sorted_ids, landmark_ids)
+    rows = np.minimum(rows, max(len(sorted_ids) - 1, 0))
+    found = (landmark_ids >= 0) & (len(sorted_ids) > 0)
+    if len(sorted_ids):
+        found &= sorted_ids[rows] == landmark_ids
+    return np.where(found, rows, -1)
+
+
 class LocalMap:
     def __init__(self, window: int) -> None:
         self.window = window
@@ -55,12 +66,7 @@ class LocalMap:
 
     def rows_of(self, landmark_ids: np.ndarray) -> np.ndarray:
         """Row of each id in the landmark arrays, -1 where the id is not in the map."""
-        rows = np.searchsorted(self.ids, landmark_ids)
-        rows = np.minimum(rows, max(len(self.ids) - 1, 0))
-        found = (landmark_ids >= 0) & (len(self.ids) > 0)
-        if len(self.ids):
-            found &= self.ids[rows] == landmark_ids
-        return np.where(found, rows, -1)
+        return rows_in(self.ids, landmark_ids)
 
     def add_landmarks(self, positions_world: np.ndarray, descriptors: np.ndarray) -> np.ndarray:
         """Append landmarks; returns their new ids."""

@@ -536,11 +536,10 @@ def _landmark_pairs(
 ) -> np.ndarray:
     """(P, 2) int64 (keyframe keypoint, current keypoint) of every landmark in
     ``landmark_ids`` (found at ``keypoints``) that the keyframe observes."""
+    from slamfront.frontend.local_map import rows_in
+
     observed = np.flatnonzero(keyframe_landmarks >= 0)
-    if observed.size == 0:
-        return np.zeros((0, 2), np.int64)
     order = np.argsort(keyframe_landmarks[observed])
-    sorted_ids = keyframe_landmarks[observed][order]
-    slot = np.minimum(np.searchsorted(sorted_ids, landmark_ids), sorted_ids.size - 1)
-    found = sorted_ids[slot] == landmark_ids
-    return np.stack([observed[order][slot[found]], keypoints[found]], axis=1).astype(np.int64)
+    rows = rows_in(keyframe_landmarks[observed][order], landmark_ids)
+    found = rows >= 0
+    return np.stack([observed[order][rows[found]], keypoints[found]], axis=1).astype(np.int64)

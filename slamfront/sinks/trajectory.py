@@ -128,6 +128,7 @@ class TrajectorySink:
         (with the depths the frame measured there, weighed as the final adjustment weighed
         its keyframes'); unchanged when too few are known, most do not agree, or the fit
         moves far."""
+        from slamfront.frontend.local_map import rows_in
         from slamfront.frontend.pose import refine_pose
 
         optimized = self._optimized
@@ -139,9 +140,8 @@ class TrajectorySink:
             or len(optimized.landmark_ids) == 0
         ):
             return world_from_cam
-        rows = np.searchsorted(optimized.landmark_ids, landmark_ids)
-        rows = np.minimum(rows, len(optimized.landmark_ids) - 1)
-        known = optimized.landmark_ids[rows] == landmark_ids
+        rows = rows_in(optimized.landmark_ids, landmark_ids)
+        known = rows >= 0
         if int(known.sum()) < _MIN_REFIT_POINTS:
             return world_from_cam
         estimate = refine_pose(
