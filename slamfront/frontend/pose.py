@@ -149,12 +149,11 @@ def refine_pose(
     a stereo camera of ``range_baseline_m`` would see (pixels; the residuals above include it).
     """
     inv_sigma = 1.0 / pixel_sigma if pixel_sigma is not None else np.ones(points_world.shape[0])
-    disparity = np.full(points_world.shape[0], np.nan)
-    if depths_m is not None and range_baseline_m > 0:
-        with np.errstate(divide="ignore"):
-            measured = camera_k[0, 0] * range_baseline_m / depths_m
-        disparity = np.where(depths_m > 0, measured, np.nan)
     focal_baseline = camera_k[0, 0] * range_baseline_m
+    disparity: np.ndarray | None = None  # measured, pixels; NaN where none
+    if depths_m is not None and range_baseline_m > 0 and (depths_m > 0).any():
+        with np.errstate(divide="ignore"):
+            disparity = np.where(depths_m > 0, focal_baseline / depths_m, np.nan)
     pose = cam_from_world.copy()
     active = np.ones(points_world.shape[0], bool)
     for round_index in range(max(rounds, 1)):
@@ -166,7 +165,7 @@ def refine_pose(
             huber_px,
             inv_sigma[active],
             iterations,
-            disparity[active],
+            disparity[active] if disparity is not None else None,
             focal_baseline,
         )
         residuals = np.sqrt(
@@ -190,7 +189,7 @@ def _levenberg_marquardt(
     huber_px: float,
     inv_sigma: np.ndarray,
     iterations: int,
-    disparity: np.ndarray,
+    disparity: np.ndarray | None,
     focal_baseline: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(pose, Gauss-Newton Hessian at it) minimising the Huber reprojection cost, plus the
@@ -198,7 +197,6 @@ def _levenberg_marquardt(
     pose = cam_from_world.copy()
     fx, fy = camera_k[0, 0], camera_k[1, 1]
     cx, cy = camera_k[0, 2], camera_k[1, 2]
-    ranged = np.isfinite(disparity)
     cost_of = partial(
         _robust_cost,
         points_world=points_world,
@@ -219,8 +217,9 @@ def _levenberg_marquardt(
         x, y = pc[:, 0] * inv_z, pc[:, 1] * inv_z
         res = np.stack([fx * x + cx - pixels[:, 0], fy * y + cy - pixels[:, 1]], 1)
         _, j = _projection_jacobians(x, y, inv_z, fx, fy)
-        if ranged.any():
+        if disparity is not None:
             # d(f b / z) / d(delta) = -f b / z^2 * (0, 0, 1, y_c, -x_c, 0)
+            ranged = np.isfinite(disparity)
             res_d = np.where(ranged, focal_baseline * inv_z - disparity, 0.0)
             j_d = np.zeros((x.shape[0], 1, 6))
             j_d[:, 0, 2] = -focal_baseline * inv_z * inv_z
@@ -308,7 +307,7 @@ def _robust_cost(
     camera_k: np.ndarray,
     huber_px: float,
     inv_sigma: np.ndarray,
-    disparity: np.ndarray,
+    disparity: np.ndarray | None,
     focal_baseline: float,
 ) -> float:
     sq = _residual_sq(pose, points_world, pixels, camera_k, disparity, focal_baseline)
@@ -321,19 +320,18 @@ def _residual_sq(
     points_world: np.ndarray,
     pixels: np.ndarray,
     camera_k: np.ndarray,
-    disparity: np.ndarray,
+    disparity: np.ndarray | None,
     focal_baseline: float,
 ) -> np.ndarray:
     """Squared reprojection error, plus the squared disparity error where ``disparity``
-    (measured, pixels) is finite."""
+    (measured, pixels) is given and finite."""
     err2 = _reprojection_sq(cam_from_world, points_world, pixels, camera_k)
-    ranged = np.isfinite(disparity)
-    if not ranged.any():
+    if disparity is None:
         return err2
     z = points_world @ cam_from_world[2, :3] + cam_from_world[2, 3]
     with np.errstate(divide="ignore", invalid="ignore"):
         disparity_err = focal_baseline / z - disparity
-    return err2 + np.where(ranged & (z > 1e-6), disparity_err**2, 0.0)
+    return err2 + np.where(np.isfinite(disparity) & (z > 1e-6), disparity_err**2, 0.0)
 
 
 def _huber_sum(err: np.ndarray, huber_px: float) -> float:
