@@ -136,7 +136,8 @@ class TrackerConfig:
     """False (RGB-D and stereo): a frame is first tracked by the motion model alone, the
     window landmarks searched for within ``motion_search_radius_px`` of their projection at
     the predicted pose, and matched to the reference keyframe only when that finds fewer than
-    ``motion_min_share`` of the landmarks the previous frame tracked (or 2 x min_inliers)."""
+    ``motion_min_share`` of the landmarks the previous frame tracked (or 2 x min_inliers).
+    The ``fast`` preset sets it false."""
     motion_search_radius_px: float = 12.0
     motion_min_share: float = 0.6
     relocalization_keyframes: int = 4
@@ -508,8 +509,9 @@ class PipelineConfig:
     read_thread: bool = False
     """Read the source on a thread of its own (a third one) instead of the reader thread.
     Worth it when the tracking thread has time to spare (``tracker.match_every_frame=false``:
-    the whole sim loop at 17.1 instead of 13.4 frames/s on 2 cores); when both cores are
-    already busy it costs (the ``fast`` preset: 13.5 instead of 14.4 frames/s)."""
+    the whole sim loop at 17.1 instead of 13.4 frames/s on 2 cores; the ``fast`` preset sets
+    both); when both cores are already busy it costs (matching every frame: 13.5 instead of
+    14.4 frames/s steady)."""
     progress_interval_s: float = 2.0
 
 
