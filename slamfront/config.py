@@ -112,86 +112,232 @@ class KeyframeConfig:
     max_rotation_deg: float = 15.0
     min_frames_between: int = 1
 
+    def __post_init__(self) -> None:
+        _check(0.0 <= self.min_tracked_ratio <= 1.0, "min_tracked_ratio", "must be in [0, 1]")
+        _check(self.max_translation_m > 0, "max_translation_m", "must be positive")
+        _check(self.max_rotation_deg > 0, "max_rotation_deg", "must be positive")
+        _check(self.min_frames_between >= 0, "min_frames_between", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class DepthConfig:
+    """Depth measured at keypoints (RGB-D depth image or stereo pair)."""
+
+    min_m: float = 0.1
+    """Nearer measurements are ignored (metres)."""
+    max_m: float = 20.0
+    """Farther measurements are ignored (metres)."""
+    edge_ratio: float = 0.05
+    """Keypoints whose 3x3 depth neighbourhood varies more than this share are skipped."""
+    rgbd_sigma_m: float = 0.002
+    """RGB-D depth noise floor (metres)."""
+    rgbd_sigma_quadratic: float = 0.0015
+    """RGB-D depth sigma = max(rgbd_sigma_m, rgbd_sigma_quadratic * z^2) (per metre)."""
+
+    def __post_init__(self) -> None:
+        _check(0 < self.min_m < self.max_m, "min_m", "must be in (0, max_m)")
+        _check(self.edge_ratio > 0, "edge_ratio", "must be positive")
+        _check(self.rgbd_sigma_m > 0, "rgbd_sigma_m", "must be positive")
+        _check(self.rgbd_sigma_quadratic >= 0, "rgbd_sigma_quadratic", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class StereoConfig:
+    max_row_diff_px: float = 1.5
+    """Left and right keypoints of a pair lie at most this far apart vertically."""
+    disparity_sigma_px: float = 0.5
+    """Disparity noise: stereo depth sigma = sigma_px * z^2 / (fx * baseline)."""
+
+    def __post_init__(self) -> None:
+        _check(self.max_row_diff_px > 0, "max_row_diff_px", "must be positive")
+        _check(self.disparity_sigma_px > 0, "disparity_sigma_px", "must be positive")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Local-map search: window landmarks projected and looked for near their projection."""
+
+    radius_px: float = 6.0
+    """Window around each projected landmark."""
+    max_distance: float = 0.35
+    """Largest descriptor distance (1 - cosine; share of bits for binary), in [0, 2]."""
+    ratio: float = 0.9
+    """Best over second-best descriptor distance, in (0, 1]."""
+
+    def __post_init__(self) -> None:
+        _check(self.radius_px > 0, "radius_px", "must be positive")
+        _check(0 < self.max_distance <= 2, "max_distance", "must be in (0, 2]")
+        _check(0 < self.ratio <= 1, "ratio", "must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class MotionConfig:
+    """The constant-velocity motion model: tracking from its prediction, and its sanity gate."""
+
+    search_radius_px: float = 12.0
+    """Without the matcher (``match_every_frame`` false): search window around each landmark
+    projected at the predicted pose."""
+    min_share: float = 0.6
+    """Without the matcher: the search must find this share of the landmarks the previous
+    frame tracked (and at least 2 x min_inliers), else the matcher runs. In [0, 1]."""
+    max_speed_m_s: float = 5.0
+    """Apparent motion faster than this away from the prediction is a tracking failure."""
+    max_angular_speed_deg_s: float = 360.0
+
+    def __post_init__(self) -> None:
+        _check(self.search_radius_px > 0, "search_radius_px", "must be positive")
+        _check(0 <= self.min_share <= 1, "min_share", "must be in [0, 1]")
+        _check(self.max_speed_m_s > 0, "max_speed_m_s", "must be positive")
+        _check(self.max_angular_speed_deg_s > 0, "max_angular_speed_deg_s", "must be positive")
+
+
+@dataclass(frozen=True)
+class AlignmentConfig:
+    """Sub-pixel refinement of correspondences by image alignment (pyramidal Lucas-Kanade)."""
+
+    enabled: bool = True
+    window_px: int = 9
+    """Side of the aligned window (odd, pixels)."""
+    levels: int = 1
+    """Pyramid levels above the full image."""
+    max_shift_px: float = 4.0
+    """Alignment may move a matched keypoint at most this far; farther is a failure."""
+    max_round_trip_px: float | None = 0.3
+    """Forward-backward check: aligned back, a window must land this close to its start
+    (None: no check)."""
+    prewarp: bool = True
+    """Once the pose is found, align every correspondence again from its landmark's newest
+    keyframe window warped into the current view by that pose, then refine the pose on those
+    positions (a translation-only window is biased where the view scaled or turned it)."""
+    keep_unaligned: bool = False
+    """Keep correspondences whose alignment failed (at the detector's precision)."""
+
+    def __post_init__(self) -> None:
+        _check(self.window_px >= 3 and self.window_px % 2 == 1, "window_px", "must be odd, >= 3")
+        _check(self.levels >= 0, "levels", "must be >= 0")
+        _check(self.max_shift_px > 0, "max_shift_px", "must be positive")
+        _check(
+            self.max_round_trip_px is None or self.max_round_trip_px > 0,
+            "max_round_trip_px",
+            "must be positive or null",
+        )
+
+
+@dataclass(frozen=True)
+class MonoConfig:
+    min_parallax_px: float = 20.0
+    """Initialisation waits for this median image motion between its two views."""
+    init_angle_deg: float = 3.0
+    """Initialisation waits until the median ray angle of its landmarks reaches this."""
+    min_angle_deg: float = 1.0
+    """Smallest ray angle of a triangulated landmark."""
+    adjustment_iterations: int = 20
+    """At each keyframe, Levenberg-Marquardt iterations of a joint bundle adjustment of the
+    window's keyframe poses and landmarks, the two oldest keyframes held (they fix the gauge
+    and the scale; alternation cannot hold a monocular scale). 0 = off."""
+
+    def __post_init__(self) -> None:
+        _check(self.min_parallax_px >= 0, "min_parallax_px", "must be >= 0")
+        _check(self.init_angle_deg >= 0, "init_angle_deg", "must be >= 0")
+        _check(self.min_angle_deg >= 0, "min_angle_deg", "must be >= 0")
+        _check(self.adjustment_iterations >= 0, "adjustment_iterations", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """The local map: the last few keyframes and the landmarks they observe."""
+
+    keyframes: int = 5
+    adjustment_rounds: int = 2
+    """RGB-D and stereo: at each keyframe, rounds of alternating keyframe-pose / landmark
+    refinement over the window (a local bundle adjustment; 0 = landmarks only)."""
+
+    def __post_init__(self) -> None:
+        _check(self.keyframes >= 2, "keyframes", "must be >= 2")
+        _check(self.adjustment_rounds >= 0, "adjustment_rounds", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class RelocalizationConfig:
+    keyframes: int = 4
+    """Recent keyframes tried, newest first, to relocalise when lost."""
+
+    def __post_init__(self) -> None:
+        _check(self.keyframes >= 1, "keyframes", "must be >= 1")
+
 
 @dataclass(frozen=True)
 class TrackerConfig:
     mode: Literal["auto", "rgbd", "stereo", "mono"] = "auto"
     """auto: rgbd when frames carry depth, stereo when they carry a right image, else mono."""
     min_inliers: int = 25
-    ransac_reprojection_px: float = 2.0
-    min_depth_m: float = 0.1
-    max_depth_m: float = 20.0
-    local_map_keyframes: int = 5
-    max_speed_m_s: float = 5.0
-    """Motion-model sanity check: faster apparent motion is a tracking failure."""
-    max_angular_speed_deg_s: float = 360.0
-    huber_px: float = 2.0
-    """Robust loss width of the pose refinement (pixels)."""
-    search_radius_px: float = 6.0
-    """Local-map search: window around each projected landmark."""
-    search_max_distance: float = 0.35
-    """Local-map search: largest descriptor distance (1 - cosine; share of bits for binary)."""
-    search_ratio: float = 0.9
-    match_every_frame: bool = True
-    """False (RGB-D and stereo): a frame is first tracked by the motion model alone, the
-    window landmarks searched for within ``motion_search_radius_px`` of their projection at
-    the predicted pose, and matched to the reference keyframe only when that finds fewer than
-    ``motion_min_share`` of the landmarks the previous frame tracked (or 2 x min_inliers).
-    The ``fast`` preset sets it false."""
-    motion_search_radius_px: float = 12.0
-    motion_min_share: float = 0.6
-    relocalization_keyframes: int = 4
-    """Recent keyframes tried, newest first, to relocalise when lost."""
+    """Fewer pose inliers than this is a tracking failure."""
     min_map_points: int = 50
     """Landmarks a first keyframe needs before tracking starts."""
-    depth_edge_ratio: float = 0.05
-    """Keypoints whose 3x3 depth neighbourhood varies more than this share are skipped."""
-    mono_min_parallax_px: float = 20.0
-    """Monocular initialisation waits for this median image motion."""
-    mono_min_angle_deg: float = 1.0
-    """Smallest ray angle of a triangulated landmark."""
-    mono_init_angle_deg: float = 3.0
-    """Monocular initialisation waits until the median ray angle reaches this."""
-    stereo_max_row_diff_px: float = 1.5
-    local_adjustment_rounds: int = 2
-    """RGB-D and stereo: at each keyframe, rounds of alternating keyframe-pose / landmark
-    refinement over the window (a local bundle adjustment; 0 = landmarks only)."""
-    mono_adjustment_iterations: int = 20
-    """Monocular: at each keyframe, a joint bundle adjustment of the window's keyframe poses
-    and landmarks (the two oldest keyframes held: they fix the gauge and the scale) runs up
-    to this many Levenberg-Marquardt iterations (0 = off). Alternation cannot hold a
-    monocular scale (sim loop seed 1 without it: 305 of 465 frames lost; see the README)."""
+    ransac_reprojection_px: float = 2.0
+    """Inlier threshold of PnP, of the pose refinement and of triangulation (pixels)."""
+    huber_px: float = 2.0
+    """Robust loss width of the pose refinement (pixels)."""
     match_keypoints: int | None = None
     """Keypoints per image handed to the matcher (best by score; None = all). Extracting more
     than this gives the local-map search and new landmarks more points at no matching cost."""
-    lk_refine: bool = True
-    """Refine matched positions by image alignment (pyramidal Lucas-Kanade) to sub-pixel."""
-    lk_window_px: int = 9
-    lk_levels: int = 1
-    lk_max_shift_px: float = 4.0
-    """Alignment may move a matched keypoint at most this far; farther is a failure."""
-    lk_max_round_trip_px: float | None = 0.3
-    """Forward-backward check: aligned back, a window must land this close to its start."""
-    lk_prewarp: bool = True
-    """After the pose is found, align every correspondence once more from its landmark's
-    newest keyframe window warped into the current view by that pose, then refine the pose
-    on those positions (a translation-only window is biased when the view has scaled or
-    turned the surface)."""
-    lk_keep_unaligned: bool = False
-    """Keep correspondences whose alignment failed (at the detector's precision)."""
-    stereo_disparity_sigma_px: float = 0.5
-    """Disparity noise: stereo depth sigma = sigma_px * z^2 / (fx * baseline)."""
-    rgbd_depth_sigma_m: float = 0.002
-    rgbd_depth_sigma_quadratic: float = 0.0015
-    """RGB-D depth sigma = max(rgbd_depth_sigma_m, quadratic * z^2) (per metre)."""
+    match_every_frame: bool = True
+    """False (RGB-D and stereo): a frame is first tracked by the local-map search alone from
+    the motion model's pose (``motion``), and matched to the reference keyframe only when
+    that finds too little. Monocular always matches."""
+    depth: DepthConfig = field(default_factory=DepthConfig)
+    stereo: StereoConfig = field(default_factory=StereoConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
+    mono: MonoConfig = field(default_factory=MonoConfig)
+    window: WindowConfig = field(default_factory=WindowConfig)
+    relocalization: RelocalizationConfig = field(default_factory=RelocalizationConfig)
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
 
     def __post_init__(self) -> None:
         _check(self.min_inliers >= 6, "min_inliers", "must be >= 6")
-        _check(0 < self.min_depth_m < self.max_depth_m, "min_depth_m", "must be in (0, max)")
-        _check(self.mono_adjustment_iterations >= 0, "mono_adjustment_iterations", "must be >= 0")
-        _check(self.motion_search_radius_px > 0, "motion_search_radius_px", "must be > 0")
-        _check(0 <= self.motion_min_share <= 1, "motion_min_share", "must be in [0, 1]")
+        _check(self.min_map_points >= 6, "min_map_points", "must be >= 6")
+        _check(self.ransac_reprojection_px > 0, "ransac_reprojection_px", "must be positive")
+        _check(self.huber_px > 0, "huber_px", "must be positive")
+        _check(
+            self.match_keypoints is None or self.match_keypoints >= 6,
+            "match_keypoints",
+            "must be >= 6 or null",
+        )
+
+
+MOVED_KEYS = {
+    "tracker.min_depth_m": "tracker.depth.min_m",
+    "tracker.max_depth_m": "tracker.depth.max_m",
+    "tracker.depth_edge_ratio": "tracker.depth.edge_ratio",
+    "tracker.rgbd_depth_sigma_m": "tracker.depth.rgbd_sigma_m",
+    "tracker.rgbd_depth_sigma_quadratic": "tracker.depth.rgbd_sigma_quadratic",
+    "tracker.stereo_max_row_diff_px": "tracker.stereo.max_row_diff_px",
+    "tracker.stereo_disparity_sigma_px": "tracker.stereo.disparity_sigma_px",
+    "tracker.search_radius_px": "tracker.search.radius_px",
+    "tracker.search_max_distance": "tracker.search.max_distance",
+    "tracker.search_ratio": "tracker.search.ratio",
+    "tracker.motion_search_radius_px": "tracker.motion.search_radius_px",
+    "tracker.motion_min_share": "tracker.motion.min_share",
+    "tracker.max_speed_m_s": "tracker.motion.max_speed_m_s",
+    "tracker.max_angular_speed_deg_s": "tracker.motion.max_angular_speed_deg_s",
+    "tracker.lk_refine": "tracker.alignment.enabled",
+    "tracker.lk_window_px": "tracker.alignment.window_px",
+    "tracker.lk_levels": "tracker.alignment.levels",
+    "tracker.lk_max_shift_px": "tracker.alignment.max_shift_px",
+    "tracker.lk_max_round_trip_px": "tracker.alignment.max_round_trip_px",
+    "tracker.lk_prewarp": "tracker.alignment.prewarp",
+    "tracker.lk_keep_unaligned": "tracker.alignment.keep_unaligned",
+    "tracker.mono_min_parallax_px": "tracker.mono.min_parallax_px",
+    "tracker.mono_init_angle_deg": "tracker.mono.init_angle_deg",
+    "tracker.mono_min_angle_deg": "tracker.mono.min_angle_deg",
+    "tracker.mono_adjustment_iterations": "tracker.mono.adjustment_iterations",
+    "tracker.local_map_keyframes": "tracker.window.keyframes",
+    "tracker.local_adjustment_rounds": "tracker.window.adjustment_rounds",
+    "tracker.relocalization_keyframes": "tracker.relocalization.keyframes",
+}
+"""Keys of earlier versions and where they went: loading one is an error naming the new key."""
 
 
 @dataclass(frozen=True)
@@ -700,6 +846,10 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, sources: Mapping[str
     for key, value in data.items():
         full = f"{prefix}{key}"
         if key not in names:
+            if full in MOVED_KEYS:
+                raise ConfigError(
+                    f"{_origin(sources, full)}: {full!r} has moved: use {MOVED_KEYS[full]!r}"
+                )
             raise ConfigError(
                 f"{_origin(sources, full)}: unknown key {full!r} "
                 f"(known in this section: {', '.join(sorted(names))})"

@@ -4,7 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from slamfront.config import Config, config_to_dict, dump_config, load_config, preset_names
+from slamfront.config import (
+    MOVED_KEYS,
+    Config,
+    config_to_dict,
+    dump_config,
+    load_config,
+    preset_names,
+)
 from slamfront.errors import ConfigError
 
 
@@ -66,13 +73,42 @@ def test_numbers_in_exponent_notation_without_a_dot(tmp_path: Path) -> None:
     # YAML 1.1 reads 3e-3 as a string; a float field takes it as the number it spells
     path = tmp_path / "mine.yaml"
     path.write_text("tracker:\n  huber_px: 15e-1\n")
-    config = load_config(str(path), ["tracker.search_max_distance=3e-1"])
+    config = load_config(str(path), ["tracker.search.max_distance=3e-1"])
     assert config.tracker.huber_px == 1.5
-    assert config.tracker.search_max_distance == 0.3
+    assert config.tracker.search.max_distance == 0.3
     with pytest.raises(ConfigError, match=r"tracker\.min_inliers must be an integer"):
         load_config("fast", ["tracker.min_inliers=3e1"])
     with pytest.raises(ConfigError, match=r"tracker\.huber_px must be a number"):
         load_config("fast", ["tracker.huber_px=3e"])
+
+
+def test_moved_tracker_keys_name_their_new_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.yaml"
+    path.write_text("tracker:\n  mode: rgbd\n  lk_refine: false\n")
+    with pytest.raises(
+        ConfigError,
+        match=rf"{path}:3: 'tracker.lk_refine' has moved: use 'tracker.alignment.enabled'",
+    ):
+        load_config(str(path))
+    with pytest.raises(
+        ConfigError, match=r"'tracker.max_depth_m' has moved: use 'tracker.depth.max_m'"
+    ):
+        load_config("fast", ["tracker.max_depth_m=6"])
+    # every moved key points at a key that exists
+    for new in MOVED_KEYS.values():
+        section = config_to_dict(load_config("fast"))
+        for part in new.split("."):
+            section = section[part]
+
+
+def test_nested_tracker_sections_check_their_ranges() -> None:
+    with pytest.raises(ConfigError, match=r"tracker\.depth\.min_m: must be in \(0, max_m\)"):
+        load_config("fast", ["tracker.depth.min_m=7", "tracker.depth.max_m=6"])
+    with pytest.raises(ConfigError, match=r"tracker\.alignment\.window_px: must be odd"):
+        load_config("fast", ["tracker.alignment.window_px=8"])
+    assert (
+        load_config("fast", ["tracker.motion.max_speed_m_s=30"]).tracker.motion.max_speed_m_s == 30
+    )
 
 
 def test_extends_chain_and_file_preset_name(tmp_path: Path) -> None:

@@ -75,10 +75,25 @@ def test_view_warp_is_the_derivative_of_the_transfer_through_a_fronto_parallel_p
     np.testing.assert_allclose(same, np.broadcast_to(np.eye(2), same.shape), atol=1e-12)
 
 
-def test_sample_depth_nearest_and_outside() -> None:
-    depth = np.arange(12, dtype=np.float32).reshape(3, 4)
-    px = np.array([[0.4, 0.4], [2.6, 1.2], [3.0, 2.0], [-1.0, 0.0], [4.0, 0.0]])
-    np.testing.assert_array_equal(g.sample_depth(depth, px), [0, 7, 11, 0, 0])
+def test_sample_depth_bilinear_on_surfaces_and_none_at_edges_holes_and_outside() -> None:
+    # a slanted plane: depth grows by 1 % per column, so bilinear is exact and nearest is not
+    cols = np.arange(8, dtype=np.float32)
+    depth = np.tile(2.0 + 0.02 * cols, (6, 1)).astype(np.float32)
+    px = np.array([[3.3, 2.0], [4.75, 3.5]])
+    np.testing.assert_allclose(g.sample_depth(depth, px), 2.0 + 0.02 * px[:, 0], rtol=1e-6)
+    # outside the image: none
+    outside = np.array([[-1.0, 2.0], [8.0, 2.0], [3.0, 6.5]])
+    np.testing.assert_array_equal(g.sample_depth(depth, outside), [0, 0, 0])
+    # a hole next to the pixel, and an occlusion edge (a 50 % jump): none
+    holed = depth.copy()
+    holed[2, 4] = 0.0
+    assert g.sample_depth(holed, np.array([[3.2, 2.0]]))[0] == 0
+    edged = depth.copy()
+    edged[:, 5:] = 4.0
+    sampled = g.sample_depth(edged, np.array([[4.0, 2.0], [2.0, 2.0]]))
+    assert sampled[0] == 0 and sampled[1] == pytest.approx(2.04)
+    # a looser edge ratio accepts the jump
+    assert g.sample_depth(edged, np.array([[4.0, 2.0]]), edge_ratio=1.5)[0] > 0
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ stay sorted by id, so ``rows_of`` is a binary search.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -35,6 +35,35 @@ class MapKeyframe:
     def grey(self) -> np.ndarray | None:
         """The keyframe's grey image for sub-pixel alignment (None: refinement off)."""
         return self.keyframe.grey
+
+
+@dataclass(frozen=True, eq=False)
+class Anchors:
+    """Per landmark row, the newest window keyframe that observes it: where sub-pixel
+    alignment takes the landmark's appearance from."""
+
+    slot: np.ndarray
+    """(L,) int64 window position of that keyframe (-1: none)."""
+    pixel: np.ndarray
+    """(L, 2) where that keyframe observed the landmark."""
+
+
+@dataclass(frozen=True, eq=False)
+class WindowObservations:
+    """Observations of landmarks by window keyframes, one row each."""
+
+    slots: np.ndarray
+    """(K,) int64 window position of the observing keyframe (0: oldest)."""
+    rows: np.ndarray
+    """(K,) int64 landmark row in the map's arrays."""
+    cam_from_world: np.ndarray
+    """(K, 4, 4) the observing keyframe's pose."""
+    pixels: np.ndarray
+    """(K, 2) where the keyframe saw the landmark."""
+    depth_m: np.ndarray
+    """(K,) depth the keyframe measured there (0: none)."""
+    depth_sigma_m: np.ndarray
+    """(K,) that depth's standard deviation."""
 
 
 def rows_in(sorted_ids: np.ndarray, landmark_ids: np.ndarray) -> np.ndarray:
@@ -88,9 +117,8 @@ class LocalMap:
             self.keyframes.pop(0)
             self._drop_unobserved()
 
-    def anchors(self) -> tuple[np.ndarray, np.ndarray]:
-        """For every landmark row, the window position of the newest keyframe observing it
-        (-1: none) and the pixel it was observed at there."""
+    def anchors(self) -> Anchors:
+        """For every landmark row, the newest window keyframe observing it and where."""
         slot = np.full(len(self.ids), -1, np.int64)
         pixel = np.zeros((len(self.ids), 2))
         for position, entry in enumerate(self.keyframes):
@@ -98,7 +126,7 @@ class LocalMap:
             has = np.flatnonzero(rows >= 0)
             slot[rows[has]] = position
             pixel[rows[has]] = entry.keyframe.features.keypoints[has]
-        return slot, pixel
+        return Anchors(slot, pixel)
 
     def _drop_unobserved(self) -> None:
         observed = np.unique(np.concatenate([kf.landmark_ids for kf in self.keyframes]))
@@ -119,10 +147,9 @@ class LocalMap:
             out[has] = transform_points(cam_from_world, self.positions_world[rows[has]])
         return out
 
-    def observations(self) -> tuple[np.ndarray, ...]:
-        """Every (window slot of the keyframe, landmark row, cam_from_world, pixel, depth,
-        depth sigma) observation in the window, keyframe by keyframe, oldest first; depth 0
-        where none was measured."""
+    def observations(self) -> WindowObservations:
+        """Every observation of a landmark by a window keyframe, keyframe by keyframe, oldest
+        first."""
         slots, rows_all, poses, pixels, depths, sigmas = [], [], [], [], [], []
         for slot, entry in enumerate(self.keyframes):
             rows = self.rows_of(entry.landmark_ids)
@@ -137,8 +164,10 @@ class LocalMap:
             sigmas.append(entry.depth_sigma_m[has].astype(np.float64))
         if not rows_all:
             empty, none = np.zeros(0), np.zeros(0, np.int64)
-            return none, none, np.zeros((0, 4, 4)), np.zeros((0, 2)), empty, empty
-        return (
+            return WindowObservations(
+                none, none, np.zeros((0, 4, 4)), np.zeros((0, 2)), empty, empty
+            )
+        return WindowObservations(
             np.concatenate(slots),
             np.concatenate(rows_all),
             np.concatenate(poses),
@@ -149,11 +178,9 @@ class LocalMap:
 
     def transform(self, new_world_from_old_world: np.ndarray) -> None:
         """Move the whole window rigidly (after a pose-graph correction)."""
-        import dataclasses
-
         correction = orthonormalized(new_world_from_old_world)
         self.positions_world = transform_points(correction, self.positions_world)
         for entry in self.keyframes:
-            entry.keyframe = dataclasses.replace(
+            entry.keyframe = replace(
                 entry.keyframe, world_from_cam=orthonormalized(correction @ entry.world_from_cam)
             )

@@ -10,13 +10,15 @@ import dataclasses
 import numpy as np
 import pytest
 
-from slamfront.config import TrackerConfig
+from slamfront.config import AlignmentConfig, TrackerConfig
 from slamfront.frontend.tracker import Tracker
 from slamfront.geometry import invert_pose, make_pose, so3_exp, transform_points
 from slamfront.types import CameraModel, Features, Frame, Matches, StereoRig, TrackingState
 
 CAMERA = CameraModel(640, 480, 450.0, 450.0, 320.0, 240.0)
 FPS = 30.0
+# the feature-level world has no images to align
+UNALIGNED = TrackerConfig(alignment=AlignmentConfig(enabled=False))
 
 
 class PointWorld:
@@ -143,7 +145,7 @@ def run(
     poses = trajectory(n)
     extractor = FakeExtractor()
     frames = make_frames(world, poses, extractor, sensor, blank)
-    tracker = Tracker(config or TrackerConfig(lk_refine=False), extractor, nn_matcher)
+    tracker = Tracker(config or UNALIGNED, extractor, nn_matcher)
     return [tracker.step(f) for f in frames], poses
 
 
@@ -206,8 +208,8 @@ def test_reanchor_moves_live_pose_with_corrected_keyframe() -> None:
     world = PointWorld()
     extractor = FakeExtractor()
     frames = make_frames(world, trajectory(40), extractor, "rgbd", noise_px=0.0)
-    plain = Tracker(TrackerConfig(lk_refine=False), extractor, nn_matcher)
-    moved = Tracker(TrackerConfig(lk_refine=False), extractor, nn_matcher)
+    plain = Tracker(UNALIGNED, extractor, nn_matcher)
+    moved = Tracker(UNALIGNED, extractor, nn_matcher)
     for f in frames[:20]:
         plain.step(f)
         moved.step(f)
@@ -226,7 +228,7 @@ def test_keyframe_records_carry_points_in_camera_frame() -> None:
     world = PointWorld()
     extractor = FakeExtractor()
     frames = make_frames(world, trajectory(30), extractor, "rgbd")
-    tracker = Tracker(dataclasses.replace(TrackerConfig(lk_refine=False)), extractor, nn_matcher)
+    tracker = Tracker(UNALIGNED, extractor, nn_matcher)
     for f in frames:
         tracker.step(f)
     for kf in tracker.keyframes():
@@ -252,7 +254,7 @@ def run_motion_model(sensor: str, poses: list[np.ndarray]) -> tuple[list, Counti
     extractor = FakeExtractor()
     frames = make_frames(PointWorld(), poses, extractor, sensor)
     matcher = CountingMatcher()
-    config = TrackerConfig(lk_refine=False, match_every_frame=False)
+    config = dataclasses.replace(UNALIGNED, match_every_frame=False)
     tracker = Tracker(config, extractor, matcher)
     return [tracker.step(f) for f in frames], matcher
 

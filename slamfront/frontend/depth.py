@@ -1,0 +1,107 @@
+"""Depth at a frame's keypoints, from its depth image (RGB-D) or its right image (stereo)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from slamfront.config import TrackerConfig
+from slamfront.frontend.alignment import align_pairs, alignment_image
+from slamfront.frontend.base import Extractor
+from slamfront.frontend.stereo import stereo_matches
+from slamfront.geometry import sample_depth, undistort_points
+from slamfront.types import CameraModel, Features, Frame
+
+
+@dataclass(frozen=True, eq=False)
+class KeypointDepth:
+    """(N,) float32 depth of each keypoint in metres (0: none) and its standard deviation."""
+
+    depth_m: np.ndarray
+    sigma_m: np.ndarray
+
+    @staticmethod
+    def none(count: int) -> KeypointDepth:
+        zeros = np.zeros(count, np.float32)
+        return KeypointDepth(zeros, zeros.copy())
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.depth_m > 0
+
+
+def pinhole_features(features: Features, camera: CameraModel) -> Features:
+    """Keypoints moved to the undistorted pinhole image when the camera has distortion."""
+    if not camera.is_distorted or len(features) == 0:
+        return features
+    keypoints = undistort_points(camera, features.keypoints).astype(np.float32)
+    return replace(features, keypoints=keypoints)
+
+
+def image_depth(frame: Frame, pixels: np.ndarray, config: TrackerConfig) -> np.ndarray:
+    """(N,) depth the frame's depth image measures at ``pixels`` within the configured range
+    (0: none)."""
+    assert frame.depth_m is not None
+    depth = sample_depth(frame.depth_m, pixels, config.depth.edge_ratio)
+    depth[(depth < config.depth.min_m) | (depth > config.depth.max_m)] = 0.0
+    return depth
+
+
+def keypoint_depth(
+    frame: Frame,
+    features: Features,
+    mode: str,
+    grey: np.ndarray | None,
+    extractor: Extractor,
+    config: TrackerConfig,
+) -> KeypointDepth:
+    """Depth of each keypoint from the depth image ("rgbd") or the stereo pair ("stereo":
+    the right image's keypoints matched along rectified rows, disparity aligned to
+    sub-pixel), with its noise; none for "mono"."""
+    cfg = config
+    if mode == "rgbd" and frame.depth_m is not None:
+        depth = image_depth(frame, features.keypoints, cfg)
+        # structured light / time of flight: error grows with the square of the range
+        sigma = np.maximum(cfg.depth.rgbd_sigma_m, cfg.depth.rgbd_sigma_quadratic * depth**2)
+        return KeypointDepth(depth, np.where(depth > 0, sigma, 0.0).astype(np.float32))
+    if mode == "stereo" and frame.image_right is not None and frame.stereo is not None:
+        return _stereo_depth(frame, features, grey, extractor, cfg)
+    return KeypointDepth.none(len(features))
+
+
+def _stereo_depth(
+    frame: Frame,
+    features: Features,
+    grey: np.ndarray | None,
+    extractor: Extractor,
+    cfg: TrackerConfig,
+) -> KeypointDepth:
+    assert frame.image_right is not None and frame.stereo is not None
+    right = pinhole_features(extractor(frame.image_right), frame.stereo.right)
+    pairs = stereo_matches(
+        features,
+        right,
+        frame.stereo,
+        cfg.stereo.max_row_diff_px,
+        cfg.depth.min_m,
+        cfg.depth.max_m,
+    )
+    left_px = features.keypoints[pairs[:, 0]].astype(np.float64)
+    right_px = right.keypoints[pairs[:, 1]].astype(np.float64)
+    right_grey = alignment_image(frame.image_right, frame.stereo.right, cfg.alignment)
+    if grey is not None and right_grey is not None and len(pairs):
+        # sub-pixel disparity: align the left keypoint's window along the row
+        right_px, keep = align_pairs(
+            cfg.alignment, grey, right_grey, left_px, right_px, cfg.stereo.max_row_diff_px
+        )
+        pairs, left_px, right_px = pairs[keep], left_px[keep], right_px[keep]
+    focal_baseline = frame.stereo.left.fx * frame.stereo.baseline_m
+    disparity = left_px[:, 0] - right_px[:, 0]
+    depth = np.zeros(len(features), np.float32)
+    positive = disparity > 0
+    depth[pairs[positive, 0]] = focal_baseline / disparity[positive]
+    sigma = cfg.stereo.disparity_sigma_px * depth**2 / focal_baseline
+    invalid = (depth < cfg.depth.min_m) | (depth > cfg.depth.max_m)
+    depth[invalid] = 0.0
+    return KeypointDepth(depth, np.where(invalid, 0.0, sigma).astype(np.float32))

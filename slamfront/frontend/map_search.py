@@ -1,0 +1,194 @@
+"""Tracking against the local map: window landmarks projected at a pose estimate and looked
+for among the frame's keypoints near their projection, each found landmark aligned to
+sub-pixel precision against the newest keyframe that observed it, and the pose refined."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from slamfront.config import TrackerConfig
+from slamfront.frontend.descriptors import pair_distance
+from slamfront.frontend.local_map import Anchors, LocalMap
+from slamfront.frontend.pose import refine_pose
+from slamfront.frontend.records import Correspondences, FrameInput, PoseFit
+from slamfront.frontend.refine import refine_positions_warped
+from slamfront.geometry import invert_pose, project, transform_points, view_warp
+
+
+def search_local_map(
+    lmap: LocalMap,
+    inp: FrameInput,
+    fit: PoseFit,
+    anchors: Anchors,
+    config: TrackerConfig,
+    radius_px: float | None = None,
+) -> PoseFit:
+    """``fit`` extended by the window landmarks it does not hold yet, found within
+    ``radius_px`` (default ``search.radius_px``) of their projection at its pose, and the
+    pose refined on all of them."""
+    from scipy.spatial import cKDTree
+
+    features, camera = inp.features, inp.camera
+    if len(lmap) == 0 or lmap.descriptors is None or len(features) == 0:
+        return fit
+    rows = np.flatnonzero(~np.isin(lmap.ids, fit.corr.landmark_ids))
+    pose = fit.estimate.cam_from_world
+    points_cam = transform_points(pose, lmap.positions_world[rows])
+    front = points_cam[:, 2] > config.depth.min_m
+    rows, points_cam = rows[front], points_cam[front]
+    proj = project(camera.K, points_cam)
+    inside = (
+        (proj[:, 0] >= 0)
+        & (proj[:, 0] < camera.width_px)
+        & (proj[:, 1] >= 0)
+        & (proj[:, 1] < camera.height_px)
+    )
+    rows, proj = rows[inside], proj[inside]
+    if rows.size == 0:
+        return fit
+    taken = np.zeros(len(features), bool)
+    taken[fit.corr.keypoint_index] = True
+    tree = cKDTree(features.keypoints.astype(np.float64))
+    radius = config.search.radius_px if radius_px is None else radius_px
+    dist_px, nn = tree.query(proj, k=4, distance_upper_bound=radius)
+    valid = np.isfinite(dist_px)
+    nn_safe = np.where(valid, nn, 0)
+    desc = features.descriptors[nn_safe]  # (R, 4, D)
+    ddist = pair_distance(lmap.descriptors[rows][:, None, :], desc)
+    ddist = np.where(valid & ~taken[nn_safe], ddist, np.inf)
+    order = np.argsort(ddist, axis=1)
+    best = np.take_along_axis(ddist, order[:, :1], 1)[:, 0]
+    second = np.take_along_axis(ddist, order[:, 1:2], 1)[:, 0]
+    best_kp = np.take_along_axis(nn_safe, order[:, :1], 1)[:, 0]
+    ok = (best <= config.search.max_distance) & (best <= config.search.ratio * second)
+    rows, best_kp, best = rows[ok], best_kp[ok], best[ok]
+    if rows.size == 0:
+        return fit
+    # one landmark per keypoint: keep the closest descriptor
+    order = np.lexsort((best, best_kp))
+    first = np.ones(order.size, bool)
+    first[1:] = best_kp[order][1:] != best_kp[order][:-1]
+    chosen = order[first]
+    found = Correspondences(
+        best_kp[chosen],
+        lmap.ids[rows[chosen]],
+        lmap.positions_world[rows[chosen]],
+        _align_to_anchors(
+            lmap, inp, rows[chosen], features.keypoints[best_kp[chosen]], anchors, config
+        ),
+    )
+    found = found.select(np.all(np.isfinite(found.pixels), axis=1))
+    merged = fit.corr.concat(found)
+    refined = refine_pose(
+        pose,
+        merged.points_world,
+        merged.pixels,
+        camera.K,
+        config.huber_px,
+        config.ransac_reprojection_px,
+    )
+    return PoseFit.inliers_of(merged, refined)
+
+
+def align_warped(
+    lmap: LocalMap, inp: FrameInput, fit: PoseFit, anchors: Anchors, config: TrackerConfig
+) -> PoseFit:
+    """Each correspondence aligned again from its landmark's newest keyframe window, warped
+    into this view by the fitted pose, and the pose refined on the result. Where that
+    alignment fails the position found before is kept; if the refit keeps too few inliers,
+    ``fit`` is returned unchanged."""
+    corr, camera = fit.corr, inp.camera
+    if inp.grey is None or len(corr) == 0:
+        return fit
+    rows = lmap.rows_of(corr.landmark_ids)
+    slot_of = np.where(rows >= 0, anchors.slot[rows], -1)
+    greys, usable = _window_images(lmap, inp.grey, slot_of)
+    chosen = np.flatnonzero(usable)
+    if chosen.size == 0:
+        return fit
+    cam_from_world = fit.estimate.cam_from_world
+    warp = np.empty((chosen.size, 2, 2))
+    for slot in np.unique(slot_of[chosen]):
+        group = slot_of[chosen] == slot
+        warp[group] = view_warp(
+            camera.K,
+            invert_pose(lmap.keyframes[slot].world_from_cam),
+            cam_from_world,
+            corr.points_world[chosen[group]],
+        )
+    align = config.alignment
+    aligned, ok = refine_positions_warped(
+        greys,
+        slot_of[chosen],
+        anchors.pixel[rows[chosen]],
+        inp.grey,
+        corr.pixels[chosen],
+        warp,
+        align.max_shift_px,
+        align.window_px,
+        align.max_round_trip_px,
+    )
+    pixels = corr.pixels.copy()
+    pixels[chosen[ok]] = aligned[ok]
+    refined = refine_pose(
+        cam_from_world,
+        corr.points_world,
+        pixels,
+        camera.K,
+        config.huber_px,
+        config.ransac_reprojection_px,
+    )
+    if refined.num_inliers < config.min_inliers:
+        return fit
+    return PoseFit.inliers_of(replace(corr, pixels=pixels), refined)
+
+
+def _align_to_anchors(
+    lmap: LocalMap,
+    inp: FrameInput,
+    rows: np.ndarray,
+    keypoints: np.ndarray,
+    anchors: Anchors,
+    config: TrackerConfig,
+) -> np.ndarray:
+    """Sub-pixel positions of landmarks found near keypoints, by aligning the window around
+    each landmark's newest keyframe observation; NaN where alignment failed (unless
+    ``alignment.keep_unaligned``), the keypoint itself when alignment is off."""
+    pixels = keypoints.astype(np.float64)
+    if inp.grey is None or rows.size == 0:
+        return pixels
+    align = config.alignment
+    slot_of = anchors.slot[rows]
+    greys, usable = _window_images(lmap, inp.grey, slot_of)
+    keep = np.full(rows.size, align.keep_unaligned)
+    chosen = np.flatnonzero(usable)
+    if chosen.size:
+        # one alignment for all keyframes: their windows tiled into one image
+        aligned, ok = refine_positions_warped(
+            greys,
+            slot_of[chosen],
+            anchors.pixel[rows[chosen]],
+            inp.grey,
+            pixels[chosen],
+            np.broadcast_to(np.eye(2), (chosen.size, 2, 2)),
+            align.max_shift_px,
+            align.window_px,
+            align.max_round_trip_px,
+        )
+        pixels[chosen] = aligned
+        keep[chosen] = ok | align.keep_unaligned
+    pixels[~keep] = np.nan
+    return pixels
+
+
+def _window_images(
+    lmap: LocalMap, current: np.ndarray, slot_of: np.ndarray
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """The window keyframes' grey images (the current one standing in, unused, where a
+    keyframe has none) and which of the slots ``slot_of`` (-1: no anchor) have one."""
+    greys = [entry.grey for entry in lmap.keyframes]
+    # slot -1 picks the trailing False
+    usable = np.array([g is not None for g in greys] + [False])[slot_of]
+    return [g if g is not None else current for g in greys], usable

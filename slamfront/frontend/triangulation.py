@@ -1,0 +1,129 @@
+"""Monocular landmarks: keypoint pairs of two views triangulated, checked and sub-pixel
+aligned."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from slamfront.config import TrackerConfig
+from slamfront.frontend.base import Matcher
+from slamfront.frontend.local_map import LocalMap, MapKeyframe
+from slamfront.frontend.refine import refine_positions_warped
+from slamfront.geometry import invert_pose, project, transform_points, triangulate, view_warp
+from slamfront.types import CameraModel
+
+
+def ray_angles_deg(
+    points_world: np.ndarray, cam0_from_world: np.ndarray, cam1_from_world: np.ndarray
+) -> np.ndarray:
+    """Angle at each point between the rays to the two camera centres, degrees."""
+    ray0 = points_world - invert_pose(cam0_from_world)[:3, 3]
+    ray1 = points_world - invert_pose(cam1_from_world)[:3, 3]
+    cos = np.sum(ray0 * ray1, axis=1) / np.maximum(
+        np.linalg.norm(ray0, axis=1) * np.linalg.norm(ray1, axis=1), 1e-12
+    )
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def triangulation_ok(
+    points_world: np.ndarray,
+    cam0_from_world: np.ndarray,
+    cam1_from_world: np.ndarray,
+    k: np.ndarray,
+    px0: np.ndarray,
+    px1: np.ndarray,
+    config: TrackerConfig,
+) -> np.ndarray:
+    """(N,) bool: in front of both cameras, reprojected within the RANSAC threshold in both,
+    and seen under at least ``mono.min_angle_deg`` of parallax."""
+    ok = np.all(np.isfinite(points_world), axis=1)
+    for cam_from_world, px in ((cam0_from_world, px0), (cam1_from_world, px1)):
+        pc = transform_points(cam_from_world, points_world)
+        front = pc[:, 2] > 0
+        ok &= front
+        proj = project(k, np.where(front[:, None], pc, [0.0, 0.0, 1.0]))
+        ok &= np.linalg.norm(proj - px, axis=1) < config.ransac_reprojection_px
+    angles = ray_angles_deg(points_world, cam0_from_world, cam1_from_world)
+    return ok & (angles >= config.mono.min_angle_deg)
+
+
+def triangulate_window(
+    lmap: LocalMap, newer: MapKeyframe, camera: CameraModel, matcher: Matcher, config: TrackerConfig
+) -> None:
+    """New landmarks for the new keyframe's keypoints that have none, matched against each
+    older window keyframe's free keypoints, oldest (widest baseline, most precise depth)
+    first; what fails the parallax gate there is tried on newer ones."""
+    for older in lmap.keyframes[:-1]:
+        free0 = older.landmark_ids < 0
+        free1 = newer.landmark_ids < 0
+        if free0.sum() < config.min_inliers or free1.sum() < config.min_inliers:
+            continue
+        i0 = older.keyframe.features.strongest(config.match_keypoints, free0)
+        i1 = newer.keyframe.features.strongest(config.match_keypoints, free1)
+        matches = matcher(older.keyframe.features.subset(i0), newer.keyframe.features.subset(i1))
+        if len(matches):
+            _triangulate_pairs(
+                lmap,
+                older,
+                newer,
+                i0[matches.indices[:, 0]],
+                i1[matches.indices[:, 1]],
+                camera,
+                config,
+            )
+
+
+def _triangulate_pairs(
+    lmap: LocalMap,
+    older: MapKeyframe,
+    newer: MapKeyframe,
+    i0: np.ndarray,
+    i1: np.ndarray,
+    camera: CameraModel,
+    config: TrackerConfig,
+) -> None:
+    """Landmarks from keypoint pairs ``i0`` (older) / ``i1`` (newer) that pass the checks.
+
+    Each pair is first aligned: the older keyframe's window around its keypoint, warped into
+    the newer view through the first triangulation, says where that very point is in the
+    newer keyframe, and the landmark is triangulated again from there (the newer keyframe
+    keeps that position as its observation). Two detections of a point are each about a
+    pixel apart, which at the small parallax of neighbouring keyframes is a large depth
+    error that bends the map."""
+    k = camera.K
+    cam0 = invert_pose(older.world_from_cam)
+    cam1 = invert_pose(newer.world_from_cam)
+    px0 = older.keyframe.features.keypoints[i0].astype(np.float64)
+    px1 = newer.keyframe.features.keypoints[i1].astype(np.float64)
+    points = triangulate(cam0, cam1, k, px0, px1)
+    if older.grey is not None and newer.grey is not None and i0.size:
+        finite = np.all(np.isfinite(points), axis=1)
+        warp = view_warp(k, cam0, cam1, np.where(finite[:, None], points, 0.0))
+        align = config.alignment
+        aligned, ok = refine_positions_warped(
+            [older.grey],
+            np.zeros(i0.size, np.int64),
+            px0,
+            newer.grey,
+            px1,
+            warp,
+            align.max_shift_px,
+            align.window_px,
+            align.max_round_trip_px,
+        )
+        keep = finite & (ok | align.keep_unaligned)
+        i0, i1, px0 = i0[keep], i1[keep], px0[keep]
+        px1 = np.where(ok[keep, None], aligned[keep], px1[keep])
+        points = triangulate(cam0, cam1, k, px0, px1)
+    good = triangulation_ok(points, cam0, cam1, k, px0, px1, config)
+    if not good.any():
+        return
+    ids = lmap.add_landmarks(points[good], newer.keyframe.features.descriptors[i1[good]])
+    older.landmark_ids[i0[good]] = ids
+    newer.landmark_ids[i1[good]] = ids
+    features = newer.keyframe.features
+    keypoints = features.keypoints.copy()
+    keypoints[i1[good]] = px1[good]
+    newer.keyframe = replace(newer.keyframe, features=replace(features, keypoints=keypoints))
