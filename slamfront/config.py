@@ -348,9 +348,8 @@ class LoopClosureConfig:
     min_keyframe_gap: int = 15
     """Keyframes this recent (by id) are never loop candidates."""
     min_similarity: float = 0.4
-    """Smallest global-descriptor similarity (centred VLAD dot product) of a candidate. With
-    the packaged vocabularies unrelated real views score < 0.25, unrelated views of the
-    synthetic room < 0.5 (99 % < 0.42), revisits of it > 0.85."""
+    """Smallest global-descriptor similarity (centred VLAD dot product) of a candidate, in
+    [-1, 1]."""
     candidates: int = 3
     """Best candidates geometrically verified per query keyframe, best first."""
     min_inliers: int = 40
@@ -415,41 +414,31 @@ class BackendConfig:
     prior_sigma_rad: float = 1e-5
     """Prior holding the first keyframe (fixes the gauge)."""
     relinearize_threshold: float = 1e-4
-    """iSAM2 relinearises a keyframe whose update exceeds this (radians / metres). It must
-    be below the corrections a loop brings: the robust loop weights are only recomputed at a
-    relinearisation, and at 0.01 (10 mm) the millimetre corrections of a room-sized loop never
-    triggered one, so a true loop kept the small weight of its first, large residual (sim
-    loop, fast RGB-D: 0.54x of the tracker's ATE after closure instead of 0.40x)."""
+    """iSAM2 relinearises a keyframe whose update exceeds this (radians / metres). Keep it
+    below the corrections a loop brings: robust loop weights are only recomputed at a
+    relinearisation."""
     loop_iterations: int = 4
     """Extra iSAM2 relinearisation passes after a loop factor (no new factors)."""
     odometry_min_sigma_px: float = 0.5
     """Floor on the pixel noise used to turn a tracker's inliers into an information matrix."""
     final_adjustment: bool = True
     """At the end of a run, bundle-adjust every keyframe pose with the landmarks it observes
-    (seeded by the pose graph; batch, about a second for a room-sized loop of 40 keyframes and
-    50k observations). The graph can only spread each keyframe's odometry error; landmarks
-    seen from many keyframes remove it (sim loop, fast RGB-D seeds 0-2: keyframe ATE 0.50 /
-    0.45 / 0.71 mm on the graph, 0.21 / 0.26 / 0.23 adjusted)."""
+    (seeded by the pose graph). The graph can only spread each keyframe's odometry error;
+    landmarks seen from many keyframes remove it."""
     final_adjustment_iterations: int = 4
-    """Levenberg-Marquardt iterations of the final adjustment's last pass (0.2 s each on that
-    loop; 8 gave the same ATE to 0.01 mm on seeds 0-2, the cost falling by 0.2 % past the
-    4th)."""
+    """Levenberg-Marquardt iterations of the final adjustment's last pass (>= 1)."""
     final_adjustment_passes: int = 2
-    """Passes of the final adjustment. Each pass but the last (one iteration) measures the
-    noise of the pixels and of the depths from their residuals and re-weights both for the
-    next, so that depth is trusted as much as the sensor deserves, whatever the tracker's
-    configured depth noise says (0.6 s more on that loop). Sim loop, fast preset, keyframe ATE
-    RGB-D seeds 0-2 (exact depth): 0.21 / 0.26 / 0.23 mm with 2 passes, 0.33 / 0.29 / 0.28 with
-    one at the first weights, 0.65 / 0.40 / 0.57 with one at the tracker's configured depth
-    noise (0.44 m); stereo (disparity noise): 0.43 mm with 2, 1.59 with one (0.36 with 3)."""
+    """Passes of the final adjustment (>= 1). Each pass but the last (one iteration)
+    measures the noise of the pixels and of the depths from their residuals and re-weights
+    both for the next, so that depth is trusted as much as the sensor deserves, whatever the
+    tracker's configured depth noise says."""
     adjustment_sigma_px: float = 0.3
     """Pixel noise of an observation in the first pass of the final adjustment."""
     adjustment_range_baseline_m: float = 3.0
     """A measured depth enters the final adjustment as the disparity a stereo camera of this
-    baseline would see, with the pixels' noise; this is the first pass's weight (at 500 px
-    focal length and 2 m, 1 px of disparity is 2.7 mm), which later passes re-weight. Start
-    by trusting the depth: its residuals then show its noise (from a small weight they show
-    only the poses' error, and the re-weighting stays there)."""
+    baseline would see, with the pixels' noise: the first pass's weight, which later passes
+    re-weight. Start by trusting the depth: its residuals then show its noise (from a small
+    weight they show only the poses' error)."""
     adjustment_odometry_weight: float = 0.01
     """Scale of the odometry information in the final adjustment (it only holds a keyframe
     with few observations; the observations carry the same information)."""
@@ -610,9 +599,7 @@ class RerunConfig:
     image_scale: float = 0.5
     """Logged images (current image, matches view) are resized by this factor, (0, 1]."""
     jpeg_quality: int | None = 80
-    """None: raw pixels; 1-100: logged images are JPEG-compressed at this quality.
-    The defaults (half size, JPEG 80) keep the sink's cost under 10 % of a CPU-bound run
-    (slamfront.bench.sinks) and a recording near 0.1 MiB per 640x480 frame."""
+    """None: raw pixels; 1-100: logged images are JPEG-compressed at this quality."""
     queue_size: int = 8
     """Per-frame results waiting for the viewer thread; further ones are dropped and counted."""
     web_port: int = 9090
@@ -653,11 +640,8 @@ class RerunConfig:
 class PipelineConfig:
     queue_size: int = 4
     read_thread: bool = False
-    """Read the source on a thread of its own (a third one) instead of the reader thread.
-    Worth it when the tracking thread has time to spare (``tracker.match_every_frame=false``:
-    the whole sim loop at 17.1 instead of 13.4 frames/s on 2 cores; the ``fast`` preset sets
-    both); when both cores are already busy it costs (matching every frame: 13.5 instead of
-    14.4 frames/s steady)."""
+    """Read the source on a thread of its own (a third one) instead of the reader thread:
+    worth it when the tracking thread has time to spare, a cost when both cores are busy."""
     progress_interval_s: float = 2.0
 
 
