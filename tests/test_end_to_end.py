@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 import slamfront as sf
-from slamfront.eval.trajectory_io import read_tum_trajectory
 from slamfront.eval.trajectory_metrics import evaluate_trajectories
 from slamfront.geometry import invert_pose, rotation_angle_deg
+from slamfront.io.trajectory import read_tum_trajectory
 from slamfront.pipeline import RunStats, run_to_directory
 
 pytestmark = pytest.mark.slow

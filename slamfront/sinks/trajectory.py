@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from slamfront.eval.trajectory_io import TumTrajectoryWriter, write_tum_trajectory
 from slamfront.geometry import invert_pose
+from slamfront.io.trajectory import TumTrajectoryWriter, write_tum_trajectory
 from slamfront.types import (
     Frame,
     Keyframe,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from slamfront.eval.trajectory_io import read_tum_trajectory
 from slamfront.geometry import invert_pose, make_pose, project, so3_exp, transform_points
+from slamfront.io.trajectory import read_tum_trajectory
 from slamfront.sinks.trajectory import TrajectorySink
 from slamfront.types import (
     CameraModel,
