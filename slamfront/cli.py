@@ -163,7 +163,7 @@ def _run_source(
         )
         truth = source.groundtruth()
         if truth is not None and len(truth):
-            from slamfront.eval.trajectory_io import write_tum_trajectory
+            from slamfront.io.trajectory import write_tum_trajectory
 
             write_tum_trajectory(out / "groundtruth.tum", truth)
     return stats

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from slamfront.backend.frame_refit import TrackedFrame, TrackedFrames
 from slamfront.config import Config, dump_config
 from slamfront.frontend.base import Extractor, Matcher
 from slamfront.sinks import Sink
@@ -132,6 +133,8 @@ class Pipeline:
         )
         self._final_poses: OptimizedPoses | None = None
         self._back_end: _BackEndThread | None = None
+        # what the back end's finish needs to give every tracked frame its final pose
+        self._tracked_frames = TrackedFrames() if config.backend.enabled else None
         self._last_keyframe_id = -1
         self._sinks = list(sinks)
         self._counters = _Counters()
@@ -266,11 +269,15 @@ class Pipeline:
         self._closed = True
         errors: list[BaseException] = []
         final = None
-        if self._back_end is not None:
-            try:
-                final = self._back_end.finish()
-            except Exception as exc:  # the sinks still get closed and write their files
-                errors.append(exc)
+        try:
+            if self._back_end is not None:
+                frames = self._tracked_frames if self._tracked_frames is not None else ()
+                final = self._back_end.finish(frames)
+        except Exception as exc:  # the sinks still get closed and write their files
+            errors.append(exc)
+        finally:
+            if self._tracked_frames is not None:
+                self._tracked_frames.close()
         self._final_poses = final
         for sink in self._sinks:
             if final is not None:
@@ -375,6 +382,8 @@ class Pipeline:
             self._last_keyframe_id = new_keyframes[-1].keyframe_id
         t0 = time.perf_counter()
         corrected = self._exchange_with_back_end(new_keyframes)
+        if self._tracked_frames is not None and not self._mono:  # mono: never a back end
+            self._tracked_frames.append(result)
         t1 = time.perf_counter()
         for sink in self._sinks:
             sink.on_result(frame, result)
@@ -401,7 +410,8 @@ class _BackEndThread:
     """Runs the back end on its own thread: keyframes in (never dropped), corrected poses out.
 
     ``submit`` never blocks; ``poll`` returns the newest correction not yet collected;
-    ``finish`` drains the keyframes, stops the thread and returns the final poses.
+    ``finish`` drains the keyframes, stops the thread and returns the final poses (with the
+    final pose of each of the tracked ``frames`` it is given).
     """
 
     def __init__(self, back_end: BackEnd) -> None:
@@ -427,13 +437,13 @@ class _BackEndThread:
             except queue.Empty:
                 return newest
 
-    def finish(self) -> OptimizedPoses | None:
+    def finish(self, frames: Iterable[TrackedFrame] = ()) -> OptimizedPoses | None:
         if self._thread.is_alive():
             self._inbox.put(None)
             self._thread.join()
         if self._error is not None:
             raise self._error
-        return self.back_end.finish()
+        return self.back_end.finish(frames)
 
     def _work(self) -> None:
         while True:

@@ -315,6 +315,10 @@ class OptimizedPoses:
     range_baseline_m: float | None = None
     """How the final adjustment weighed a measured depth (the baseline of a virtual stereo
     camera whose disparity has the pixels' noise), for refits on those landmarks."""
+    frame_trajectory: Trajectory | None = None
+    """The final pose of every tracked frame, in tracking order: placed on its reference
+    keyframe's pose above, then refitted on the adjusted landmarks (the back end's final poses
+    only; None in its corrections during a run)."""
 
 
 @dataclass(frozen=True, eq=False)

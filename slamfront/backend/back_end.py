@@ -7,11 +7,13 @@ worker thread so tracking never waits for it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from slamfront.backend.frame_refit import TrackedFrame, refit_frames
 from slamfront.errors import InputError
 from slamfront.geometry import invert_pose, transform_points
 from slamfront.types import Keyframe, LoopCandidate, OptimizedPoses
@@ -54,6 +56,7 @@ class BackEnd:
                 keyframes=prior_keyframes,
                 min_sigma_px=config.odometry_min_sigma_px,
             )
+        self._camera_k: np.ndarray | None = None  # pinhole camera of the tracked keypoints
         self._loops: list[tuple[int, int]] = []
         self._loop_candidates: list[LoopCandidate] = []
         self.keyframes: dict[int, Keyframe] = {}
@@ -70,6 +73,8 @@ class BackEnd:
         """Add a keyframe; returns the corrected poses when a loop was closed."""
         from slamfront.backend.pose_graph import pose_information
 
+        if self._camera_k is None:
+            self._camera_k = keyframe.camera.K
         known = keyframe.reference_keyframe_id in self.keyframes
         information: np.ndarray | None = None
         try:
@@ -103,19 +108,21 @@ class BackEnd:
         poses = self._with_loops(self._graph.optimize())
         return poses if candidate is not None else None
 
-    def finish(self) -> OptimizedPoses | None:
+    def finish(self, frames: Iterable[TrackedFrame] = ()) -> OptimizedPoses | None:
         """The final optimised poses (None if no keyframe was added): the pose graph's, then
-        bundle-adjusted with the landmarks (``backend.final_adjustment``)."""
+        bundle-adjusted with the landmarks (``backend.final_adjustment``); with the run's
+        tracked ``frames``, also each one's final pose (``frame_trajectory``, see
+        :func:`~slamfront.backend.frame_refit.refit_frames`)."""
         if not self.keyframes:
             return None
         poses = self._with_loops(self._graph.optimize())
-        if not self._config.final_adjustment:
-            return poses
-        try:
-            return self._adjusted(poses)
-        except RuntimeError as exc:  # gtsam: singular system; keep the graph's poses
-            log.warning("final bundle adjustment failed, keeping the pose graph's: %s", exc)
-            return poses
+        if self._config.final_adjustment:
+            try:
+                poses = self._adjusted(poses)
+            except RuntimeError as exc:  # gtsam: singular system; keep the graph's poses
+                log.warning("final bundle adjustment failed, keeping the pose graph's: %s", exc)
+        trajectory = refit_frames(frames, poses, self._camera_k)
+        return replace(poses, frame_trajectory=trajectory) if len(trajectory) else poses
 
     @property
     def vocabulary_id(self) -> str:

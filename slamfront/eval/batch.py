@@ -140,8 +140,8 @@ def run_job(job: Job) -> JobResult:
         out.mkdir(parents=True, exist_ok=True)
         (out / "error.txt").unlink(missing_ok=True)
         from slamfront.config import load_config
-        from slamfront.eval.trajectory_io import read_trajectory, write_tum_trajectory
         from slamfront.eval.trajectory_metrics import evaluate_trajectories
+        from slamfront.io.trajectory import read_trajectory, write_tum_trajectory
         from slamfront.pipeline import run_to_directory
         from slamfront.sources import open_source
 

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from slamfront.errors import InputError
+from slamfront.io.trajectory import read_trajectory
 from slamfront.types import Trajectory
 
 if TYPE_CHECKING:
@@ -266,8 +267,6 @@ def evaluate_files(
     ``*_times``: times files for KITTI pose files (else they are stamped by line index).
     Other keyword options go to :func:`evaluate_trajectories`.
     """
-    from slamfront.eval.trajectory_io import read_trajectory
-
     estimate = read_trajectory(estimate_path, times_path=estimate_times)
     groundtruth = read_trajectory(groundtruth_path, times_path=groundtruth_times)
     return evaluate_trajectories(

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from slamfront.errors import SourceError
-from slamfront.eval.trajectory_io import check_stamps_increase, read_data_lines
+from slamfront.io.trajectory import check_stamps_increase, read_data_lines, read_trajectory
 from slamfront.sources._files import IndexedSource, Undistorter, read_image, require_dir
 from slamfront.types import CameraModel, Frame, ImuSample, StereoRig, Trajectory
 
@@ -432,8 +432,6 @@ class EurocSource(IndexedSource):
     def groundtruth(self) -> Trajectory | None:
         if self._groundtruth_loaded:
             return self._groundtruth
-        from slamfront.eval.trajectory_io import read_trajectory
-
         path = self.groundtruth_file()
         if path is not None:
             body = read_trajectory(path)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from slamfront.errors import SourceError
+from slamfront.io.trajectory import read_kitti_times, read_trajectory
 from slamfront.sources._files import (
     IMAGE_SUFFIXES,
     IndexedSource,
@@ -51,8 +52,6 @@ log = logging.getLogger("slamfront.sources.images")
 def _groundtruth(config: SourceConfig, times: Path | None) -> Trajectory | None:
     if not config.groundtruth:
         return None
-    from slamfront.eval.trajectory_io import read_trajectory
-
     return read_trajectory(config.groundtruth, times_path=times)
 
 
@@ -68,8 +67,6 @@ class ImageFolderSource(IndexedSource):
         return cls(Path(rest).expanduser(), config)
 
     def __init__(self, folder: Path, config: Config) -> None:
-        from slamfront.eval.trajectory_io import read_kitti_times
-
         self.folder = require_dir(Path(folder), "image folder")
         cfg = config.source
         self._paths = sorted(

@@ -22,7 +22,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from slamfront.errors import SourceError
-from slamfront.eval.trajectory_io import read_data_lines, read_kitti_times
+from slamfront.io.trajectory import (
+    read_data_lines,
+    read_kitti_times,
+    read_kitti_trajectory,
+    read_trajectory,
+)
 from slamfront.sources._files import (
     IndexedSource,
     first_image_size,
@@ -162,8 +167,6 @@ class KittiSource(IndexedSource):
 
     def groundtruth(self) -> Trajectory | None:
         if self._groundtruth is None:
-            from slamfront.eval.trajectory_io import read_kitti_trajectory, read_trajectory
-
             if self._groundtruth_file:
                 self._groundtruth = read_trajectory(
                     self._groundtruth_file, times_path=self.folder / "times.txt"

@@ -26,7 +26,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from slamfront.errors import SourceError
-from slamfront.eval.trajectory_io import check_stamps_increase, parse_stamp_s, read_data_lines
+from slamfront.io.trajectory import (
+    check_stamps_increase,
+    parse_stamp_s,
+    read_data_lines,
+    read_trajectory,
+)
 from slamfront.sources._files import IndexedSource, Undistorter, read_image, require_dir
 from slamfront.types import CameraModel, Frame, Trajectory
 
@@ -212,8 +217,6 @@ class TumSource(IndexedSource):
 
     def groundtruth(self) -> Trajectory | None:
         if self._groundtruth is None:
-            from slamfront.eval.trajectory_io import read_trajectory
-
             if self._groundtruth_file:
                 self._groundtruth = read_trajectory(self._groundtruth_file)
             elif (self.folder / "groundtruth.txt").is_file():

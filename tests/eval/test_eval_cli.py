@@ -9,8 +9,12 @@ import numpy as np
 import pytest
 
 from slamfront.cli import main
-from slamfront.eval.trajectory_io import write_kitti_trajectory, write_tum_trajectory
 from slamfront.geometry import make_pose, so3_exp
+from slamfront.io.trajectory import (
+    read_tum_trajectory,
+    write_kitti_trajectory,
+    write_tum_trajectory,
+)
 from slamfront.types import Trajectory
 
 
@@ -48,8 +52,6 @@ def test_eval_prints_ate_and_rpe_and_writes_json(
 def test_eval_kitti_times_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     est, gt = _files(tmp_path)
     kitti = tmp_path / "gt.kitti"
-    from slamfront.eval.trajectory_io import read_tum_trajectory
-
     write_kitti_trajectory(kitti, read_tum_trajectory(gt))
     # without times, KITTI poses are 1 s apart: only the estimate's poses at 0, 1, 2 s pair up
     assert main(["eval", str(est), str(kitti)]) == 0

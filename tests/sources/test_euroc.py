@@ -12,8 +12,8 @@ import pytest
 
 from slamfront import SourceError, open_source
 from slamfront.config import load_config
-from slamfront.eval.trajectory_io import write_tum_trajectory
 from slamfront.geometry import invert_pose
+from slamfront.io.trajectory import write_tum_trajectory
 from slamfront.sources.euroc import EurocSource, load_sensor_yaml, read_camera
 from slamfront.types import Trajectory
 

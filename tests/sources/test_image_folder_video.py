@@ -11,7 +11,7 @@ import pytest
 
 from slamfront import SourceError, open_source
 from slamfront.config import load_config
-from slamfront.eval.trajectory_io import write_tum_trajectory
+from slamfront.io.trajectory import write_tum_trajectory
 from slamfront.sources.images import ImageFolderSource, VideoSource
 from slamfront.types import Trajectory
 

@@ -595,8 +595,8 @@ def test_cli_record_reports_a_missing_camera(
 def test_pipeline_runs_end_to_end_on_a_recording_of_the_synthetic_rig(tmp_path: Path) -> None:
     """sim:loop (RGB-D + IMU) -> .db3 through the SDK's recorder -> realsense-file: ->
     the pipeline (ORB preset: no weights needed) -> trajectory against the sim's truth."""
-    from slamfront.eval.trajectory_io import write_tum_trajectory
     from slamfront.eval.trajectory_metrics import evaluate_files
+    from slamfront.io.trajectory import write_tum_trajectory
     from slamfront.pipeline import run_to_directory
     from slamfront.sources.realsense_synthetic import write_recording
 

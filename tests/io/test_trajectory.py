@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from slamfront.errors import SourceError
-from slamfront.eval.trajectory_io import (
+from slamfront.geometry import make_pose, so3_exp
+from slamfront.io.trajectory import (
     TumTrajectoryWriter,
     detect_trajectory_format,
     format_stamp_s,
@@ -22,7 +23,6 @@ from slamfront.eval.trajectory_io import (
     write_trajectory,
     write_tum_trajectory,
 )
-from slamfront.geometry import make_pose, so3_exp
 from slamfront.types import Trajectory
 
 
