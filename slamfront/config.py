@@ -210,7 +210,9 @@ class AlignmentConfig:
     keyframe window warped into the current view by that pose, then refine the pose on those
     positions (a translation-only window is biased where the view scaled or turned it)."""
     keep_unaligned: bool = False
-    """Keep correspondences whose alignment failed (at the detector's precision)."""
+    """Where alignment is a pair's only check (stereo pairs, monocular initialisation and
+    triangulation), keep pairs whose alignment failed, at the detector's precision. Tracking
+    always keeps them, weighted by the noise they show."""
 
     def __post_init__(self) -> None:
         _check(self.window_px >= 3 and self.window_px % 2 == 1, "window_px", "must be odd, >= 3")

@@ -170,7 +170,13 @@ class Tracker:
         reference.landmark_ids[start.reference_index] = ids
         refresh_keyframe(self._map, reference)
         world_from_cam = invert_pose(start.cam1_from_cam0)
-        corr = Correspondences(start.current_index, ids, start.points_world, start.current_px)
+        corr = Correspondences(
+            start.current_index,
+            ids,
+            start.points_world,
+            start.current_px,
+            np.full(ids.size, start.reference_grey is not None),
+        )
         entry = self._mapper.insert(
             inp.frame,
             inp.features,
