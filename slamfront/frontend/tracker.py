@@ -20,13 +20,13 @@ from slamfront.frontend.alignment import alignment_image
 from slamfront.frontend.base import Extractor, Matcher
 from slamfront.frontend.depth import KeypointDepth, image_depth, keypoint_depth, pinhole_features
 from slamfront.frontend.keyframe_match import estimate_pose, match_keyframe
-from slamfront.frontend.keyframes import need_keyframe
+from slamfront.frontend.keyframes import median_depth_m, need_keyframe
 from slamfront.frontend.local_map import Anchors, LocalMap, MapKeyframe
 from slamfront.frontend.map_search import align_warped, search_local_map
 from slamfront.frontend.mapping import KeyframeMapper, refresh_keyframe
 from slamfront.frontend.mono_init import MonoInitializer
-from slamfront.frontend.motion_model import MotionModel
-from slamfront.frontend.pose import PoseEstimate, relative_motion_ok
+from slamfront.frontend.motion_model import MotionModel, image_jump_px
+from slamfront.frontend.pose import PoseEstimate
 from slamfront.frontend.records import Correspondences, FrameInput, MatchAttempt, PoseFit
 from slamfront.frontend.relocalizer import relocalize
 from slamfront.geometry import invert_pose, orthonormalized
@@ -217,15 +217,30 @@ class Tracker:
         if fit.num_inliers < cfg.min_inliers:
             return self._lose(attempt)
         world_from_cam = invert_pose(fit.estimate.cam_from_world)
-        last_stamp_ns = self._motion.last_stamp_ns
-        if prediction is not None and last_stamp_ns is not None:
-            dt = max((inp.frame.stamp_ns - last_stamp_ns) * 1e-9, 1e-3)
-            motion = cfg.motion
-            if not relative_motion_ok(
-                prediction, world_from_cam, dt, motion.max_speed_m_s, motion.max_angular_speed_deg_s
-            ):
-                return self._lose(attempt)
+        if self._implausible(inp, prediction, world_from_cam, fit):
+            return self._lose(attempt)
         return self._accept(inp, fit, world_from_cam, attempt, reference)
+
+    def _implausible(
+        self,
+        inp: FrameInput,
+        prediction: np.ndarray | None,
+        world_from_cam: np.ndarray,
+        fit: PoseFit,
+    ) -> bool:
+        """The motion gate: with a velocity known and a recent last pose, the estimate must
+        not move the landmarks in the image farther from the prediction than
+        ``motion.max_jump_share`` of the image diagonal."""
+        last_stamp_ns = self._motion.last_stamp_ns
+        motion = self._config.motion
+        if prediction is None or not self._motion.has_velocity or last_stamp_ns is None:
+            return False
+        if (inp.frame.stamp_ns - last_stamp_ns) * 1e-9 > motion.max_gap_s:
+            return False
+        camera = inp.camera
+        diagonal_px = float(np.hypot(camera.width_px, camera.height_px))
+        jump_px = image_jump_px(prediction, world_from_cam, fit.corr.points_world, camera)
+        return jump_px > motion.max_jump_share * diagonal_px
 
     def _track_motion(
         self, inp: FrameInput, prediction: np.ndarray, anchors: Anchors
@@ -285,6 +300,7 @@ class Tracker:
             tracked_ref,
             reference.most_tracked,
             self._frames_since_keyframe,
+            median_depth_m(reference.keyframe.points_cam_m),
         ):
             keyframe = self._mapper.extend(inp, world_from_cam, fit, reference)
             if keyframe is not None:

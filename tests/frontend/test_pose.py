@@ -1,15 +1,11 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from slamfront.config import KeyframeConfig
-from slamfront.frontend.keyframes import need_keyframe
 from slamfront.frontend.pose import (
     bundle_adjust,
     refine_points,
     refine_pose,
-    relative_motion_ok,
     solve_pnp_ransac,
 )
 from slamfront.geometry import invert_pose, make_pose, project, so3_exp, transform_points
@@ -180,38 +176,6 @@ def test_bundle_adjust_without_free_poses_refines_points_only() -> None:
     assert np.array_equal(poses, np.array(truth))
     # 11 mm is the optimum's own error (measured from the true points), 50 mm the seeds'
     assert np.median(np.linalg.norm(adjusted - points, axis=1)) < 0.015
-
-
-def test_motion_model_check() -> None:
-    pose = np.eye(4)
-    near = make_pose(np.eye(3), [0.05, 0, 0])
-    far = make_pose(np.eye(3), [1.0, 0, 0])
-    assert relative_motion_ok(
-        pose, near, dt_s=1 / 30, max_speed_m_s=2.0, max_angular_speed_deg_s=90
-    )
-    assert not relative_motion_ok(
-        pose, far, dt_s=1 / 30, max_speed_m_s=2.0, max_angular_speed_deg_s=90
-    )
-    turned = make_pose(so3_exp([0, np.radians(40), 0]), [0, 0, 0])
-    assert not relative_motion_ok(pose, turned, 1 / 30, 2.0, 90)
-
-
-@pytest.mark.parametrize(
-    ("tracked", "moved_m", "turned_deg", "frames", "expected"),
-    [
-        (90, 0.0, 0.0, 5, False),
-        (50, 0.0, 0.0, 5, True),  # below 60 % of 100 landmarks
-        (90, 0.3, 0.0, 5, True),
-        (90, 0.0, 20.0, 5, True),
-        (10, 0.5, 0.0, 0, False),  # never right after a keyframe
-    ],
-)
-def test_keyframe_policy(
-    tracked: int, moved_m: float, turned_deg: float, frames: int, expected: bool
-) -> None:
-    config = KeyframeConfig(min_tracked_ratio=0.6, max_translation_m=0.25, max_rotation_deg=15.0)
-    current = make_pose(so3_exp([0, np.radians(turned_deg), 0]), [moved_m, 0, 0])
-    assert need_keyframe(config, np.eye(4), current, tracked, 100, frames) is expected
 
 
 def test_refine_pose_with_measured_depths() -> None:
