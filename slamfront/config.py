@@ -272,10 +272,18 @@ class WindowConfig:
 @dataclass(frozen=True)
 class RelocalizationConfig:
     keyframes: int = 4
-    """Recent keyframes tried, newest first, to relocalise when lost."""
+    """Window keyframes tried first, newest first, to relocalise when lost."""
+    candidates: int = 3
+    """Then this many keyframes of any map, those that look most like the frame (place
+    recognition over every keyframe of the run), each in a window rebuilt around it."""
+    new_map_after_s: float = 1.0
+    """Lost for longer than this (seconds of the sensor's clock), tracking starts a new map
+    and keeps going there; maps merge when a loop closure later connects them."""
 
     def __post_init__(self) -> None:
         _check(self.keyframes >= 1, "keyframes", "must be >= 1")
+        _check(self.candidates >= 0, "candidates", "must be >= 0")
+        _check(self.new_map_after_s >= 0, "new_map_after_s", "must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import os
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -23,12 +24,14 @@ import numpy as np
 
 from slamfront.backend.frame_refit import TrackedFrame, TrackedFrames
 from slamfront.config import Config, dump_config
+from slamfront.errors import ConfigError
 from slamfront.frontend.base import Extractor, Matcher
 from slamfront.sinks import Sink
 
 if TYPE_CHECKING:
     from slamfront.backend.back_end import BackEnd
     from slamfront.backend.map_store import SavedMap
+    from slamfront.backend.vocabulary import Vocabulary
 from slamfront.types import (
     CameraModel,
     Features,
@@ -60,10 +63,23 @@ class RunStats:
     viewer_frames_dropped: int = 0
     loops_closed: int = 0
     notes: tuple[str, ...] = ()
+    frames_lost_by_cause: dict[str, int] = field(default_factory=dict)
+    """Frames without a pose after tracking had started, by ``FrameIssue`` value."""
+    frames_initializing_by_cause: dict[str, int] = field(default_factory=dict)
+    """Frames without a pose before a map was started, by ``FrameIssue`` value."""
+    maps_made: int = 1
+    """Maps started (a run starts another when it stays lost)."""
+    maps_merged: int = 0
+    """Maps joined into an older one (a loop closure connected them)."""
+    poses_per_map: dict[int, int] = field(default_factory=dict)
+    """Frames with a pose in each final map (after merges), by map id."""
+    final_map_id: int = 0
+    """The map the run ended in: ``trajectory.tum`` holds its poses."""
 
     def to_json(self) -> dict[str, object]:
         out = asdict(self)
         out["notes"] = list(self.notes)
+        out["poses_per_map"] = {str(k): v for k, v in self.poses_per_map.items()}
         return out
 
 
@@ -96,6 +112,10 @@ class _Counters:
     initializing: int = 0
     keyframes: int = 0
     timings: list[tuple[float, ...]] = field(default_factory=list)
+    lost_by_cause: Counter[str] = field(default_factory=Counter)
+    initializing_by_cause: Counter[str] = field(default_factory=Counter)
+    poses_per_map: Counter[int] = field(default_factory=Counter)
+    last_map_id: int = 0
 
 
 class Pipeline:
@@ -129,7 +149,12 @@ class Pipeline:
             localize = self._map_localizer(prior_map)
             first_keyframe_id = 1 + max((kf.keyframe_id for kf in prior_map.keyframes), default=-1)
         self._tracker = Tracker(
-            config.tracker, self._extractor, self._matcher, localize, first_keyframe_id
+            config.tracker,
+            self._extractor,
+            self._matcher,
+            localize,
+            first_keyframe_id,
+            _place_vocabulary(config),
         )
         self._final_poses: OptimizedPoses | None = None
         self._back_end: _BackEndThread | None = None
@@ -246,6 +271,11 @@ class Pipeline:
         else:
             med = p90 = StageTimings()
         notes = ("monocular: trajectory scale is arbitrary",) if self._mono else ()
+        final = self._final_poses
+        per_map: Counter[int] = Counter()
+        for map_id, count in c.poses_per_map.items():
+            per_map[final.merged_map_of(map_id) if final is not None else map_id] += count
+        final_map = final.merged_map_of(c.last_map_id) if final is not None else c.last_map_id
         return RunStats(
             frames_read=c.read,
             frames_skipped=frames_skipped,
@@ -260,6 +290,12 @@ class Pipeline:
             loops_closed=self._back_end.num_loops if self._back_end is not None else 0,
             viewer_frames_dropped=sum(s.dropped for s in self._sinks if isinstance(s, QueuedSink)),
             notes=notes,
+            frames_lost_by_cause=dict(c.lost_by_cause),
+            frames_initializing_by_cause=dict(c.initializing_by_cause),
+            maps_made=self._tracker.maps_made,
+            maps_merged=self._back_end.maps_merged if self._back_end is not None else 0,
+            poses_per_map=dict(sorted(per_map.items())),
+            final_map_id=final_map,
         )
 
     def close(self) -> None:
@@ -354,22 +390,23 @@ class Pipeline:
             self._back_end.submit(keyframe)
         poses = self._back_end.poll()
         if poses is not None:
-            window = [kf.keyframe_id for kf in self._tracker.keyframes()]
-            anchor = _newest_shared(poses, window)
-            if anchor is not None:
-                row = poses.keyframe_ids.index(anchor)
-                self._tracker.reanchor(anchor, poses.world_from_cam[row])
+            self._tracker.apply_optimized(poses)
         return poses
 
     def _after_tracking(self, frame: Frame, result: TrackResult) -> TrackResult:
         c = self._counters
         c.read += 1
+        cause = result.issue.value if result.issue is not None else "unknown"
         if result.state == TrackingState.OK:
             c.tracked += 1
+            c.poses_per_map[result.map_id] += 1
+            c.last_map_id = result.map_id
         elif result.state == TrackingState.LOST:
             c.lost += 1
+            c.lost_by_cause[cause] += 1
         else:
             c.initializing += 1
+            c.initializing_by_cause[cause] += 1
         if frame.depth_m is None and frame.image_right is None:
             self._mono = True
         new_keyframes = []
@@ -400,10 +437,15 @@ class Pipeline:
         return result
 
 
-def _newest_shared(poses: OptimizedPoses, window_ids: list[int]) -> int | None:
-    ids = set(poses.keyframe_ids)
-    shared = [k for k in window_ids if k in ids]
-    return shared[-1] if shared else None
+def _place_vocabulary(config: Config) -> Vocabulary | None:
+    """The vocabulary relocalisation recognises places with (None: none packaged for this
+    extractor and none configured; relocalisation then tries keyframes newest first)."""
+    from slamfront.backend.vocabulary import load_vocabulary
+
+    try:
+        return load_vocabulary(config.backend.loop_closure.vocabulary or config.extractor.model)
+    except ConfigError:
+        return None
 
 
 class _BackEndThread:
@@ -425,6 +467,10 @@ class _BackEndThread:
     @property
     def num_loops(self) -> int:
         return self.back_end.num_loops
+
+    @property
+    def maps_merged(self) -> int:
+        return self.back_end.maps_merged
 
     def submit(self, keyframe: Keyframe) -> None:
         self._inbox.put(keyframe)

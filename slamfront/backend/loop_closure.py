@@ -351,6 +351,8 @@ class LoopDetector:
         ratio = self._config.max_drift_ratio
         if ratio is None or match_id not in self._path_m:
             return True
+        if self._keyframes[match_id].map_id != query.map_id:
+            return True  # another map: no path connects them, so no drift to compare with
         path_m = self._path_m[query.keyframe_id] - self._path_m[match_id]
         implied = self._keyframes[match_id].world_from_cam @ found.match_from_query
         correction_m = float(np.linalg.norm(implied[:3, 3] - query.world_from_cam[:3, 3]))

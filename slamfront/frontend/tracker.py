@@ -15,8 +15,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from slamfront.backend.vocabulary import Vocabulary
 from slamfront.config import TrackerConfig
 from slamfront.frontend.alignment import alignment_image
+from slamfront.frontend.atlas import KeyframeAtlas
 from slamfront.frontend.base import Extractor, Matcher
 from slamfront.frontend.depth import KeypointDepth, image_depth, keypoint_depth, pinhole_features
 from slamfront.frontend.keyframe_match import estimate_pose, match_keyframe
@@ -34,7 +36,9 @@ from slamfront.types import (
     CameraModel,
     Features,
     Frame,
+    FrameIssue,
     Keyframe,
+    OptimizedPoses,
     StageTimings,
     TrackingState,
     TrackResult,
@@ -50,6 +54,7 @@ class _Outcome:
     world_from_cam: np.ndarray | None = None
     fit: PoseFit | None = None
     keyframe: Keyframe | None = None
+    issue: FrameIssue | None = None
 
 
 class Tracker:
@@ -62,25 +67,37 @@ class Tracker:
         matcher: Matcher,
         localize: Callable[[Features, CameraModel], np.ndarray | None] | None = None,
         first_keyframe_id: int = 0,
+        vocabulary: Vocabulary | None = None,
     ) -> None:
         """``localize`` places a first frame in a saved map (its world_from_cam, or None
         while it cannot): tracking then starts in that map's frame instead of at the first
-        camera. Keyframe ids start at ``first_keyframe_id`` (after the saved map's)."""
+        camera. Keyframe ids start at ``first_keyframe_id`` (after the saved map's). With a
+        ``vocabulary`` relocalisation recognises places among every keyframe of the run."""
         self._config = config
         self._localize = localize
         self._extractor = extractor
         self._matcher = matcher
         self._map = LocalMap(config.window.keyframes)
-        self._mapper = KeyframeMapper(self._map, config, extractor, matcher, first_keyframe_id)
+        self._map_id = 0
+        self._maps_made = 1
+        self._mapper = KeyframeMapper(config, extractor, matcher, first_keyframe_id)
+        self._mapper.use(self._map, self._map_id)
+        self._atlas = KeyframeAtlas(vocabulary)
         self._mono_init = MonoInitializer(config, matcher)
         self._motion = MotionModel()
         self._state = TrackingState.INITIALIZING
+        self._lost_since_ns: int | None = None
         self._frames_since_keyframe = 0
         self._last_inliers = 0  # of the last tracked frame
 
     @property
     def state(self) -> TrackingState:
         return self._state
+
+    @property
+    def maps_made(self) -> int:
+        """Maps started so far (the first one included)."""
+        return self._maps_made
 
     def step(self, frame: Frame, features: Features | None = None) -> TrackResult:
         """Track one frame. ``features`` may be passed when extracted elsewhere (pipelining)."""
@@ -96,19 +113,48 @@ class Tracker:
             alignment_image(frame.image, frame.camera, self._config.alignment),
             tracking_start,
         )
-        if not self._map.keyframes:
+        if self._lost_too_long(frame.stamp_ns):
+            self._start_new_map()
+        if len(inp.features) < self._config.min_inliers:
+            state = TrackingState.LOST if self._map.keyframes else TrackingState.INITIALIZING
+            outcome = _Outcome(state, issue=FrameIssue.FEW_FEATURES)
+            if state == TrackingState.LOST:
+                self._motion.stop()
+        elif not self._map.keyframes:
             outcome = self._start_mono(inp) if inp.mono else self._start_metric(inp)
         elif self._state == TrackingState.LOST:
             outcome = self._relocalize(inp)
         else:
             outcome = self._track(inp)
         self._state = outcome.state
-        result = _track_result(inp, outcome, self._map, self._config)
+        if outcome.state == TrackingState.OK:
+            self._lost_since_ns = None
+        elif outcome.state == TrackingState.LOST and self._lost_since_ns is None:
+            self._lost_since_ns = frame.stamp_ns
+        if outcome.keyframe is not None:
+            self._store_window()
+        result = _track_result(inp, outcome, self._map, self._map_id, self._config)
         return replace(result, timings=replace(result.timings, extract_ms=extract_ms))
 
     def keyframes(self) -> list[Keyframe]:
         """The keyframes currently in the local window, oldest first."""
         return [entry.keyframe for entry in self._map.keyframes]
+
+    def apply_optimized(self, poses: OptimizedPoses) -> None:
+        """Take the back end's corrected keyframe poses (and merged maps): every keyframe of
+        the atlas moves, and the window follows its newest corrected keyframe."""
+        self._atlas.move(poses)
+        rows = {keyframe_id: row for row, keyframe_id in enumerate(poses.keyframe_ids)}
+        shared = [e for e in self._map.keyframes if e.keyframe.keyframe_id in rows]
+        if not shared:
+            return
+        row = rows[shared[-1].keyframe.keyframe_id]
+        self.reanchor(shared[-1].keyframe.keyframe_id, poses.world_from_cam[row])
+        if poses.map_ids and poses.map_ids[row] != self._map_id:
+            self._map_id = poses.map_ids[row]
+            self._mapper.use(self._map, self._map_id)
+            for entry in self._map.keyframes:
+                entry.keyframe = replace(entry.keyframe, map_id=self._map_id)
 
     def reanchor(self, keyframe_id: int, corrected_world_from_cam: np.ndarray) -> bool:
         """Move the local map so that ``keyframe_id`` sits at its corrected pose.
@@ -127,6 +173,31 @@ class Tracker:
                 return True
         return False
 
+    def _lost_too_long(self, stamp_ns: int) -> bool:
+        if self._state != TrackingState.LOST or self._lost_since_ns is None:
+            return False
+        lost_s = (stamp_ns - self._lost_since_ns) * 1e-9
+        return lost_s > self._config.relocalization.new_map_after_s
+
+    def _start_new_map(self) -> None:
+        """Leave the map tracking was lost in (it stays in the atlas) and start another."""
+        self._map_id = self._maps_made
+        self._maps_made += 1
+        self._map = LocalMap(self._config.window.keyframes, self._map.next_landmark_id)
+        self._mapper.use(self._map, self._map_id)
+        self._mono_init = MonoInitializer(self._config, self._matcher)
+        self._motion.reset()
+        self._state = TrackingState.INITIALIZING
+        self._lost_since_ns = None
+        self._frames_since_keyframe = 0
+        self._last_inliers = 0
+
+    def _store_window(self) -> None:
+        """The window's keyframe records, refreshed with the map, into the atlas."""
+        for entry in self._map.keyframes:
+            refresh_keyframe(self._map, entry)
+            entry.keyframe = self._atlas.store(entry.keyframe)
+
     # -------------------------------------------------------------- initialisation
 
     def _start_metric(self, inp: FrameInput) -> _Outcome:
@@ -135,13 +206,13 @@ class Tracker:
         if self._localize is not None:
             found = self._localize(inp.features, inp.camera)
             if found is None:  # not yet recognised in the saved map: no pose
-                return _Outcome(TrackingState.INITIALIZING)
+                return _Outcome(TrackingState.INITIALIZING, issue=FrameIssue.NOT_IN_MAP)
             world_from_cam = found
         depth = keypoint_depth(
             inp.frame, inp.features, inp.mode, inp.grey, self._extractor, self._config
         )
         if int(depth.valid.sum()) < self._config.min_map_points:
-            return _Outcome(TrackingState.INITIALIZING)
+            return _Outcome(TrackingState.INITIALIZING, issue=FrameIssue.NO_DEPTH)
         entry = self._mapper.insert(
             inp.frame, inp.features, world_from_cam, depth, Correspondences.empty(), inp.grey
         )
@@ -154,7 +225,9 @@ class Tracker:
         tried = self._mono_init(inp)
         start = tried.start
         if start is None:
-            return _Outcome(TrackingState.INITIALIZING, tried.attempt)
+            return _Outcome(
+                TrackingState.INITIALIZING, tried.attempt, issue=FrameIssue.MONO_PARALLAX
+            )
         ref_features = start.reference_features
         reference = self._mapper.insert(
             start.reference_frame,
@@ -208,17 +281,19 @@ class Tracker:
             fit = self._track_motion(inp, prediction, anchors)
         if fit is None:
             attempt, corr = match_keyframe(self._map, reference, inp, self._matcher, cfg)
+            if len(corr) < cfg.min_inliers:
+                return self._lose(attempt, FrameIssue.FEW_MATCHES)
             estimate = estimate_pose(corr, inp.camera, prediction, cfg)
             if estimate is None or estimate.num_inliers < cfg.min_inliers:
-                return self._lose(attempt)
+                return self._lose(attempt, FrameIssue.FEW_INLIERS)
             fit = search_local_map(self._map, inp, PoseFit.inliers_of(corr, estimate), anchors, cfg)
         if cfg.alignment.prewarp:
             fit = align_warped(self._map, inp, fit, anchors, cfg)
         if fit.num_inliers < cfg.min_inliers:
-            return self._lose(attempt)
+            return self._lose(attempt, FrameIssue.FEW_INLIERS)
         world_from_cam = invert_pose(fit.estimate.cam_from_world)
         if self._implausible(inp, prediction, world_from_cam, fit):
-            return self._lose(attempt)
+            return self._lose(attempt, FrameIssue.MOTION_GATE)
         return self._accept(inp, fit, world_from_cam, attempt, reference)
 
     def _implausible(
@@ -264,9 +339,13 @@ class Tracker:
         return fit if fit.num_inliers >= needed else None
 
     def _relocalize(self, inp: FrameInput) -> _Outcome:
-        found = relocalize(self._map, inp, self._matcher, self._config)
-        if found.keyframe is None or found.fit is None:
-            return _Outcome(TrackingState.LOST, found.attempt)
+        found = relocalize(self._map, inp, self._matcher, self._config, self._atlas)
+        if found.lmap is None or found.keyframe is None or found.fit is None:
+            return _Outcome(TrackingState.LOST, found.attempt, issue=FrameIssue.NOT_RELOCALIZED)
+        if found.lmap is not self._map:  # recognised outside the window: resume there
+            self._map = found.lmap
+            self._map_id = found.keyframe.keyframe.map_id
+            self._mapper.use(self._map, self._map_id)
         # resume with that keyframe as the reference
         self._map.keyframes.remove(found.keyframe)
         self._map.keyframes.append(found.keyframe)
@@ -274,9 +353,9 @@ class Tracker:
         world_from_cam = invert_pose(found.fit.estimate.cam_from_world)
         return self._accept(inp, found.fit, world_from_cam, found.attempt, found.keyframe)
 
-    def _lose(self, attempt: MatchAttempt) -> _Outcome:
+    def _lose(self, attempt: MatchAttempt, issue: FrameIssue) -> _Outcome:
         self._motion.stop()
-        return _Outcome(TrackingState.LOST, attempt)
+        return _Outcome(TrackingState.LOST, attempt, issue=issue)
 
     def _accept(
         self,
@@ -311,7 +390,7 @@ class Tracker:
 
 
 def _track_result(
-    inp: FrameInput, outcome: _Outcome, lmap: LocalMap, config: TrackerConfig
+    inp: FrameInput, outcome: _Outcome, lmap: LocalMap, map_id: int, config: TrackerConfig
 ) -> TrackResult:
     """The record of a tracked frame; its pose is also given relative to the window's
     reference keyframe."""
@@ -350,6 +429,8 @@ def _track_result(
         landmark_pixels=inliers.pixels.copy() if inliers is not None else None,
         landmark_keypoints=inliers.keypoint_index.copy() if inliers is not None else None,
         landmark_depths_m=depths,
+        issue=outcome.issue,
+        map_id=map_id,
     )
 
 
