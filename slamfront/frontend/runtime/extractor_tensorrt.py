@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from slamfront.errors import InputError, RuntimeUnavailableError
+from slamfront.frontend.export import ensure_extractor_onnx
+from slamfront.frontend.models.specs import MODEL_SPECS
 from slamfront.frontend.runtime.extractor_base import INPUT_NAME, OUTPUT_NAMES, DetectorOutputs
 
 if TYPE_CHECKING:
@@ -262,8 +264,6 @@ def build_engine(
 def ensure_engine(onnx_path: str | os.PathLike[str], cfg: ExtractorConfig, gpu_name: str) -> Path:
     """The cached engine of this ONNX graph, precision and profile on ``gpu_name`` (built if
     missing)."""
-    from slamfront.frontend.extractors import MODEL_SPECS
-
     trt = _import_tensorrt()
     spec = MODEL_SPECS[cfg.model]
     profile = engine_profile(cfg, spec.input_channels, spec.stride_px)
@@ -277,8 +277,6 @@ def ensure_engine(onnx_path: str | os.PathLike[str], cfg: ExtractorConfig, gpu_n
 
 def build_extractor_engine(cfg: ExtractorConfig) -> Path:
     """Export (if needed) and build (if needed) the engine of ``cfg`` on this machine's GPU."""
-    from slamfront.frontend.export import ensure_extractor_onnx
-
     _import_tensorrt()
     return ensure_engine(ensure_extractor_onnx(cfg), cfg, _buffers().gpu_name)
 
@@ -287,8 +285,6 @@ class TensorRTDetector:
     """The detector graph as a TensorRT engine; same inputs and outputs as the other runtimes."""
 
     def __init__(self, onnx_path: str | os.PathLike[str], cfg: ExtractorConfig) -> None:
-        from slamfront.frontend.extractors import MODEL_SPECS
-
         trt = _import_tensorrt()
         self._buffers = _buffers()
         spec = MODEL_SPECS[cfg.model]
