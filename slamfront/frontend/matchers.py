@@ -15,18 +15,23 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from slamfront.errors import ConfigError, InputError, RuntimeUnavailableError, WeightsError
+from slamfront.errors import ConfigError, InputError, RuntimeUnavailableError
+from slamfront.frontend.models.specs import ARCHITECTURES, lightglue_weights
+from slamfront.frontend.runtime.lightglue_export import export_lightglue, graphs_folder
+from slamfront.frontend.runtime.lightglue_loop import GlueResult, GlueStages, run_glue
+from slamfront.frontend.runtime.lightglue_onnx import OrtGlueStages
+from slamfront.frontend.runtime.lightglue_tensorrt import tensorrt_available, tensorrt_stages
+from slamfront.frontend.runtime.lightglue_torch import TorchGlueReference
 from slamfront.types import Features, Matches
+from slamfront.weights import sha256_of
 
 if TYPE_CHECKING:
     from slamfront.config import MatcherConfig
     from slamfront.frontend.base import Matcher
-    from slamfront.frontend.runtime.lightglue_loop import GlueResult, GlueStages
 
 log = logging.getLogger(__name__)
 
@@ -259,27 +264,9 @@ class LightGlueMatcher:
         )
 
 
-def lightglue_weights(cfg: MatcherConfig, extractor_model: str) -> Path:
-    """The checked weights file of the LightGlue for ``extractor_model``."""
-    from slamfront.frontend.models.lightglue import WEIGHT_FILES
-
-    name = WEIGHT_FILES.get(extractor_model)
-    if cfg.weights is None and name is None:
-        raise WeightsError(
-            f"no published LightGlue weights for extractor {extractor_model!r}; set "
-            "matcher.weights to a LightGlue file trained for its descriptors, or use "
-            "matcher.model=mnn"
-        )
-    from slamfront.weights import resolve_weights
-
-    return resolve_weights(name or "explicit", cfg.weights)
-
-
 def _pick_runtime(requested: str) -> str:
     if requested != "auto":
         return requested
-    from slamfront.frontend.runtime.lightglue_tensorrt import tensorrt_available
-
     if tensorrt_available():
         return "tensorrt"
     try:
@@ -291,8 +278,6 @@ def _pick_runtime(requested: str) -> str:
 
 def build_lightglue(cfg: MatcherConfig, extractor_model: str) -> LightGlueMatcher:
     """LightGlue on ``cfg.runtime`` with the weights for ``extractor_model``."""
-    from slamfront.frontend.models.lightglue import ARCHITECTURES, load_lightglue
-
     if extractor_model not in ARCHITECTURES:
         raise ConfigError(
             f"matcher.model=lightglue does not take {extractor_model} features "
@@ -300,14 +285,12 @@ def build_lightglue(cfg: MatcherConfig, extractor_model: str) -> LightGlueMatche
             "use matcher.model=orb_bf for ORB"
         )
     runtime = _pick_runtime(cfg.runtime)
-    if runtime == "tensorrt":
-        from slamfront.frontend.runtime.lightglue_tensorrt import tensorrt_available
-
-        if not tensorrt_available():  # fail before minutes of export and engine building
-            raise RuntimeUnavailableError(
-                "matcher.runtime=tensorrt needs the tensorrt package and a CUDA device "
-                "(pip install slamfront[tensorrt]); use onnxruntime or torch here"
-            )
+    # fail before minutes of export and engine building
+    if runtime == "tensorrt" and not tensorrt_available():
+        raise RuntimeUnavailableError(
+            "matcher.runtime=tensorrt needs the tensorrt package and a CUDA device "
+            "(pip install slamfront[tensorrt]); use onnxruntime or torch here"
+        )
     path = lightglue_weights(cfg, extractor_model)
     device = cfg.device if runtime == "torch" else "cpu"  # other runtimes export from CPU
     if device == "cuda":
@@ -315,31 +298,20 @@ def build_lightglue(cfg: MatcherConfig, extractor_model: str) -> LightGlueMatche
 
         if not torch.cuda.is_available():
             raise RuntimeUnavailableError("matcher.device=cuda: torch sees no CUDA device")
+    from slamfront.frontend.models.lightglue import load_lightglue  # imports torch
+
     net = load_lightglue(path, extractor_model, device=device)
     backend: GlueBackend
     if runtime == "torch":
-        from slamfront.frontend.runtime.lightglue_torch import TorchGlueReference
-
         backend = TorchGlueReference(net)
     elif runtime in ("onnxruntime", "tensorrt"):
-        from slamfront.frontend.runtime.lightglue_export import (
-            export_lightglue,
-            file_sha256,
-            graphs_folder,
-        )
-        from slamfront.frontend.runtime.lightglue_loop import run_glue
-
         masked = runtime == "tensorrt"
-        folder = graphs_folder(cfg.onnx_dir, extractor_model, file_sha256(path), masked)
+        folder = graphs_folder(cfg.onnx_dir, extractor_model, sha256_of(path), masked)
         graphs = export_lightglue(net, folder, masked=masked)
         stages: GlueStages
         if runtime == "onnxruntime":
-            from slamfront.frontend.runtime.lightglue_onnx import OrtGlueStages
-
             stages = OrtGlueStages(graphs, threads=cfg.threads)
         else:
-            from slamfront.frontend.runtime.lightglue_tensorrt import tensorrt_stages
-
             stages = tensorrt_stages(graphs, cache_dir=cfg.engine_dir)
 
         def backend(

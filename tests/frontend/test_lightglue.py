@@ -11,7 +11,8 @@ import torch
 
 from slamfront.errors import WeightsError
 from slamfront.frontend.models import lightglue as lg
-from slamfront.frontend.runtime.lightglue_loop import GlueResult, confidence_threshold, run_glue
+from slamfront.frontend.models.specs import confidence_threshold
+from slamfront.frontend.runtime.lightglue_loop import GlueResult, run_glue
 from slamfront.frontend.runtime.lightglue_torch import TorchGlueReference, TorchGlueStages
 
 XFEAT = "xfeat/xfeat-lighterglue.pt"

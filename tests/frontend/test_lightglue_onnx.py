@@ -16,15 +16,11 @@ import pytest
 import slamfront as sf
 from slamfront.errors import InputError
 from slamfront.frontend.models import lightglue as lg
-from slamfront.frontend.runtime.lightglue_export import (
-    GlueGraphs,
-    export_lightglue,
-    file_sha256,
-    graphs_folder,
-)
+from slamfront.frontend.runtime.lightglue_export import GlueGraphs, export_lightglue, graphs_folder
 from slamfront.frontend.runtime.lightglue_loop import PaddedStages, bucket_size, run_glue
 from slamfront.frontend.runtime.lightglue_onnx import OrtGlueStages, OrtGraphRunner
 from slamfront.frontend.runtime.lightglue_torch import TorchGlueReference
+from slamfront.weights import sha256_of
 
 XFEAT = "xfeat/xfeat-lighterglue.pt"
 
@@ -43,13 +39,13 @@ def onnx_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def plain(net: lg.LightGlue, onnx_root: Path, shared_weights: Path) -> GlueGraphs:
-    sha = file_sha256(shared_weights / XFEAT)
+    sha = sha256_of(shared_weights / XFEAT)
     return export_lightglue(net, graphs_folder(onnx_root, "xfeat", sha, masked=False))
 
 
 @pytest.fixture(scope="module")
 def masked(net: lg.LightGlue, onnx_root: Path, shared_weights: Path) -> GlueGraphs:
-    sha = file_sha256(shared_weights / XFEAT)
+    sha = sha256_of(shared_weights / XFEAT)
     return export_lightglue(net, graphs_folder(onnx_root, "xfeat", sha, masked=True), masked=True)
 
 

@@ -9,12 +9,14 @@ the map from surviving points back to the original keypoints.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+
+from slamfront.errors import InputError
+from slamfront.frontend.models.specs import confidence_threshold
 
 
 class GlueStages(Protocol):
@@ -52,12 +54,6 @@ class GlueResult:
     scores: np.ndarray
     layers_run: int
     points_kept: tuple[int, ...]
-
-
-def confidence_threshold(layer_index: int, n_layers: int) -> float:
-    """Same schedule as the torch model (0.9 after the first layer, towards 0.8)."""
-    value = 0.8 + 0.1 * math.exp(-4.0 * layer_index / n_layers)
-    return min(max(value, 0.0), 1.0)
 
 
 def run_glue(
@@ -180,8 +176,6 @@ class PaddedStages:
     def _size(self, *counts: int) -> int:
         size = bucket_size(max(counts), self.buckets)
         if size == 0:
-            from slamfront.errors import InputError
-
             raise InputError(
                 f"{max(counts)} points exceed the largest point bucket ({self.buckets[-1]}); "
                 "lower max_keypoints"

@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from slamfront.errors import RuntimeUnavailableError
+from slamfront.frontend.runtime.lightglue_export import GlueGraphs, lightglue_graphs
 from slamfront.frontend.runtime.lightglue_loop import BUCKETS, PaddedStages
+from slamfront.weights import sha256_of
 
 if TYPE_CHECKING:
     from slamfront.config import MatcherConfig
-    from slamfront.frontend.runtime.lightglue_export import GlueGraphs
 
 log = logging.getLogger(__name__)
 
@@ -219,8 +220,6 @@ class TrtGraphRunner:
             ) from exc
         if not torch.cuda.is_available():
             raise RuntimeUnavailableError("TensorRT runtime needs a CUDA device; none found")
-        from slamfront.frontend.runtime.lightglue_export import file_sha256
-
         self._graphs = graphs
         self._buckets = tuple(sorted(buckets))
         folder = Path(cache_dir) if cache_dir is not None else default_engine_dir()
@@ -230,7 +229,7 @@ class TrtGraphRunner:
         def engine(kind: str, index: int | None) -> _Engine:
             onnx_path = graphs.path(kind, index)
             name = engine_file_name(
-                onnx_path.name, file_sha256(onnx_path), trt.__version__, gpu, self._buckets
+                onnx_path.name, sha256_of(onnx_path), trt.__version__, gpu, self._buckets
             )
             path = folder / name
             if path.is_file():
@@ -274,8 +273,6 @@ class TrtGraphRunner:
 def build_matcher_engines(cfg: MatcherConfig, extractor_model: str) -> Path:
     """Export the masked graphs and build (or find) every TensorRT engine of the LightGlue
     ``cfg`` describes; returns the engine folder. ``slamfront export --tensorrt`` runs it."""
-    from slamfront.frontend.runtime.lightglue_export import lightglue_graphs
-
     graphs = lightglue_graphs(cfg, extractor_model, masked=True)
     TrtGraphRunner(graphs, cfg.engine_dir)
     return Path(cfg.engine_dir) if cfg.engine_dir is not None else default_engine_dir()

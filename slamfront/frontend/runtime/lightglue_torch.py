@@ -62,7 +62,7 @@ class TorchGlueStages:
     """:class:`~slamfront.frontend.runtime.lightglue_loop.GlueStages` with the torch stages."""
 
     def __init__(self, net: LightGlue) -> None:
-        from slamfront.frontend.models import lightglue as lg
+        from slamfront.frontend.models import lightglue as lg  # imports torch
 
         n = net.arch.n_layers
         self._n_layers = n
