@@ -34,7 +34,9 @@ from slamfront.backend.place_recognition import PlaceIndex, vlad
 from slamfront.backend.pose_graph import pose_information
 from slamfront.backend.vocabulary import Vocabulary
 from slamfront.errors import InputError
-from slamfront.geometry import invert_pose, make_pose, rotation_angle_deg
+from slamfront.frontend.pose import refine_pose
+from slamfront.frontend.refine import refine_positions, refine_positions_warped
+from slamfront.geometry import invert_pose, make_pose, rotation_angle_deg, view_warp
 from slamfront.types import Features, Keyframe, LoopCandidate, Matches
 
 if TYPE_CHECKING:
@@ -190,9 +192,6 @@ def _aligned_pose(
     the points kept, their aligned query pixels, inlier RMSE px), or None when too few points
     align.
     """
-    from slamfront.frontend.pose import refine_pose
-    from slamfront.frontend.refine import refine_positions, refine_positions_warped
-    from slamfront.geometry import view_warp
 
     def refit(
         pose: np.ndarray, aligned_px: np.ndarray, ok: np.ndarray

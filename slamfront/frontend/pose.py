@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from slamfront.geometry import invert_pose, make_pose, so3_exp
+from slamfront.geometry import invert_pose, make_pose, rotation_angle_deg, so3_exp
 
 _T = TypeVar("_T")
 
@@ -626,8 +626,6 @@ def relative_motion_ok(
     slack_deg: float = 5.0,
 ) -> bool:
     """Whether an estimate is within the motion model's reach of its prediction."""
-    from slamfront.geometry import rotation_angle_deg
-
     delta = invert_pose(predicted_world_from_cam) @ estimated_world_from_cam
     dist = float(np.linalg.norm(delta[:3, 3]))
     angle = rotation_angle_deg(delta[:3, :3])
