@@ -21,6 +21,7 @@ import numpy as np
 
 from slamfront.errors import ConfigError, InputError, RuntimeUnavailableError
 from slamfront.frontend.models.specs import ARCHITECTURES, lightglue_weights
+from slamfront.frontend.runtime.availability import pick_runtime
 from slamfront.frontend.runtime.lightglue_export import export_lightglue, graphs_folder
 from slamfront.frontend.runtime.lightglue_loop import GlueResult, GlueStages, run_glue
 from slamfront.frontend.runtime.lightglue_onnx import OrtGlueStages
@@ -264,18 +265,6 @@ class LightGlueMatcher:
         )
 
 
-def _pick_runtime(requested: str) -> str:
-    if requested != "auto":
-        return requested
-    if tensorrt_available():
-        return "tensorrt"
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return "torch"
-    return "onnxruntime"
-
-
 def build_lightglue(cfg: MatcherConfig, extractor_model: str) -> LightGlueMatcher:
     """LightGlue on ``cfg.runtime`` with the weights for ``extractor_model``."""
     if extractor_model not in ARCHITECTURES:
@@ -284,7 +273,7 @@ def build_lightglue(cfg: MatcherConfig, extractor_model: str) -> LightGlueMatche
             f"(LightGlue weights exist for {', '.join(sorted(ARCHITECTURES))}); "
             "use matcher.model=orb_bf for ORB"
         )
-    runtime = _pick_runtime(cfg.runtime)
+    runtime = pick_runtime(cfg.runtime, tensorrt_needs_torch_cuda=True)
     # fail before minutes of export and engine building
     if runtime == "tensorrt" and not tensorrt_available():
         raise RuntimeUnavailableError(
@@ -304,7 +293,7 @@ def build_lightglue(cfg: MatcherConfig, extractor_model: str) -> LightGlueMatche
     backend: GlueBackend
     if runtime == "torch":
         backend = TorchGlueReference(net)
-    elif runtime in ("onnxruntime", "tensorrt"):
+    else:  # onnxruntime or tensorrt (pick_runtime refuses other names)
         masked = runtime == "tensorrt"
         folder = graphs_folder(cfg.onnx_dir, extractor_model, sha256_of(path), masked)
         graphs = export_lightglue(net, folder, masked=masked)
@@ -333,8 +322,6 @@ def build_lightglue(cfg: MatcherConfig, extractor_model: str) -> LightGlueMatche
                 width_confidence,
                 filter_threshold,
             )
-    else:
-        raise RuntimeUnavailableError(f"matcher.runtime: unknown runtime {runtime!r}")
     log.debug("LightGlue for %s on %s from %s", extractor_model, runtime, path)
     return LightGlueMatcher(
         backend,
