@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -23,7 +24,7 @@ from slamfront.errors import ConfigError, InputError, RuntimeUnavailableError
 from slamfront.frontend.models.specs import ARCHITECTURES, lightglue_weights
 from slamfront.frontend.runtime.availability import pick_runtime
 from slamfront.frontend.runtime.lightglue_export import export_lightglue, graphs_folder
-from slamfront.frontend.runtime.lightglue_loop import GlueResult, GlueStages, run_glue
+from slamfront.frontend.runtime.lightglue_loop import GlueQuery, GlueResult, GlueStages, run_glue
 from slamfront.frontend.runtime.lightglue_onnx import OrtGlueStages
 from slamfront.frontend.runtime.lightglue_tensorrt import tensorrt_available, tensorrt_stages
 from slamfront.frontend.runtime.lightglue_torch import TorchGlueReference
@@ -189,18 +190,9 @@ def _two_nearest(cv2: Any, query: np.ndarray, train: np.ndarray) -> tuple[np.nda
 
 
 class GlueBackend(Protocol):
-    """Normalised keypoints (N, 2) + descriptors of both images -> GlueResult."""
+    """One runtime's LightGlue: GlueQuery -> GlueResult."""
 
-    def __call__(
-        self,
-        kpts0: np.ndarray,
-        desc0: np.ndarray,
-        kpts1: np.ndarray,
-        desc1: np.ndarray,
-        depth_confidence: float,
-        width_confidence: float,
-        filter_threshold: float,
-    ) -> GlueResult: ...
+    def __call__(self, query: GlueQuery, /) -> GlueResult: ...
 
 
 def normalized_keypoints(features: Features) -> np.ndarray:
@@ -248,13 +240,15 @@ class LightGlueMatcher:
         if len(features0) == 0 or len(features1) == 0:
             return _empty(start)
         result = self.backend(
-            normalized_keypoints(features0),
-            np.ascontiguousarray(features0.descriptors, np.float32),
-            normalized_keypoints(features1),
-            np.ascontiguousarray(features1.descriptors, np.float32),
-            self.depth_confidence,
-            self.width_confidence,
-            self.filter_threshold,
+            GlueQuery(
+                normalized_keypoints(features0),
+                np.ascontiguousarray(features0.descriptors, np.float32),
+                normalized_keypoints(features1),
+                np.ascontiguousarray(features1.descriptors, np.float32),
+                self.depth_confidence,
+                self.width_confidence,
+                self.filter_threshold,
+            )
         )
         return Matches(
             indices=result.indices,
@@ -302,26 +296,7 @@ def build_lightglue(cfg: MatcherConfig, extractor_model: str) -> LightGlueMatche
             stages = OrtGlueStages(graphs, threads=cfg.threads)
         else:
             stages = tensorrt_stages(graphs, cache_dir=cfg.engine_dir)
-
-        def backend(
-            kpts0: np.ndarray,
-            desc0: np.ndarray,
-            kpts1: np.ndarray,
-            desc1: np.ndarray,
-            depth_confidence: float,
-            width_confidence: float,
-            filter_threshold: float,
-        ) -> GlueResult:
-            return run_glue(
-                stages,
-                kpts0,
-                desc0,
-                kpts1,
-                desc1,
-                depth_confidence,
-                width_confidence,
-                filter_threshold,
-            )
+        backend = partial(run_glue, stages)
     log.debug("LightGlue for %s on %s from %s", extractor_model, runtime, path)
     return LightGlueMatcher(
         backend,
