@@ -224,8 +224,7 @@ def _levenberg_marquardt(
             res = np.concatenate([res, res_d[:, None]], axis=1)
             j = np.concatenate([j, pose_jacobian(d_point, pc)], axis=1)
         res *= inv_sigma[:, None]
-        norm = np.linalg.norm(res, axis=1)
-        weight = np.where(norm <= huber_px, 1.0, huber_px / np.maximum(norm, 1e-12))
+        weight = _huber_weight(res, huber_px)
         weight = np.where(pc[:, 2] > _MIN_DEPTH_M, weight, 0.0)
         j *= inv_sigma[:, None, None]
         # J^T W J and J^T W r over all 2N residual rows, as matrix products (BLAS)
@@ -306,6 +305,14 @@ def _residual_sq(
     return err2 + np.where(np.isfinite(disparity) & (z > _MIN_DEPTH_M), disparity_err**2, 0.0)
 
 
+def _huber_weight(residuals: np.ndarray, huber_px: float) -> np.ndarray:
+    """(N,) iteratively-reweighted least-squares weights of the Huber loss of the norms of
+    (N, R) residual rows: 1 inside ``huber_px``, ``huber_px / norm`` outside."""
+    norm = np.linalg.norm(residuals, axis=1)
+    weight: np.ndarray = np.where(norm <= huber_px, 1.0, huber_px / np.maximum(norm, 1e-12))
+    return weight
+
+
 def _huber_sum(err: np.ndarray, huber_px: float) -> float:
     """Sum of the Huber loss of residual norms ``err``."""
     quad = err <= huber_px
@@ -343,8 +350,7 @@ def refine_points(
         z = pc[:, 2]
         valid = z > _MIN_LANDMARK_DEPTH_M
         res = project(camera_k, pc, _MIN_LANDMARK_DEPTH_M) - pixels
-        norm = np.linalg.norm(res, axis=1)
-        w = np.where(norm <= huber_px, 1.0, huber_px / np.maximum(norm, 1e-12)) * valid
+        w = _huber_weight(res, huber_px) * valid
         # (K, 2, 3) wrt the world point
         jac = projection_jacobian(camera_k, pc, _MIN_LANDMARK_DEPTH_M) @ rot
         jac_w = jac * w[:, None, None]
@@ -476,8 +482,7 @@ def _bundle_terms(
     d_proj = projection_jacobian(camera_k, pc, _MIN_DEPTH_M)
     j_pose = pose_jacobian(d_proj, pc)
     j_point = d_proj @ rot
-    norm = np.linalg.norm(res, axis=1)
-    weight = np.where(norm <= huber_px, 1.0, huber_px / np.maximum(norm, 1e-12)) * valid
+    weight = _huber_weight(res, huber_px) * valid
     return np.where(valid[:, None], res, 0.0), j_pose, j_point, weight
 
 
