@@ -34,7 +34,7 @@ from slamfront.frontend.models.specs import (
 )
 from slamfront.frontend.runtime.extractor_base import INPUT_NAME, OUTPUT_NAMES
 from slamfront.frontend.runtime.lightglue_export import graphs_digest, lightglue_graphs
-from slamfront.weights import sha256_of
+from slamfront.weights import sha256_of, user_cache
 
 if TYPE_CHECKING:
     from slamfront.config import Config, ExtractorConfig
@@ -59,10 +59,7 @@ class ExportedModel:
 
 def onnx_dir(configured: str | None) -> Path:
     """``configured``, else ``$XDG_CACHE_HOME/slamfront/onnx`` (``~/.cache`` by default)."""
-    if configured:
-        return Path(configured).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "slamfront" / "onnx"
+    return user_cache("onnx", configured)
 
 
 def extractor_onnx_name(cfg: ExtractorConfig, weights_sha256: str) -> str:

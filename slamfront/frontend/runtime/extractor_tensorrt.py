@@ -29,7 +29,7 @@ from slamfront.frontend.export import ensure_extractor_onnx
 from slamfront.frontend.models.specs import MODEL_SPECS
 from slamfront.frontend.runtime.extractor_base import INPUT_NAME, OUTPUT_NAMES, DetectorOutputs
 from slamfront.frontend.runtime.tensorrt_common import gpu_tag, torch_dtype
-from slamfront.weights import sha256_of
+from slamfront.weights import sha256_of, user_cache
 
 if TYPE_CHECKING:
     from slamfront.config import ExtractorConfig
@@ -91,10 +91,8 @@ def engine_name(
 
 
 def engine_dir(configured: str | None) -> Path:
-    if configured:
-        return Path(configured).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "slamfront" / "tensorrt"
+    """``configured``, else ``$XDG_CACHE_HOME/slamfront/tensorrt`` (``~/.cache`` by default)."""
+    return user_cache("tensorrt", configured)
 
 
 def _import_tensorrt() -> Any:
