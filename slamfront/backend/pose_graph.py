@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from slamfront.errors import InputError
-from slamfront.geometry import orthonormalized
+from slamfront.geometry import orthonormalized, projection_jacobian
 from slamfront.types import LoopCandidate, OptimizedPoses
 
 if TYPE_CHECKING:
@@ -80,13 +80,7 @@ def pose_information(
         )
     sigma_px = max(float(reprojection_rmse_px), float(min_sigma_px))
     x, y, z = points[:, 0], points[:, 1], points[:, 2]
-    inv_z = 1.0 / z
-    # d(pixel)/d(point): (N, 2, 3)
-    d_pix = np.zeros((points.shape[0], 2, 3))
-    d_pix[:, 0, 0] = focal_px * inv_z
-    d_pix[:, 0, 2] = -focal_px * x * inv_z**2
-    d_pix[:, 1, 1] = focal_px * inv_z
-    d_pix[:, 1, 2] = -focal_px * y * inv_z**2
+    d_pix = projection_jacobian(np.diag([focal_px, focal_px, 1.0]), points)  # (N, 2, 3)
     # Point in the perturbed camera: p' = Exp(xi)^-1 p  ~  p + [p]x w - v
     d_point = np.zeros((points.shape[0], 3, 6))
     d_point[:, 0, 1], d_point[:, 0, 2] = -z, y

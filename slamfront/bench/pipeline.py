@@ -621,7 +621,7 @@ def _runtime_name(model: str, runtime: str) -> str:
         return "numpy"
     from slamfront.frontend.runtime.availability import pick_runtime
 
-    return pick_runtime(runtime)
+    return pick_runtime(runtime, tensorrt_needs_torch_cuda=model == "lightglue")
 
 
 def run_once(

@@ -13,9 +13,24 @@ from typing import TypeVar
 
 import numpy as np
 
-from slamfront.geometry import invert_pose, make_pose, so3_exp
+from slamfront.geometry import (
+    invert_pose,
+    make_pose,
+    pose_jacobian,
+    project,
+    projection_jacobian,
+    reprojection_error_sq,
+    rotation_angle_deg,
+    so3_exp,
+    transform_points,
+)
 
 _T = TypeVar("_T")
+
+_MIN_DEPTH_M = 1e-6
+"""Points at most this far in front of a camera (or behind it) give no reprojection residual."""
+_MIN_LANDMARK_DEPTH_M = 1e-3
+"""The same depth limit in :func:`refine_points`."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,7 +98,7 @@ def solve_pnp_ransac(
         if not ok:
             continue
         pose = make_pose(cv2.Rodrigues(rvec)[0], tvec.reshape(3))
-        err2 = _reprojection_sq(pose, obj, img, camera_k)
+        err2 = reprojection_error_sq(camera_k, pose, obj, img)
         mask = err2 < thresh2
         count = int(mask.sum())
         if count > best_count:
@@ -101,23 +116,10 @@ def solve_pnp_ransac(
     if not ok:
         return None
     pose = make_pose(cv2.Rodrigues(rvec)[0], tvec.reshape(3))
-    mask = _reprojection_sq(pose, obj, img, camera_k) < thresh2
+    mask = reprojection_error_sq(camera_k, pose, obj, img) < thresh2
     if mask.sum() < 6:
         return None
     return pose, mask
-
-
-def _reprojection_sq(
-    cam_from_world: np.ndarray, points_world: np.ndarray, pixels: np.ndarray, camera_k: np.ndarray
-) -> np.ndarray:
-    pc = points_world @ cam_from_world[:3, :3].T + cam_from_world[:3, 3]
-    z = pc[:, 2]
-    valid = z > 1e-6
-    zs = np.where(valid, z, 1.0)
-    u = camera_k[0, 0] * pc[:, 0] / zs + camera_k[0, 2]
-    v = camera_k[1, 1] * pc[:, 1] / zs + camera_k[1, 2]
-    err2 = (u - pixels[:, 0]) ** 2 + (v - pixels[:, 1]) ** 2
-    return np.where(valid, err2, np.inf)
 
 
 def refine_pose(
@@ -195,8 +197,6 @@ def _levenberg_marquardt(
     """(pose, Gauss-Newton Hessian at it) minimising the Huber reprojection cost, plus the
     disparity residual ``focal_baseline / z - disparity`` where ``disparity`` is finite."""
     pose = cam_from_world.copy()
-    fx, fy = camera_k[0, 0], camera_k[1, 1]
-    cx, cy = camera_k[0, 2], camera_k[1, 2]
     cost_of = partial(
         _robust_cost,
         points_world=points_world,
@@ -211,27 +211,21 @@ def _levenberg_marquardt(
     cost = cost_of(pose)
     hessian = np.zeros((6, 6))
     for _ in range(iterations):
-        pc = points_world @ pose[:3, :3].T + pose[:3, 3]
-        z = np.maximum(pc[:, 2], 1e-6)
-        inv_z = 1.0 / z
-        x, y = pc[:, 0] * inv_z, pc[:, 1] * inv_z
-        res = np.stack([fx * x + cx - pixels[:, 0], fy * y + cy - pixels[:, 1]], 1)
-        _, j = _projection_jacobians(x, y, inv_z, fx, fy)
+        pc = transform_points(pose, points_world)
+        res = project(camera_k, pc, _MIN_DEPTH_M) - pixels
+        j = pose_jacobian(projection_jacobian(camera_k, pc, _MIN_DEPTH_M), pc)
         if disparity is not None:
-            # d(f b / z) / d(delta) = -f b / z^2 * (0, 0, 1, y_c, -x_c, 0)
+            # d(f b / z) / d(point_cam) = (0, 0, -f b / z^2)
             ranged = np.isfinite(disparity)
+            inv_z = 1.0 / np.maximum(pc[:, 2], _MIN_DEPTH_M)
             res_d = np.where(ranged, focal_baseline * inv_z - disparity, 0.0)
-            j_d = np.zeros((x.shape[0], 1, 6))
-            j_d[:, 0, 2] = -focal_baseline * inv_z * inv_z
-            j_d[:, 0, 3] = -focal_baseline * inv_z * y
-            j_d[:, 0, 4] = focal_baseline * inv_z * x
-            j_d *= ranged[:, None, None]
+            d_point = np.zeros((pc.shape[0], 1, 3))
+            d_point[:, 0, 2] = -focal_baseline * inv_z * inv_z * ranged
             res = np.concatenate([res, res_d[:, None]], axis=1)
-            j = np.concatenate([j, j_d], axis=1)
+            j = np.concatenate([j, pose_jacobian(d_point, pc)], axis=1)
         res *= inv_sigma[:, None]
-        norm = np.linalg.norm(res, axis=1)
-        weight = np.where(norm <= huber_px, 1.0, huber_px / np.maximum(norm, 1e-12))
-        weight = np.where(pc[:, 2] > 1e-6, weight, 0.0)
+        weight = _huber_weight(res, huber_px)
+        weight = np.where(pc[:, 2] > _MIN_DEPTH_M, weight, 0.0)
         j *= inv_sigma[:, None, None]
         # J^T W J and J^T W r over all 2N residual rows, as matrix products (BLAS)
         wj = (j * weight[:, None, None]).reshape(-1, 6)
@@ -277,29 +271,6 @@ def _damped_step(
     return None, cost, lam
 
 
-def _projection_jacobians(
-    x: np.ndarray, y: np.ndarray, inv_z: np.ndarray, fx: float, fy: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Derivatives of the pixel of camera points at normalised coordinates ``x``, ``y`` and
-    inverse depth ``inv_z`` (M,): wrt the point in the camera frame (M, 2, 3), and wrt a left
-    perturbation of cam_from_world (M, 2, 6; translation then rotation), i.e. that
-    derivative times d(point_cam)/d(delta) = [I | -[p]x]."""
-    d_proj = np.zeros((x.shape[0], 2, 3))
-    d_proj[:, 0, 0] = fx * inv_z
-    d_proj[:, 0, 2] = -fx * x * inv_z
-    d_proj[:, 1, 1] = fy * inv_z
-    d_proj[:, 1, 2] = -fy * y * inv_z
-    j_pose = np.zeros((x.shape[0], 2, 6))
-    j_pose[:, :, :3] = d_proj
-    j_pose[:, 0, 3] = -fx * x * y
-    j_pose[:, 0, 4] = fx * (1.0 + x * x)
-    j_pose[:, 0, 5] = -fx * y
-    j_pose[:, 1, 3] = -fy * (1.0 + y * y)
-    j_pose[:, 1, 4] = fy * x * y
-    j_pose[:, 1, 5] = fy * x
-    return d_proj, j_pose
-
-
 def _robust_cost(
     pose: np.ndarray,
     points_world: np.ndarray,
@@ -325,13 +296,21 @@ def _residual_sq(
 ) -> np.ndarray:
     """Squared reprojection error, plus the squared disparity error where ``disparity``
     (measured, pixels) is given and finite."""
-    err2 = _reprojection_sq(cam_from_world, points_world, pixels, camera_k)
+    err2 = reprojection_error_sq(camera_k, cam_from_world, points_world, pixels, _MIN_DEPTH_M)
     if disparity is None:
         return err2
     z = points_world @ cam_from_world[2, :3] + cam_from_world[2, 3]
     with np.errstate(divide="ignore", invalid="ignore"):
         disparity_err = focal_baseline / z - disparity
-    return err2 + np.where(np.isfinite(disparity) & (z > 1e-6), disparity_err**2, 0.0)
+    return err2 + np.where(np.isfinite(disparity) & (z > _MIN_DEPTH_M), disparity_err**2, 0.0)
+
+
+def _huber_weight(residuals: np.ndarray, huber_px: float) -> np.ndarray:
+    """(N,) iteratively-reweighted least-squares weights of the Huber loss of the norms of
+    (N, R) residual rows: 1 inside ``huber_px``, ``huber_px / norm`` outside."""
+    norm = np.linalg.norm(residuals, axis=1)
+    weight: np.ndarray = np.where(norm <= huber_px, 1.0, huber_px / np.maximum(norm, 1e-12))
+    return weight
 
 
 def _huber_sum(err: np.ndarray, huber_px: float) -> float:
@@ -364,26 +343,16 @@ def refine_points(
         return points
     rot = cam_from_world[:, :3, :3]
     trans = cam_from_world[:, :3, 3]
-    fx, fy = camera_k[0, 0], camera_k[1, 1]
-    cx, cy = camera_k[0, 2], camera_k[1, 2]
     has_depth = np.isfinite(depth_m) if depth_m is not None else np.zeros(len(landmark_index), bool)
     for _ in range(iterations):
         x_world = points[landmark_index]
         pc = np.einsum("kij,kj->ki", rot, x_world) + trans
         z = pc[:, 2]
-        valid = z > 1e-3
-        zs = np.where(valid, z, 1.0)
-        u = fx * pc[:, 0] / zs + cx
-        v = fy * pc[:, 1] / zs + cy
-        res = np.stack([u - pixels[:, 0], v - pixels[:, 1]], 1)
-        norm = np.linalg.norm(res, axis=1)
-        w = np.where(norm <= huber_px, 1.0, huber_px / np.maximum(norm, 1e-12)) * valid
-        d_proj = np.zeros((len(z), 2, 3))
-        d_proj[:, 0, 0] = fx / zs
-        d_proj[:, 0, 2] = -fx * pc[:, 0] / zs**2
-        d_proj[:, 1, 1] = fy / zs
-        d_proj[:, 1, 2] = -fy * pc[:, 1] / zs**2
-        jac = d_proj @ rot  # (K, 2, 3) wrt the world point
+        valid = z > _MIN_LANDMARK_DEPTH_M
+        res = project(camera_k, pc, _MIN_LANDMARK_DEPTH_M) - pixels
+        w = _huber_weight(res, huber_px) * valid
+        # (K, 2, 3) wrt the world point
+        jac = projection_jacobian(camera_k, pc, _MIN_LANDMARK_DEPTH_M) @ rot
         jac_w = jac * w[:, None, None]
         h = jac_w.transpose(0, 2, 1) @ jac
         g = (jac_w.transpose(0, 2, 1) @ res[:, :, None])[:, :, 0]
@@ -506,17 +475,14 @@ def _bundle_terms(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Residuals (M, 2), Jacobians wrt a left pose perturbation (M, 2, 6; translation then
     rotation, as in refine_pose) and wrt the point (M, 2, 3), and Huber weights (M,)."""
-    fx, fy = camera_k[0, 0], camera_k[1, 1]
     rot = poses[kf, :3, :3]
     pc = (rot @ points[lm][:, :, None])[:, :, 0] + poses[kf, :3, 3]
-    valid = pc[:, 2] > 1e-6
-    inv_z = 1.0 / np.where(valid, pc[:, 2], 1.0)
-    x, y = pc[:, 0] * inv_z, pc[:, 1] * inv_z
-    res = np.stack([fx * x + camera_k[0, 2] - px[:, 0], fy * y + camera_k[1, 2] - px[:, 1]], 1)
-    d_proj, j_pose = _projection_jacobians(x, y, inv_z, fx, fy)
+    valid = pc[:, 2] > _MIN_DEPTH_M
+    res = project(camera_k, pc, _MIN_DEPTH_M) - px
+    d_proj = projection_jacobian(camera_k, pc, _MIN_DEPTH_M)
+    j_pose = pose_jacobian(d_proj, pc)
     j_point = d_proj @ rot
-    norm = np.linalg.norm(res, axis=1)
-    weight = np.where(norm <= huber_px, 1.0, huber_px / np.maximum(norm, 1e-12)) * valid
+    weight = _huber_weight(res, huber_px) * valid
     return np.where(valid[:, None], res, 0.0), j_pose, j_point, weight
 
 
@@ -573,11 +539,9 @@ def _bundle_cost(
     huber_px: float,
 ) -> float:
     pc = (poses[kf, :3, :3] @ points[lm][:, :, None])[:, :, 0] + poses[kf, :3, 3]
-    valid = pc[:, 2] > 1e-6
-    z = np.where(valid, pc[:, 2], 1.0)
-    u = camera_k[0, 0] * pc[:, 0] / z + camera_k[0, 2]
-    v = camera_k[1, 1] * pc[:, 1] / z + camera_k[1, 2]
-    return _huber_sum(np.where(valid, np.hypot(u - px[:, 0], v - px[:, 1]), 1e6), huber_px)
+    res = project(camera_k, pc, _MIN_DEPTH_M) - px
+    err = np.hypot(res[:, 0], res[:, 1])
+    return _huber_sum(np.where(pc[:, 2] > _MIN_DEPTH_M, err, 1e6), huber_px)
 
 
 def _well_conditioned(m: np.ndarray, share: float) -> np.ndarray:
@@ -626,8 +590,6 @@ def relative_motion_ok(
     slack_deg: float = 5.0,
 ) -> bool:
     """Whether an estimate is within the motion model's reach of its prediction."""
-    from slamfront.geometry import rotation_angle_deg
-
     delta = invert_pose(predicted_world_from_cam) @ estimated_world_from_cam
     dist = float(np.linalg.norm(delta[:3, 3]))
     angle = rotation_angle_deg(delta[:3, :3])
