@@ -148,15 +148,16 @@ def pose_from_tum_row(txyz: np.ndarray, quat_xyzw: np.ndarray) -> np.ndarray:
 def project(
     camera_k: np.ndarray, points_cam: np.ndarray, min_depth_m: float | None = None
 ) -> np.ndarray:
-    """(N, 2) pixels of (N, 3) camera-frame points through an undistorted pinhole K.
+    """(N, 2) pixels of (N, 3) camera-frame points through an undistorted pinhole K (3, 3),
+    or each through its own, K (N, 3, 3).
 
     With ``min_depth_m``, points not beyond that depth are projected as if at depth 1: finite
     stand-ins for the caller to mask with ``points_cam[:, 2] > min_depth_m``.
     """
     z = _depth(points_cam, min_depth_m)
     pixels = np.empty((points_cam.shape[0], 2))
-    pixels[:, 0] = points_cam[:, 0] / z * camera_k[0, 0] + camera_k[0, 2]
-    pixels[:, 1] = points_cam[:, 1] / z * camera_k[1, 1] + camera_k[1, 2]
+    pixels[:, 0] = points_cam[:, 0] / z * camera_k[..., 0, 0] + camera_k[..., 0, 2]
+    pixels[:, 1] = points_cam[:, 1] / z * camera_k[..., 1, 1] + camera_k[..., 1, 2]
     return pixels
 
 

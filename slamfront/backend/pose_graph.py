@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from slamfront.errors import InputError
-from slamfront.geometry import orthonormalized, projection_jacobian
+from slamfront.geometry import orthonormalized, project, projection_jacobian
 from slamfront.types import LoopCandidate, OptimizedPoses
 
 if TYPE_CHECKING:
@@ -405,14 +405,10 @@ def residual_weights(
         + cam_from_world[:, :3, 3]
     )
     fx, fy, cx, cy = intrinsics[rows].T
+    camera_k = np.zeros((rows.size, 3, 3))
+    camera_k[:, 0, 0], camera_k[:, 1, 1], camera_k[:, 0, 2], camera_k[:, 1, 2] = fx, fy, cx, cy
     with np.errstate(divide="ignore", invalid="ignore"):
-        projected = np.stack(
-            [
-                fx * points_cam[:, 0] / points_cam[:, 2] + cx,
-                fy * points_cam[:, 1] / points_cam[:, 2] + cy,
-            ],
-            axis=1,
-        )
+        projected = project(camera_k, points_cam)
     pixel_residuals = (observations.pixels - projected).ravel()
     pixel_residuals = pixel_residuals[np.isfinite(pixel_residuals)]
     if pixel_residuals.size == 0:  # nothing observed in front of a camera: keep the weights
