@@ -111,8 +111,8 @@ class BackEnd:
         candidate = self._detector(keyframe) if self._detector is not None else None
         self.keyframes[keyframe.keyframe_id] = keyframe
         if candidate is not None:
-            self._join_maps(candidate)
-            self._graph.add_loop(candidate)
+            if not self._join_maps(candidate):
+                self._graph.add_loop(candidate)
             self._loops.append((candidate.query_keyframe_id, candidate.match_keyframe_id))
             self._loop_candidates.append(candidate)
         poses = self._with_loops(self._graph.optimize())
@@ -136,25 +136,29 @@ class BackEnd:
             return poses
         return replace(poses, frame_trajectory=trajectory, frame_map_ids=map_ids)
 
-    def _join_maps(self, candidate: LoopCandidate) -> None:
+    def _join_maps(self, candidate: LoopCandidate) -> bool:
         """A loop between keyframes of two maps merges the newer map into the older one,
-        re-expressed in its frame through the loop's relative pose."""
+        re-expressed in its frame through the loop's relative pose (the loop then joins the
+        graph). False for a loop within one map."""
         graph = self._graph
         query_map = graph.map_of(candidate.query_keyframe_id)
         match_map = graph.map_of(candidate.match_keyframe_id)
         if query_map == match_map:
-            return
+            return False
         match_frame_from_query_frame = (
             graph.pose_of(candidate.match_keyframe_id)
             @ candidate.match_from_query
             @ invert_pose(graph.pose_of(candidate.query_keyframe_id))
         )
         if match_map < query_map:
-            graph.merge_maps(query_map, match_map, match_frame_from_query_frame)
+            graph.merge_maps(query_map, match_map, match_frame_from_query_frame, candidate)
         else:
-            graph.merge_maps(match_map, query_map, invert_pose(match_frame_from_query_frame))
+            graph.merge_maps(
+                match_map, query_map, invert_pose(match_frame_from_query_frame), candidate
+            )
         self._maps_merged += 1
         log.info("maps %d and %d merged at a loop", query_map, match_map)
+        return True
 
     @property
     def vocabulary_id(self) -> str:

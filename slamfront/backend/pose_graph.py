@@ -228,13 +228,21 @@ class PoseGraph:
         """A keyframe's current estimate (4x4 world_from_cam)."""
         return self._current_pose(int(keyframe_id))
 
-    def merge_maps(self, absorbed: int, into: int, into_from_absorbed: np.ndarray) -> None:
-        """Join map ``absorbed`` to map ``into``: its keyframes are re-expressed in ``into``'s
-        frame by ``into_from_absorbed`` (4x4), its gauge prior goes, and the graph is rebuilt
-        from every other factor at those values (add the loop that connects the two next)."""
+    def merge_maps(
+        self,
+        absorbed: int,
+        into: int,
+        into_from_absorbed: np.ndarray,
+        connection: LoopCandidate,
+    ) -> None:
+        """Join map ``absorbed`` to map ``into`` at the loop ``connection`` between them: the
+        absorbed keyframes are re-expressed in ``into``'s frame by ``into_from_absorbed``
+        (4x4), its gauge prior goes, and the graph is rebuilt from every other factor and the
+        loop at those values."""
         gtsam = self._gtsam
         transform = _checked_pose(into_from_absorbed, "into_from_absorbed")
         self.optimize()
+        self.add_loop(connection)
         values = gtsam.Values()
         for kid in self._ids:
             pose = self._current_pose(kid)
@@ -251,6 +259,11 @@ class PoseGraph:
         params.relinearizeSkip = 1
         self._isam = gtsam.ISAM2(params)
         self._isam.update(graph, values)
+        for _ in range(self._config.loop_iterations):
+            self._isam.update()
+        self._new_factors = gtsam.NonlinearFactorGraph()
+        self._num_loops += self._pending_loops
+        self._pending_loops = 0
         self._estimate = self._isam.calculateEstimate()
         self._merges.append((int(absorbed), int(into)))
         self._revision += 1

@@ -114,14 +114,14 @@ class Tracker:
             tracking_start,
         )
         if self._lost_too_long(frame.stamp_ns):
-            self._start_new_map()
+            self._leave_map()
         if len(inp.features) < self._config.min_inliers:
             state = TrackingState.LOST if self._map.keyframes else TrackingState.INITIALIZING
             outcome = _Outcome(state, issue=FrameIssue.FEW_FEATURES)
             if state == TrackingState.LOST:
                 self._motion.stop()
         elif not self._map.keyframes:
-            outcome = self._start_mono(inp) if inp.mono else self._start_metric(inp)
+            outcome = self._restart(inp)
         elif self._state == TrackingState.LOST:
             outcome = self._relocalize(inp)
         else:
@@ -179,12 +179,10 @@ class Tracker:
         lost_s = (stamp_ns - self._lost_since_ns) * 1e-9
         return lost_s > self._config.relocalization.new_map_after_s
 
-    def _start_new_map(self) -> None:
-        """Leave the map tracking was lost in (it stays in the atlas) and start another."""
-        self._map_id = self._maps_made
-        self._maps_made += 1
+    def _leave_map(self) -> None:
+        """Give up the map tracking was lost in (it stays in the atlas): the next frames
+        relocalise in any map or start a new one."""
         self._map = LocalMap(self._config.window.keyframes, self._map.next_landmark_id)
-        self._mapper.use(self._map, self._map_id)
         self._mono_init = MonoInitializer(self._config, self._matcher)
         self._motion.reset()
         self._state = TrackingState.INITIALIZING
@@ -199,6 +197,20 @@ class Tracker:
             entry.keyframe = self._atlas.store(entry.keyframe)
 
     # -------------------------------------------------------------- initialisation
+
+    def _restart(self, inp: FrameInput) -> _Outcome:
+        """A frame with no window: placed in a map of the atlas if it recognises one, else the
+        start of a new map (the first map of a run starts directly)."""
+        if len(self._atlas):
+            found = self._relocalize(inp)
+            if found.state == TrackingState.OK:
+                return found
+            self._map_id = self._maps_made
+            self._mapper.use(self._map, self._map_id)
+        outcome = self._start_mono(inp) if inp.mono else self._start_metric(inp)
+        if outcome.keyframe is not None and self._map_id == self._maps_made:
+            self._maps_made += 1
+        return outcome
 
     def _start_metric(self, inp: FrameInput) -> _Outcome:
         """The first keyframe of a metric rig, its landmarks from measured depth."""
