@@ -179,9 +179,23 @@ def _print_stats(stats: RunStats, out: Path) -> None:
         f"median ms: read {med.read_ms:.1f}  extract {med.extract_ms:.1f}  "
         f"match {med.match_ms:.1f}  pose {med.pose_ms:.1f}  sinks {med.sinks_ms:.1f}"
     )
+    for title, causes in (
+        ("lost", stats.frames_lost_by_cause),
+        ("initialising", stats.frames_initializing_by_cause),
+    ):
+        if causes:
+            listed = ", ".join(f"{name} {count}" for name, count in sorted(causes.items()))
+            print(f"frames {title} by cause: {listed}")
+    if stats.maps_made > 1:
+        print(
+            f"maps: {stats.maps_made} made, {stats.maps_merged} merged; the run ended in map "
+            f"{stats.final_map_id} (trajectory.tum); poses per map: "
+            + ", ".join(f"{m}: {n}" for m, n in stats.poses_per_map.items())
+        )
     for note in stats.notes:
         print(f"note: {note}")
-    print(f"outputs: {out}/trajectory.tum, config.yaml, stats.json")
+    written = sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.endswith(".tmp"))
+    print(f"outputs: {out}/ " + ", ".join(written))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
