@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -257,12 +258,20 @@ class PipelineBenchmark:
                 f"{r.cpu_ms_per_frame:>8.1f} {r.peak_rss_mb:>8.0f} {r.frames_lost:>5}"
             )
         for ratio in self.ratios():
-            out.append(
+            speedups = [
+                f"{stage} {ratio[key]:.2f}x"
+                for stage, key in (("extraction", "extract_speedup"), ("matching", "match_speedup"))
+                if math.isfinite(ratio[key])
+            ]
+            line = (
                 f"{ratio['input']}: preset/reference fps x{ratio['fps_ratio']:.2f} "
-                f"(whole run x{ratio['fps_run_ratio']:.2f}); extraction "
-                f"{ratio['extract_speedup']:.2f}x and matching {ratio['match_speedup']:.2f}x "
-                "faster than the reference"
+                f"(whole run x{ratio['fps_run_ratio']:.2f})"
             )
+            if speedups:
+                line += "; " + " and ".join(speedups) + " faster than the reference"
+            if not math.isfinite(ratio["match_speedup"]):
+                line += "; the preset's matcher did not run on the median frame"
+            out.append(line)
         out.extend(f"skipped: {reason}" for reason in self.skipped)
         return out
 
