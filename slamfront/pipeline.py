@@ -40,6 +40,7 @@ from slamfront.types import (
     Features,
     Frame,
     Keyframe,
+    MapPlacement,
     OptimizedPoses,
     StageTimings,
     TrackingState,
@@ -143,10 +144,11 @@ class Pipeline:
         )
         self._prior_map = prior_map
         localize = None
-        first_keyframe_id = 0
+        first_keyframe_id = first_map_id = 0
         if prior_map is not None:
             localize = self._map_localizer(prior_map)
             first_keyframe_id = 1 + max((kf.keyframe_id for kf in prior_map.keyframes), default=-1)
+            first_map_id = 1 + max((kf.map_id for kf in prior_map.keyframes), default=-1)
         self._tracker = Tracker(
             config.tracker,
             self._extractor,
@@ -154,6 +156,7 @@ class Pipeline:
             localize,
             first_keyframe_id,
             _place_vocabulary(config),
+            first_map_id,
         )
         self._final_poses: OptimizedPoses | None = None
         self._back_end: _BackEndThread | None = None
@@ -350,7 +353,7 @@ class Pipeline:
 
     def _map_localizer(
         self, prior_map: SavedMap
-    ) -> Callable[[Features, CameraModel], np.ndarray | None]:
+    ) -> Callable[[Features, CameraModel], MapPlacement | None]:
         model = self.config.extractor.model
         if prior_map.descriptor_kind and prior_map.descriptor_kind != model:
             raise MapFileError(

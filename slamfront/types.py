@@ -307,6 +307,14 @@ class Keyframe:
 
 
 @dataclass(frozen=True, eq=False)
+class MapPlacement:
+    """Where a camera is in a saved map: its 4x4 pose in the frame of the map ``map_id``."""
+
+    world_from_cam: np.ndarray
+    map_id: int = 0
+
+
+@dataclass(frozen=True, eq=False)
 class LoopCandidate:
     """A verified loop: ``match_from_query`` is the relative pose (4x4) between the cameras.
 

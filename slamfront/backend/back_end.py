@@ -67,7 +67,9 @@ class BackEnd:
         self.keyframes: dict[int, Keyframe] = {}
         self._prior_ids = {keyframe.keyframe_id for keyframe in prior_keyframes}
         for keyframe in prior_keyframes:
-            self._graph.add_keyframe(keyframe.keyframe_id, keyframe.world_from_cam)
+            self._graph.add_keyframe(
+                keyframe.keyframe_id, keyframe.world_from_cam, map_id=keyframe.map_id
+            )
             self.keyframes[keyframe.keyframe_id] = keyframe
 
     @property

@@ -38,6 +38,7 @@ from slamfront.types import (
     Frame,
     FrameIssue,
     Keyframe,
+    MapPlacement,
     OptimizedPoses,
     StageTimings,
     TrackingState,
@@ -65,21 +66,22 @@ class Tracker:
         config: TrackerConfig,
         extractor: Extractor,
         matcher: Matcher,
-        localize: Callable[[Features, CameraModel], np.ndarray | None] | None = None,
+        localize: Callable[[Features, CameraModel], MapPlacement | None] | None = None,
         first_keyframe_id: int = 0,
         vocabulary: Vocabulary | None = None,
+        first_map_id: int = 0,
     ) -> None:
-        """``localize`` places a first frame in a saved map (its world_from_cam, or None
-        while it cannot): tracking then starts in that map's frame instead of at the first
-        camera. Keyframe ids start at ``first_keyframe_id`` (after the saved map's). With a
+        """``localize`` places a first frame in a saved map (None while it cannot): tracking
+        then starts in that map's frame instead of at the first camera. Keyframe ids start at
+        ``first_keyframe_id`` and new maps at ``first_map_id`` (after the saved map's). With a
         ``vocabulary`` relocalisation recognises places among every keyframe of the run."""
         self._config = config
         self._localize = localize
         self._extractor = extractor
         self._matcher = matcher
         self._map = LocalMap(config.window.keyframes)
-        self._map_id = 0
-        self._maps_made = 1
+        self._map_id = first_map_id
+        self._maps_made = first_map_id + 1
         self._mapper = KeyframeMapper(config, extractor, matcher, first_keyframe_id)
         self._mapper.use(self._map, self._map_id)
         self._atlas = KeyframeAtlas(vocabulary)
@@ -87,6 +89,7 @@ class Tracker:
         self._motion = MotionModel()
         self._state = TrackingState.INITIALIZING
         self._lost_since_ns: int | None = None
+        self._waiting_since_ns: int | None = None  # first frame waiting for the saved map
         self._frames_since_keyframe = 0
         self._last_inliers = 0  # of the last tracked frame
 
@@ -173,6 +176,14 @@ class Tracker:
                 return True
         return False
 
+    def _waited_too_long(self, stamp_ns: int) -> bool:
+        """Whether the saved map has failed to recognise the frames for longer than
+        ``relocalization.new_map_after_s``."""
+        if self._waiting_since_ns is None:
+            self._waiting_since_ns = stamp_ns
+        waited_s = (stamp_ns - self._waiting_since_ns) * 1e-9
+        return waited_s > self._config.relocalization.new_map_after_s
+
     def _lost_too_long(self, stamp_ns: int) -> bool:
         if self._state != TrackingState.LOST or self._lost_since_ns is None:
             return False
@@ -217,9 +228,14 @@ class Tracker:
         world_from_cam = np.eye(4)
         if self._localize is not None:
             found = self._localize(inp.features, inp.camera)
-            if found is None:  # not yet recognised in the saved map: no pose
+            if found is not None:
+                world_from_cam = found.world_from_cam
+                self._map_id = found.map_id
+                self._mapper.use(self._map, self._map_id)
+            elif not self._waited_too_long(inp.frame.stamp_ns):
+                # not yet recognised in the saved map: no pose (for a while; then a map of
+                # its own, which a loop may later join to the saved one)
                 return _Outcome(TrackingState.INITIALIZING, issue=FrameIssue.NOT_IN_MAP)
-            world_from_cam = found
         depth = keypoint_depth(
             inp.frame, inp.features, inp.mode, inp.grey, self._extractor, self._config
         )
@@ -228,6 +244,7 @@ class Tracker:
         entry = self._mapper.insert(
             inp.frame, inp.features, world_from_cam, depth, Correspondences.empty(), inp.grey
         )
+        self._waiting_since_ns = None
         self._frames_since_keyframe = 0
         self._motion.update(inp.frame.stamp_ns, world_from_cam)
         return _Outcome(TrackingState.OK, world_from_cam=world_from_cam, keyframe=entry.keyframe)
