@@ -18,20 +18,23 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from slamfront.backend.back_end import BackEnd
 from slamfront.backend.frame_refit import TrackedFrame, TrackedFrames
+from slamfront.backend.map_session import MapLocalizer, map_records
+from slamfront.backend.map_store import SavedMap, save_map
+from slamfront.backend.map_store import load_map as read_map
+from slamfront.backend.vocabulary import Vocabulary, load_vocabulary
 from slamfront.config import Config, dump_config
-from slamfront.errors import ConfigError
+from slamfront.errors import ConfigError, MapFileError
 from slamfront.frontend.base import Extractor, Matcher
+from slamfront.frontend.extractors import build_extractor
+from slamfront.frontend.matchers import build_matcher
+from slamfront.frontend.tracker import Tracker
 from slamfront.sinks import Sink
-
-if TYPE_CHECKING:
-    from slamfront.backend.back_end import BackEnd
-    from slamfront.backend.map_store import SavedMap
-    from slamfront.backend.vocabulary import Vocabulary
+from slamfront.sinks.trajectory import TrajectorySink
 from slamfront.types import (
     CameraModel,
     Features,
@@ -132,10 +135,6 @@ class Pipeline:
     ) -> None:
         """``prior_map``: a saved map to start in. The tracker first localises in it, so
         the run is expressed in that map's frame; its keyframes join the back end."""
-        from slamfront.frontend.extractors import build_extractor
-        from slamfront.frontend.matchers import build_matcher
-        from slamfront.frontend.tracker import Tracker
-
         self.config = config
         self._extractor = extractor if extractor is not None else build_extractor(config.extractor)
         self._matcher = (
@@ -335,10 +334,6 @@ class Pipeline:
         """Write the run's map (after :meth:`close`): keyframes on their optimised poses,
         landmarks and pose-graph edges, on top of the map the run started from; atomically.
         Returns the number of keyframes saved."""
-        from slamfront.backend.map_session import map_records
-        from slamfront.backend.map_store import save_map
-        from slamfront.errors import MapFileError
-
         if not self._closed:
             raise MapFileError(f"{path}: close the pipeline before saving its map")
         if self._back_end is None:
@@ -359,10 +354,6 @@ class Pipeline:
     def _map_localizer(
         self, prior_map: SavedMap
     ) -> Callable[[Features, CameraModel], MapPlacement | None]:
-        from slamfront.backend.map_session import MapLocalizer
-        from slamfront.backend.vocabulary import load_vocabulary
-        from slamfront.errors import MapFileError
-
         model = self.config.extractor.model
         if prior_map.descriptor_kind and prior_map.descriptor_kind != model:
             raise MapFileError(
@@ -381,8 +372,6 @@ class Pipeline:
         if not self.config.backend.enabled or self._mono:
             return None
         if keyframes and self._back_end is None:
-            from slamfront.backend.back_end import BackEnd
-
             prior = self._prior_map.keyframes if self._prior_map is not None else ()
             self._back_end = _BackEndThread(
                 BackEnd(self.config.backend, self._matcher, self.config.extractor.model, prior)
@@ -443,8 +432,6 @@ class Pipeline:
 def _place_vocabulary(config: Config) -> Vocabulary | None:
     """The vocabulary relocalisation recognises places with (None: none packaged for this
     extractor and none configured; relocalisation then tries keyframes newest first)."""
-    from slamfront.backend.vocabulary import load_vocabulary
-
     try:
         return load_vocabulary(config.backend.loop_closure.vocabulary or config.extractor.model)
     except ConfigError:
@@ -608,8 +595,6 @@ def run_to_directory(
     tracked frame, so a crash keeps every pose so far; with the back end it is rewritten at
     the end with the optimised poses and ``trajectory_raw.tum`` keeps the tracker's) and
     ``stats.json`` (at the end, also when the run fails part-way)."""
-    from slamfront.sinks.trajectory import TrajectorySink
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dump_config(config, out / "config.yaml")
@@ -619,8 +604,6 @@ def run_to_directory(
     )
     prior_map = None
     if load_map is not None:
-        from slamfront.backend.map_store import load_map as read_map
-
         prior_map = read_map(load_map)
     pipeline = Pipeline(config, sinks=[trajectory, *extra_sinks], prior_map=prior_map)
     last_report = time.perf_counter()

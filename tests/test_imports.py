@@ -1,19 +1,27 @@
-"""The package's own imports form no cycle, and ``import slamfront`` stays cheap.
+"""The package's own imports form no cycle, sit at the top of their modules, and
+``import slamfront`` stays cheap.
 
 The graph is read from the source with ``ast``: every ``import`` and ``from ... import`` of a
 ``slamfront`` module, wherever it sits (module level, ``if TYPE_CHECKING:`` blocks, inside
 functions), absolute or relative. ``from slamfront.x import y`` is an edge to ``slamfront.x.y``
 when that is a module, else to ``slamfront.x``. The implicit import of parent packages is
 not an edge.
+
+An import of the package's own modules inside a function is the exception (a module that
+imports torch at its top, a CLI subcommand's implementation): there are few, and each says
+why in a comment on its line or the line above.
 """
 
 from __future__ import annotations
 
 import ast
+import io
 import itertools
 import os
 import subprocess
 import sys
+import tokenize
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +29,8 @@ import slamfront
 
 PACKAGE_DIR = Path(slamfront.__file__).resolve().parent
 HEAVY = ("torch", "onnxruntime", "gtsam", "rerun", "tensorrt", "pyrealsense2", "ray")
+# imports of the package's own modules inside functions, at most (see the module docstring)
+MAX_IMPORTS_IN_FUNCTIONS = 20
 
 
 @dataclass(frozen=True)
@@ -50,33 +60,112 @@ def _known(name: str, modules: dict[str, Path]) -> str | None:
     return name or None
 
 
+@dataclass(frozen=True)
+class ImportOf:
+    """One import statement of a package module: the module it imports, where, and whether
+    it sits inside a function (a method, a nested function)."""
+
+    target: str
+    node: ast.Import | ast.ImportFrom
+    in_function: bool
+
+
+def package_imports(name: str, path: Path, modules: dict[str, Path]) -> Iterator[ImportOf]:
+    """The imports of package modules made by module ``name`` (source ``path``)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+    def visit(node: ast.AST, in_function: bool) -> Iterator[ImportOf]:
+        for child in ast.iter_child_nodes(node):
+            inside = in_function or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+            targets: list[str] = []
+            if isinstance(child, ast.Import):
+                targets = [alias.name for alias in child.names]
+            elif isinstance(child, ast.ImportFrom):
+                if child.level:
+                    parts = package.split(".")[: len(package.split(".")) - child.level + 1]
+                    base = ".".join(parts + ([child.module] if child.module else []))
+                else:
+                    base = child.module or ""
+                for alias in child.names:
+                    submodule = f"{base}.{alias.name}"
+                    targets.append(submodule if submodule in modules else base)
+            if isinstance(child, ast.Import | ast.ImportFrom):
+                for target in targets:
+                    known = _known(target, modules)
+                    if known is not None:
+                        yield ImportOf(known, child, in_function)
+            yield from visit(child, inside)
+
+    yield from visit(tree, False)
+
+
 def import_graph(package_dir: Path) -> dict[str, dict[str, ImportSite]]:
     """module -> {imported module: first place it is imported}, package modules only."""
     modules = package_modules(package_dir)
     root = package_dir.parent
     graph: dict[str, dict[str, ImportSite]] = {name: {} for name in modules}
     for name, path in modules.items():
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        for node in ast.walk(tree):
-            targets: list[str] = []
-            if isinstance(node, ast.Import):
-                targets = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base_parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    base = ".".join(base_parts + ([node.module] if node.module else []))
-                else:
-                    base = node.module or ""
-                for alias in node.names:
-                    submodule = f"{base}.{alias.name}"
-                    targets.append(submodule if submodule in modules else base)
-            for target in targets:
-                known = _known(target, modules)
-                if known is not None and known != name:
-                    site = ImportSite(str(path.relative_to(root)), node.lineno)
-                    graph[name].setdefault(known, site)
+        for imp in package_imports(name, path, modules):
+            if imp.target != name:
+                site = ImportSite(str(path.relative_to(root)), imp.node.lineno)
+                graph[name].setdefault(imp.target, site)
     return graph
+
+
+@dataclass(frozen=True)
+class ImportInFunction:
+    """An import of a package module inside a function."""
+
+    site: ImportSite
+    target: str
+    explained: bool  # a comment on one of its lines or on its own line just above
+    repeated: bool  # the module also imports ``target`` at its top level
+
+
+def _comment_lines(text: str) -> tuple[set[int], set[int]]:
+    """(lines holding a comment, lines holding nothing but a comment)."""
+    anywhere: set[int] = set()
+    alone: set[int] = set()
+    lines = text.splitlines()
+    for token in tokenize.generate_tokens(io.StringIO(text).readline):
+        if token.type == tokenize.COMMENT:
+            row = token.start[0]
+            anywhere.add(row)
+            if not lines[row - 1][: token.start[1]].strip():
+                alone.add(row)
+    return anywhere, alone
+
+
+def imports_in_functions(package_dir: Path) -> list[ImportInFunction]:
+    """Every import statement of a package module inside a function, in file order."""
+    modules = package_modules(package_dir)
+    root = package_dir.parent
+    found: list[ImportInFunction] = []
+    for name, path in modules.items():
+        imports = list(package_imports(name, path, modules))
+        top = {imp.target for imp in imports if imp.node.col_offset == 0}  # module level
+        anywhere, alone = _comment_lines(path.read_text(encoding="utf-8"))
+        seen: set[int] = set()
+        for imp in imports:
+            node = imp.node
+            if not imp.in_function or id(node) in seen:
+                continue
+            seen.add(id(node))
+            end = node.end_lineno or node.lineno
+            explained = node.lineno - 1 in alone or any(
+                row in anywhere for row in range(node.lineno, end + 1)
+            )
+            targets = {i.target for i in imports if i.node is node}
+            found.append(
+                ImportInFunction(
+                    ImportSite(str(path.relative_to(root)), node.lineno),
+                    min(targets),
+                    explained,
+                    bool(targets & top),
+                )
+            )
+    return found
 
 
 def strongly_connected(graph: dict[str, dict[str, ImportSite]]) -> list[list[str]]:
@@ -184,6 +273,43 @@ def test_the_graph_reader_sees_every_kind_of_import(tmp_path: Path) -> None:
     assert cycle_in(components[0], graph) == ["pkg.other", "pkg.sub.leaf", "pkg.other"]
 
 
+def test_the_reader_finds_imports_inside_functions_and_their_comments(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    files = {
+        "__init__.py": "",
+        "heavy.py": "",
+        "other.py": "",
+        "light.py": (
+            "import os\n"
+            "from pkg import heavy\n"
+            "def f():\n"
+            "    import json\n"  # not a package module: not counted
+            "    from pkg.heavy import x  # imports torch\n"
+            "    # loads the runtimes\n"
+            "    from . import other\n"
+            "    from .other import (\n        y,\n    )\n"
+            "class C:\n"
+            "    def m(self):\n"
+            "        def inner():\n"
+            "            import pkg.other  # loads the runtimes\n"
+            "        s = '# not a comment'\n"
+            "        from pkg import other\n"
+        ),
+    }
+    for name, text in files.items():
+        (pkg / name).write_text(text)
+    found = imports_in_functions(pkg)
+    assert [(i.site.line, i.target, i.explained, i.repeated) for i in found] == [
+        (5, "pkg.heavy", True, True),
+        (7, "pkg.other", True, False),
+        (8, "pkg.other", False, False),
+        (14, "pkg.other", True, False),
+        (16, "pkg.other", False, False),
+    ]
+    assert {i.site.path for i in found} == {os.path.join("pkg", "light.py")}
+
+
 def test_the_package_imports_form_no_cycle() -> None:
     graph = import_graph(PACKAGE_DIR)
     assert len(graph) > 50 and any(graph.values())
@@ -206,3 +332,27 @@ def test_import_slamfront_loads_no_heavy_library() -> None:
     assert Path(out[0]).resolve().parent == PACKAGE_DIR
     loaded = out[1].split() if len(out) > 1 else []
     assert loaded == [], f"import slamfront loaded {loaded}"
+
+
+def test_few_package_imports_inside_functions_each_with_its_reason() -> None:
+    found = imports_in_functions(PACKAGE_DIR)
+    assert found, "the reader found no import inside a function (the CLI has some)"
+
+    def where(imports: list[ImportInFunction]) -> str:
+        return "\n".join(f"  {i.site.path}:{i.site.line}  {i.target}" for i in imports)
+
+    repeated = [i for i in found if i.repeated]
+    assert not repeated, (
+        "imported inside a function although the module imports it at the top:\n" + where(repeated)
+    )
+    unexplained = [i for i in found if not i.explained]
+    assert not unexplained, (
+        "an import of slamfront inside a function needs a comment saying why (e.g. "
+        "'# imports torch') on its line or the line above; or move it to the top:\n"
+        + where(unexplained)
+    )
+    assert len(found) <= MAX_IMPORTS_IN_FUNCTIONS, (
+        f"{len(found)} imports of slamfront inside functions (at most "
+        f"{MAX_IMPORTS_IN_FUNCTIONS}); move project imports to the top of the module:\n"
+        + where(found)
+    )

@@ -14,12 +14,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from slamfront.backend.frame_refit import TrackedFrame, refit_frames
+from slamfront.backend.loop_closure import LoopDetector
+from slamfront.backend.pose_graph import (
+    GraphEdge,
+    KeyframeObservations,
+    PoseGraph,
+    adjust_keyframes,
+    pose_information,
+)
+from slamfront.backend.vocabulary import load_vocabulary
 from slamfront.errors import InputError
 from slamfront.geometry import invert_pose, transform_points
 from slamfront.types import Keyframe, LoopCandidate, OptimizedPoses
 
 if TYPE_CHECKING:
-    from slamfront.backend.pose_graph import GraphEdge, KeyframeObservations
     from slamfront.config import BackendConfig
     from slamfront.frontend.base import Matcher
 
@@ -38,10 +46,6 @@ class BackEnd:
     ) -> None:
         """``prior_keyframes`` (a saved map) are held fixed at their poses and are loop
         candidates from the start."""
-        from slamfront.backend.loop_closure import LoopDetector
-        from slamfront.backend.pose_graph import PoseGraph
-        from slamfront.backend.vocabulary import load_vocabulary
-
         self._config = config
         self._graph = PoseGraph(config)
         self._detector: LoopDetector | None = None
@@ -78,8 +82,6 @@ class BackEnd:
 
     def step(self, keyframe: Keyframe) -> OptimizedPoses | None:
         """Add a keyframe; returns the corrected poses when a loop was closed."""
-        from slamfront.backend.pose_graph import pose_information
-
         if self._camera_k is None:
             self._camera_k = keyframe.camera.K
         known = keyframe.reference_keyframe_id in self.keyframes
@@ -178,8 +180,6 @@ class BackEnd:
         the query keyframe, so the landmarks tie the two passes together directly. Each
         observation carries the depth its keyframe measured (RGB-D, stereo), never the
         tracker's estimate of the landmark, which holds the tracker's pose errors."""
-        from slamfront.backend.pose_graph import adjust_keyframes
-
         ids = poses.keyframe_ids
         held = np.array([kid in self._prior_ids for kid in ids])
         if not held.any():
@@ -223,8 +223,6 @@ class BackEnd:
         """This run's observations (keyframes and loops) of landmarks seen at least twice,
         and those landmarks' ids (sorted, one per landmark row), each landmark seeded at its
         first observation on ``poses``; None if there are none."""
-        from slamfront.backend.pose_graph import KeyframeObservations
-
         ids = poses.keyframe_ids
         keyframes = [self.keyframes[kid] for kid in ids]
         parts: list[tuple[np.ndarray, ...]] = []

@@ -46,14 +46,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from slamfront.bench.common import machine_info
+from slamfront.config import Config, config_to_dict, load_config
 from slamfront.errors import ConfigError
+from slamfront.frontend.extractors import build_extractor
+from slamfront.frontend.matchers import build_matcher
+from slamfront.frontend.runtime.availability import pick_runtime
+from slamfront.pipeline import Pipeline
+from slamfront.sinks.trajectory import TrajectorySink
+from slamfront.sources import open_source
+from slamfront.types import Frame, TrackingState
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
-    from slamfront.config import Config
     from slamfront.frontend.base import Extractor, Matcher
-    from slamfront.types import Frame
 
 log = logging.getLogger(__name__)
 
@@ -340,8 +346,6 @@ def bench_pipeline(
     """
     import multiprocessing
 
-    from slamfront.config import load_config
-
     if runs < 1 or warmup_runs < 0 or warmup_frames < 0:
         raise ConfigError("runs must be >= 1, warmup_runs and warmup_frames >= 0")
     if frames <= warmup_frames:
@@ -573,8 +577,6 @@ def _worker_main(
     preload: bool,
 ) -> None:
     """Child process: load the variant's models, then serve run requests until None."""
-    from slamfront.config import config_to_dict, load_config
-
     models: dict[tuple[object, object], tuple[Extractor, Matcher]] = {}
     try:
         base = load_config(preset, overrides)
@@ -615,9 +617,6 @@ def _worker_main(
 
 
 def _build_models(config: Config) -> tuple[Extractor, Matcher]:
-    from slamfront.frontend.extractors import build_extractor
-    from slamfront.frontend.matchers import build_matcher
-
     extractor = build_extractor(config.extractor)
     matcher = build_matcher(config.matcher, extractor_model=config.extractor.model)
     return extractor, matcher
@@ -628,7 +627,6 @@ def _runtime_name(model: str, runtime: str) -> str:
         return "opencv"
     if model == "mnn":
         return "numpy"
-    from slamfront.frontend.runtime.availability import pick_runtime
 
     return pick_runtime(runtime, tensorrt_needs_torch_cuda=model == "lightglue")
 
@@ -646,11 +644,6 @@ def run_once(
     scene, listing files) is not timed; reading every frame is, unless ``preload`` reads
     them all into memory first."""
     import tempfile
-
-    from slamfront.pipeline import Pipeline
-    from slamfront.sinks.trajectory import TrajectorySink
-    from slamfront.sources import open_source
-    from slamfront.types import TrackingState
 
     stamps: list[float] = []
     rows: list[tuple[float, ...]] = []

@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from slamfront.config import RerunConfig
+from slamfront.frontend.local_map import rows_in
 from slamfront.geometry import distort_points
 from slamfront.types import (
     CameraModel,
@@ -548,8 +549,6 @@ def _landmark_pairs(
 ) -> np.ndarray:
     """(P, 2) int64 (keyframe keypoint, current keypoint) of every landmark in
     ``landmark_ids`` (found at ``keypoints``) that the keyframe observes."""
-    from slamfront.frontend.local_map import rows_in
-
     observed = np.flatnonzero(keyframe_landmarks >= 0)
     order = np.argsort(keyframe_landmarks[observed])
     rows = rows_in(keyframe_landmarks[observed][order], landmark_ids)
