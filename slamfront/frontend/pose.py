@@ -15,13 +15,11 @@ from typing import TypeVar
 import numpy as np
 
 from slamfront.geometry import (
-    invert_pose,
     make_pose,
     pose_jacobian,
     project,
     projection_jacobian,
     reprojection_error_sq,
-    rotation_angle_deg,
     so3_exp,
     transform_points,
 )
@@ -316,21 +314,3 @@ def huber_sum(err: np.ndarray, huber_px: float) -> float:
     """Sum of the Huber loss of residual norms ``err``."""
     quad = err <= huber_px
     return float(np.sum(np.where(quad, 0.5 * err**2, huber_px * (err - 0.5 * huber_px))))
-
-
-def relative_motion_ok(
-    predicted_world_from_cam: np.ndarray,
-    estimated_world_from_cam: np.ndarray,
-    dt_s: float,
-    max_speed_m_s: float,
-    max_angular_speed_deg_s: float,
-    slack_m: float = 0.05,
-    slack_deg: float = 5.0,
-) -> bool:
-    """Whether an estimate is within the motion model's reach of its prediction."""
-    delta = invert_pose(predicted_world_from_cam) @ estimated_world_from_cam
-    dist = float(np.linalg.norm(delta[:3, 3]))
-    angle = rotation_angle_deg(delta[:3, :3])
-    return dist <= max_speed_m_s * dt_s + slack_m and angle <= (
-        max_angular_speed_deg_s * dt_s + slack_deg
-    )
