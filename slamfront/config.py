@@ -108,9 +108,10 @@ class MatcherConfig:
 class KeyframeConfig:
     min_tracked_ratio: float = 0.6
     """New keyframe when fewer than this share of the reference's landmarks are tracked."""
-    max_translation_ratio: float = 0.1
+    max_translation_ratio: float = 0.095
     """New keyframe when the camera moved farther from the reference than this share of the
-    reference keyframe's median landmark depth (scale-free: a room, a car, a monocular map)."""
+    reference keyframe's median landmark depth (scale-free: a room, a car, a monocular map).
+    The default is the earlier fixed 0.25 m in the room-sized scenes it was chosen in."""
     max_rotation_deg: float = 15.0
     min_frames_between: int = 1
 

@@ -77,8 +77,7 @@ def search_local_map(
     found = Correspondences(
         best_kp[chosen], lmap.ids[rows[chosen]], lmap.positions_world[rows[chosen]], pixels, aligned
     )
-    merged = fit.corr.concat(found)
-    return PoseFit.inliers_of(merged, refit_pose(merged, pose, camera, config))
+    return refit_pose(fit.corr.concat(found), pose, camera, config)
 
 
 def align_warped(
@@ -123,11 +122,10 @@ def align_warped(
     pixels[chosen[ok]] = aligned[ok]
     was_aligned = corr.aligned.copy()
     was_aligned[chosen[ok]] = True
-    corr = replace(corr, pixels=pixels, aligned=was_aligned)
-    refined = refit_pose(corr, cam_from_world, camera, config)
-    if refined.num_inliers < config.min_inliers:
-        return fit
-    return PoseFit.inliers_of(corr, refined)
+    refitted = refit_pose(
+        replace(corr, pixels=pixels, aligned=was_aligned), cam_from_world, camera, config
+    )
+    return refitted if refitted.num_inliers >= config.min_inliers else fit
 
 
 def _align_to_anchors(

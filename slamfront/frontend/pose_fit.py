@@ -6,12 +6,17 @@ from __future__ import annotations
 import numpy as np
 
 from slamfront.config import TrackerConfig
-from slamfront.frontend.pose import PoseEstimate, refine_pose
-from slamfront.frontend.records import Correspondences
+from slamfront.frontend.pose import refine_pose
+from slamfront.frontend.records import Correspondences, PoseFit
 from slamfront.geometry import project, transform_points
 from slamfront.types import CameraModel
 
 _MIN_PER_CLASS = 10
+"""Correspondences of each kind needed to measure its noise."""
+
+_DETECTOR_USELESS_RATIO = 4.0
+"""Where alignment is this many times more precise than the detector, detector positions add
+nothing but the occlusions and outliers alignment refused, and are left out."""
 
 
 def relative_sigma(
@@ -35,7 +40,7 @@ def relative_sigma(
     residual = np.where(front, residual, np.inf)
     scale_aligned = float(np.median(residual[aligned]))
     scale_detected = float(np.median(residual[~aligned]))
-    if np.isfinite(scale_detected) and scale_aligned > 0:
+    if scale_aligned > 0:
         sigma[~aligned] = max(scale_detected / scale_aligned, 1.0)
     return sigma
 
@@ -45,14 +50,21 @@ def refit_pose(
     cam_from_world: np.ndarray,
     camera: CameraModel,
     config: TrackerConfig,
-) -> PoseEstimate:
-    """Robust refit of the pose from ``cam_from_world``, weighted by :func:`relative_sigma`."""
-    return refine_pose(
+) -> PoseFit:
+    """Robust refit of the pose from ``cam_from_world``, weighted by :func:`relative_sigma`;
+    the fit keeps its inliers only. Where the detector's positions are far less precise than
+    alignment's they are left out altogether."""
+    sigma = relative_sigma(corr, cam_from_world, camera)
+    if sigma.max() >= _DETECTOR_USELESS_RATIO:
+        corr = corr.select(corr.aligned)
+        sigma = np.ones(len(corr))
+    estimate = refine_pose(
         cam_from_world,
         corr.points_world,
         corr.pixels,
         camera.K,
         config.huber_px,
         config.ransac_reprojection_px,
-        pixel_sigma=relative_sigma(corr, cam_from_world, camera),
+        pixel_sigma=sigma,
     )
+    return PoseFit.inliers_of(corr, estimate)
