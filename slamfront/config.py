@@ -464,7 +464,9 @@ class BackendConfig:
 
 @dataclass(frozen=True)
 class CameraConfig:
-    """Intrinsics for sources that carry none (image folders, video); null = not given."""
+    """Intrinsics for sources that carry none (image folders, video); null = not given.
+    ``readout_ms`` applies to every source but the simulator (which renders a global
+    shutter)."""
 
     fx: float | None = None
     fy: float | None = None
@@ -472,6 +474,13 @@ class CameraConfig:
     cy: float | None = None
     distortion: Literal["none", "radtan", "equidistant"] = "none"
     dist_coeffs: tuple[float, ...] = ()
+    readout_ms: float | None = None
+    """Rolling-shutter readout of the (colour / left) camera: milliseconds from the exposure
+    of its first row to that of its last; 0 = global shutter; null = the source's default
+    for its sensor (0 where it knows of none). >= 0."""
+
+    def __post_init__(self) -> None:
+        _check(self.readout_ms is None or self.readout_ms >= 0, "readout_ms", "must be >= 0")
 
 
 @dataclass(frozen=True)
