@@ -1,4 +1,5 @@
-"""Rolling-shutter correction: the image maps against the keypoint map."""
+"""Rolling-shutter correction: the image maps against the keypoint map, and the angular
+rate from poses and gyro."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import dataclasses
 
 import numpy as np
 
+from slamfront.frontend.motion_model import MotionModel, gyro_rate_cam
 from slamfront.frontend.records import FrameInput
 from slamfront.frontend.rolling_shutter import to_global_shutter
-from slamfront.geometry import make_pose
-from slamfront.types import CameraModel, Features, Frame, StereoRig
+from slamfront.geometry import make_pose, so3_exp
+from slamfront.types import CameraModel, Features, Frame, ImuSample, StereoRig
 
 GLOBAL = CameraModel(640, 480, 450.0, 450.0, 320.0, 240.0)
 READOUT_S = 0.03
@@ -100,3 +102,37 @@ def test_keypoints_land_where_the_remapped_images_show_them() -> None:
     # the corrected frame is a global-shutter one
     assert out.camera.readout_s == 0.0
     assert out.frame.stereo is not None and out.frame.stereo.right.readout_s == 0.0
+
+
+def test_motion_model_rate_over_its_last_intervals() -> None:
+    omega = np.array([0.2, -1.0, 0.4])
+    model = MotionModel(rate_intervals=2)
+    np.testing.assert_array_equal(model.rate_cam_rad_s, np.zeros(3))
+    assert model.rate_to(10, np.eye(4)) is None
+    for i in range(4):
+        model.update(i * 33_000_000, make_pose(so3_exp(omega * i * 0.033), np.zeros(3)))
+    np.testing.assert_allclose(model.rate_cam_rad_s, omega, atol=1e-9)
+    # a sudden stop shows at once in the interval ending at it, half in the two intervals
+    stopped = model.rate_to(4 * 33_000_000, make_pose(so3_exp(omega * 3 * 0.033), np.zeros(3)))
+    np.testing.assert_allclose(stopped, omega / 2, atol=1e-9)
+    model.stop()
+    np.testing.assert_array_equal(model.rate_cam_rad_s, np.zeros(3))
+
+
+def test_gyro_rate_is_turned_into_the_camera_frame() -> None:
+    body_from_cam = make_pose(so3_exp(np.array([0.0, 0.0, np.pi / 2])), np.array([0.1, 0, 0]))
+    samples = tuple(
+        ImuSample(stamp, (1.0, 2.0, 3.0) if stamp > 80 else (9.0, 9.0, 9.0), (0.0, 0.0, 9.8))
+        for stamp in (60, 70, 90, 100)
+    )
+    frame = Frame(0, 100, np.zeros((4, 4), np.uint8), ROLLING, imu=samples)
+    assert gyro_rate_cam(frame) is None  # no extrinsic
+    frame = dataclasses.replace(frame, body_from_cam=body_from_cam)
+    # body x is camera -y, body y is camera x
+    # readout 30 ms: the mean of the samples in the 15 ms before the stamp (all of them)
+    np.testing.assert_allclose(gyro_rate_cam(frame), [5.5, -5.0, 6.0], atol=1e-12)
+    short = dataclasses.replace(frame, camera=dataclasses.replace(ROLLING, readout_s=30e-9))
+    np.testing.assert_allclose(gyro_rate_cam(short), [2.0, -1.0, 3.0], atol=1e-12)
+    # none in that window: the latest sample
+    late = dataclasses.replace(short, stamp_ns=200)
+    np.testing.assert_allclose(gyro_rate_cam(late), [2.0, -1.0, 3.0], atol=1e-12)
