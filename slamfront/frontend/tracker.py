@@ -5,6 +5,11 @@ stereo with ``match_every_frame`` off); otherwise it is matched to the reference
 its pose found by PnP and the local-map search, and its correspondences aligned again through
 the view change. Keyframes are added by :class:`~slamfront.frontend.mapping.KeyframeMapper`;
 the first comes from depth, or from a two-view start for monocular.
+
+A rolling-shutter camera's frame is first moved to its global-shutter image
+(:mod:`~slamfront.frontend.rolling_shutter`) by the camera's angular rate: the gyro's when the
+frame carries samples, else the tracked poses' (the rate ending at the previous frame, then
+the one ending at the frame's solved pose, tracked again when that differs).
 """
 
 from __future__ import annotations
@@ -25,11 +30,12 @@ from slamfront.frontend.local_map import Anchors, LocalMap, MapKeyframe
 from slamfront.frontend.map_search import align_warped, search_local_map
 from slamfront.frontend.mapping import KeyframeMapper, refresh_keyframe
 from slamfront.frontend.mono_init import MonoInitializer
-from slamfront.frontend.motion_model import MotionModel
+from slamfront.frontend.motion_model import MotionModel, gyro_rate_cam
 from slamfront.frontend.pose import PoseEstimate, relative_motion_ok
 from slamfront.frontend.records import Correspondences, FrameInput, MatchAttempt, PoseFit
 from slamfront.frontend.relocalizer import relocalize
-from slamfront.geometry import invert_pose, orthonormalized
+from slamfront.frontend.rolling_shutter import to_global_shutter
+from slamfront.geometry import invert_pose, orthonormalized, so3_log
 from slamfront.types import (
     CameraModel,
     Features,
@@ -73,10 +79,11 @@ class Tracker:
         self._map = LocalMap(config.window.keyframes)
         self._mapper = KeyframeMapper(self._map, config, extractor, matcher, first_keyframe_id)
         self._mono_init = MonoInitializer(config, matcher)
-        self._motion = MotionModel()
+        self._motion = MotionModel(config.shutter.rate_intervals)
         self._state = TrackingState.INITIALIZING
         self._frames_since_keyframe = 0
         self._last_inliers = 0  # of the last tracked frame
+        self._waiting: FrameInput | None = None  # a rolling-shutter start's first frame
 
     @property
     def state(self) -> TrackingState:
@@ -89,19 +96,20 @@ class Tracker:
             features = self._extractor(frame.image)
         tracking_start = time.perf_counter()
         extract_ms = (tracking_start - start) * 1e3
-        inp = FrameInput(
+        captured = FrameInput(
             frame,
             pinhole_features(features, frame.camera),
             sensing_mode(frame, self._config.mode),
             alignment_image(frame.image, frame.camera, self._config.alignment),
             tracking_start,
         )
-        if not self._map.keyframes:
-            outcome = self._start_mono(inp) if inp.mono else self._start_metric(inp)
-        elif self._state == TrackingState.LOST:
-            outcome = self._relocalize(inp)
+        if self._map.keyframes and self._state != TrackingState.LOST:
+            outcome, inp = self._track(captured)
+        elif not self._map.keyframes and not captured.mono:
+            outcome, inp = self._start(captured)
         else:
-            outcome = self._track(inp)
+            inp = to_global_shutter(captured, self._rate(frame))
+            outcome = self._relocalize(inp) if self._map.keyframes else self._start_mono(inp)
         self._state = outcome.state
         result = _track_result(inp, outcome, self._map, self._config)
         return replace(result, timings=replace(result.timings, extract_ms=extract_ms))
@@ -128,6 +136,52 @@ class Tracker:
         return False
 
     # -------------------------------------------------------------- initialisation
+
+    def _start(self, captured: FrameInput) -> tuple[_Outcome, FrameInput]:
+        """A metric start. Its keyframe anchors the map, so a rolling shutter without a gyro
+        first needs the rate the camera turns at: the first frame waits, and the next one
+        starts the map, corrected by its motion since the first."""
+        frame = captured.frame
+        rate = self._rate(frame)
+        first = first_from_cam = None
+        if frame.camera.readout_s > 0.0 and gyro_rate_cam(frame) is None:
+            first, self._waiting = self._waiting, captured
+            if first is not None:
+                first_from_cam = self._probe(first, captured)
+            if first is None or first_from_cam is None:
+                return _Outcome(TrackingState.INITIALIZING), captured
+            dt = (frame.stamp_ns - first.frame.stamp_ns) * 1e-9
+            rate = so3_log(first_from_cam[:3, :3]) / max(dt, 1e-3)
+        inp = to_global_shutter(captured, rate)
+        outcome = self._start_metric(inp)
+        if first is not None and first_from_cam is not None and outcome.world_from_cam is not None:
+            self._waiting = None
+            # the motion since the first frame gives the next frame's prediction
+            self._motion.reset()
+            world_from_first = outcome.world_from_cam @ invert_pose(first_from_cam)
+            self._motion.update(first.frame.stamp_ns, world_from_first)
+            self._motion.update(frame.stamp_ns, outcome.world_from_cam)
+        return outcome, inp
+
+    def _probe(self, first: FrameInput, second: FrameInput) -> np.ndarray | None:
+        """The second frame's pose in the first's camera (first_from_cam), from its matches
+        to a throwaway keyframe of the first, both uncorrected; None with too few inliers."""
+        cfg = self._config
+        depth = keypoint_depth(
+            first.frame, first.features, first.mode, first.grey, self._extractor, cfg
+        )
+        if int(depth.valid.sum()) < cfg.min_map_points:
+            return None
+        lmap = LocalMap(1)
+        mapper = KeyframeMapper(lmap, cfg, self._extractor, self._matcher)
+        entry = mapper.insert(
+            first.frame, first.features, np.eye(4), depth, Correspondences.empty(), first.grey
+        )
+        _, corr = match_keyframe(lmap, entry, second, self._matcher, cfg)
+        estimate = estimate_pose(corr, second.camera, None, cfg)
+        if estimate is None or estimate.num_inliers < cfg.min_inliers:
+            return None
+        return invert_pose(estimate.cam_from_world)
 
     def _start_metric(self, inp: FrameInput) -> _Outcome:
         """The first keyframe of a metric rig, its landmarks from measured depth."""
@@ -186,11 +240,35 @@ class Tracker:
 
     # -------------------------------------------------------------------- tracking
 
-    def _track(self, inp: FrameInput) -> _Outcome:
+    def _track(self, captured: FrameInput) -> tuple[_Outcome, FrameInput]:
+        """The frame tracked in the window, and the (global-shutter) input it was tracked on."""
         cfg = self._config
         reference = self._map.reference
-        prediction = self._motion.predict(inp.frame.stamp_ns)
+        prediction = self._motion.predict(captured.frame.stamp_ns)
         anchors = self._map.anchors()
+        rate = self._rate(captured.frame)
+        inp = to_global_shutter(captured, rate)
+        attempt, fit = self._solve(inp, prediction, anchors)
+        if fit is None:
+            return self._lose(attempt), inp
+        fit, inp = self._resolve_shutter(captured, inp, fit, rate, anchors)
+        world_from_cam = invert_pose(fit.estimate.cam_from_world)
+        last_stamp_ns = self._motion.last_stamp_ns
+        if prediction is not None and last_stamp_ns is not None:
+            dt = max((inp.frame.stamp_ns - last_stamp_ns) * 1e-9, 1e-3)
+            motion = cfg.motion
+            if not relative_motion_ok(
+                prediction, world_from_cam, dt, motion.max_speed_m_s, motion.max_angular_speed_deg_s
+            ):
+                return self._lose(attempt), inp
+        return self._accept(inp, fit, world_from_cam, attempt, reference), inp
+
+    def _solve(
+        self, inp: FrameInput, prediction: np.ndarray | None, anchors: Anchors
+    ) -> tuple[MatchAttempt, PoseFit | None]:
+        """The frame's pose in the window: by the local-map search from the motion model's
+        pose, else from matches to the reference keyframe; None when too few inliers."""
+        cfg = self._config
         attempt = MatchAttempt()
         fit = None
         if (
@@ -201,25 +279,60 @@ class Tracker:
         ):
             fit = self._track_motion(inp, prediction, anchors)
         if fit is None:
+            reference = self._map.reference
             attempt, corr = match_keyframe(self._map, reference, inp, self._matcher, cfg)
             estimate = estimate_pose(corr, inp.camera, prediction, cfg)
             if estimate is None or estimate.num_inliers < cfg.min_inliers:
-                return self._lose(attempt)
+                return attempt, None
             fit = search_local_map(self._map, inp, PoseFit.inliers_of(corr, estimate), anchors, cfg)
         if cfg.alignment.prewarp:
             fit = align_warped(self._map, inp, fit, anchors, cfg)
         if fit.num_inliers < cfg.min_inliers:
-            return self._lose(attempt)
-        world_from_cam = invert_pose(fit.estimate.cam_from_world)
-        last_stamp_ns = self._motion.last_stamp_ns
-        if prediction is not None and last_stamp_ns is not None:
-            dt = max((inp.frame.stamp_ns - last_stamp_ns) * 1e-9, 1e-3)
-            motion = cfg.motion
-            if not relative_motion_ok(
-                prediction, world_from_cam, dt, motion.max_speed_m_s, motion.max_angular_speed_deg_s
-            ):
-                return self._lose(attempt)
-        return self._accept(inp, fit, world_from_cam, attempt, reference)
+            return attempt, None
+        return attempt, fit
+
+    def _rate(self, frame: Frame) -> np.ndarray:
+        """(3,) the camera's angular rate at the frame, rad/s in its frame: the gyro's when
+        the frame carries samples, else the motion model's (zero when it has none)."""
+        if frame.camera.readout_s <= 0.0:
+            return np.zeros(3)
+        gyro = gyro_rate_cam(frame)
+        return gyro if gyro is not None else self._motion.rate_cam_rad_s
+
+    def _resolve_shutter(
+        self,
+        captured: FrameInput,
+        inp: FrameInput,
+        fit: PoseFit,
+        rate: np.ndarray,
+        anchors: Anchors,
+    ) -> tuple[PoseFit, FrameInput]:
+        """A rolling-shutter frame corrected by the rate its solved pose gives (over the
+        intervals ending at it, rather than at the previous frame) and tracked again from that
+        pose, when that changes the correction by more than ``shutter.resolve_px``; ``fit``
+        and ``inp`` as they are otherwise."""
+        cfg = self._config
+        camera = captured.frame.camera
+        limit_px = cfg.shutter.resolve_px
+        if limit_px is None or camera.readout_s <= 0.0 or gyro_rate_cam(captured.frame) is not None:
+            return fit, inp
+        solved = self._motion.rate_to(
+            captured.frame.stamp_ns, invert_pose(fit.estimate.cam_from_world)
+        )
+        if solved is None:
+            return fit, inp
+        # the largest change of a keypoint's correction: an edge row, at the image centre
+        change_px = 0.5 * camera.readout_s * camera.fx * float(np.linalg.norm(solved - rate))
+        if change_px <= limit_px:
+            return fit, inp
+        again = to_global_shutter(captured, solved)
+        seed = PoseFit(Correspondences.empty(), fit.estimate)
+        refit = search_local_map(self._map, again, seed, anchors, cfg, cfg.motion.search_radius_px)
+        if cfg.alignment.prewarp:
+            refit = align_warped(self._map, again, refit, anchors, cfg)
+        if refit.num_inliers < cfg.min_inliers:
+            return fit, inp
+        return refit, again
 
     def _track_motion(
         self, inp: FrameInput, prediction: np.ndarray, anchors: Anchors
