@@ -2,6 +2,8 @@
 
 The only module that prints, parses argv, sets up logging or exits the process.
 Each subcommand is a pair ``_add_<name>(subparsers)`` / ``_cmd_<name>(args) -> int``.
+What loads the pipeline or the network runtimes is imported where a subcommand uses it, so
+``slamfront --help`` stays quick; everything else is imported here at the top.
 """
 
 from __future__ import annotations
@@ -14,13 +16,34 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from slamfront.errors import SlamfrontError
+from slamfront.config import Config, load_config
+from slamfront.doctor import diagnose
+from slamfront.errors import ConfigError, SlamfrontError, SourceError
+from slamfront.eval.matching import (
+    MutualNearestNeighbour,
+    evaluate_consecutive_frames,
+    evaluate_hpatches,
+    evaluate_self_pairs,
+    read_hpatches,
+)
+from slamfront.eval.trajectory_metrics import evaluate_files, format_evaluation
+from slamfront.frontend import load_extractor, load_matcher
+from slamfront.io.trajectory import write_tum_trajectory
+from slamfront.sinks.rerun_session import (
+    RerunProcess,
+    RerunSession,
+    find_recording,
+    free_port,
+    parse_mode,
+    web_viewer_url,
+)
+from slamfront.sinks.rerun_sink import RerunSink, default_blueprint
+from slamfront.sources import open_source, resolve_spec, split_spec
+from slamfront.sources.realsense_record import record
 
 if TYPE_CHECKING:
-    from slamfront.config import Config
     from slamfront.pipeline import Progress, RunStats
     from slamfront.sinks import Sink
-    from slamfront.sinks.rerun_session import RerunSession
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -41,8 +64,6 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args: argparse.Namespace) -> Config:
-    from slamfront.config import load_config
-
     profile = getattr(args, "profile", None)
     if profile and args.config != "fast":
         raise SlamfrontError("give either --profile or --config, not both")
@@ -142,8 +163,8 @@ def _run_source(
     extra_sinks: Sequence[Sink] = (),
     args: argparse.Namespace | None = None,
 ) -> RunStats:
+    # the pipeline loads the tracker, back end and network runtimes: on a run, not for --help
     from slamfront.pipeline import run_to_directory
-    from slamfront.sources import open_source
 
     with open_source(spec, config) as source:
         try:
@@ -163,8 +184,6 @@ def _run_source(
         )
         truth = source.groundtruth()
         if truth is not None and len(truth):
-            from slamfront.io.trajectory import write_tum_trajectory
-
             write_tum_trajectory(out / "groundtruth.tum", truth)
     return stats
 
@@ -179,14 +198,26 @@ def _print_stats(stats: RunStats, out: Path) -> None:
         f"median ms: read {med.read_ms:.1f}  extract {med.extract_ms:.1f}  "
         f"match {med.match_ms:.1f}  pose {med.pose_ms:.1f}  sinks {med.sinks_ms:.1f}"
     )
+    for title, causes in (
+        ("lost", stats.frames_lost_by_cause),
+        ("initialising", stats.frames_initializing_by_cause),
+    ):
+        if causes:
+            listed = ", ".join(f"{name} {count}" for name, count in sorted(causes.items()))
+            print(f"frames {title} by cause: {listed}")
+    if stats.maps_made > 1:
+        print(
+            f"maps: {stats.maps_made} made, {stats.maps_merged} merged; the run ended in map "
+            f"{stats.final_map_id} (trajectory.tum); poses per map: "
+            + ", ".join(f"{m}: {n}" for m, n in stats.poses_per_map.items())
+        )
     for note in stats.notes:
         print(f"note: {note}")
-    print(f"outputs: {out}/trajectory.tum, config.yaml, stats.json")
+    written = sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.endswith(".tmp"))
+    print(f"outputs: {out}/ " + ", ".join(written))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from slamfront.sources import resolve_spec
-
     _source_and_overrides(args)
     config = _config_from_args(args)
     spec = resolve_spec(args.source, config)
@@ -199,8 +230,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
-    from slamfront.sources import resolve_spec, split_spec
-
     config = _config_from_args(args)
     spec = resolve_spec(None, config)
     if split_spec(spec)[0] != "realsense":
@@ -227,8 +256,6 @@ def _add_demo(sub: Any) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from slamfront.eval.trajectory_metrics import evaluate_files, format_evaluation
-
     config = _config_from_args(args)
     out = Path(args.out)
     spec = f"sim:{config.sim.trajectory}"
@@ -251,8 +278,6 @@ def _add_doctor(sub: Any) -> None:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from slamfront.doctor import diagnose
-
     for check in diagnose():
         mark = "ok " if check.usable else "-- "
         print(f"{mark} {check.name:<14} {check.detail}")
@@ -291,8 +316,6 @@ def _add_eval(sub: Any) -> None:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
-
-    from slamfront.eval.trajectory_metrics import evaluate_files, format_evaluation
 
     result = evaluate_files(
         args.estimate,
@@ -346,7 +369,7 @@ def _add_eval_batch(sub: Any) -> None:
 def _cmd_eval_batch(args: argparse.Namespace) -> int:
     import time
 
-    from slamfront.errors import ConfigError
+    # subcommand implementation: loads the pipeline, so only when the subcommand runs
     from slamfront.eval.batch import JobResult, format_markdown, load_batch_spec, run_batch
 
     if args.workers is not None and args.workers < 1:
@@ -413,9 +436,6 @@ def _cmd_record(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from slamfront.sources import split_spec
-    from slamfront.sources.realsense_record import record
-
     config = _config_from_args(args)
     serial = args.serial
     if serial is None and config.source.spec:
@@ -459,6 +479,7 @@ def _add_export(sub: Any) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    # subcommand implementation: loads the network runtimes, so only when the subcommand runs
     from slamfront.frontend.export import export_models
 
     config = _config_from_args(args)
@@ -468,10 +489,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     for model in exported:
         print(f"{model.name}: {model.path} (sha256 {model.sha256[:16]})")
     if args.tensorrt and exported:
+        # subcommand implementation (the TensorRT engine builders), loaded only when it runs
         from slamfront.frontend.runtime.extractor_tensorrt import build_extractor_engine
 
         print(f"tensorrt engine: {build_extractor_engine(config.extractor)}")
     if args.tensorrt and any(model.name.startswith("matcher/") for model in exported):
+        # subcommand implementation (the TensorRT engine builders), loaded only when it runs
         from slamfront.frontend.runtime.lightglue_tensorrt import build_matcher_engines
 
         engines = build_matcher_engines(config.matcher, config.extractor.model)
@@ -511,10 +534,6 @@ def _add_eval_matching(sub: Any) -> None:
 def _cmd_eval_matching(args: argparse.Namespace) -> int:
     import json
 
-    from slamfront.errors import SourceError
-    from slamfront.eval.matching import MutualNearestNeighbour, evaluate_hpatches
-    from slamfront.frontend import load_extractor, load_matcher
-
     scheme, _, path = args.dataset.partition(":")
     if scheme != "hpatches" or not path:
         raise SourceError(f"expected hpatches:PATH, got {args.dataset!r}")
@@ -539,14 +558,6 @@ def _cmd_eval_matching(args: argparse.Namespace) -> int:
 def _eval_early_exit(
     args: argparse.Namespace, config: Config, path: str, extractor: Any
 ) -> list[dict[str, Any]]:
-    from slamfront.errors import ConfigError
-    from slamfront.eval.matching import (
-        evaluate_consecutive_frames,
-        evaluate_self_pairs,
-        read_hpatches,
-    )
-    from slamfront.frontend import load_matcher
-
     if config.matcher.model != "lightglue":
         raise ConfigError(f"--early-exit needs matcher.model=lightglue, not {config.matcher.model}")
     level = args.early_exit
@@ -592,8 +603,8 @@ def _add_bench_extractor(targets: Any) -> None:
 def _cmd_bench_extractor(args: argparse.Namespace) -> int:
     import json
 
+    # subcommand implementation: loads the network runtimes, so only when the subcommand runs
     from slamfront.bench.extractor import bench_extractor
-    from slamfront.errors import ConfigError
 
     try:
         sizes = [tuple(int(v) for v in size.lower().split("x")) for size in args.sizes.split(",")]
@@ -643,8 +654,8 @@ def _add_bench_matcher(targets: Any) -> None:
 def _cmd_bench_matcher(args: argparse.Namespace) -> int:
     import json
 
+    # subcommand implementation: loads the network runtimes, so only when the subcommand runs
     from slamfront.bench.matcher import bench_matcher
-    from slamfront.errors import ConfigError
 
     try:
         keypoints = [int(v) for v in args.keypoints.split(",") if v]
@@ -711,6 +722,7 @@ def _add_bench_pipeline(targets: Any) -> None:
 def _cmd_bench_pipeline(args: argparse.Namespace) -> int:
     import json
 
+    # subcommand implementation: loads the pipeline, so only when the subcommand runs
     from slamfront.bench.pipeline import bench_pipeline, parse_input
 
     names = [n for n in args.inputs.split(",") if n.strip()]
@@ -753,6 +765,7 @@ def _add_bench_sinks(targets: Any) -> None:
 
 
 def _cmd_bench_sinks(args: argparse.Namespace) -> int:
+    # subcommand implementation: loads the pipeline, so only when the subcommand runs
     from slamfront.bench import sinks
 
     argv = [
@@ -792,8 +805,6 @@ def _with_rerun_mode(config: Config, mode: str | None) -> Config:
     if mode is None:
         return config
     from dataclasses import replace
-
-    from slamfront.errors import ConfigError
 
     try:
         return replace(config, rerun=replace(config.rerun, mode=mode))
@@ -838,9 +849,8 @@ class _RerunViewer:
         cfg = self._config.rerun
         if cfg.mode == "off":
             return self
+        # the pipeline loads the tracker, back end and network runtimes: on a run, not for --help
         from slamfront.pipeline import QueuedSink
-        from slamfront.sinks.rerun_session import RerunSession, parse_mode
-        from slamfront.sinks.rerun_sink import RerunSink, default_blueprint
 
         mode = parse_mode(cfg.mode, run_dir=self._out)
         self._signals.enter_context(_sigterm_interrupts())
@@ -905,13 +915,6 @@ def _add_view(sub: Any) -> None:
 
 def _cmd_view(args: argparse.Namespace) -> int:
     import os
-
-    from slamfront.sinks.rerun_session import (
-        RerunProcess,
-        find_recording,
-        free_port,
-        web_viewer_url,
-    )
 
     path = find_recording(args.target)
     headless = sys.platform.startswith("linux") and not (

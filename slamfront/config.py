@@ -108,13 +108,15 @@ class MatcherConfig:
 class KeyframeConfig:
     min_tracked_ratio: float = 0.6
     """New keyframe when fewer than this share of the reference's landmarks are tracked."""
-    max_translation_m: float = 0.25
+    max_translation_ratio: float = 0.1
+    """New keyframe when the camera moved farther from the reference than this share of the
+    reference keyframe's median landmark depth (scale-free: a room, a car, a monocular map)."""
     max_rotation_deg: float = 15.0
     min_frames_between: int = 1
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.min_tracked_ratio <= 1.0, "min_tracked_ratio", "must be in [0, 1]")
-        _check(self.max_translation_m > 0, "max_translation_m", "must be positive")
+        _check(self.max_translation_ratio > 0, "max_translation_ratio", "must be positive")
         _check(self.max_rotation_deg > 0, "max_rotation_deg", "must be positive")
         _check(self.min_frames_between >= 0, "min_frames_between", "must be >= 0")
 
@@ -125,8 +127,9 @@ class DepthConfig:
 
     min_m: float = 0.1
     """Nearer measurements are ignored (metres)."""
-    max_m: float = 20.0
-    """Farther measurements are ignored (metres)."""
+    max_m: float | None = None
+    """Farther measurements are ignored (metres). None: the sensor's own range (for stereo,
+    where the disparity falls to ``stereo.min_disparity_px``)."""
     edge_ratio: float = 0.05
     """Keypoints whose 3x3 depth neighbourhood varies more than this share are skipped."""
     rgbd_sigma_m: float = 0.002
@@ -135,7 +138,8 @@ class DepthConfig:
     """RGB-D depth sigma = max(rgbd_sigma_m, rgbd_sigma_quadratic * z^2) (per metre)."""
 
     def __post_init__(self) -> None:
-        _check(0 < self.min_m < self.max_m, "min_m", "must be in (0, max_m)")
+        _check(self.min_m > 0, "min_m", "must be positive")
+        _check(self.max_m is None or self.max_m > self.min_m, "max_m", "must exceed min_m")
         _check(self.edge_ratio > 0, "edge_ratio", "must be positive")
         _check(self.rgbd_sigma_m > 0, "rgbd_sigma_m", "must be positive")
         _check(self.rgbd_sigma_quadratic >= 0, "rgbd_sigma_quadratic", "must be >= 0")
@@ -147,10 +151,13 @@ class StereoConfig:
     """Left and right keypoints of a pair lie at most this far apart vertically."""
     disparity_sigma_px: float = 0.5
     """Disparity noise: stereo depth sigma = sigma_px * z^2 / (fx * baseline)."""
+    min_disparity_px: float = 1.0
+    """Smallest disparity measured (the far end of the stereo range without depth.max_m)."""
 
     def __post_init__(self) -> None:
         _check(self.max_row_diff_px > 0, "max_row_diff_px", "must be positive")
         _check(self.disparity_sigma_px > 0, "disparity_sigma_px", "must be positive")
+        _check(self.min_disparity_px > 0, "min_disparity_px", "must be positive")
 
 
 @dataclass(frozen=True)
@@ -180,15 +187,18 @@ class MotionConfig:
     min_share: float = 0.6
     """Without the matcher: the search must find this share of the landmarks the previous
     frame tracked (and at least 2 x min_inliers), else the matcher runs. In [0, 1]."""
-    max_speed_m_s: float = 5.0
-    """Apparent motion faster than this away from the prediction is a tracking failure."""
-    max_angular_speed_deg_s: float = 360.0
+    max_jump_share: float = 0.2
+    """A pose whose landmarks land farther from where the prediction put them than this share
+    of the image diagonal (median over its inliers) is a tracking failure. Applied only while
+    the model has a velocity, within ``max_gap_s`` of the last pose. In (0, 1]."""
+    max_gap_s: float = 0.25
+    """Beyond this time since the last pose the prediction is not trusted (seconds)."""
 
     def __post_init__(self) -> None:
         _check(self.search_radius_px > 0, "search_radius_px", "must be positive")
         _check(0 <= self.min_share <= 1, "min_share", "must be in [0, 1]")
-        _check(self.max_speed_m_s > 0, "max_speed_m_s", "must be positive")
-        _check(self.max_angular_speed_deg_s > 0, "max_angular_speed_deg_s", "must be positive")
+        _check(0 < self.max_jump_share <= 1, "max_jump_share", "must be in (0, 1]")
+        _check(self.max_gap_s > 0, "max_gap_s", "must be positive")
 
 
 @dataclass(frozen=True)
@@ -229,7 +239,9 @@ class AlignmentConfig:
     keyframe window warped into the current view by that pose, then refine the pose on those
     positions (a translation-only window is biased where the view scaled or turned it)."""
     keep_unaligned: bool = False
-    """Keep correspondences whose alignment failed (at the detector's precision)."""
+    """Where alignment is a pair's only check (stereo pairs, monocular initialisation and
+    triangulation), keep pairs whose alignment failed, at the detector's precision. Tracking
+    always keeps them, weighted by the noise they show."""
 
     def __post_init__(self) -> None:
         _check(self.window_px >= 3 and self.window_px % 2 == 1, "window_px", "must be odd, >= 3")
@@ -279,10 +291,18 @@ class WindowConfig:
 @dataclass(frozen=True)
 class RelocalizationConfig:
     keyframes: int = 4
-    """Recent keyframes tried, newest first, to relocalise when lost."""
+    """Window keyframes tried first, newest first, to relocalise when lost."""
+    candidates: int = 3
+    """Then this many keyframes of any map, those that look most like the frame (place
+    recognition over every keyframe of the run), each in a window rebuilt around it."""
+    new_map_after_s: float = 1.0
+    """Lost for longer than this (seconds of the sensor's clock), tracking starts a new map
+    and keeps going there; maps merge when a loop closure later connects them."""
 
     def __post_init__(self) -> None:
         _check(self.keyframes >= 1, "keyframes", "must be >= 1")
+        _check(self.candidates >= 0, "candidates", "must be >= 0")
+        _check(self.new_map_after_s >= 0, "new_map_after_s", "must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -340,8 +360,6 @@ MOVED_KEYS = {
     "tracker.search_ratio": "tracker.search.ratio",
     "tracker.motion_search_radius_px": "tracker.motion.search_radius_px",
     "tracker.motion_min_share": "tracker.motion.min_share",
-    "tracker.max_speed_m_s": "tracker.motion.max_speed_m_s",
-    "tracker.max_angular_speed_deg_s": "tracker.motion.max_angular_speed_deg_s",
     "tracker.lk_refine": "tracker.alignment.enabled",
     "tracker.lk_window_px": "tracker.alignment.window_px",
     "tracker.lk_levels": "tracker.alignment.levels",
@@ -358,6 +376,23 @@ MOVED_KEYS = {
     "tracker.relocalization_keyframes": "tracker.relocalization.keyframes",
 }
 """Keys of earlier versions and where they went: loading one is an error naming the new key."""
+
+REMOVED_KEYS = {
+    "tracker.max_speed_m_s": "the motion gate is in the image now: tracker.motion.max_jump_share",
+    "tracker.max_angular_speed_deg_s": (
+        "the motion gate is in the image now: tracker.motion.max_jump_share"
+    ),
+    "tracker.motion.max_speed_m_s": (
+        "the motion gate is in the image now: tracker.motion.max_jump_share"
+    ),
+    "tracker.motion.max_angular_speed_deg_s": (
+        "the motion gate is in the image now: tracker.motion.max_jump_share"
+    ),
+    "tracker.keyframes.max_translation_m": (
+        "keyframes follow the scene's depth now: tracker.keyframes.max_translation_ratio"
+    ),
+}
+"""Keys of earlier versions that no longer exist, and what replaced them."""
 
 
 @dataclass(frozen=True)
@@ -859,6 +894,10 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, sources: Mapping[str
     for key, value in data.items():
         full = f"{prefix}{key}"
         if key not in names:
+            if full in REMOVED_KEYS:
+                raise ConfigError(
+                    f"{_origin(sources, full)}: {full!r} was removed: {REMOVED_KEYS[full]}"
+                )
             if full in MOVED_KEYS:
                 raise ConfigError(
                     f"{_origin(sources, full)}: {full!r} has moved: use {MOVED_KEYS[full]!r}"

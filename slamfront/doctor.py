@@ -6,6 +6,8 @@ import importlib
 import shutil
 from dataclasses import dataclass
 
+from slamfront.frontend.runtime.availability import runtime_report
+
 
 @dataclass(frozen=True)
 class Check:
@@ -69,13 +71,10 @@ def diagnose() -> list[Check]:
     checks.append(Check("pyrealsense2", rs is not None, detail))
     ray, detail = _version_of("ray")
     checks.append(Check("ray", ray is not None, detail))
-    if trt_ok:
-        pick = "tensorrt (TensorRT and a CUDA device are present)"
-    elif ort is not None:
-        pick = "onnxruntime on CPU (no usable TensorRT: " + (
-            "no CUDA device)" if trt is not None else "tensorrt not installed)"
+    report = runtime_report()  # the choice the extractor and matcher builders make
+    checks.append(
+        Check(
+            "runtime=auto", report.auto_choice != "none", f"{report.auto_choice} ({report.reason})"
         )
-    else:
-        pick = "torch (neither TensorRT nor ONNX Runtime is usable)"
-    checks.append(Check("runtime=auto", True, pick))
+    )
     return checks

@@ -145,13 +145,73 @@ def pose_from_tum_row(txyz: np.ndarray, quat_xyzw: np.ndarray) -> np.ndarray:
     return make_pose(quat_xyzw_to_rotation(quat_xyzw), txyz)
 
 
-def project(camera_k: np.ndarray, points_cam: np.ndarray) -> np.ndarray:
-    """(N, 2) pixels of (N, 3) camera-frame points through an undistorted pinhole K."""
-    z = points_cam[:, 2:3]
-    uv = points_cam[:, :2] / z
-    return uv * np.array([camera_k[0, 0], camera_k[1, 1]]) + np.array(
-        [camera_k[0, 2], camera_k[1, 2]]
-    )
+def project(
+    camera_k: np.ndarray, points_cam: np.ndarray, min_depth_m: float | None = None
+) -> np.ndarray:
+    """(N, 2) pixels of (N, 3) camera-frame points through an undistorted pinhole K (3, 3),
+    or each through its own, K (N, 3, 3).
+
+    With ``min_depth_m``, points not beyond that depth are projected as if at depth 1: finite
+    stand-ins for the caller to mask with ``points_cam[:, 2] > min_depth_m``.
+    """
+    z = _depth(points_cam, min_depth_m)
+    pixels = np.empty((points_cam.shape[0], 2))
+    pixels[:, 0] = points_cam[:, 0] / z * camera_k[..., 0, 0] + camera_k[..., 0, 2]
+    pixels[:, 1] = points_cam[:, 1] / z * camera_k[..., 1, 1] + camera_k[..., 1, 2]
+    return pixels
+
+
+def projection_jacobian(
+    camera_k: np.ndarray, points_cam: np.ndarray, min_depth_m: float | None = None
+) -> np.ndarray:
+    """(N, 2, 3) derivative of :func:`project`'s pixels wrt the camera-frame point (the same
+    stand-in depth for points not beyond ``min_depth_m``)."""
+    fx, fy = camera_k[0, 0], camera_k[1, 1]
+    inv_z = 1.0 / _depth(points_cam, min_depth_m)
+    x, y = points_cam[:, 0] * inv_z, points_cam[:, 1] * inv_z
+    jac = np.zeros((points_cam.shape[0], 2, 3))
+    jac[:, 0, 0] = fx * inv_z
+    jac[:, 0, 2] = -fx * x * inv_z
+    jac[:, 1, 1] = fy * inv_z
+    jac[:, 1, 2] = -fy * y * inv_z
+    return jac
+
+
+def pose_jacobian(d_point_cam: np.ndarray, points_cam: np.ndarray) -> np.ndarray:
+    """(N, R, 6) derivative of R values per camera-frame point wrt a left perturbation of
+    cam_from_world (``make_pose(so3_exp(rotation), translation) @ cam_from_world``; tangent
+    order translation, rotation), from their derivative wrt the point, ``d_point_cam``
+    (N, R, 3). The point moves by ``translation - [p]x rotation``, so each row's rotation
+    block is ``p x row``."""
+    x, y, z = points_cam[:, 0], points_cam[:, 1], points_cam[:, 2]
+    jac = np.empty((*d_point_cam.shape[:2], 6))
+    jac[:, :, :3] = d_point_cam
+    for row in range(d_point_cam.shape[1]):
+        dx, dy, dz = d_point_cam[:, row, 0], d_point_cam[:, row, 1], d_point_cam[:, row, 2]
+        jac[:, row, 3] = y * dz - z * dy
+        jac[:, row, 4] = z * dx - x * dz
+        jac[:, row, 5] = x * dy - y * dx
+    return jac
+
+
+def reprojection_error_sq(
+    camera_k: np.ndarray,
+    cam_from_world: np.ndarray,
+    points_world: np.ndarray,
+    pixels: np.ndarray,
+    min_depth_m: float = 1e-6,
+) -> np.ndarray:
+    """(N,) squared pixel distance between the projections of (N, 3) world points and
+    ``pixels`` (N, 2); infinite for points not beyond ``min_depth_m`` in front of the camera."""
+    points_cam = transform_points(cam_from_world, points_world)
+    diff = project(camera_k, points_cam, min_depth_m) - pixels
+    return np.where(points_cam[:, 2] > min_depth_m, diff[:, 0] ** 2 + diff[:, 1] ** 2, np.inf)
+
+
+def _depth(points_cam: np.ndarray, min_depth_m: float | None) -> np.ndarray:
+    """The points' depths, 1 where not beyond ``min_depth_m`` (when given)."""
+    z = points_cam[:, 2]
+    return z if min_depth_m is None else np.where(z > min_depth_m, z, 1.0)
 
 
 def unproject(camera_k: np.ndarray, pixels: np.ndarray, depth_m: np.ndarray) -> np.ndarray:
@@ -180,13 +240,7 @@ def view_warp(
     d_point_a = np.zeros((points_a.shape[0], 3, 2))
     d_point_a[:, 0, 0] = points_a[:, 2] / fx
     d_point_a[:, 1, 1] = points_a[:, 2] / fy
-    x, y, z = points_b[:, 0], points_b[:, 1], points_b[:, 2]
-    d_pixel_b = np.zeros((points_b.shape[0], 2, 3))
-    d_pixel_b[:, 0, 0] = fx / z
-    d_pixel_b[:, 0, 2] = -fx * x / z**2
-    d_pixel_b[:, 1, 1] = fy / z
-    d_pixel_b[:, 1, 2] = -fy * y / z**2
-    warp: np.ndarray = d_pixel_b @ b_from_a @ d_point_a
+    warp: np.ndarray = projection_jacobian(camera_k, points_b) @ b_from_a @ d_point_a
     return warp
 
 

@@ -14,26 +14,33 @@ import os
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from slamfront.backend.back_end import BackEnd
 from slamfront.backend.frame_refit import TrackedFrame, TrackedFrames
+from slamfront.backend.map_session import MapLocalizer, map_records
+from slamfront.backend.map_store import SavedMap, save_map
+from slamfront.backend.map_store import load_map as read_map
+from slamfront.backend.vocabulary import Vocabulary, load_vocabulary
 from slamfront.config import Config, dump_config
+from slamfront.errors import ConfigError, MapFileError
 from slamfront.frontend.base import Extractor, Matcher
+from slamfront.frontend.extractors import build_extractor
+from slamfront.frontend.matchers import build_matcher
+from slamfront.frontend.tracker import Tracker
 from slamfront.sinks import Sink
-
-if TYPE_CHECKING:
-    from slamfront.backend.back_end import BackEnd
-    from slamfront.backend.map_store import SavedMap
+from slamfront.sinks.trajectory import TrajectorySink
 from slamfront.types import (
     CameraModel,
     Features,
     Frame,
     Keyframe,
+    MapPlacement,
     OptimizedPoses,
     StageTimings,
     TrackingState,
@@ -60,10 +67,23 @@ class RunStats:
     viewer_frames_dropped: int = 0
     loops_closed: int = 0
     notes: tuple[str, ...] = ()
+    frames_lost_by_cause: dict[str, int] = field(default_factory=dict)
+    """Frames without a pose after tracking had started, by ``FrameIssue`` value."""
+    frames_initializing_by_cause: dict[str, int] = field(default_factory=dict)
+    """Frames without a pose before a map was started, by ``FrameIssue`` value."""
+    maps_made: int = 1
+    """Maps started (a run starts another when it stays lost)."""
+    maps_merged: int = 0
+    """Maps joined into an older one (a loop closure connected them)."""
+    poses_per_map: dict[int, int] = field(default_factory=dict)
+    """Frames with a pose in each final map (after merges), by map id."""
+    final_map_id: int = 0
+    """The map the run ended in: ``trajectory.tum`` holds its poses."""
 
     def to_json(self) -> dict[str, object]:
         out = asdict(self)
         out["notes"] = list(self.notes)
+        out["poses_per_map"] = {str(k): v for k, v in self.poses_per_map.items()}
         return out
 
 
@@ -96,6 +116,10 @@ class _Counters:
     initializing: int = 0
     keyframes: int = 0
     timings: list[tuple[float, ...]] = field(default_factory=list)
+    lost_by_cause: Counter[str] = field(default_factory=Counter)
+    initializing_by_cause: Counter[str] = field(default_factory=Counter)
+    poses_per_map: Counter[int] = field(default_factory=Counter)
+    last_map_id: int = 0
 
 
 class Pipeline:
@@ -111,10 +135,6 @@ class Pipeline:
     ) -> None:
         """``prior_map``: a saved map to start in. The tracker first localises in it, so
         the run is expressed in that map's frame; its keyframes join the back end."""
-        from slamfront.frontend.extractors import build_extractor
-        from slamfront.frontend.matchers import build_matcher
-        from slamfront.frontend.tracker import Tracker
-
         self.config = config
         self._extractor = extractor if extractor is not None else build_extractor(config.extractor)
         self._matcher = (
@@ -124,12 +144,19 @@ class Pipeline:
         )
         self._prior_map = prior_map
         localize = None
-        first_keyframe_id = 0
+        first_keyframe_id = first_map_id = 0
         if prior_map is not None:
             localize = self._map_localizer(prior_map)
             first_keyframe_id = 1 + max((kf.keyframe_id for kf in prior_map.keyframes), default=-1)
+            first_map_id = 1 + max((kf.map_id for kf in prior_map.keyframes), default=-1)
         self._tracker = Tracker(
-            config.tracker, self._extractor, self._matcher, localize, first_keyframe_id
+            config.tracker,
+            self._extractor,
+            self._matcher,
+            localize,
+            first_keyframe_id,
+            _place_vocabulary(config),
+            first_map_id,
         )
         self._final_poses: OptimizedPoses | None = None
         self._back_end: _BackEndThread | None = None
@@ -246,6 +273,11 @@ class Pipeline:
         else:
             med = p90 = StageTimings()
         notes = ("monocular: trajectory scale is arbitrary",) if self._mono else ()
+        final = self._final_poses
+        per_map: Counter[int] = Counter()
+        for map_id, count in c.poses_per_map.items():
+            per_map[final.merged_map_of(map_id) if final is not None else map_id] += count
+        final_map = final.merged_map_of(c.last_map_id) if final is not None else c.last_map_id
         return RunStats(
             frames_read=c.read,
             frames_skipped=frames_skipped,
@@ -260,6 +292,12 @@ class Pipeline:
             loops_closed=self._back_end.num_loops if self._back_end is not None else 0,
             viewer_frames_dropped=sum(s.dropped for s in self._sinks if isinstance(s, QueuedSink)),
             notes=notes,
+            frames_lost_by_cause=dict(c.lost_by_cause),
+            frames_initializing_by_cause=dict(c.initializing_by_cause),
+            maps_made=self._tracker.maps_made,
+            maps_merged=self._back_end.maps_merged if self._back_end is not None else 0,
+            poses_per_map=dict(sorted(per_map.items())),
+            final_map_id=final_map,
         )
 
     def close(self) -> None:
@@ -296,10 +334,6 @@ class Pipeline:
         """Write the run's map (after :meth:`close`): keyframes on their optimised poses,
         landmarks and pose-graph edges, on top of the map the run started from; atomically.
         Returns the number of keyframes saved."""
-        from slamfront.backend.map_session import map_records
-        from slamfront.backend.map_store import save_map
-        from slamfront.errors import MapFileError
-
         if not self._closed:
             raise MapFileError(f"{path}: close the pipeline before saving its map")
         if self._back_end is None:
@@ -319,11 +353,7 @@ class Pipeline:
 
     def _map_localizer(
         self, prior_map: SavedMap
-    ) -> Callable[[Features, CameraModel], np.ndarray | None]:
-        from slamfront.backend.map_session import MapLocalizer
-        from slamfront.backend.vocabulary import load_vocabulary
-        from slamfront.errors import MapFileError
-
+    ) -> Callable[[Features, CameraModel], MapPlacement | None]:
         model = self.config.extractor.model
         if prior_map.descriptor_kind and prior_map.descriptor_kind != model:
             raise MapFileError(
@@ -342,8 +372,6 @@ class Pipeline:
         if not self.config.backend.enabled or self._mono:
             return None
         if keyframes and self._back_end is None:
-            from slamfront.backend.back_end import BackEnd
-
             prior = self._prior_map.keyframes if self._prior_map is not None else ()
             self._back_end = _BackEndThread(
                 BackEnd(self.config.backend, self._matcher, self.config.extractor.model, prior)
@@ -354,22 +382,23 @@ class Pipeline:
             self._back_end.submit(keyframe)
         poses = self._back_end.poll()
         if poses is not None:
-            window = [kf.keyframe_id for kf in self._tracker.keyframes()]
-            anchor = _newest_shared(poses, window)
-            if anchor is not None:
-                row = poses.keyframe_ids.index(anchor)
-                self._tracker.reanchor(anchor, poses.world_from_cam[row])
+            self._tracker.apply_optimized(poses)
         return poses
 
     def _after_tracking(self, frame: Frame, result: TrackResult) -> TrackResult:
         c = self._counters
         c.read += 1
+        cause = result.issue.value if result.issue is not None else "unknown"
         if result.state == TrackingState.OK:
             c.tracked += 1
+            c.poses_per_map[result.map_id] += 1
+            c.last_map_id = result.map_id
         elif result.state == TrackingState.LOST:
             c.lost += 1
+            c.lost_by_cause[cause] += 1
         else:
             c.initializing += 1
+            c.initializing_by_cause[cause] += 1
         if frame.depth_m is None and frame.image_right is None:
             self._mono = True
         new_keyframes = []
@@ -400,10 +429,13 @@ class Pipeline:
         return result
 
 
-def _newest_shared(poses: OptimizedPoses, window_ids: list[int]) -> int | None:
-    ids = set(poses.keyframe_ids)
-    shared = [k for k in window_ids if k in ids]
-    return shared[-1] if shared else None
+def _place_vocabulary(config: Config) -> Vocabulary | None:
+    """The vocabulary relocalisation recognises places with (None: none packaged for this
+    extractor and none configured; relocalisation then tries keyframes newest first)."""
+    try:
+        return load_vocabulary(config.backend.loop_closure.vocabulary or config.extractor.model)
+    except ConfigError:
+        return None
 
 
 class _BackEndThread:
@@ -425,6 +457,10 @@ class _BackEndThread:
     @property
     def num_loops(self) -> int:
         return self.back_end.num_loops
+
+    @property
+    def maps_merged(self) -> int:
+        return self.back_end.maps_merged
 
     def submit(self, keyframe: Keyframe) -> None:
         self._inbox.put(keyframe)
@@ -559,8 +595,6 @@ def run_to_directory(
     tracked frame, so a crash keeps every pose so far; with the back end it is rewritten at
     the end with the optimised poses and ``trajectory_raw.tum`` keeps the tracker's) and
     ``stats.json`` (at the end, also when the run fails part-way)."""
-    from slamfront.sinks.trajectory import TrajectorySink
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dump_config(config, out / "config.yaml")
@@ -570,8 +604,6 @@ def run_to_directory(
     )
     prior_map = None
     if load_map is not None:
-        from slamfront.backend.map_store import load_map as read_map
-
         prior_map = read_map(load_map)
     pipeline = Pipeline(config, sinks=[trajectory, *extra_sinks], prior_map=prior_map)
     last_report = time.perf_counter()

@@ -187,6 +187,30 @@ class TrackingState(enum.Enum):
     LOST = "lost"
 
 
+class FrameIssue(enum.Enum):
+    """Why a frame got no pose (the value is the short name written to ``stats.json``)."""
+
+    FEW_FEATURES = "few_features"
+    """Too few keypoints: a blank, dark, overexposed or textureless image."""
+    NO_DEPTH = "no_depth"
+    """Too little valid depth to start a map (RGB-D holes, no stereo pairs)."""
+    MONO_PARALLAX = "mono_parallax"
+    """Monocular start: waiting for enough parallax or matches between two views."""
+    SHUTTER_RATE = "shutter_rate"
+    """Rolling shutter without a gyro: the first frame waits for the next, whose motion since
+    it tells how fast the camera turns."""
+    NOT_IN_MAP = "not_in_map"
+    """Not yet placed in the loaded map."""
+    FEW_MATCHES = "few_matches"
+    """Too few correspondences with the map."""
+    FEW_INLIERS = "few_inliers"
+    """Correspondences found, but too few agree on one pose."""
+    MOTION_GATE = "motion_gate"
+    """The pose strayed too far from the motion model's prediction."""
+    NOT_RELOCALIZED = "not_relocalized"
+    """Lost, and no keyframe of any map recognised the view."""
+
+
 @dataclass(frozen=True)
 class StageTimings:
     """Wall time of each stage for one frame, milliseconds."""
@@ -245,6 +269,11 @@ class TrackResult:
     ``features``)."""
     landmark_depths_m: np.ndarray | None = None
     """(M,) float32 the depth image's depth at those pixels (0: none; None without one)."""
+    issue: FrameIssue | None = None
+    """Why the frame has no pose (None when it has one)."""
+    map_id: int = 0
+    """The map the pose is in: a run starts a new map when it stays lost, and maps merge when
+    they meet (their poses then share the older map's frame)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -279,6 +308,18 @@ class Keyframe:
     depth_m: np.ndarray | None = None
     """(N,) float32 depth of each keypoint as measured (depth image or stereo pair), 0 where
     none; None where not kept (a loaded map)."""
+    depth_sigma_m: np.ndarray | None = None
+    """(N,) float32 standard deviation of ``depth_m`` (0 where none)."""
+    map_id: int = 0
+    """The map the keyframe was made in."""
+
+
+@dataclass(frozen=True, eq=False)
+class MapPlacement:
+    """Where a camera is in a saved map: its 4x4 pose in the frame of the map ``map_id``."""
+
+    world_from_cam: np.ndarray
+    map_id: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -320,6 +361,20 @@ class OptimizedPoses:
     range_baseline_m: float | None = None
     """How the final adjustment weighed a measured depth (the baseline of a virtual stereo
     camera whose disparity has the pixels' noise), for refits on those landmarks."""
+    map_ids: tuple[int, ...] = ()
+    """The map of each keyframe after merges (empty: all in map 0)."""
+    map_merges: tuple[tuple[int, int], ...] = ()
+    """Maps joined so far, in order, as (absorbed map, map it joined)."""
+    frame_map_ids: np.ndarray | None = None
+    """(F,) int64 the map of each pose of ``frame_trajectory`` after merges."""
+
+    def merged_map_of(self, map_id: int) -> int:
+        """The map ``map_id`` ended up in after the merges."""
+        for absorbed, into in self.map_merges:
+            if map_id == absorbed:
+                map_id = into
+        return map_id
+
     frame_trajectory: Trajectory | None = None
     """The final pose of every tracked frame, in tracking order: placed on its reference
     keyframe's pose above, then refitted on the adjusted landmarks (the back end's final poses

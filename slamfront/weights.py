@@ -93,10 +93,18 @@ URL_TIMEOUT_S = 10.0
 PIP_TIMEOUT_S = 300.0
 
 
+def user_cache(kind: str, configured: str | os.PathLike[str] | None = None) -> Path:
+    """``configured`` (``~`` expanded) when set, else ``$XDG_CACHE_HOME/slamfront/<kind>``
+    (``~/.cache`` when the variable is unset): the user cache of weights, exports, engines."""
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "slamfront" / kind
+
+
 def cache_dir() -> Path:
     """``$XDG_CACHE_HOME/slamfront/weights``, or ``~/.cache/slamfront/weights``."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "slamfront" / "weights"
+    return user_cache("weights")
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:
@@ -269,4 +277,12 @@ def _store(data: bytes, target: Path, spec: WeightSpec, progress: Progress | Non
     return target
 
 
-__all__ = ["PUBLISHED", "WeightSpec", "cache_dir", "resolve_weights", "sha256_of", "verify"]
+__all__ = [
+    "PUBLISHED",
+    "WeightSpec",
+    "cache_dir",
+    "resolve_weights",
+    "sha256_of",
+    "user_cache",
+    "verify",
+]

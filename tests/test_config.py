@@ -104,13 +104,14 @@ def test_moved_tracker_keys_name_their_new_place(tmp_path: Path) -> None:
 
 
 def test_nested_tracker_sections_check_their_ranges() -> None:
-    with pytest.raises(ConfigError, match=r"tracker\.depth\.min_m: must be in \(0, max_m\)"):
+    with pytest.raises(ConfigError, match=r"tracker\.depth\.max_m: must exceed min_m"):
         load_config("fast", ["tracker.depth.min_m=7", "tracker.depth.max_m=6"])
     with pytest.raises(ConfigError, match=r"tracker\.alignment\.window_px: must be odd"):
         load_config("fast", ["tracker.alignment.window_px=8"])
-    assert (
-        load_config("fast", ["tracker.motion.max_speed_m_s=30"]).tracker.motion.max_speed_m_s == 30
-    )
+    config = load_config("fast", ["tracker.motion.max_jump_share=0.3"])
+    assert config.tracker.motion.max_jump_share == 0.3
+    with pytest.raises(ConfigError, match=r"'tracker.max_speed_m_s' was removed: .*max_jump_share"):
+        load_config("fast", ["tracker.max_speed_m_s=30"])
 
 
 def test_extends_chain_and_file_preset_name(tmp_path: Path) -> None:

@@ -296,6 +296,32 @@ def test_blank_frames_lose_then_relocalise(tmp_path: Path, shared_weights: Path)
     assert result.ate_m() <= 0.01 * result.path_m
 
 
+def test_a_new_map_after_a_long_loss_merges_at_the_revisit(
+    tmp_path: Path, shared_weights: Path
+) -> None:
+    """1.5 s of black frames with relocalisation among old keyframes off: tracking starts a
+    second map in its own frame, and when the loop comes back to the start the back end joins
+    it to the first through a verified loop. trajectory.tum then holds every tracked frame in
+    one frame (the first map's), as accurate as an uninterrupted run."""
+    result = run(
+        tmp_path,
+        "sim:loop",
+        "fast",
+        "sim.blank_start=150",
+        "sim.blank_count=45",
+        "tracker.relocalization.candidates=0",
+    )
+    stats = result.stats_json()
+    assert stats["maps_made"] == 2 and stats["maps_merged"] == 1
+    assert stats["final_map_id"] == 0
+    assert stats["poses_per_map"] == {"0": result.stats.frames_tracked}
+    assert stats["frames_lost_by_cause"] == {"few_features": 31}  # the first 1 s of black
+    assert stats["frames_initializing_by_cause"] == {"few_features": 14}
+    assert not (tmp_path / "trajectory_map1.tum").exists()
+    assert_loops_are_true(result)
+    assert result.ate_m() <= 0.001, result.ate_m()
+
+
 @pytest.fixture(scope="module")
 def mono(tmp_path_factory: pytest.TempPathFactory, shared_weights: Path) -> Run:
     del shared_weights

@@ -49,6 +49,52 @@ def test_project_unproject_triangulate() -> None:
     np.testing.assert_allclose(tri, points_world, atol=1e-6)
 
 
+def test_projection_and_pose_jacobians_match_central_differences() -> None:
+    rng = np.random.default_rng(3)
+    k = CameraModel(640, 480, 500.0, 505.0, 320.0, 240.0).K
+    cam_from_world = random_pose(rng)
+    points_cam = rng.uniform([-2, -2, 2], [2, 2, 6], size=(30, 3))
+    points_world = g.transform_points(g.invert_pose(cam_from_world), points_cam)
+    d_point = g.projection_jacobian(k, points_cam)
+    d_pose = g.pose_jacobian(d_point, points_cam)
+    step = 1e-6
+    for axis in range(3):
+        offset = np.zeros(3)
+        offset[axis] = step
+        change = g.project(k, points_cam + offset) - g.project(k, points_cam - offset)
+        np.testing.assert_allclose(change / (2 * step), d_point[:, :, axis], atol=1e-5)
+    for axis in range(6):
+        delta = np.zeros(6)
+        delta[axis] = step
+        moved = [
+            g.project(
+                k,
+                g.transform_points(
+                    g.make_pose(g.so3_exp(sign * delta[3:]), sign * delta[:3]) @ cam_from_world,
+                    points_world,
+                ),
+            )
+            for sign in (1.0, -1.0)
+        ]
+        np.testing.assert_allclose(
+            (moved[0] - moved[1]) / (2 * step), d_pose[:, :, axis], atol=1e-4
+        )
+
+
+def test_points_not_in_front_get_finite_stand_ins_and_infinite_errors() -> None:
+    k = CameraModel(640, 480, 500.0, 505.0, 320.0, 240.0).K
+    points = np.array([[0.2, -0.1, 2.0], [0.2, -0.1, 0.0], [0.2, -0.1, -3.0]])
+    pixels = g.project(k, points, min_depth_m=1e-6)
+    assert np.isfinite(pixels).all()
+    np.testing.assert_allclose(pixels[0], g.project(k, points[:1])[0])
+    at_depth_one = np.array([[0.2, -0.1, 1.0]])
+    np.testing.assert_allclose(pixels[1], g.project(k, at_depth_one)[0])
+    assert np.isfinite(g.projection_jacobian(k, points, min_depth_m=1e-6)).all()
+    errors = g.reprojection_error_sq(k, np.eye(4), points, pixels + np.array([3.0, 4.0]))
+    assert errors[0] == pytest.approx(25.0)
+    assert np.isinf(errors[1:]).all()
+
+
 def test_view_warp_is_the_derivative_of_the_transfer_through_a_fronto_parallel_plane() -> None:
     """Pixel offsets in camera a, moved along the plane z_a = const through the point and
     projected into camera b, match the warp to first order (central differences)."""

@@ -14,12 +14,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from slamfront.backend.frame_refit import TrackedFrame, refit_frames
+from slamfront.backend.loop_closure import LoopDetector
+from slamfront.backend.pose_graph import (
+    GraphEdge,
+    KeyframeObservations,
+    PoseGraph,
+    adjust_keyframes,
+    pose_information,
+)
+from slamfront.backend.vocabulary import load_vocabulary
 from slamfront.errors import InputError
 from slamfront.geometry import invert_pose, transform_points
 from slamfront.types import Keyframe, LoopCandidate, OptimizedPoses
 
 if TYPE_CHECKING:
-    from slamfront.backend.pose_graph import GraphEdge, KeyframeObservations
     from slamfront.config import BackendConfig
     from slamfront.frontend.base import Matcher
 
@@ -38,10 +46,6 @@ class BackEnd:
     ) -> None:
         """``prior_keyframes`` (a saved map) are held fixed at their poses and are loop
         candidates from the start."""
-        from slamfront.backend.loop_closure import LoopDetector
-        from slamfront.backend.pose_graph import PoseGraph
-        from slamfront.backend.vocabulary import load_vocabulary
-
         self._config = config
         self._graph = PoseGraph(config)
         self._detector: LoopDetector | None = None
@@ -58,21 +62,26 @@ class BackEnd:
             )
         self._camera_k: np.ndarray | None = None  # pinhole camera of the tracked keypoints
         self._loops: list[tuple[int, int]] = []
+        self._maps_merged = 0
         self._loop_candidates: list[LoopCandidate] = []
         self.keyframes: dict[int, Keyframe] = {}
         self._prior_ids = {keyframe.keyframe_id for keyframe in prior_keyframes}
         for keyframe in prior_keyframes:
-            self._graph.add_keyframe(keyframe.keyframe_id, keyframe.world_from_cam)
+            self._graph.add_keyframe(
+                keyframe.keyframe_id, keyframe.world_from_cam, map_id=keyframe.map_id
+            )
             self.keyframes[keyframe.keyframe_id] = keyframe
 
     @property
     def num_loops(self) -> int:
         return len(self._loops)
 
+    @property
+    def maps_merged(self) -> int:
+        return self._maps_merged
+
     def step(self, keyframe: Keyframe) -> OptimizedPoses | None:
         """Add a keyframe; returns the corrected poses when a loop was closed."""
-        from slamfront.backend.pose_graph import pose_information
-
         if self._camera_k is None:
             self._camera_k = keyframe.camera.K
         known = keyframe.reference_keyframe_id in self.keyframes
@@ -88,9 +97,12 @@ class BackEnd:
             information = None  # too few points: a weak link, see below
         if self.keyframes and (not known or information is None):
             # a chain the tracker restarted (or could not measure): held only weakly, so a
-            # later loop can pull it into place
+            # later loop can pull it into place; the first keyframe of a new map holds that
+            # map's own frame instead
             weak = np.diag([1.0 / 0.1**2] * 3 + [1.0 / 1.0**2] * 3)
-            self._graph.add_keyframe(keyframe.keyframe_id, keyframe.world_from_cam, None, weak)
+            self._graph.add_keyframe(
+                keyframe.keyframe_id, keyframe.world_from_cam, None, weak, map_id=keyframe.map_id
+            )
         else:
             self._graph.add_keyframe(
                 keyframe.keyframe_id,
@@ -98,11 +110,13 @@ class BackEnd:
                 keyframe.reference_from_cam if self.keyframes else None,
                 information,
                 keyframe.reference_keyframe_id,
+                map_id=keyframe.map_id,
             )
         candidate = self._detector(keyframe) if self._detector is not None else None
         self.keyframes[keyframe.keyframe_id] = keyframe
         if candidate is not None:
-            self._graph.add_loop(candidate)
+            if not self._join_maps(candidate):
+                self._graph.add_loop(candidate)
             self._loops.append((candidate.query_keyframe_id, candidate.match_keyframe_id))
             self._loop_candidates.append(candidate)
         poses = self._with_loops(self._graph.optimize())
@@ -121,8 +135,34 @@ class BackEnd:
                 poses = self._adjusted(poses)
             except RuntimeError as exc:  # gtsam: singular system; keep the graph's poses
                 log.warning("final bundle adjustment failed, keeping the pose graph's: %s", exc)
-        trajectory = refit_frames(frames, poses, self._camera_k)
-        return replace(poses, frame_trajectory=trajectory) if len(trajectory) else poses
+        trajectory, map_ids = refit_frames(frames, poses, self._camera_k)
+        if not len(trajectory):
+            return poses
+        return replace(poses, frame_trajectory=trajectory, frame_map_ids=map_ids)
+
+    def _join_maps(self, candidate: LoopCandidate) -> bool:
+        """A loop between keyframes of two maps merges the newer map into the older one,
+        re-expressed in its frame through the loop's relative pose (the loop then joins the
+        graph). False for a loop within one map."""
+        graph = self._graph
+        query_map = graph.map_of(candidate.query_keyframe_id)
+        match_map = graph.map_of(candidate.match_keyframe_id)
+        if query_map == match_map:
+            return False
+        match_frame_from_query_frame = (
+            graph.pose_of(candidate.match_keyframe_id)
+            @ candidate.match_from_query
+            @ invert_pose(graph.pose_of(candidate.query_keyframe_id))
+        )
+        if match_map < query_map:
+            graph.merge_maps(query_map, match_map, match_frame_from_query_frame, candidate)
+        else:
+            graph.merge_maps(
+                match_map, query_map, invert_pose(match_frame_from_query_frame), candidate
+            )
+        self._maps_merged += 1
+        log.info("maps %d and %d merged at a loop", query_map, match_map)
+        return True
 
     @property
     def vocabulary_id(self) -> str:
@@ -140,12 +180,13 @@ class BackEnd:
         the query keyframe, so the landmarks tie the two passes together directly. Each
         observation carries the depth its keyframe measured (RGB-D, stereo), never the
         tracker's estimate of the landmark, which holds the tracker's pose errors."""
-        from slamfront.backend.pose_graph import adjust_keyframes
-
         ids = poses.keyframe_ids
         held = np.array([kid in self._prior_ids for kid in ids])
         if not held.any():
-            held[0] = True
+            # the first keyframe of each map holds that map's frame
+            map_ids = poses.map_ids or (0,) * len(ids)
+            firsts = {m: row for row, m in reversed(list(enumerate(map_ids)))}
+            held[list(firsts.values())] = True
         found = self._observations(poses)
         if found is None:
             return poses
@@ -182,8 +223,6 @@ class BackEnd:
         """This run's observations (keyframes and loops) of landmarks seen at least twice,
         and those landmarks' ids (sorted, one per landmark row), each landmark seeded at its
         first observation on ``poses``; None if there are none."""
-        from slamfront.backend.pose_graph import KeyframeObservations
-
         ids = poses.keyframe_ids
         keyframes = [self.keyframes[kid] for kid in ids]
         parts: list[tuple[np.ndarray, ...]] = []

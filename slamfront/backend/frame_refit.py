@@ -46,6 +46,8 @@ class TrackedFrame:
     """(M, 2) float32 where the frame sees them (undistorted pixels)."""
     landmark_depths_m: np.ndarray
     """(M,) float32 the frame's measured depth at them, 0 where none."""
+    map_id: int = 0
+    """The map the frame was tracked in."""
 
 
 class TrackedFrames:
@@ -61,6 +63,7 @@ class TrackedFrames:
             ("stamp_ns", "<i8"),
             ("reference_keyframe_id", "<i8"),  # -1: none
             ("count", "<i8"),
+            ("map_id", "<i8"),
             ("world_from_cam", "<f8", (4, 4)),
             ("reference_from_cam", "<f8", (4, 4)),
         ]
@@ -94,6 +97,7 @@ class TrackedFrames:
         header["stamp_ns"] = result.stamp_ns
         header["reference_keyframe_id"] = result.reference_keyframe_id if placed else -1
         header["count"] = len(ids)
+        header["map_id"] = result.map_id
         header["world_from_cam"] = result.world_from_cam
         header["reference_from_cam"] = result.reference_from_cam if placed else np.eye(4)
         self._file.write(
@@ -123,6 +127,7 @@ class TrackedFrames:
                 landmark_ids=np.frombuffer(data, "<i8", count),
                 landmark_pixels=np.frombuffer(data, "<f4", 2 * count, 8 * count).reshape(count, 2),
                 landmark_depths_m=np.frombuffer(data, "<f4", count, 16 * count),
+                map_id=int(header["map_id"]),
             )
 
     def close(self) -> None:
@@ -132,16 +137,18 @@ class TrackedFrames:
 
 def refit_frames(
     frames: Iterable[TrackedFrame], poses: OptimizedPoses, camera_k: np.ndarray | None
-) -> Trajectory:
-    """The final pose of each of ``frames``: on its reference keyframe's pose in ``poses``
-    (the tracker's pose where that keyframe is not among them), then, when ``poses`` carry
-    adjusted landmarks, refitted from there on them (see :func:`_refitted`) with the pinhole
-    ``camera_k`` (3x3) of the tracked keypoints."""
+) -> tuple[Trajectory, np.ndarray]:
+    """The final pose of each of ``frames`` and the map it is in after the merges: on its
+    reference keyframe's pose in ``poses`` (the tracker's pose where that keyframe is not
+    among them), then, when ``poses`` carry adjusted landmarks, refitted from there on them
+    (see :func:`_refitted`) with the pinhole ``camera_k`` (3x3) of the tracked keypoints."""
     world_from_keyframe = dict(zip(poses.keyframe_ids, poses.world_from_cam, strict=True))
     stamps_ns: list[int] = []
+    map_ids: list[int] = []
     world_from_cam: list[np.ndarray] = []
     for frame in frames:
         stamps_ns.append(frame.stamp_ns)
+        map_ids.append(poses.merged_map_of(frame.map_id))
         reference = frame.reference_keyframe_id
         anchor = world_from_keyframe.get(reference) if reference is not None else None
         if anchor is None:
@@ -149,9 +156,10 @@ def refit_frames(
             continue
         placed = anchor @ frame.reference_from_cam
         world_from_cam.append(_refitted(placed, frame, poses, camera_k))
-    return Trajectory(
+    trajectory = Trajectory(
         np.array(stamps_ns, np.int64), np.array(world_from_cam).reshape(len(stamps_ns), 4, 4)
     )
+    return trajectory, np.array(map_ids, np.int64)
 
 
 def _refitted(

@@ -34,7 +34,15 @@ from slamfront.backend.place_recognition import PlaceIndex, vlad
 from slamfront.backend.pose_graph import pose_information
 from slamfront.backend.vocabulary import Vocabulary
 from slamfront.errors import InputError
-from slamfront.geometry import invert_pose, make_pose, rotation_angle_deg
+from slamfront.frontend.pose import refine_pose
+from slamfront.frontend.refine import refine_positions, refine_positions_warped
+from slamfront.geometry import (
+    invert_pose,
+    make_pose,
+    reprojection_error_sq,
+    rotation_angle_deg,
+    view_warp,
+)
 from slamfront.types import Features, Keyframe, LoopCandidate, Matches
 
 if TYPE_CHECKING:
@@ -128,13 +136,15 @@ def verify_loop(
             )
         except cv2.error:
             return None
-        errors_sq = _reprojection_sq(rvec, tvec, points_m, pixels, camera_k)
+        query_from_match = make_pose(cv2.Rodrigues(rvec)[0], np.asarray(tvec).reshape(3))
+        errors_sq = reprojection_error_sq(
+            camera_k, query_from_match, points_m, pixels, min_depth_m=1e-9
+        )
         inliers = errors_sq < threshold_sq
     num_inliers = int(inliers.sum())
     ratio = num_inliers / num_matches
     if num_inliers < config.min_inliers or ratio < config.min_inlier_ratio:
         return None
-    query_from_match = make_pose(cv2.Rodrigues(rvec)[0], np.asarray(tvec).reshape(3))
     rmse_px = float(np.sqrt(np.mean(errors_sq[inliers])))
     used = np.flatnonzero(inliers)
     used_px = pixels[used]
@@ -190,9 +200,6 @@ def _aligned_pose(
     the points kept, their aligned query pixels, inlier RMSE px), or None when too few points
     align.
     """
-    from slamfront.frontend.pose import refine_pose
-    from slamfront.frontend.refine import refine_positions, refine_positions_warped
-    from slamfront.geometry import view_warp
 
     def refit(
         pose: np.ndarray, aligned_px: np.ndarray, ok: np.ndarray
@@ -229,19 +236,6 @@ def _aligned_pose(
         max_round_trip_px=max_round_trip_px,
     )
     return refit(first[0], warped_px, warped_ok) or first
-
-
-def _reprojection_sq(
-    rvec: np.ndarray, tvec: np.ndarray, points_m: np.ndarray, pixels: np.ndarray, k: np.ndarray
-) -> np.ndarray:
-    import cv2
-
-    cam = points_m @ cv2.Rodrigues(rvec)[0].T + np.asarray(tvec).reshape(3)
-    z = cam[:, 2]
-    projected = (cam[:, :2] / np.where(z > 1e-9, z, 1e-9)[:, None]) * [k[0, 0], k[1, 1]]
-    projected += k[:2, 2]
-    errors = np.sum((projected - pixels) ** 2, axis=1)
-    return np.where(z > 1e-9, errors, np.inf)
 
 
 @dataclass(frozen=True, eq=False)
@@ -351,6 +345,8 @@ class LoopDetector:
         ratio = self._config.max_drift_ratio
         if ratio is None or match_id not in self._path_m:
             return True
+        if self._keyframes[match_id].map_id != query.map_id:
+            return True  # another map: no path connects them, so no drift to compare with
         path_m = self._path_m[query.keyframe_id] - self._path_m[match_id]
         implied = self._keyframes[match_id].world_from_cam @ found.match_from_query
         correction_m = float(np.linalg.norm(implied[:3, 3] - query.world_from_cam[:3, 3]))

@@ -19,7 +19,7 @@ from slamfront.backend.map_store import Landmarks, SavedMap
 from slamfront.backend.place_recognition import PlaceIndex, vlad
 from slamfront.backend.vocabulary import Vocabulary
 from slamfront.geometry import transform_points
-from slamfront.types import CameraModel, Features, Keyframe, OptimizedPoses
+from slamfront.types import CameraModel, Features, Keyframe, MapPlacement, OptimizedPoses
 
 if TYPE_CHECKING:
     from slamfront.config import LoopClosureConfig
@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 
 class MapLocalizer:
-    """``localizer(features, camera) -> world_from_cam | None`` in the saved map's frame."""
+    """``localizer(features, camera) -> MapPlacement | None``: the camera in the frame of the
+    saved map (of the saved maps) whose keyframe recognised it."""
 
     def __init__(
         self,
@@ -47,7 +48,7 @@ class MapLocalizer:
                 descriptor = vlad(vocabulary, kf.features.descriptors)
             self._index.add(kf.keyframe_id, descriptor)
 
-    def __call__(self, features: Features, camera: CameraModel) -> np.ndarray | None:
+    def __call__(self, features: Features, camera: CameraModel) -> MapPlacement | None:
         if len(features) == 0 or not self._keyframes:
             return None
         query = Keyframe(
@@ -68,7 +69,9 @@ class MapLocalizer:
             candidate = self._keyframes[place.keyframe_id]
             found = verify_loop(query, candidate, self._matcher, self._config)
             if found is not None:
-                return candidate.world_from_cam @ found.match_from_query
+                return MapPlacement(
+                    candidate.world_from_cam @ found.match_from_query, candidate.map_id
+                )
         return None
 
 
@@ -77,14 +80,22 @@ def map_records(
     keyframes: dict[int, Keyframe],
     poses: OptimizedPoses | None,
 ) -> tuple[list[Keyframe], Landmarks]:
-    """Keyframes on their optimised poses and the landmarks they observe, after those of
-    ``prior`` (kept as saved). A landmark of this run sits where its newest observing
-    keyframe puts it and takes that keypoint's descriptor."""
+    """Keyframes on their optimised poses, in the maps they ended in after merges, and the
+    landmarks they observe, after those of ``prior`` (kept as saved). A landmark of this run
+    sits where its newest observing keyframe puts it and takes that keypoint's descriptor."""
     optimized = dict(zip(poses.keyframe_ids, poses.world_from_cam, strict=True)) if poses else {}
+    map_ids = dict(zip(poses.keyframe_ids, poses.map_ids, strict=True)) if poses else {}
     prior_ids = {kf.keyframe_id for kf in prior.keyframes} if prior is not None else set()
-    out = list(prior.keyframes) if prior is not None else []
+    out = [
+        replace(kf, map_id=map_ids.get(kf.keyframe_id, kf.map_id))
+        for kf in (prior.keyframes if prior is not None else ())
+    ]
     new = [
-        replace(kf, world_from_cam=optimized.get(kf.keyframe_id, kf.world_from_cam))
+        replace(
+            kf,
+            world_from_cam=optimized.get(kf.keyframe_id, kf.world_from_cam),
+            map_id=map_ids.get(kf.keyframe_id, kf.map_id),
+        )
         for kid, kf in sorted(keyframes.items())
         if kid not in prior_ids
     ]

@@ -205,6 +205,7 @@ def _pack(
         "keyframe_reprojection_rmse_px": np.array(
             [kf.reprojection_rmse_px for kf in keyframes], np.float64
         ),
+        "keyframe_map_id": np.array([kf.map_id for kf in keyframes], np.int64),
         "keyframe_offsets": np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
         "keyframe_global_descriptor": global_desc,
         "keyframe_has_global_descriptor": np.array(
@@ -317,6 +318,10 @@ def _unpack(arrays: dict[str, np.ndarray], header: dict[str, Any]) -> SavedMap:
     for name in ("feature_scores", "feature_descriptors", "feature_points_cam_m"):
         if arrays[name].shape[0] != total:
             raise ValueError(f"{name} has {arrays[name].shape[0]} rows, expected {total}")
+    # files written before maps were numbered hold one map
+    map_ids = arrays.get("keyframe_map_id", np.zeros(count, np.int64))
+    if map_ids.shape != (count,):
+        raise ValueError(f"keyframe_map_id has shape {map_ids.shape}, expected ({count},)")
     keyframes = []
     for row in range(count):
         lo, hi = int(offsets[row]), int(offsets[row + 1])
@@ -341,6 +346,7 @@ def _unpack(arrays: dict[str, np.ndarray], header: dict[str, Any]) -> SavedMap:
                     arrays["keyframe_global_descriptor"][row] if has_global else None
                 ),
                 reprojection_rmse_px=float(arrays["keyframe_reprojection_rmse_px"][row]),
+                map_id=int(map_ids[row]),
             )
         )
     known = set(ids.tolist())

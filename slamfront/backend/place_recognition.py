@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from slamfront.backend.vocabulary import Vocabulary
+from slamfront.backend.vocabulary import Vocabulary, intra_normalised_residuals
 from slamfront.errors import InputError
 
 _BLOCK_ROWS = 2048
@@ -36,21 +36,6 @@ def vlad(vocabulary: Vocabulary, descriptors: np.ndarray) -> np.ndarray:
         flat = flat - vocabulary.vlad_mean
     total = float(np.linalg.norm(flat))
     return (flat / total if total > 1e-12 else np.zeros_like(flat)).astype(np.float32)
-
-
-def intra_normalised_residuals(vocabulary: Vocabulary, descriptors: np.ndarray) -> np.ndarray:
-    """(global_dim,) per-word residual sums, signed-square-rooted and normalised per word."""
-    words = vocabulary.centroids
-    residuals = np.zeros_like(words)
-    if np.asarray(descriptors).shape[0] == 0:
-        return residuals.reshape(-1)
-    x = vocabulary.working_space(descriptors)
-    assign = np.argmax(x @ words.T, axis=1)
-    np.add.at(residuals, assign, x - words[assign])
-    residuals = np.sign(residuals) * np.sqrt(np.abs(residuals))
-    norms = np.linalg.norm(residuals, axis=1, keepdims=True)
-    residuals = np.where(norms > 1e-12, residuals / np.maximum(norms, 1e-12), 0.0)
-    return residuals.reshape(-1).astype(np.float32)
 
 
 @dataclass(frozen=True)

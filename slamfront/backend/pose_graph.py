@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from slamfront.errors import InputError
+from slamfront.geometry import orthonormalized, project, projection_jacobian
 from slamfront.types import LoopCandidate, OptimizedPoses
 
 if TYPE_CHECKING:
@@ -79,13 +80,7 @@ def pose_information(
         )
     sigma_px = max(float(reprojection_rmse_px), float(min_sigma_px))
     x, y, z = points[:, 0], points[:, 1], points[:, 2]
-    inv_z = 1.0 / z
-    # d(pixel)/d(point): (N, 2, 3)
-    d_pix = np.zeros((points.shape[0], 2, 3))
-    d_pix[:, 0, 0] = focal_px * inv_z
-    d_pix[:, 0, 2] = -focal_px * x * inv_z**2
-    d_pix[:, 1, 1] = focal_px * inv_z
-    d_pix[:, 1, 2] = -focal_px * y * inv_z**2
+    d_pix = projection_jacobian(np.diag([focal_px, focal_px, 1.0]), points)  # (N, 2, 3)
     # Point in the perturbed camera: p' = Exp(xi)^-1 p  ~  p + [p]x w - v
     d_point = np.zeros((points.shape[0], 3, 6))
     d_point[:, 0, 1], d_point[:, 0, 2] = -z, y
@@ -118,6 +113,9 @@ class PoseGraph:
         self._estimate = gtsam.Values()
         self._ids: list[int] = []
         self._id_set: set[int] = set()
+        self._map_of: dict[int, int] = {}  # keyframe id -> its map after merges
+        self._factors: list[tuple[Any, int | None]] = []  # every factor; gauge priors: map id
+        self._merges: list[tuple[int, int]] = []
         self._edges: list[GraphEdge] = []
         self._num_loops = 0
         self._pending_loops = 0
@@ -132,8 +130,9 @@ class PoseGraph:
         prev_from_cur: np.ndarray | None = None,
         information: np.ndarray | None = None,
         reference_keyframe_id: int | None = None,
+        map_id: int = 0,
     ) -> None:
-        """Add a keyframe variable and its odometry factor.
+        """Add a keyframe variable (of map ``map_id``) and its odometry factor.
 
         ``prev_from_cur``: the tracker's relative pose of this keyframe in the reference
         keyframe (``reference_keyframe_id``, default the previously added keyframe), with its
@@ -141,7 +140,8 @@ class PoseGraph:
         at ``world_from_cam_estimate`` (``backend.prior_sigma_*``). A later keyframe without
         ``prev_from_cur`` starts a new chain (e.g. after tracking was lost) held by a prior
         with ``information`` if given (make it weak when a loop may connect the chain later),
-        else by the same tight prior.
+        else by the same tight prior. The first keyframe of a map is held by the tight prior
+        (the gauge of that map's frame) until :meth:`merge_maps` joins the map to another.
         """
         gtsam = self._gtsam
         keyframe_id = int(keyframe_id)
@@ -149,8 +149,10 @@ class PoseGraph:
             raise InputError(f"keyframe_id {keyframe_id} is already in the pose graph")
         world_from_cam = _checked_pose(world_from_cam_estimate, "world_from_cam_estimate")
         key = gtsam.symbol("k", keyframe_id)
+        map_id = self._merged(int(map_id))
         if prev_from_cur is None or not self._ids:
-            if information is not None and self._ids:
+            gauge = None
+            if information is not None and map_id in self._map_of.values():
                 info = _checked_information(information, f"keyframe {keyframe_id} information")
                 noise = gtsam.noiseModel.Gaussian.Information(info)
             else:
@@ -158,7 +160,8 @@ class PoseGraph:
                     [self._config.prior_sigma_rad] * 3 + [self._config.prior_sigma_m] * 3
                 )
                 noise = gtsam.noiseModel.Diagonal.Sigmas(sigmas)
-            self._new_factors.add(gtsam.PriorFactorPose3(key, gtsam.Pose3(world_from_cam), noise))
+                gauge = map_id
+            self._add(gtsam.PriorFactorPose3(key, gtsam.Pose3(world_from_cam), noise), gauge)
             initial = world_from_cam
         else:
             if information is None:
@@ -169,7 +172,7 @@ class PoseGraph:
             relative = _checked_pose(prev_from_cur, "prev_from_cur")
             info = _checked_information(information, f"keyframe {keyframe_id} information")
             noise = gtsam.noiseModel.Gaussian.Information(info)
-            self._new_factors.add(
+            self._add(
                 gtsam.BetweenFactorPose3(
                     gtsam.symbol("k", ref_id), key, gtsam.Pose3(relative), noise
                 )
@@ -180,6 +183,7 @@ class PoseGraph:
         self._new_values.insert(key, gtsam.Pose3(initial))
         self._ids.append(keyframe_id)
         self._id_set.add(keyframe_id)
+        self._map_of[keyframe_id] = map_id
 
     def add_loop(self, candidate: LoopCandidate, information: np.ndarray | None = None) -> None:
         """Add a verified loop ``match_from_query`` as a robust factor (see ``robust_kernel``).
@@ -203,7 +207,7 @@ class PoseGraph:
         relative = _checked_pose(candidate.match_from_query, "match_from_query")
         info = _checked_information(information, "loop information")
         noise = _loop_noise(gtsam, info, self._config)
-        self._new_factors.add(
+        self._add(
             gtsam.BetweenFactorPose3(
                 gtsam.symbol("k", candidate.match_keyframe_id),
                 gtsam.symbol("k", candidate.query_keyframe_id),
@@ -215,6 +219,54 @@ class PoseGraph:
             _edge(candidate.match_keyframe_id, candidate.query_keyframe_id, relative, info, "loop")
         )
         self._pending_loops += 1
+
+    def map_of(self, keyframe_id: int) -> int:
+        """The map a keyframe belongs to now (after merges)."""
+        return self._map_of[int(keyframe_id)]
+
+    def pose_of(self, keyframe_id: int) -> np.ndarray:
+        """A keyframe's current estimate (4x4 world_from_cam)."""
+        return self._current_pose(int(keyframe_id))
+
+    def merge_maps(
+        self,
+        absorbed: int,
+        into: int,
+        into_from_absorbed: np.ndarray,
+        connection: LoopCandidate,
+    ) -> None:
+        """Join map ``absorbed`` to map ``into`` at the loop ``connection`` between them: the
+        absorbed keyframes are re-expressed in ``into``'s frame by ``into_from_absorbed``
+        (4x4), its gauge prior goes, and the graph is rebuilt from every other factor and the
+        loop at those values."""
+        gtsam = self._gtsam
+        transform = _checked_pose(into_from_absorbed, "into_from_absorbed")
+        self.optimize()
+        self.add_loop(connection)
+        values = gtsam.Values()
+        for kid in self._ids:
+            pose = self._current_pose(kid)
+            if self._map_of[kid] == absorbed:
+                pose = transform @ pose
+                self._map_of[kid] = into
+            values.insert(gtsam.symbol("k", kid), gtsam.Pose3(orthonormalized(pose)))
+        self._factors = [(f, gauge) for f, gauge in self._factors if gauge != absorbed]
+        graph = gtsam.NonlinearFactorGraph()
+        for factor, _ in self._factors:
+            graph.add(factor)
+        params = gtsam.ISAM2Params()
+        params.setRelinearizeThreshold(self._config.relinearize_threshold)
+        params.relinearizeSkip = 1
+        self._isam = gtsam.ISAM2(params)
+        self._isam.update(graph, values)
+        for _ in range(self._config.loop_iterations):
+            self._isam.update()
+        self._new_factors = gtsam.NonlinearFactorGraph()
+        self._num_loops += self._pending_loops
+        self._pending_loops = 0
+        self._estimate = self._isam.calculateEstimate()
+        self._merges.append((int(absorbed), int(into)))
+        self._revision += 1
 
     # ----------------------------------------------------------------------------- output
 
@@ -240,12 +292,25 @@ class PoseGraph:
             keyframe_ids=tuple(self._ids),
             world_from_cam=poses,
             num_loops=self._num_loops,
+            map_ids=tuple(self._map_of[kid] for kid in self._ids),
+            map_merges=tuple(self._merges),
         )
 
     @property
     def edges(self) -> tuple[GraphEdge, ...]:
         """Every odometry and loop factor added so far (for saving the map)."""
         return tuple(self._edges)
+
+    def _add(self, factor: Any, gauge_of_map: int | None = None) -> None:
+        self._new_factors.add(factor)
+        self._factors.append((factor, gauge_of_map))
+
+    def _merged(self, map_id: int) -> int:
+        """The map ``map_id`` was merged into (itself if never)."""
+        for absorbed, into in self._merges:
+            if map_id == absorbed:
+                map_id = into
+        return map_id
 
     def _current_pose(self, keyframe_id: int) -> np.ndarray:
         key = self._gtsam.symbol("k", keyframe_id)
@@ -353,14 +418,10 @@ def residual_weights(
         + cam_from_world[:, :3, 3]
     )
     fx, fy, cx, cy = intrinsics[rows].T
+    camera_k = np.zeros((rows.size, 3, 3))
+    camera_k[:, 0, 0], camera_k[:, 1, 1], camera_k[:, 0, 2], camera_k[:, 1, 2] = fx, fy, cx, cy
     with np.errstate(divide="ignore", invalid="ignore"):
-        projected = np.stack(
-            [
-                fx * points_cam[:, 0] / points_cam[:, 2] + cx,
-                fy * points_cam[:, 1] / points_cam[:, 2] + cy,
-            ],
-            axis=1,
-        )
+        projected = project(camera_k, points_cam)
     pixel_residuals = (observations.pixels - projected).ravel()
     pixel_residuals = pixel_residuals[np.isfinite(pixel_residuals)]
     if pixel_residuals.size == 0:  # nothing observed in front of a camera: keep the weights

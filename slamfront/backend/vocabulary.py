@@ -1,4 +1,5 @@
-"""Visual vocabularies for VLAD place recognition: a record, its loader, and its k-means trainer.
+"""Visual vocabularies for VLAD place recognition: a record, its loader, its k-means trainer
+and the per-word residuals a VLAD vector is made of (the trainer centres them).
 
 A vocabulary turns one extractor's local descriptors into a common working space and holds
 the cluster centres ("words") of that space:
@@ -198,10 +199,23 @@ def train_vocabulary(
         input_mean=mean,
         projection=projection,
     )
-    from slamfront.backend.place_recognition import intra_normalised_residuals
-
     vlad_mean = np.mean([intra_normalised_residuals(vocabulary, d) for d in sets], axis=0)
     return dataclasses.replace(vocabulary, vlad_mean=vlad_mean.astype(np.float32))
+
+
+def intra_normalised_residuals(vocabulary: Vocabulary, descriptors: np.ndarray) -> np.ndarray:
+    """(global_dim,) per-word residual sums, signed-square-rooted and normalised per word."""
+    words = vocabulary.centroids
+    residuals = np.zeros_like(words)
+    if np.asarray(descriptors).shape[0] == 0:
+        return residuals.reshape(-1)
+    x = vocabulary.working_space(descriptors)
+    assign = np.argmax(x @ words.T, axis=1)
+    np.add.at(residuals, assign, x - words[assign])
+    residuals = np.sign(residuals) * np.sqrt(np.abs(residuals))
+    norms = np.linalg.norm(residuals, axis=1, keepdims=True)
+    residuals = np.where(norms > 1e-12, residuals / np.maximum(norms, 1e-12), 0.0)
+    return residuals.reshape(-1).astype(np.float32)
 
 
 def _input_space(desc: np.ndarray, binary: bool) -> np.ndarray:

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from slamfront.bench.common import TimingStats, machine_info
+from slamfront.config import load_config
 from slamfront.errors import RuntimeUnavailableError
+from slamfront.frontend.extractors import build_extractor
 
 if TYPE_CHECKING:
     from slamfront.frontend.base import Extractor
@@ -139,9 +141,6 @@ def bench_extractor(
     A runtime that is not usable here is listed under ``skipped`` with the reason.
     ``overrides`` are config ``key=value`` strings applied to every preset.
     """
-    from slamfront.config import load_config
-    from slamfront.frontend.extractors import build_extractor
-
     timings: list[ExtractorTiming] = []
     skipped: list[str] = []
     load_before = _load_average()

@@ -22,7 +22,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from slamfront.bench.common import TimingStats, machine_info
+from slamfront.config import load_config
 from slamfront.errors import RuntimeUnavailableError, WeightsError
+from slamfront.frontend import load_extractor
+from slamfront.frontend.matchers import build_matcher
+from slamfront.sources import open_source
 from slamfront.types import Features
 
 if TYPE_CHECKING:
@@ -116,10 +120,6 @@ def consecutive_features(
     preset: str, max_keypoints: int, frames: int, source: str = "sim:loop"
 ) -> list[Features]:
     """Features of ``frames`` consecutive frames of ``source`` from the preset's extractor."""
-    from slamfront.config import load_config
-    from slamfront.frontend import load_extractor
-    from slamfront.sources import open_source
-
     config = load_config(preset)
     learned = config.extractor.model != "orb"
     extractor = load_extractor(
@@ -174,9 +174,6 @@ def bench_matcher(
     A runtime that is not usable here is listed under ``skipped`` with the reason.
     ``overrides`` are config ``key=value`` strings applied to every preset.
     """
-    from slamfront.config import load_config
-    from slamfront.frontend.matchers import build_matcher
-
     timings: list[MatcherTiming] = []
     skipped: list[str] = []
     load_before = os.getloadavg()[0]

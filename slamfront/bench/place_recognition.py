@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from slamfront.backend.place_recognition import PlaceIndex, vlad
+from slamfront.backend.vocabulary import load_vocabulary
 from slamfront.bench.common import TimingStats, machine_info, time_calls
 
 
@@ -46,9 +48,6 @@ def run(
     seed: int = 0,
 ) -> PlaceRecognitionBench:
     """Fill an index with ``num_keyframes`` unit vectors of the vocabulary's size, then time."""
-    from slamfront.backend.place_recognition import PlaceIndex, vlad
-    from slamfront.backend.vocabulary import load_vocabulary
-
     voc = load_vocabulary(vocabulary)
     rng = np.random.default_rng(seed)
     dim = voc.global_dim

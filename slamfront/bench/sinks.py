@@ -26,9 +26,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from slamfront.bench.common import machine_info
+from slamfront.config import Config, load_config
+from slamfront.frontend.extractors import build_extractor
+from slamfront.frontend.matchers import build_matcher
+from slamfront.pipeline import Pipeline, QueuedSink
+from slamfront.sinks import Sink
+from slamfront.sinks.rerun_session import RerunSession, parse_mode
+from slamfront.sinks.rerun_sink import RerunSink, default_blueprint
+from slamfront.sources import open_source
 
 if TYPE_CHECKING:
-    from slamfront.config import Config
     from slamfront.frontend.base import Extractor, Matcher
     from slamfront.types import Frame
 
@@ -83,11 +90,6 @@ def run(
     ``image_scale`` / ``jpeg_quality`` default to the config's ``rerun`` section.
     ``mode`` is ``save`` (to a temporary file) or ``serve`` (a local server on free ports).
     """
-    from slamfront.config import load_config
-    from slamfront.frontend.extractors import build_extractor
-    from slamfront.frontend.matchers import build_matcher
-    from slamfront.sources import open_source
-
     config = load_config(
         preset,
         [
@@ -170,11 +172,6 @@ def _one_run(
 ) -> tuple[float, float, int, int]:
     """(FPS until flushed, process CPU seconds, viewer frames dropped, recording bytes) of
     one pipeline run."""
-    from slamfront.pipeline import Pipeline, QueuedSink
-    from slamfront.sinks import Sink
-    from slamfront.sinks.rerun_session import RerunSession, parse_mode
-    from slamfront.sinks.rerun_sink import RerunSink, default_blueprint
-
     path = tmp / "bench.rrd"
     session = None
     sinks: list[Sink] = []

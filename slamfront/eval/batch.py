@@ -34,8 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from slamfront.config import load_config
 from slamfront.errors import ConfigError, SlamfrontError
 from slamfront.eval.batch_spec import BatchSpec, Evaluation, load_batch_spec
+from slamfront.eval.trajectory_metrics import evaluate_trajectories
+from slamfront.io.trajectory import read_trajectory, write_tum_trajectory
+from slamfront.pipeline import run_to_directory
+from slamfront.sources import open_source
 
 Status = Literal["ok", "failed", "crashed"]
 
@@ -139,11 +144,6 @@ def run_job(job: Job) -> JobResult:
     try:
         out.mkdir(parents=True, exist_ok=True)
         (out / "error.txt").unlink(missing_ok=True)
-        from slamfront.config import load_config
-        from slamfront.eval.trajectory_metrics import evaluate_trajectories
-        from slamfront.io.trajectory import read_trajectory, write_tum_trajectory
-        from slamfront.pipeline import run_to_directory
-        from slamfront.sources import open_source
 
         config = load_config(job.config, job.overrides)
         stage = "run"

@@ -38,7 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from slamfront.config import load_config, preset_names
 from slamfront.errors import ConfigError, SlamfrontError
+from slamfront.sources import split_spec
+from slamfront.sources.kitti import split_kitti_spec
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -263,8 +266,6 @@ class _SpecReader:
         return name, value, extra, line
 
     def _source(self, node: yaml.Node, key: str) -> str:
-        from slamfront.sources import split_spec
-
         spec = self.string(node, key)
         try:
             scheme, rest = split_spec(spec)
@@ -273,8 +274,6 @@ class _SpecReader:
         return _absolute_source(scheme, rest, self.path.parent)
 
     def _config(self, node: yaml.Node, key: str) -> str:
-        from slamfront.config import preset_names
-
         value = self.string(node, key)
         if value.endswith((".yaml", ".yml")):
             path = Path(value).expanduser()
@@ -294,8 +293,6 @@ def _absolute_source(scheme: str, rest: str, base: Path) -> str:
         return f"{scheme}:{rest}" if rest else scheme
     tail = ""
     if scheme == "kitti":
-        from slamfront.sources.kitti import split_kitti_spec
-
         folder, sequence = split_kitti_spec(rest)
         tail = f":{sequence}" if sequence is not None else ""
         path = folder
@@ -313,8 +310,6 @@ def _label(text: str) -> str:
         return Path(text).stem
     tail = Path(rest.rstrip("/")).name if rest else ""
     if scheme == "kitti" and rest:
-        from slamfront.sources.kitti import split_kitti_spec
-
         folder, sequence = split_kitti_spec(rest)
         tail = f"{folder.name}-{sequence}" if sequence else folder.name
     raw = f"{scheme}-{tail}" if tail else scheme
@@ -323,8 +318,6 @@ def _label(text: str) -> str:
 
 def _check_configs(spec: BatchSpec) -> None:
     """Build every job's config now, so a bad override fails before any job runs."""
-    from slamfront.config import load_config
-
     where = spec.path
     try:
         load_config("fast", spec.overrides)

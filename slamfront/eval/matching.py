@@ -31,6 +31,16 @@ from typing import Any
 import numpy as np
 
 from slamfront.errors import InputError, SourceError
+from slamfront.frontend.pose import refine_pose, solve_pnp_ransac
+from slamfront.geometry import (
+    invert_pose,
+    project,
+    rotation_angle_deg,
+    sample_depth,
+    transform_points,
+    unproject,
+)
+from slamfront.sim.rig import SimRig
 from slamfront.types import Features, Matches
 
 THRESHOLDS_PX = (1.0, 3.0, 5.0)
@@ -558,17 +568,6 @@ def evaluate_consecutive_frames(
     relative pose is estimated from the matches as the tracker does (PnP-RANSAC on depth,
     then robust refinement).
     """
-    from slamfront.frontend.pose import refine_pose, solve_pnp_ransac
-    from slamfront.geometry import (
-        invert_pose,
-        project,
-        rotation_angle_deg,
-        sample_depth,
-        transform_points,
-        unproject,
-    )
-    from slamfront.sim.rig import SimRig
-
     rig = SimRig(sim)
     rows: dict[str, list[EasyPairResult]] = {"full": [], "adaptive": []}
     for start in starts:

@@ -9,20 +9,17 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from slamfront.config import Config, ExtractorConfig, MatcherConfig, _build, load_config
+
 if TYPE_CHECKING:
-    from slamfront.config import Config, ExtractorConfig, MatcherConfig
     from slamfront.frontend.base import Extractor, Matcher
 
 
 def _preset_config(preset: str | Config) -> Config:
-    from slamfront.config import Config, load_config
-
     return preset if isinstance(preset, Config) else load_config(preset)
 
 
 def _with(section: Any, **overrides: Any) -> Any:
-    from slamfront.config import _build
-
     values = dataclasses.asdict(section)
     values.update({k: v for k, v in overrides.items() if v is not None})
     built = _build(type(section), values, "", {})
@@ -39,6 +36,7 @@ def load_extractor(
 
     Keyword overrides set fields of ``ExtractorConfig`` (e.g. ``subpixel=False``).
     """
+    # every slamfront.frontend.* import runs this package file: the runtimes load on use only
     from slamfront.frontend.extractors import build_extractor
 
     config = _preset_config(preset)
@@ -56,6 +54,7 @@ def load_matcher(
     **overrides: Any,
 ) -> Matcher:
     """Matcher of a preset; keyword overrides set fields of ``MatcherConfig``."""
+    # every slamfront.frontend.* import runs this package file: the runtimes load on use only
     from slamfront.frontend.matchers import build_matcher
 
     config = _preset_config(preset)

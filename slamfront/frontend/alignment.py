@@ -19,7 +19,7 @@ def alignment_image(
     return grey(image)
 
 
-def align_pairs(
+def align_positions(
     config: AlignmentConfig,
     reference: np.ndarray,
     current: np.ndarray,
@@ -28,9 +28,9 @@ def align_pairs(
     max_row_shift_px: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Where the points at ``reference_px`` of ``reference`` lie in ``current``, starting at
-    ``current_px``: (N, 2) positions and the (N,) mask of those to keep (aligned, or all with
-    ``keep_unaligned``)."""
-    pixels, aligned = refine_positions(
+    ``current_px``: (N, 2) positions (the start where alignment failed) and the (N,) mask of
+    those alignment measured."""
+    return refine_positions(
         reference,
         current,
         reference_px,
@@ -40,5 +40,21 @@ def align_pairs(
         window_px=config.window_px,
         levels=config.levels,
         max_round_trip_px=config.max_round_trip_px,
+    )
+
+
+def align_pairs(
+    config: AlignmentConfig,
+    reference: np.ndarray,
+    current: np.ndarray,
+    reference_px: np.ndarray,
+    current_px: np.ndarray,
+    max_row_shift_px: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`align_positions` where alignment is the only check of a pair (stereo,
+    monocular initialisation): positions and the mask of pairs to keep (aligned, or all with
+    ``keep_unaligned``)."""
+    pixels, aligned = align_positions(
+        config, reference, current, reference_px, current_px, max_row_shift_px
     )
     return pixels, aligned | config.keep_unaligned

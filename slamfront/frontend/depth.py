@@ -44,7 +44,8 @@ def image_depth(frame: Frame, pixels: np.ndarray, config: TrackerConfig) -> np.n
     (0: none)."""
     assert frame.depth_m is not None
     depth = sample_depth(frame.depth_m, pixels, config.depth.edge_ratio)
-    depth[(depth < config.depth.min_m) | (depth > config.depth.max_m)] = 0.0
+    far_m = config.depth.max_m if config.depth.max_m is not None else np.inf
+    depth[(depth < config.depth.min_m) | (depth > far_m)] = 0.0
     return depth
 
 
@@ -79,13 +80,12 @@ def _stereo_depth(
 ) -> KeypointDepth:
     assert frame.image_right is not None and frame.stereo is not None
     right = pinhole_features(extractor(frame.image_right), frame.stereo.right)
+    focal_baseline = frame.stereo.left.fx * frame.stereo.baseline_m
+    far_m = cfg.depth.max_m
+    if far_m is None:
+        far_m = focal_baseline / cfg.stereo.min_disparity_px
     pairs = stereo_matches(
-        features,
-        right,
-        frame.stereo,
-        cfg.stereo.max_row_diff_px,
-        cfg.depth.min_m,
-        cfg.depth.max_m,
+        features, right, frame.stereo, cfg.stereo.max_row_diff_px, cfg.depth.min_m, far_m
     )
     left_px = features.keypoints[pairs[:, 0]].astype(np.float64)
     right_px = right.keypoints[pairs[:, 1]].astype(np.float64)
@@ -96,12 +96,11 @@ def _stereo_depth(
             cfg.alignment, grey, right_grey, left_px, right_px, cfg.stereo.max_row_diff_px
         )
         pairs, left_px, right_px = pairs[keep], left_px[keep], right_px[keep]
-    focal_baseline = frame.stereo.left.fx * frame.stereo.baseline_m
     disparity = left_px[:, 0] - right_px[:, 0]
     depth = np.zeros(len(features), np.float32)
     positive = disparity > 0
     depth[pairs[positive, 0]] = focal_baseline / disparity[positive]
     sigma = cfg.stereo.disparity_sigma_px * depth**2 / focal_baseline
-    invalid = (depth < cfg.depth.min_m) | (depth > cfg.depth.max_m)
+    invalid = (depth < cfg.depth.min_m) | (depth > far_m)
     depth[invalid] = 0.0
     return KeypointDepth(depth, np.where(invalid, 0.0, sigma).astype(np.float32))

@@ -26,6 +26,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from slamfront.errors import SlamfrontError
+from slamfront.frontend.models.specs import (
+    ARCHITECTURES,
+    MODEL_SPECS,
+    WEIGHT_FILES,
+    extractor_weights,
+)
+from slamfront.frontend.runtime.extractor_base import INPUT_NAME, OUTPUT_NAMES
+from slamfront.frontend.runtime.lightglue_export import graphs_digest, lightglue_graphs
+from slamfront.weights import sha256_of, user_cache
 
 if TYPE_CHECKING:
     from slamfront.config import Config, ExtractorConfig
@@ -50,10 +59,7 @@ class ExportedModel:
 
 def onnx_dir(configured: str | None) -> Path:
     """``configured``, else ``$XDG_CACHE_HOME/slamfront/onnx`` (``~/.cache`` by default)."""
-    if configured:
-        return Path(configured).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "slamfront" / "onnx"
+    return user_cache("onnx", configured)
 
 
 def extractor_onnx_name(cfg: ExtractorConfig, weights_sha256: str) -> str:
@@ -67,10 +73,7 @@ def extractor_onnx_name(cfg: ExtractorConfig, weights_sha256: str) -> str:
 
 def extractor_onnx_path(cfg: ExtractorConfig) -> Path:
     """Where the extractor graph of ``cfg`` lives in the ONNX cache (it may not exist yet)."""
-    from slamfront.frontend.extractors import weights_file
-    from slamfront.weights import sha256_of
-
-    return onnx_dir(cfg.onnx_dir) / extractor_onnx_name(cfg, sha256_of(weights_file(cfg)))
+    return onnx_dir(cfg.onnx_dir) / extractor_onnx_name(cfg, sha256_of(extractor_weights(cfg)))
 
 
 def ensure_extractor_onnx(cfg: ExtractorConfig) -> Path:
@@ -86,13 +89,12 @@ def export_extractor(cfg: ExtractorConfig, path: str | os.PathLike[str] | None =
     import onnx
     import torch
 
-    from slamfront.frontend.extractors import MODEL_SPECS, build_detector, weights_file
-    from slamfront.weights import sha256_of
+    from slamfront.frontend.models.detector import build_detector  # imports torch
 
     if cfg.model not in MODEL_SPECS:
         raise SlamfrontError(f"extractor model {cfg.model!r} has no network to export")
     spec = MODEL_SPECS[cfg.model]
-    weights_sha = sha256_of(weights_file(cfg))
+    weights_sha = sha256_of(extractor_weights(cfg))
     target = Path(path) if path is not None else extractor_onnx_path(cfg)
     target.parent.mkdir(parents=True, exist_ok=True)
     detector = build_detector(cfg)
@@ -101,8 +103,6 @@ def export_extractor(cfg: ExtractorConfig, path: str | os.PathLike[str] | None =
     cols = torch.export.Dim("cols", min=1, max=_MAX_BLOCKS)
     dynamic = {"image": {2: spec.stride_px * rows, 3: spec.stride_px * cols}}
     log.info("exporting %s extractor graph to %s", cfg.model, target)
-    from slamfront.frontend.runtime.extractor_base import INPUT_NAME, OUTPUT_NAMES
-
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as tmp:
         raw = Path(tmp) / "raw.onnx"
         # The exporter reports progress on stdout and warns about optional packages; the
@@ -159,16 +159,13 @@ def export_models(
     The extractor graph (ORB has none) and, for LightGlue matchers, the folders of its stage
     graphs (plain and masked).
     """
-    from slamfront.frontend.extractors import MODEL_SPECS, weights_file
-    from slamfront.weights import sha256_of
-
     exported: list[ExportedModel] = []
     extractor = config.extractor
     if extractor.model in MODEL_SPECS:
         target = None
         if out_dir is not None:
             target = Path(out_dir) / extractor_onnx_name(
-                extractor, sha256_of(weights_file(extractor))
+                extractor, sha256_of(extractor_weights(extractor))
             )
         path = export_extractor(extractor, target)
         exported.append(ExportedModel(f"extractor/{extractor.model}", path, sha256_of(path)))
@@ -179,15 +176,11 @@ def export_models(
 def _export_matcher(config: Config, out_dir: str | os.PathLike[str] | None) -> list[ExportedModel]:
     """LightGlue's stage graphs (one folder per variant: plain for ONNX Runtime, masked for
     TensorRT); see ``slamfront.frontend.runtime.lightglue_export``."""
-    from slamfront.frontend.models.lightglue import ARCHITECTURES, WEIGHT_FILES
-
     model = config.extractor.model
     if config.matcher.model != "lightglue" or model not in ARCHITECTURES:
         return []
     if config.matcher.weights is None and model not in WEIGHT_FILES:
         return []
-    from slamfront.frontend.runtime.lightglue_export import graphs_digest, lightglue_graphs
-
     exported = []
     for masked in (False, True):
         graphs = lightglue_graphs(config.matcher, model, masked=masked, root=out_dir)

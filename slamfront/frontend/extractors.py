@@ -17,53 +17,29 @@
 from __future__ import annotations
 
 import logging
-import types
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from slamfront.errors import InputError, WeightsError
+from slamfront.errors import InputError, RuntimeUnavailableError
+from slamfront.frontend.export import ensure_extractor_onnx
+from slamfront.frontend.models.specs import MODEL_SPECS, ModelSpec
+from slamfront.frontend.runtime.availability import pick_runtime, runtime_report
+from slamfront.frontend.runtime.extractor_base import DetectorOutputs, DetectorRuntime
+from slamfront.frontend.runtime.extractor_onnx import OnnxDetector
+from slamfront.frontend.runtime.extractor_tensorrt import TensorRTDetector
+from slamfront.frontend.runtime.extractor_torch import TorchDetector
 from slamfront.types import Features
 
 if TYPE_CHECKING:
     from slamfront.config import ExtractorConfig
     from slamfront.frontend.base import Extractor
-    from slamfront.frontend.models.keypoints import SparseDetector
-    from slamfront.frontend.runtime.extractor_base import DetectorOutputs, DetectorRuntime
 
 log = logging.getLogger(__name__)
 
 MIN_IMAGE_SIDE_PX = 32
 """Smaller images are rejected: the networks need at least one 32-pixel block."""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What the host side needs to know about a network.
-
-    grey_weights: RGB -> grey weights for single-channel networks.
-    """
-
-    name: str
-    weights_name: str | None
-    input_channels: int
-    stride_px: int
-    descriptor_dim: int
-    grey_weights: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)
-
-
-MODEL_SPECS: Mapping[str, ModelSpec] = types.MappingProxyType(
-    {
-        # XFeat averages the colour channels before its instance norm.
-        "xfeat": ModelSpec("xfeat", "xfeat/xfeat.pt", 1, 32, 64),
-        "disk": ModelSpec("disk", "disk/disk-depth-save.pth", 3, 16, 128),
-        # SuperPoint v1 was trained on luminance (ITU-R BT.601) grey images.
-        "superpoint": ModelSpec("superpoint", None, 1, 8, 256, (0.299, 0.587, 0.114)),
-    }
-)
 
 
 # ----------------------------------------------------------------------------- host side
@@ -218,77 +194,20 @@ class OrbExtractor:
 # ----------------------------------------------------------------------------- building
 
 
-def weights_file(cfg: ExtractorConfig) -> Path:
-    """The checked weights file of the configured model (see ``slamfront.weights``)."""
-    from slamfront.weights import resolve_weights
-
-    spec = MODEL_SPECS.get(cfg.model)
-    if spec is None:
-        raise WeightsError(f"extractor model {cfg.model!r} has no network weights")
-    if spec.weights_name is None:
-        if cfg.weights is None:
-            raise WeightsError(
-                f"{cfg.model} weights are never downloaded or bundled (non-commercial licence): "
-                "give the checkpoint's path as extractor.weights=/path/to/superpoint_v1.pth"
-            )
-        return resolve_weights(cfg.model, cfg.weights)
-    return resolve_weights(spec.weights_name, cfg.weights)
-
-
-def build_detector(cfg: ExtractorConfig) -> SparseDetector:
-    """The torch detector module (network + in-graph post-processing) of ``cfg``, eval mode."""
-    from torch import nn
-
-    from slamfront.frontend.models.keypoints import DetectionParams, SparseDetector
-
-    path = weights_file(cfg)
-    network: nn.Module
-    if cfg.model == "xfeat":
-        from slamfront.frontend.models.xfeat import load_xfeat
-
-        network = load_xfeat(path)
-    elif cfg.model == "disk":
-        from slamfront.frontend.models.disk import load_disk
-
-        network = load_disk(path)
-    else:
-        from slamfront.frontend.models.superpoint_v1 import load_superpoint_v1
-
-        network = load_superpoint_v1(path)
-    params = DetectionParams(
-        max_keypoints=cfg.max_keypoints,
-        threshold=cfg.detection_threshold,
-        nms_radius_px=cfg.nms_radius_px,
-        border_px=cfg.border_px,
-        subpixel=cfg.subpixel,
-    )
-    return SparseDetector(network, params).eval()
-
-
 def build_extractor(cfg: ExtractorConfig) -> Extractor:
     """The extractor of ``cfg`` on its runtime (``auto``: TensorRT > ONNX Runtime > torch)."""
     if cfg.model == "orb":
         return OrbExtractor(cfg.max_keypoints)
-    from slamfront.frontend.runtime.availability import pick_runtime
-
     spec = MODEL_SPECS[cfg.model]
     runtime = pick_runtime(cfg.runtime)
     detector: DetectorRuntime
     if runtime == "torch":
-        from slamfront.frontend.runtime.extractor_torch import TorchDetector
+        from slamfront.frontend.models.detector import build_detector  # imports torch
 
         detector = TorchDetector(build_detector(cfg), cfg.device)
     elif runtime == "onnxruntime":
-        from slamfront.frontend.export import ensure_extractor_onnx
-        from slamfront.frontend.runtime.extractor_onnx import OnnxDetector
-
         detector = OnnxDetector(ensure_extractor_onnx(cfg), cfg.threads)
     else:
-        from slamfront.errors import RuntimeUnavailableError
-        from slamfront.frontend.export import ensure_extractor_onnx
-        from slamfront.frontend.runtime.availability import runtime_report
-        from slamfront.frontend.runtime.extractor_tensorrt import TensorRTDetector
-
         probe = runtime_report().probe("tensorrt")
         if not probe.usable:  # say so before spending time on an ONNX export
             raise RuntimeUnavailableError(f"runtime tensorrt is not usable here: {probe.detail}")
@@ -303,10 +222,8 @@ __all__ = [
     "ModelSpec",
     "NetworkInput",
     "OrbExtractor",
-    "build_detector",
     "build_extractor",
     "check_image",
     "finish_features",
     "prepare_image",
-    "weights_file",
 ]

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 
 from slamfront.config import TrackerConfig
-from slamfront.frontend.alignment import align_pairs
+from slamfront.frontend.alignment import align_positions
 from slamfront.frontend.base import Matcher
 from slamfront.frontend.local_map import LocalMap, MapKeyframe
 from slamfront.frontend.pose import PoseEstimate, refine_pose, solve_pnp_ransac
@@ -47,13 +47,17 @@ def match_keyframe(
     has = rows >= 0
     current_index = matches.indices[has, 1]
     pixels = features.keypoints[current_index].astype(np.float64)
+    aligned = np.zeros(current_index.size, bool)
     if entry.grey is not None and inp.grey is not None and has.any():
-        # where the keyframe's keypoints went, by image alignment (sub-pixel)
+        # where the keyframe's keypoints went, by image alignment (sub-pixel); a pair whose
+        # alignment fails keeps the keypoint: the pose's robust fit decides, not alignment
         reference_px = reference.keypoints[matches.indices[has, 0]]
-        pixels, keep = align_pairs(config.alignment, entry.grey, inp.grey, reference_px, pixels)
-        has[has] = keep
-        current_index, pixels = current_index[keep], pixels[keep]
-    corr = Correspondences(current_index, ids[has], lmap.positions_world[rows[has]], pixels)
+        pixels, aligned = align_positions(
+            config.alignment, entry.grey, inp.grey, reference_px, pixels
+        )
+    corr = Correspondences(
+        current_index, ids[has], lmap.positions_world[rows[has]], pixels, aligned
+    )
     return attempt, corr
 
 

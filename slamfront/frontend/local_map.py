@@ -78,13 +78,46 @@ def rows_in(sorted_ids: np.ndarray, landmark_ids: np.ndarray) -> np.ndarray:
 
 
 class LocalMap:
-    def __init__(self, window: int) -> None:
+    def __init__(self, window: int, first_landmark_id: int = 0) -> None:
+        """An empty window of ``window`` keyframes; new landmarks are numbered from
+        ``first_landmark_id`` (ids stay unique over every map of a run)."""
         self.window = window
         self.keyframes: list[MapKeyframe] = []
         self.ids = np.zeros(0, np.int64)
         self.positions_world = np.zeros((0, 3))
         self.descriptors: np.ndarray | None = None
-        self._next_id = 0
+        self._next_id = first_landmark_id
+
+    @staticmethod
+    def of_keyframes(keyframes: list[Keyframe], window: int, first_landmark_id: int) -> LocalMap:
+        """A window rebuilt from keyframe records (oldest first; the last is the reference):
+        each landmark where the newest of them that observes it placed it."""
+        lmap = LocalMap(window, first_landmark_id)
+        positions: dict[int, np.ndarray] = {}
+        descriptors: dict[int, np.ndarray] = {}
+        for keyframe in keyframes:
+            count = len(keyframe.features)
+            ids = keyframe.landmark_ids
+            ids = ids.copy() if ids is not None else np.full(count, -1, np.int64)
+            points_world = transform_points(keyframe.world_from_cam, keyframe.points_cam_m)
+            ids[~np.all(np.isfinite(points_world), axis=1)] = -1
+            for row in np.flatnonzero(ids >= 0):
+                positions[int(ids[row])] = points_world[row]
+                descriptors[int(ids[row])] = keyframe.features.descriptors[row]
+            zeros = np.zeros(count, np.float32)
+            depth = keyframe.depth_m if keyframe.depth_m is not None else zeros
+            sigma = keyframe.depth_sigma_m if keyframe.depth_sigma_m is not None else zeros
+            lmap.keyframes.append(MapKeyframe(keyframe, ids, depth, sigma))
+        if positions:
+            order = sorted(positions)
+            lmap.ids = np.array(order, np.int64)
+            lmap.positions_world = np.array([positions[i] for i in order])
+            lmap.descriptors = np.array([descriptors[i] for i in order])
+        return lmap
+
+    @property
+    def next_landmark_id(self) -> int:
+        return self._next_id
 
     def __len__(self) -> int:
         return int(self.ids.size)

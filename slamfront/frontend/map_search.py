@@ -11,7 +11,7 @@ import numpy as np
 from slamfront.config import TrackerConfig
 from slamfront.frontend.descriptors import pair_distance
 from slamfront.frontend.local_map import Anchors, LocalMap
-from slamfront.frontend.pose import refine_pose
+from slamfront.frontend.pose_fit import refit_pose
 from slamfront.frontend.records import Correspondences, FrameInput, PoseFit
 from slamfront.frontend.refine import refine_positions_warped
 from slamfront.geometry import invert_pose, project, transform_points, view_warp
@@ -71,25 +71,14 @@ def search_local_map(
     first = np.ones(order.size, bool)
     first[1:] = best_kp[order][1:] != best_kp[order][:-1]
     chosen = order[first]
+    pixels, aligned = _align_to_anchors(
+        lmap, inp, rows[chosen], features.keypoints[best_kp[chosen]], anchors, config
+    )
     found = Correspondences(
-        best_kp[chosen],
-        lmap.ids[rows[chosen]],
-        lmap.positions_world[rows[chosen]],
-        _align_to_anchors(
-            lmap, inp, rows[chosen], features.keypoints[best_kp[chosen]], anchors, config
-        ),
+        best_kp[chosen], lmap.ids[rows[chosen]], lmap.positions_world[rows[chosen]], pixels, aligned
     )
-    found = found.select(np.all(np.isfinite(found.pixels), axis=1))
     merged = fit.corr.concat(found)
-    refined = refine_pose(
-        pose,
-        merged.points_world,
-        merged.pixels,
-        camera.K,
-        config.huber_px,
-        config.ransac_reprojection_px,
-    )
-    return PoseFit.inliers_of(merged, refined)
+    return PoseFit.inliers_of(merged, refit_pose(merged, pose, camera, config))
 
 
 def align_warped(
@@ -132,17 +121,13 @@ def align_warped(
     )
     pixels = corr.pixels.copy()
     pixels[chosen[ok]] = aligned[ok]
-    refined = refine_pose(
-        cam_from_world,
-        corr.points_world,
-        pixels,
-        camera.K,
-        config.huber_px,
-        config.ransac_reprojection_px,
-    )
+    was_aligned = corr.aligned.copy()
+    was_aligned[chosen[ok]] = True
+    corr = replace(corr, pixels=pixels, aligned=was_aligned)
+    refined = refit_pose(corr, cam_from_world, camera, config)
     if refined.num_inliers < config.min_inliers:
         return fit
-    return PoseFit.inliers_of(replace(corr, pixels=pixels), refined)
+    return PoseFit.inliers_of(corr, refined)
 
 
 def _align_to_anchors(
@@ -152,21 +137,21 @@ def _align_to_anchors(
     keypoints: np.ndarray,
     anchors: Anchors,
     config: TrackerConfig,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Sub-pixel positions of landmarks found near keypoints, by aligning the window around
-    each landmark's newest keyframe observation; NaN where alignment failed (unless
-    ``alignment.keep_unaligned``), the keypoint itself when alignment is off."""
+    each landmark's newest keyframe observation, and which of them alignment measured (the
+    others keep the keypoint)."""
     pixels = keypoints.astype(np.float64)
+    aligned = np.zeros(rows.size, bool)
     if inp.grey is None or rows.size == 0:
-        return pixels
+        return pixels, aligned
     align = config.alignment
     slot_of = anchors.slot[rows]
     greys, usable = _window_images(lmap, inp.grey, slot_of)
-    keep = np.full(rows.size, align.keep_unaligned)
     chosen = np.flatnonzero(usable)
     if chosen.size:
         # one alignment for all keyframes: their windows tiled into one image
-        aligned, ok = refine_positions_warped(
+        moved, ok = refine_positions_warped(
             greys,
             slot_of[chosen],
             anchors.pixel[rows[chosen]],
@@ -177,10 +162,9 @@ def _align_to_anchors(
             align.window_px,
             align.max_round_trip_px,
         )
-        pixels[chosen] = aligned
-        keep[chosen] = ok | align.keep_unaligned
-    pixels[~keep] = np.nan
-    return pixels
+        pixels[chosen] = moved
+        aligned[chosen] = ok
+    return pixels, aligned
 
 
 def _window_images(

@@ -19,21 +19,26 @@ from slamfront.types import Features, Frame, Keyframe
 
 
 class KeyframeMapper:
-    """Adds keyframes to one tracker's local map and numbers them."""
+    """Adds keyframes to the tracker's local map and numbers them over the whole run."""
 
     def __init__(
         self,
-        lmap: LocalMap,
         config: TrackerConfig,
         extractor: Extractor,
         matcher: Matcher,
         first_keyframe_id: int = 0,
     ) -> None:
-        self._map = lmap
+        self._map = LocalMap(config.window.keyframes)
+        self._map_id = 0
         self._config = config
         self._extractor = extractor
         self._matcher = matcher
         self._next_id = first_keyframe_id
+
+    def use(self, lmap: LocalMap, map_id: int) -> None:
+        """Work on ``lmap`` (a new or rebuilt window), whose keyframes belong to ``map_id``."""
+        self._map = lmap
+        self._map_id = map_id
 
     def insert(
         self,
@@ -73,6 +78,8 @@ class KeyframeMapper:
             points_cam_m=np.zeros((0, 3)),
             grey=grey,
             depth_m=depth.depth_m.copy(),
+            depth_sigma_m=depth.sigma_m.copy(),
+            map_id=self._map_id,
         )
         self._next_id += 1
         entry = MapKeyframe(keyframe, landmark_ids, depth.depth_m, depth.sigma_m)

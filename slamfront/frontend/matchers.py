@@ -15,18 +15,25 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from slamfront.errors import ConfigError, InputError, RuntimeUnavailableError, WeightsError
+from slamfront.errors import ConfigError, InputError, RuntimeUnavailableError
+from slamfront.frontend.models.specs import ARCHITECTURES, lightglue_weights
+from slamfront.frontend.runtime.availability import pick_runtime
+from slamfront.frontend.runtime.lightglue_export import export_lightglue, graphs_folder
+from slamfront.frontend.runtime.lightglue_loop import GlueQuery, GlueResult, GlueStages, run_glue
+from slamfront.frontend.runtime.lightglue_onnx import OrtGlueStages
+from slamfront.frontend.runtime.lightglue_tensorrt import tensorrt_available, tensorrt_stages
+from slamfront.frontend.runtime.lightglue_torch import TorchGlueReference
 from slamfront.types import Features, Matches
+from slamfront.weights import sha256_of
 
 if TYPE_CHECKING:
     from slamfront.config import MatcherConfig
     from slamfront.frontend.base import Matcher
-    from slamfront.frontend.runtime.lightglue_loop import GlueResult, GlueStages
 
 log = logging.getLogger(__name__)
 
@@ -183,18 +190,9 @@ def _two_nearest(cv2: Any, query: np.ndarray, train: np.ndarray) -> tuple[np.nda
 
 
 class GlueBackend(Protocol):
-    """Normalised keypoints (N, 2) + descriptors of both images -> GlueResult."""
+    """One runtime's LightGlue: GlueQuery -> GlueResult."""
 
-    def __call__(
-        self,
-        kpts0: np.ndarray,
-        desc0: np.ndarray,
-        kpts1: np.ndarray,
-        desc1: np.ndarray,
-        depth_confidence: float,
-        width_confidence: float,
-        filter_threshold: float,
-    ) -> GlueResult: ...
+    def __call__(self, query: GlueQuery, /) -> GlueResult: ...
 
 
 def normalized_keypoints(features: Features) -> np.ndarray:
@@ -242,13 +240,15 @@ class LightGlueMatcher:
         if len(features0) == 0 or len(features1) == 0:
             return _empty(start)
         result = self.backend(
-            normalized_keypoints(features0),
-            np.ascontiguousarray(features0.descriptors, np.float32),
-            normalized_keypoints(features1),
-            np.ascontiguousarray(features1.descriptors, np.float32),
-            self.depth_confidence,
-            self.width_confidence,
-            self.filter_threshold,
+            GlueQuery(
+                normalized_keypoints(features0),
+                np.ascontiguousarray(features0.descriptors, np.float32),
+                normalized_keypoints(features1),
+                np.ascontiguousarray(features1.descriptors, np.float32),
+                self.depth_confidence,
+                self.width_confidence,
+                self.filter_threshold,
+            )
         )
         return Matches(
             indices=result.indices,
@@ -259,55 +259,21 @@ class LightGlueMatcher:
         )
 
 
-def lightglue_weights(cfg: MatcherConfig, extractor_model: str) -> Path:
-    """The checked weights file of the LightGlue for ``extractor_model``."""
-    from slamfront.frontend.models.lightglue import WEIGHT_FILES
-
-    name = WEIGHT_FILES.get(extractor_model)
-    if cfg.weights is None and name is None:
-        raise WeightsError(
-            f"no published LightGlue weights for extractor {extractor_model!r}; set "
-            "matcher.weights to a LightGlue file trained for its descriptors, or use "
-            "matcher.model=mnn"
-        )
-    from slamfront.weights import resolve_weights
-
-    return resolve_weights(name or "explicit", cfg.weights)
-
-
-def _pick_runtime(requested: str) -> str:
-    if requested != "auto":
-        return requested
-    from slamfront.frontend.runtime.lightglue_tensorrt import tensorrt_available
-
-    if tensorrt_available():
-        return "tensorrt"
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return "torch"
-    return "onnxruntime"
-
-
 def build_lightglue(cfg: MatcherConfig, extractor_model: str) -> LightGlueMatcher:
     """LightGlue on ``cfg.runtime`` with the weights for ``extractor_model``."""
-    from slamfront.frontend.models.lightglue import ARCHITECTURES, load_lightglue
-
     if extractor_model not in ARCHITECTURES:
         raise ConfigError(
             f"matcher.model=lightglue does not take {extractor_model} features "
             f"(LightGlue weights exist for {', '.join(sorted(ARCHITECTURES))}); "
             "use matcher.model=orb_bf for ORB"
         )
-    runtime = _pick_runtime(cfg.runtime)
-    if runtime == "tensorrt":
-        from slamfront.frontend.runtime.lightglue_tensorrt import tensorrt_available
-
-        if not tensorrt_available():  # fail before minutes of export and engine building
-            raise RuntimeUnavailableError(
-                "matcher.runtime=tensorrt needs the tensorrt package and a CUDA device "
-                "(pip install slamfront[tensorrt]); use onnxruntime or torch here"
-            )
+    runtime = pick_runtime(cfg.runtime, tensorrt_needs_torch_cuda=True)
+    # fail before minutes of export and engine building
+    if runtime == "tensorrt" and not tensorrt_available():
+        raise RuntimeUnavailableError(
+            "matcher.runtime=tensorrt needs the tensorrt package and a CUDA device "
+            "(pip install slamfront[tensorrt]); use onnxruntime or torch here"
+        )
     path = lightglue_weights(cfg, extractor_model)
     device = cfg.device if runtime == "torch" else "cpu"  # other runtimes export from CPU
     if device == "cuda":
@@ -315,54 +281,22 @@ def build_lightglue(cfg: MatcherConfig, extractor_model: str) -> LightGlueMatche
 
         if not torch.cuda.is_available():
             raise RuntimeUnavailableError("matcher.device=cuda: torch sees no CUDA device")
+    from slamfront.frontend.models.lightglue import load_lightglue  # imports torch
+
     net = load_lightglue(path, extractor_model, device=device)
     backend: GlueBackend
     if runtime == "torch":
-        from slamfront.frontend.runtime.lightglue_torch import TorchGlueReference
-
         backend = TorchGlueReference(net)
-    elif runtime in ("onnxruntime", "tensorrt"):
-        from slamfront.frontend.runtime.lightglue_export import (
-            export_lightglue,
-            file_sha256,
-            graphs_folder,
-        )
-        from slamfront.frontend.runtime.lightglue_loop import run_glue
-
+    else:  # onnxruntime or tensorrt (pick_runtime refuses other names)
         masked = runtime == "tensorrt"
-        folder = graphs_folder(cfg.onnx_dir, extractor_model, file_sha256(path), masked)
+        folder = graphs_folder(cfg.onnx_dir, extractor_model, sha256_of(path), masked)
         graphs = export_lightglue(net, folder, masked=masked)
         stages: GlueStages
         if runtime == "onnxruntime":
-            from slamfront.frontend.runtime.lightglue_onnx import OrtGlueStages
-
             stages = OrtGlueStages(graphs, threads=cfg.threads)
         else:
-            from slamfront.frontend.runtime.lightglue_tensorrt import tensorrt_stages
-
             stages = tensorrt_stages(graphs, cache_dir=cfg.engine_dir)
-
-        def backend(
-            kpts0: np.ndarray,
-            desc0: np.ndarray,
-            kpts1: np.ndarray,
-            desc1: np.ndarray,
-            depth_confidence: float,
-            width_confidence: float,
-            filter_threshold: float,
-        ) -> GlueResult:
-            return run_glue(
-                stages,
-                kpts0,
-                desc0,
-                kpts1,
-                desc1,
-                depth_confidence,
-                width_confidence,
-                filter_threshold,
-            )
-    else:
-        raise RuntimeUnavailableError(f"matcher.runtime: unknown runtime {runtime!r}")
+        backend = partial(run_glue, stages)
     log.debug("LightGlue for %s on %s from %s", extractor_model, runtime, path)
     return LightGlueMatcher(
         backend,

@@ -7,8 +7,16 @@ from collections import deque
 
 import numpy as np
 
-from slamfront.geometry import invert_pose, make_pose, orthonormalized, so3_exp, so3_log
-from slamfront.types import Frame
+from slamfront.geometry import (
+    invert_pose,
+    make_pose,
+    orthonormalized,
+    project,
+    so3_exp,
+    so3_log,
+    transform_points,
+)
+from slamfront.types import CameraModel, Frame
 
 
 class MotionModel:
@@ -94,6 +102,26 @@ class MotionModel:
         if self._last is not None:
             stamp, pose = self._last
             self._last = (stamp, orthonormalized(new_world_from_old_world @ pose))
+
+
+def image_jump_px(
+    predicted_world_from_cam: np.ndarray,
+    world_from_cam: np.ndarray,
+    points_world: np.ndarray,
+    camera: CameraModel,
+) -> float:
+    """Median distance between where the landmarks project at the predicted pose and at the
+    estimated one (pixels): how far the estimate strays from the prediction in the image,
+    whatever the rig, the scene's depth or the speed."""
+    if points_world.shape[0] == 0:
+        return 0.0
+    at_prediction = transform_points(invert_pose(predicted_world_from_cam), points_world)
+    at_estimate = transform_points(invert_pose(world_from_cam), points_world)
+    visible = (at_prediction[:, 2] > 0) & (at_estimate[:, 2] > 0)
+    if not visible.any():
+        return float("inf")
+    shift = project(camera.K, at_prediction[visible]) - project(camera.K, at_estimate[visible])
+    return float(np.median(np.linalg.norm(shift, axis=1)))
 
 
 def _mean_rate(start: tuple[int, np.ndarray], end: tuple[int, np.ndarray]) -> np.ndarray:

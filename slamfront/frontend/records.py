@@ -51,18 +51,25 @@ class MatchAttempt:
 
 @dataclass(frozen=True, eq=False)
 class Correspondences:
-    """2-D/3-D pairs for one frame: current keypoint index, landmark id, world point, and the
-    measured pixel (the keypoint, or where image alignment put the landmark)."""
+    """2-D/3-D pairs for one frame: current keypoint index, landmark id, world point, the
+    measured pixel (where image alignment put the landmark, or the keypoint where alignment
+    failed or is off) and whether alignment measured it."""
 
     keypoint_index: np.ndarray
     landmark_ids: np.ndarray
     points_world: np.ndarray
     pixels: np.ndarray
+    aligned: np.ndarray
+    """(N,) bool: the pixel comes from sub-pixel alignment, not from the detector."""
 
     @staticmethod
     def empty() -> Correspondences:
         return Correspondences(
-            np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros((0, 2))
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int64),
+            np.zeros((0, 3)),
+            np.zeros((0, 2)),
+            np.zeros(0, bool),
         )
 
     def __len__(self) -> int:
@@ -74,6 +81,7 @@ class Correspondences:
             self.landmark_ids[mask],
             self.points_world[mask],
             self.pixels[mask],
+            self.aligned[mask],
         )
 
     def concat(self, other: Correspondences) -> Correspondences:
@@ -82,6 +90,7 @@ class Correspondences:
             np.concatenate([self.landmark_ids, other.landmark_ids]),
             np.concatenate([self.points_world, other.points_world]),
             np.concatenate([self.pixels, other.pixels]),
+            np.concatenate([self.aligned, other.aligned]),
         )
 
 

@@ -20,18 +20,20 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from slamfront.backend.vocabulary import Vocabulary
 from slamfront.config import TrackerConfig
 from slamfront.frontend.alignment import alignment_image
+from slamfront.frontend.atlas import KeyframeAtlas
 from slamfront.frontend.base import Extractor, Matcher
 from slamfront.frontend.depth import KeypointDepth, image_depth, keypoint_depth, pinhole_features
 from slamfront.frontend.keyframe_match import estimate_pose, match_keyframe
-from slamfront.frontend.keyframes import need_keyframe
+from slamfront.frontend.keyframes import median_depth_m, need_keyframe
 from slamfront.frontend.local_map import Anchors, LocalMap, MapKeyframe
 from slamfront.frontend.map_search import align_warped, search_local_map
 from slamfront.frontend.mapping import KeyframeMapper, refresh_keyframe
 from slamfront.frontend.mono_init import MonoInitializer
-from slamfront.frontend.motion_model import MotionModel, gyro_rate_cam
-from slamfront.frontend.pose import PoseEstimate, relative_motion_ok
+from slamfront.frontend.motion_model import MotionModel, gyro_rate_cam, image_jump_px
+from slamfront.frontend.pose import PoseEstimate
 from slamfront.frontend.records import Correspondences, FrameInput, MatchAttempt, PoseFit
 from slamfront.frontend.relocalizer import relocalize
 from slamfront.frontend.rolling_shutter import to_global_shutter
@@ -40,7 +42,10 @@ from slamfront.types import (
     CameraModel,
     Features,
     Frame,
+    FrameIssue,
     Keyframe,
+    MapPlacement,
+    OptimizedPoses,
     StageTimings,
     TrackingState,
     TrackResult,
@@ -56,6 +61,7 @@ class _Outcome:
     world_from_cam: np.ndarray | None = None
     fit: PoseFit | None = None
     keyframe: Keyframe | None = None
+    issue: FrameIssue | None = None
 
 
 class Tracker:
@@ -66,21 +72,30 @@ class Tracker:
         config: TrackerConfig,
         extractor: Extractor,
         matcher: Matcher,
-        localize: Callable[[Features, CameraModel], np.ndarray | None] | None = None,
+        localize: Callable[[Features, CameraModel], MapPlacement | None] | None = None,
         first_keyframe_id: int = 0,
+        vocabulary: Vocabulary | None = None,
+        first_map_id: int = 0,
     ) -> None:
-        """``localize`` places a first frame in a saved map (its world_from_cam, or None
-        while it cannot): tracking then starts in that map's frame instead of at the first
-        camera. Keyframe ids start at ``first_keyframe_id`` (after the saved map's)."""
+        """``localize`` places a first frame in a saved map (None while it cannot): tracking
+        then starts in that map's frame instead of at the first camera. Keyframe ids start at
+        ``first_keyframe_id`` and new maps at ``first_map_id`` (after the saved map's). With a
+        ``vocabulary`` relocalisation recognises places among every keyframe of the run."""
         self._config = config
         self._localize = localize
         self._extractor = extractor
         self._matcher = matcher
         self._map = LocalMap(config.window.keyframes)
-        self._mapper = KeyframeMapper(self._map, config, extractor, matcher, first_keyframe_id)
+        self._map_id = first_map_id
+        self._maps_made = first_map_id + 1
+        self._mapper = KeyframeMapper(config, extractor, matcher, first_keyframe_id)
+        self._mapper.use(self._map, self._map_id)
+        self._atlas = KeyframeAtlas(vocabulary)
         self._mono_init = MonoInitializer(config, matcher)
         self._motion = MotionModel(config.shutter.rate_intervals)
         self._state = TrackingState.INITIALIZING
+        self._lost_since_ns: int | None = None
+        self._waiting_since_ns: int | None = None  # first frame waiting for the saved map
         self._frames_since_keyframe = 0
         self._last_inliers = 0  # of the last tracked frame
         self._waiting: FrameInput | None = None  # a rolling-shutter start's first frame
@@ -89,6 +104,11 @@ class Tracker:
     def state(self) -> TrackingState:
         return self._state
 
+    @property
+    def maps_made(self) -> int:
+        """Maps started so far (the first one included)."""
+        return self._maps_made
+
     def step(self, frame: Frame, features: Features | None = None) -> TrackResult:
         """Track one frame. ``features`` may be passed when extracted elsewhere (pipelining)."""
         start = time.perf_counter()
@@ -96,27 +116,56 @@ class Tracker:
             features = self._extractor(frame.image)
         tracking_start = time.perf_counter()
         extract_ms = (tracking_start - start) * 1e3
-        captured = FrameInput(
+        inp = captured = FrameInput(
             frame,
             pinhole_features(features, frame.camera),
             sensing_mode(frame, self._config.mode),
             alignment_image(frame.image, frame.camera, self._config.alignment),
             tracking_start,
         )
-        if self._map.keyframes and self._state != TrackingState.LOST:
-            outcome, inp = self._track(captured)
-        elif not self._map.keyframes and not captured.mono:
-            outcome, inp = self._start(captured)
-        else:
+        if self._lost_too_long(frame.stamp_ns):
+            self._leave_map()
+        if len(captured.features) < self._config.min_inliers:
+            state = TrackingState.LOST if self._map.keyframes else TrackingState.INITIALIZING
+            outcome = _Outcome(state, issue=FrameIssue.FEW_FEATURES)
+            if state == TrackingState.LOST:
+                self._motion.stop()
+        elif not self._map.keyframes:
+            outcome, inp = self._restart(captured)
+        elif self._state == TrackingState.LOST:
             inp = to_global_shutter(captured, self._rate(frame))
-            outcome = self._relocalize(inp) if self._map.keyframes else self._start_mono(inp)
+            outcome = self._relocalize(inp)
+        else:
+            outcome, inp = self._track(captured)
         self._state = outcome.state
-        result = _track_result(inp, outcome, self._map, self._config)
+        if outcome.state == TrackingState.OK:
+            self._lost_since_ns = None
+        elif outcome.state == TrackingState.LOST and self._lost_since_ns is None:
+            self._lost_since_ns = frame.stamp_ns
+        if outcome.keyframe is not None:
+            self._store_window()
+        result = _track_result(inp, outcome, self._map, self._map_id, self._config)
         return replace(result, timings=replace(result.timings, extract_ms=extract_ms))
 
     def keyframes(self) -> list[Keyframe]:
         """The keyframes currently in the local window, oldest first."""
         return [entry.keyframe for entry in self._map.keyframes]
+
+    def apply_optimized(self, poses: OptimizedPoses) -> None:
+        """Take the back end's corrected keyframe poses (and merged maps): every keyframe of
+        the atlas moves, and the window follows its newest corrected keyframe."""
+        self._atlas.move(poses)
+        rows = {keyframe_id: row for row, keyframe_id in enumerate(poses.keyframe_ids)}
+        shared = [e for e in self._map.keyframes if e.keyframe.keyframe_id in rows]
+        if not shared:
+            return
+        row = rows[shared[-1].keyframe.keyframe_id]
+        self.reanchor(shared[-1].keyframe.keyframe_id, poses.world_from_cam[row])
+        if poses.map_ids and poses.map_ids[row] != self._map_id:
+            self._map_id = poses.map_ids[row]
+            self._mapper.use(self._map, self._map_id)
+            for entry in self._map.keyframes:
+                entry.keyframe = replace(entry.keyframe, map_id=self._map_id)
 
     def reanchor(self, keyframe_id: int, corrected_world_from_cam: np.ndarray) -> bool:
         """Move the local map so that ``keyframe_id`` sits at its corrected pose.
@@ -135,7 +184,58 @@ class Tracker:
                 return True
         return False
 
+    def _waited_too_long(self, stamp_ns: int) -> bool:
+        """Whether the saved map has failed to recognise the frames for longer than
+        ``relocalization.new_map_after_s``."""
+        if self._waiting_since_ns is None:
+            self._waiting_since_ns = stamp_ns
+        waited_s = (stamp_ns - self._waiting_since_ns) * 1e-9
+        return waited_s > self._config.relocalization.new_map_after_s
+
+    def _lost_too_long(self, stamp_ns: int) -> bool:
+        if self._state != TrackingState.LOST or self._lost_since_ns is None:
+            return False
+        lost_s = (stamp_ns - self._lost_since_ns) * 1e-9
+        return lost_s > self._config.relocalization.new_map_after_s
+
+    def _leave_map(self) -> None:
+        """Give up the map tracking was lost in (it stays in the atlas): the next frames
+        relocalise in any map or start a new one."""
+        self._map = LocalMap(self._config.window.keyframes, self._map.next_landmark_id)
+        self._mono_init = MonoInitializer(self._config, self._matcher)
+        self._motion.reset()
+        self._state = TrackingState.INITIALIZING
+        self._lost_since_ns = None
+        self._frames_since_keyframe = 0
+        self._last_inliers = 0
+        self._waiting = None
+
+    def _store_window(self) -> None:
+        """The window's keyframe records, refreshed with the map, into the atlas."""
+        for entry in self._map.keyframes:
+            refresh_keyframe(self._map, entry)
+            entry.keyframe = self._atlas.store(entry.keyframe)
+
     # -------------------------------------------------------------- initialisation
+
+    def _restart(self, captured: FrameInput) -> tuple[_Outcome, FrameInput]:
+        """A frame with no window: placed in a map of the atlas if it recognises one, else the
+        start of a new map (the first map of a run starts directly); and the input it was
+        placed by."""
+        inp = to_global_shutter(captured, self._rate(captured.frame))
+        if len(self._atlas):
+            found = self._relocalize(inp)
+            if found.state == TrackingState.OK:
+                return found, inp
+            self._map_id = self._maps_made
+            self._mapper.use(self._map, self._map_id)
+        if inp.mono:
+            outcome = self._start_mono(inp)
+        else:
+            outcome, inp = self._start(captured)
+        if outcome.keyframe is not None and self._map_id == self._maps_made:
+            self._maps_made += 1
+        return outcome, inp
 
     def _start(self, captured: FrameInput) -> tuple[_Outcome, FrameInput]:
         """A metric start. Its keyframe anchors the map, so a rolling shutter without a gyro
@@ -149,7 +249,7 @@ class Tracker:
             if first is not None:
                 first_from_cam = self._probe(first, captured)
             if first is None or first_from_cam is None:
-                return _Outcome(TrackingState.INITIALIZING), captured
+                return _Outcome(TrackingState.INITIALIZING, issue=FrameIssue.SHUTTER_RATE), captured
             dt = (frame.stamp_ns - first.frame.stamp_ns) * 1e-9
             rate = so3_log(first_from_cam[:3, :3]) / max(dt, 1e-3)
         inp = to_global_shutter(captured, rate)
@@ -173,7 +273,8 @@ class Tracker:
         if int(depth.valid.sum()) < cfg.min_map_points:
             return None
         lmap = LocalMap(1)
-        mapper = KeyframeMapper(lmap, cfg, self._extractor, self._matcher)
+        mapper = KeyframeMapper(cfg, self._extractor, self._matcher)
+        mapper.use(lmap, 0)
         entry = mapper.insert(
             first.frame, first.features, np.eye(4), depth, Correspondences.empty(), first.grey
         )
@@ -188,17 +289,23 @@ class Tracker:
         world_from_cam = np.eye(4)
         if self._localize is not None:
             found = self._localize(inp.features, inp.camera)
-            if found is None:  # not yet recognised in the saved map: no pose
-                return _Outcome(TrackingState.INITIALIZING)
-            world_from_cam = found
+            if found is not None:
+                world_from_cam = found.world_from_cam
+                self._map_id = found.map_id
+                self._mapper.use(self._map, self._map_id)
+            elif not self._waited_too_long(inp.frame.stamp_ns):
+                # not yet recognised in the saved map: no pose (for a while; then a map of
+                # its own, which a loop may later join to the saved one)
+                return _Outcome(TrackingState.INITIALIZING, issue=FrameIssue.NOT_IN_MAP)
         depth = keypoint_depth(
             inp.frame, inp.features, inp.mode, inp.grey, self._extractor, self._config
         )
         if int(depth.valid.sum()) < self._config.min_map_points:
-            return _Outcome(TrackingState.INITIALIZING)
+            return _Outcome(TrackingState.INITIALIZING, issue=FrameIssue.NO_DEPTH)
         entry = self._mapper.insert(
             inp.frame, inp.features, world_from_cam, depth, Correspondences.empty(), inp.grey
         )
+        self._waiting_since_ns = None
         self._frames_since_keyframe = 0
         self._motion.update(inp.frame.stamp_ns, world_from_cam)
         return _Outcome(TrackingState.OK, world_from_cam=world_from_cam, keyframe=entry.keyframe)
@@ -208,7 +315,9 @@ class Tracker:
         tried = self._mono_init(inp)
         start = tried.start
         if start is None:
-            return _Outcome(TrackingState.INITIALIZING, tried.attempt)
+            return _Outcome(
+                TrackingState.INITIALIZING, tried.attempt, issue=FrameIssue.MONO_PARALLAX
+            )
         ref_features = start.reference_features
         reference = self._mapper.insert(
             start.reference_frame,
@@ -224,7 +333,13 @@ class Tracker:
         reference.landmark_ids[start.reference_index] = ids
         refresh_keyframe(self._map, reference)
         world_from_cam = invert_pose(start.cam1_from_cam0)
-        corr = Correspondences(start.current_index, ids, start.points_world, start.current_px)
+        corr = Correspondences(
+            start.current_index,
+            ids,
+            start.points_world,
+            start.current_px,
+            np.full(ids.size, start.reference_grey is not None),
+        )
         entry = self._mapper.insert(
             inp.frame,
             inp.features,
@@ -242,32 +357,25 @@ class Tracker:
 
     def _track(self, captured: FrameInput) -> tuple[_Outcome, FrameInput]:
         """The frame tracked in the window, and the (global-shutter) input it was tracked on."""
-        cfg = self._config
         reference = self._map.reference
         prediction = self._motion.predict(captured.frame.stamp_ns)
         anchors = self._map.anchors()
         rate = self._rate(captured.frame)
         inp = to_global_shutter(captured, rate)
-        attempt, fit = self._solve(inp, prediction, anchors)
-        if fit is None:
-            return self._lose(attempt), inp
-        fit, inp = self._resolve_shutter(captured, inp, fit, rate, anchors)
+        attempt, solved = self._solve(inp, prediction, anchors)
+        if isinstance(solved, FrameIssue):
+            return self._lose(attempt, solved), inp
+        fit, inp = self._resolve_shutter(captured, inp, solved, rate, anchors)
         world_from_cam = invert_pose(fit.estimate.cam_from_world)
-        last_stamp_ns = self._motion.last_stamp_ns
-        if prediction is not None and last_stamp_ns is not None:
-            dt = max((inp.frame.stamp_ns - last_stamp_ns) * 1e-9, 1e-3)
-            motion = cfg.motion
-            if not relative_motion_ok(
-                prediction, world_from_cam, dt, motion.max_speed_m_s, motion.max_angular_speed_deg_s
-            ):
-                return self._lose(attempt), inp
+        if self._implausible(inp, prediction, world_from_cam, fit):
+            return self._lose(attempt, FrameIssue.MOTION_GATE), inp
         return self._accept(inp, fit, world_from_cam, attempt, reference), inp
 
     def _solve(
         self, inp: FrameInput, prediction: np.ndarray | None, anchors: Anchors
-    ) -> tuple[MatchAttempt, PoseFit | None]:
+    ) -> tuple[MatchAttempt, PoseFit | FrameIssue]:
         """The frame's pose in the window: by the local-map search from the motion model's
-        pose, else from matches to the reference keyframe; None when too few inliers."""
+        pose, else from matches to the reference keyframe; or why there is none."""
         cfg = self._config
         attempt = MatchAttempt()
         fit = None
@@ -279,16 +387,17 @@ class Tracker:
         ):
             fit = self._track_motion(inp, prediction, anchors)
         if fit is None:
-            reference = self._map.reference
-            attempt, corr = match_keyframe(self._map, reference, inp, self._matcher, cfg)
+            attempt, corr = match_keyframe(self._map, self._map.reference, inp, self._matcher, cfg)
+            if len(corr) < cfg.min_inliers:
+                return attempt, FrameIssue.FEW_MATCHES
             estimate = estimate_pose(corr, inp.camera, prediction, cfg)
             if estimate is None or estimate.num_inliers < cfg.min_inliers:
-                return attempt, None
+                return attempt, FrameIssue.FEW_INLIERS
             fit = search_local_map(self._map, inp, PoseFit.inliers_of(corr, estimate), anchors, cfg)
         if cfg.alignment.prewarp:
             fit = align_warped(self._map, inp, fit, anchors, cfg)
         if fit.num_inliers < cfg.min_inliers:
-            return attempt, None
+            return attempt, FrameIssue.FEW_INLIERS
         return attempt, fit
 
     def _rate(self, frame: Frame) -> np.ndarray:
@@ -334,6 +443,27 @@ class Tracker:
             return fit, inp
         return refit, again
 
+    def _implausible(
+        self,
+        inp: FrameInput,
+        prediction: np.ndarray | None,
+        world_from_cam: np.ndarray,
+        fit: PoseFit,
+    ) -> bool:
+        """The motion gate: with a velocity known and a recent last pose, the estimate must
+        not move the landmarks in the image farther from the prediction than
+        ``motion.max_jump_share`` of the image diagonal."""
+        last_stamp_ns = self._motion.last_stamp_ns
+        motion = self._config.motion
+        if prediction is None or not self._motion.has_velocity or last_stamp_ns is None:
+            return False
+        if (inp.frame.stamp_ns - last_stamp_ns) * 1e-9 > motion.max_gap_s:
+            return False
+        camera = inp.camera
+        diagonal_px = float(np.hypot(camera.width_px, camera.height_px))
+        jump_px = image_jump_px(prediction, world_from_cam, fit.corr.points_world, camera)
+        return jump_px > motion.max_jump_share * diagonal_px
+
     def _track_motion(
         self, inp: FrameInput, prediction: np.ndarray, anchors: Anchors
     ) -> PoseFit | None:
@@ -356,9 +486,13 @@ class Tracker:
         return fit if fit.num_inliers >= needed else None
 
     def _relocalize(self, inp: FrameInput) -> _Outcome:
-        found = relocalize(self._map, inp, self._matcher, self._config)
-        if found.keyframe is None or found.fit is None:
-            return _Outcome(TrackingState.LOST, found.attempt)
+        found = relocalize(self._map, inp, self._matcher, self._config, self._atlas)
+        if found.lmap is None or found.keyframe is None or found.fit is None:
+            return _Outcome(TrackingState.LOST, found.attempt, issue=FrameIssue.NOT_RELOCALIZED)
+        if found.lmap is not self._map:  # recognised outside the window: resume there
+            self._map = found.lmap
+            self._map_id = found.keyframe.keyframe.map_id
+            self._mapper.use(self._map, self._map_id)
         # resume with that keyframe as the reference
         self._map.keyframes.remove(found.keyframe)
         self._map.keyframes.append(found.keyframe)
@@ -366,9 +500,9 @@ class Tracker:
         world_from_cam = invert_pose(found.fit.estimate.cam_from_world)
         return self._accept(inp, found.fit, world_from_cam, found.attempt, found.keyframe)
 
-    def _lose(self, attempt: MatchAttempt) -> _Outcome:
+    def _lose(self, attempt: MatchAttempt, issue: FrameIssue) -> _Outcome:
         self._motion.stop()
-        return _Outcome(TrackingState.LOST, attempt)
+        return _Outcome(TrackingState.LOST, attempt, issue=issue)
 
     def _accept(
         self,
@@ -392,6 +526,7 @@ class Tracker:
             tracked_ref,
             reference.most_tracked,
             self._frames_since_keyframe,
+            median_depth_m(reference.keyframe.points_cam_m),
         ):
             keyframe = self._mapper.extend(inp, world_from_cam, fit, reference)
             if keyframe is not None:
@@ -402,7 +537,7 @@ class Tracker:
 
 
 def _track_result(
-    inp: FrameInput, outcome: _Outcome, lmap: LocalMap, config: TrackerConfig
+    inp: FrameInput, outcome: _Outcome, lmap: LocalMap, map_id: int, config: TrackerConfig
 ) -> TrackResult:
     """The record of a tracked frame; its pose is also given relative to the window's
     reference keyframe."""
@@ -441,6 +576,8 @@ def _track_result(
         landmark_pixels=inliers.pixels.copy() if inliers is not None else None,
         landmark_keypoints=inliers.keypoint_index.copy() if inliers is not None else None,
         landmark_depths_m=depths,
+        issue=outcome.issue,
+        map_id=map_id,
     )
 
 

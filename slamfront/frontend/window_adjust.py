@@ -8,8 +8,9 @@ from dataclasses import replace
 import numpy as np
 
 from slamfront.config import TrackerConfig
+from slamfront.frontend.bundle import bundle_adjust, refine_points
 from slamfront.frontend.local_map import LocalMap
-from slamfront.frontend.pose import bundle_adjust, refine_points, refine_pose
+from slamfront.frontend.pose import refine_pose
 from slamfront.geometry import invert_pose
 from slamfront.types import CameraModel
 

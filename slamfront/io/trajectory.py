@@ -30,6 +30,7 @@ from typing import IO, Literal
 import numpy as np
 
 from slamfront.errors import SourceError
+from slamfront.geometry import rotation_to_quat_xyzw
 from slamfront.types import Trajectory
 
 TrajectoryFormat = Literal["tum", "kitti", "euroc"]
@@ -90,8 +91,6 @@ def _rotations_from_quat_xyzw(quat_xyzw: np.ndarray) -> np.ndarray:
 
 
 def _quat_xyzw_from_rotations(rotations: np.ndarray) -> np.ndarray:
-    from slamfront.geometry import rotation_to_quat_xyzw
-
     return np.array([rotation_to_quat_xyzw(r) for r in rotations]).reshape(-1, 4)
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from slamfront.geometry import project
 from slamfront.sim.scene import Scene
 from slamfront.types import CameraModel
 
@@ -182,9 +183,7 @@ class Renderer:
         poly = _clip_near(corners_cam, _NEAR_M)
         if poly.shape[0] == 0:
             return None
-        k = self._k
-        px = k[0, 0] * poly[:, 0] / poly[:, 2] + k[0, 2]
-        py = k[1, 1] * poly[:, 1] / poly[:, 2] + k[1, 2]
+        px, py = project(self._k, poly).T
         x0 = max(0, int(np.floor(px.min())))
         x1 = min(self.camera.width_px, int(np.ceil(px.max())) + 1)
         y0 = max(0, int(np.floor(py.min())))

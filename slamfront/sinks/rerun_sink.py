@@ -30,6 +30,8 @@ timestamp when the stamps are epoch times after 2000, else as a duration)::
     plot/latency_ms              Scalars: read, extract, match, pose, total
     plot/tracking                Scalars: features, matches, inliers
     plot/state                   Scalars: 1 ok, 0 initialising, -1 lost
+    status                       TextLog: the state, why a frame has no pose (FrameIssue) and
+                                 the map, one line whenever one of them changes
     plot/reprojection_rmse_px    Scalars (tracked frames)
     plot/matcher/layers_run      Scalars (iterative matchers)
     plot/matcher/points_kept     Scalars: points still active after the last layer run
@@ -54,10 +56,12 @@ from typing import Any
 import numpy as np
 
 from slamfront.config import RerunConfig
+from slamfront.frontend.local_map import rows_in
 from slamfront.geometry import distort_points
 from slamfront.types import (
     CameraModel,
     Frame,
+    FrameIssue,
     Keyframe,
     OptimizedPoses,
     TrackingState,
@@ -166,6 +170,8 @@ class RerunSink:
         self._raw_broken = True
         self._last_reference_id: int | None = None
         self._last_state: TrackingState | None = None
+        self._last_logged_state: TrackingState | None = None
+        self._last_issue: FrameIssue | None = None
         self._pending: _PendingKeyframe | None = None
         self._views: OrderedDict[int, _KeyframeView] = OrderedDict()
         self._keyframe_poses: dict[int, np.ndarray] = {}
@@ -459,6 +465,13 @@ class RerunSink:
         counts = (result.num_features, result.num_matches, result.num_inliers)
         rec.log("plot/tracking", rr.Scalars(np.array(counts, dtype=np.float64)))
         rec.log("plot/state", rr.Scalars(_STATE_VALUE[result.state]))
+        if result.state != self._last_logged_state or result.issue != self._last_issue:
+            # a line per change of state or cause, not per frame
+            cause = f" ({result.issue.value})" if result.issue is not None else ""
+            text = f"{result.state.value}{cause}, map {result.map_id}"
+            level = "INFO" if result.state == TrackingState.OK else "WARN"
+            rec.log("status", rr.TextLog(text, level=level))
+            self._last_logged_state, self._last_issue = result.state, result.issue
         if result.state == TrackingState.OK and math.isfinite(result.reprojection_rmse_px):
             rec.log("plot/reprojection_rmse_px", rr.Scalars(result.reprojection_rmse_px))
         matches = result.matches
@@ -536,8 +549,6 @@ def _landmark_pairs(
 ) -> np.ndarray:
     """(P, 2) int64 (keyframe keypoint, current keypoint) of every landmark in
     ``landmark_ids`` (found at ``keypoints``) that the keyframe observes."""
-    from slamfront.frontend.local_map import rows_in
-
     observed = np.flatnonzero(keyframe_landmarks >= 0)
     order = np.argsort(keyframe_landmarks[observed])
     rows = rows_in(keyframe_landmarks[observed][order], landmark_ids)

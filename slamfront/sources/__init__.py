@@ -8,13 +8,10 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
 
-from slamfront.errors import SourceError
+from slamfront.config import Config
+from slamfront.errors import ConfigError, SourceError
 from slamfront.sources.base import Source
-
-if TYPE_CHECKING:
-    from slamfront.config import Config
 
 _SCHEMES = {
     "tum": "slamfront.sources.tum:TumSource",
@@ -45,8 +42,6 @@ def resolve_spec(given: str | None, config: Config) -> str:
     ``given`` without a known scheme is then appended to it (``tum:`` + ``/data/fr1`` ->
     ``tum:/data/fr1``). A complete ``given`` spec always wins.
     """
-    from slamfront.errors import ConfigError
-
     profile = config.source.spec
     if given:
         scheme = given.partition(":")[0].strip().lower()
@@ -71,8 +66,6 @@ def resolve_spec(given: str | None, config: Config) -> str:
 
 def open_source(spec: str, config: Config | None = None) -> Source:
     """Open a source from its spec string; ``config`` supplies source/sim/camera settings."""
-    from slamfront.config import Config
-
     scheme, rest = split_spec(spec)
     module_name, _, class_name = _SCHEMES[scheme].partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from slamfront.errors import SourceError
+from slamfront.geometry import RemapTables, undistortion_maps
 from slamfront.sources.base import Source
 from slamfront.types import CameraModel
 
 if TYPE_CHECKING:
     from slamfront.config import CameraConfig, SourceConfig
-    from slamfront.geometry import RemapTables
     from slamfront.types import Frame
 
 log = logging.getLogger("slamfront.sources")
@@ -172,8 +172,6 @@ class Undistorter:
         self._tables: RemapTables | None = None
         self.camera = camera
         if enabled and camera.is_distorted:
-            from slamfront.geometry import undistortion_maps
-
             self._tables = undistortion_maps(camera)
             self.camera = self._tables.camera
 

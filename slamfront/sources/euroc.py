@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from slamfront.errors import SourceError
+from slamfront.geometry import StereoRectification, invert_pose, rectify_stereo
 from slamfront.io.trajectory import check_stamps_increase, read_data_lines, read_trajectory
 from slamfront.sources._files import IndexedSource, Undistorter, read_image, require_dir
 from slamfront.sources.base import with_readout
@@ -40,7 +41,6 @@ from slamfront.types import CameraModel, Frame, ImuSample, StereoRig, Trajectory
 
 if TYPE_CHECKING:
     from slamfront.config import Config
-    from slamfront.geometry import StereoRectification
 
 log = logging.getLogger("slamfront.sources.euroc")
 
@@ -334,8 +334,6 @@ class EurocSource(IndexedSource):
             right_from_left = np.linalg.inv(body_from_cam1) @ body_from_cam0
             raw_rig = StereoRig(left_raw, right_raw, right_from_left)
             if cfg.stereo_rectify:
-                from slamfront.geometry import invert_pose, rectify_stereo
-
                 try:
                     self._rectification = rectify_stereo(raw_rig)
                 except ValueError as exc:

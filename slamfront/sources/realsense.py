@@ -29,11 +29,13 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from slamfront.config import Config, RealSenseConfig
 from slamfront.errors import DeviceError, SourceError
+from slamfront.geometry import RemapTables, invert_pose, rectify_stereo, undistortion_maps
 from slamfront.sources.base import Source, with_readout
 from slamfront.sources.realsense_convert import (
     FrameNumberGaps,
@@ -58,10 +60,6 @@ from slamfront.sources.realsense_device import (
     stream_key,
 )
 from slamfront.types import CameraModel, Frame, StereoRig
-
-if TYPE_CHECKING:
-    from slamfront.config import Config
-    from slamfront.geometry import RemapTables
 
 log = logging.getLogger("slamfront.sources.realsense")
 
@@ -177,8 +175,6 @@ class RealSenseSource(Source):
         """Open a live device (``serial`` or ``realsense.serial``, else the first one) or the
         recording at ``path``; or stream from ``device``, a pyrealsense2 device already at
         hand (tests pass a software device, which takes the live code path)."""
-        from slamfront.config import RealSenseConfig
-
         self._rs = import_pyrealsense2()
         self._config = config
         self._rs_config: RealSenseConfig = config.realsense
@@ -263,8 +259,6 @@ class RealSenseSource(Source):
         )
 
     def _prepare_geometry(self) -> None:
-        from slamfront.geometry import invert_pose, rectify_stereo, undistortion_maps
-
         plan, source_config = self._plan, self._config.source
         self._body_from_cam = plan.body_from_cam
         # the infrared imagers and the D455's colour one have a global shutter; the D415/D435

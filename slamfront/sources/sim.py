@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from slamfront.errors import SourceError
+from slamfront.sim.rig import SimRig
 from slamfront.sources._files import IndexedSource
+from slamfront.types import Frame, Trajectory
 
 if TYPE_CHECKING:
     from slamfront.config import Config
-    from slamfront.sim.rig import SimRig
     from slamfront.sim.scene import Scene
     from slamfront.sim.trajectories import TrajectoryModel
-    from slamfront.types import Frame, Trajectory
 
 
 class SimSource(IndexedSource):
@@ -43,8 +43,6 @@ class SimSource(IndexedSource):
         return cls(config)
 
     def __init__(self, config: Config, scene: Scene | None = None) -> None:
-        from slamfront.sim.rig import SimRig
-
         try:
             self.rig: SimRig = SimRig(config.sim, scene)
         except ValueError as exc:
@@ -66,8 +64,6 @@ class SimSource(IndexedSource):
         return self.rig.frame(index, previous_stamp_ns)
 
     def groundtruth(self) -> Trajectory:
-        from slamfront.types import Trajectory
-
         stamps = self._stamps_ns[self._selected]
         poses = self.rig.trajectory.world_from_cam(stamps * 1e-9)
         return Trajectory(stamps.copy(), poses.reshape(-1, 4, 4))

@@ -95,7 +95,8 @@ def refit(
         landmarks_world_m=None if landmarks is None else landmarks[1],
         range_baseline_m=range_baseline_m,
     )
-    trajectory = refit_frames(frames, poses, CAMERA.K)
+    trajectory, map_ids = refit_frames(frames, poses, CAMERA.K)
+    assert np.array_equal(map_ids, np.zeros(len(trajectory), np.int64))
     frames.close()
     assert trajectory.stamps_ns.tolist() == [(i + 1) * 10**8 for i in range(5)]
     return truth, trajectory.world_from_body
@@ -154,7 +155,7 @@ def test_a_frame_not_on_a_known_keyframe_keeps_the_tracker_pose() -> None:
     other_keyframe = OptimizedPoses(
         1, (7,), truth[0][None], landmark_ids=ids, landmarks_world_m=points_world
     )
-    trajectory = refit_frames(frames, other_keyframe, CAMERA.K)
+    trajectory, _ = refit_frames(frames, other_keyframe, CAMERA.K)
     for result, pose in zip(results, trajectory.world_from_body, strict=True):
         assert result.world_from_cam is not None
         assert np.array_equal(pose, result.world_from_cam)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import subprocess
@@ -58,6 +59,8 @@ def sample_map(
         make_keyframe(k, rng, n, binary, with_global=k != 2)
         for k, n in zip((0, 1, 2, 5), (30, 0, 17, 44), strict=True)
     ]
+    # two maps: keyframe 5 was made in a second map, in its own frame
+    keyframes[3] = dataclasses.replace(keyframes[3], map_id=1)
     landmarks = Landmarks(
         positions_world_m=rng.normal(size=(12, 3)),
         descriptors=rng.normal(size=(12, 64)).astype(np.float32),
@@ -83,6 +86,7 @@ def assert_same_keyframe(a: Keyframe, b: Keyframe) -> None:
         assert x.dtype == y.dtype
         np.testing.assert_array_equal(x, y)
     np.testing.assert_array_equal(a.points_cam_m, b.points_cam_m)  # NaN positions equal too
+    assert a.map_id == b.map_id
     if a.global_descriptor is None:
         assert b.global_descriptor is None
     else:
@@ -169,6 +173,19 @@ def rewrite(
     with zipfile.ZipFile(path, "w") as archive:
         for name, blob in members.items():
             archive.writestr(name, blob)
+
+
+def test_a_map_written_before_maps_were_numbered_is_one_map(saved: Path) -> None:
+    with zipfile.ZipFile(saved) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    del members["keyframe_map_id.npy"]
+    header = json.loads(members["header.json"])
+    del header["arrays"]["keyframe_map_id"]
+    members["header.json"] = json.dumps(header).encode()
+    with zipfile.ZipFile(saved, "w") as archive:
+        for name, blob in members.items():
+            archive.writestr(name, blob)
+    assert {kf.map_id for kf in load_map(saved).keyframes} == {0}
 
 
 def test_other_version_is_refused(saved: Path) -> None:

@@ -196,6 +196,39 @@ def test_a_new_chain_with_a_weak_prior_is_pulled_in_by_a_loop() -> None:
     np.testing.assert_allclose(after[:6], np.stack(truth[:6]), atol=1e-4)
 
 
+def test_maps_merge_at_a_loop_into_the_older_frame() -> None:
+    """Two maps, each in its own frame (the second started at the identity after a loss);
+    a loop between them joins the second to the first, re-expressed exactly through the
+    loop, and the gauge of the second map goes (no prior fights the loop)."""
+    truth = truth_loop(12)
+    graph = PoseGraph(BackendConfig())
+    graph.add_keyframe(0, truth[0], map_id=0)
+    for i in range(1, 6):
+        graph.add_keyframe(i, truth[i], invert_pose(truth[i - 1]) @ truth[i], ODOMETRY_INFO)
+    second_from_world = invert_pose(truth[6])  # map 1 starts at the identity
+    graph.add_keyframe(6, np.eye(4), map_id=1)
+    for i in range(7, 12):
+        relative = invert_pose(truth[i - 1]) @ truth[i]
+        graph.add_keyframe(i, second_from_world @ truth[i], relative, ODOMETRY_INFO, i - 1, 1)
+    before = graph.optimize()
+    assert before.map_ids == (0,) * 6 + (1,) * 6
+    np.testing.assert_allclose(before.world_from_cam[6], np.eye(4), atol=1e-9)
+    graph.merge_maps(
+        1,
+        0,
+        invert_pose(second_from_world),
+        LoopCandidate(11, 0, 0.9, invert_pose(truth[0]) @ truth[11], 100, 0.9, LOOP_INFO),
+    )
+    after = graph.optimize()
+    assert after.map_ids == (0,) * 12
+    assert after.map_merges == ((1, 0),) and after.merged_map_of(1) == 0
+    np.testing.assert_allclose(after.world_from_cam, np.stack(truth), atol=1e-6)
+    assert after.num_loops == 1
+    # later keyframes of the absorbed map join the merged one
+    graph.add_keyframe(12, truth[0], invert_pose(truth[11]) @ truth[0], ODOMETRY_INFO, 11, 1)
+    assert graph.map_of(12) == 0
+
+
 def test_bundle_adjustment_removes_pose_noise_the_landmarks_contradict() -> None:
     """Ten keyframes along a wall of landmarks, seeded with 2 cm / 0.5 deg pose errors and
     exact pixels: the adjustment (first keyframe held) puts every keyframe back within 1 mm,

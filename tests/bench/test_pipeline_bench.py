@@ -12,7 +12,10 @@ from slamfront.bench.pipeline import (
     REFERENCE_OVERRIDES,
     STAGES,
     BenchInput,
+    PipelineBenchmark,
     RunSample,
+    StageFigures,
+    VariantResult,
     bench_pipeline,
     parse_input,
     run_once,
@@ -72,6 +75,27 @@ def test_summary_pools_frames_of_all_runs() -> None:
     assert figures["cpu_ms_per_frame"] == pytest.approx(1e3 * 0.5 / 12)
     with pytest.raises(ValueError):
         summarise_samples([])
+
+
+def _variant(variant: str, match_ms: float) -> VariantResult:
+    stages = {s: StageFigures(5.0, 6.0) for s in STAGES} | {"match": StageFigures(match_ms, 0.0)}
+    return VariantResult(
+        "sim:loop", "sim:loop", variant, "rgbd", 640, 480, "onnxruntime", "onnxruntime",
+        1, 10, 20.0, 19.0, 21.0, 18.0, 50.0, 500.0, 400.0, 0, stages, {},
+    )  # fmt: skip
+
+
+def test_summary_line_never_prints_nan_when_a_stage_did_not_run() -> None:
+    """The preset's motion model tracks the median frame without the matcher: its match
+    median is 0 ms, and the ratio line says so instead of 'nanx'."""
+    result = PipelineBenchmark(
+        "fast",
+        (_variant("preset", 0.0), _variant("reference", 30.0)),
+        1, 0, 5, 10, (), {}, (0.0, 0.0),
+    )  # fmt: skip
+    line = result.lines()[-1]
+    assert "nan" not in line
+    assert "extraction 1.00x faster" in line and "matcher did not run" in line
 
 
 def test_one_run_is_a_real_pipeline_run() -> None:

@@ -188,3 +188,27 @@ def test_auto_picks_onnxruntime_without_tensorrt() -> None:
     lines = report.lines()
     assert lines[0].startswith("runtime auto -> onnxruntime")
     assert any(line.strip().startswith("tensorrt") for line in lines)
+
+
+def test_auto_gives_the_matcher_tensorrt_only_with_torch_cuda(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A GPU that only pycuda reaches serves the extractor's engines, not the matcher's."""
+    from slamfront.frontend.runtime import availability
+
+    def tensorrt_probe(buffers_ok: bool, reason: str) -> availability.RuntimeProbe:
+        return availability.RuntimeProbe(
+            "tensorrt", buffers_ok, "tensorrt 10.0" if buffers_ok else reason
+        )
+
+    cpu = availability.RuntimeProbe("torch", True, "torch")
+    no_cuda = availability.RuntimeProbe("torch-cuda", False, "torch sees no CUDA device")
+    monkeypatch.setattr(availability, "_probe_torch", lambda: (cpu, no_cuda))
+    monkeypatch.setattr(
+        availability, "_probe_pycuda", lambda: availability.RuntimeProbe("pycuda", True, "gpu")
+    )
+    monkeypatch.setattr(availability, "_probe_tensorrt", tensorrt_probe)
+    assert runtime_report().auto_choice == "tensorrt"
+    matcher_report = runtime_report(tensorrt_needs_torch_cuda=True)
+    assert matcher_report.auto_choice == "onnxruntime"
+    assert "no torch CUDA device" in matcher_report.reason

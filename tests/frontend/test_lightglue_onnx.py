@@ -16,15 +16,16 @@ import pytest
 import slamfront as sf
 from slamfront.errors import InputError
 from slamfront.frontend.models import lightglue as lg
-from slamfront.frontend.runtime.lightglue_export import (
-    GlueGraphs,
-    export_lightglue,
-    file_sha256,
-    graphs_folder,
+from slamfront.frontend.runtime.lightglue_export import GlueGraphs, export_lightglue, graphs_folder
+from slamfront.frontend.runtime.lightglue_loop import (
+    GlueQuery,
+    PaddedStages,
+    bucket_size,
+    run_glue,
 )
-from slamfront.frontend.runtime.lightglue_loop import PaddedStages, bucket_size, run_glue
 from slamfront.frontend.runtime.lightglue_onnx import OrtGlueStages, OrtGraphRunner
 from slamfront.frontend.runtime.lightglue_torch import TorchGlueReference
+from slamfront.weights import sha256_of
 
 XFEAT = "xfeat/xfeat-lighterglue.pt"
 
@@ -43,13 +44,13 @@ def onnx_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def plain(net: lg.LightGlue, onnx_root: Path, shared_weights: Path) -> GlueGraphs:
-    sha = file_sha256(shared_weights / XFEAT)
+    sha = sha256_of(shared_weights / XFEAT)
     return export_lightglue(net, graphs_folder(onnx_root, "xfeat", sha, masked=False))
 
 
 @pytest.fixture(scope="module")
 def masked(net: lg.LightGlue, onnx_root: Path, shared_weights: Path) -> GlueGraphs:
-    sha = file_sha256(shared_weights / XFEAT)
+    sha = sha256_of(shared_weights / XFEAT)
     return export_lightglue(net, graphs_folder(onnx_root, "xfeat", sha, masked=True), masked=True)
 
 
@@ -119,10 +120,10 @@ def test_onnxruntime_matches_equal_torch(
     width: float,
 ) -> None:
     k0, d0, k1, d1 = pair(n0, n1, seed=n0 + n1)
-    ref = TorchGlueReference(net)(k0, d0, k1, d1, depth, width, 0.1)
+    ref = TorchGlueReference(net)(GlueQuery(k0, d0, k1, d1, depth, width, 0.1))
     assert len(ref.indices) > 100
     for stages in (OrtGlueStages(plain), PaddedStages(OrtGraphRunner(masked))):
-        out = run_glue(stages, k0, d0, k1, d1, depth, width, 0.1)
+        out = run_glue(stages, GlueQuery(k0, d0, k1, d1, depth, width, 0.1))
         assert out.layers_run == ref.layers_run
         assert out.points_kept == ref.points_kept
         np.testing.assert_array_equal(out.indices, ref.indices)
@@ -133,13 +134,13 @@ def test_tiny_and_oversized_point_sets(
     net: lg.LightGlue, plain: GlueGraphs, masked: GlueGraphs
 ) -> None:
     k0, d0, k1, d1 = pair(1, 3, seed=4)
-    ref = TorchGlueReference(net)(k0, d0, k1, d1, 0.95, 0.95, 0.1)
-    out = run_glue(OrtGlueStages(plain), k0, d0, k1, d1, 0.95, 0.95, 0.1)
+    ref = TorchGlueReference(net)(GlueQuery(k0, d0, k1, d1, 0.95, 0.95, 0.1))
+    out = run_glue(OrtGlueStages(plain), GlueQuery(k0, d0, k1, d1, 0.95, 0.95, 0.1))
     np.testing.assert_array_equal(out.indices, ref.indices)
     assert bucket_size(3) == 256 and bucket_size(2048) == 2048 and bucket_size(2049) == 0
     k0, d0, k1, d1 = pair(2100, 10, seed=5)
     with pytest.raises(InputError, match="2100 points exceed the largest point bucket"):
-        run_glue(PaddedStages(OrtGraphRunner(masked)), k0, d0, k1, d1, 0.95, 0.95, 0.1)
+        run_glue(PaddedStages(OrtGraphRunner(masked)), GlueQuery(k0, d0, k1, d1, 0.95, 0.95, 0.1))
 
 
 def test_load_matcher_onnxruntime_equals_torch(
@@ -195,8 +196,8 @@ def test_disk_lightglue_on_onnxruntime(shared_weights: Path, tmp_path: Path) -> 
     k1 = (k0 + rng.normal(0, 0.002, k0.shape)).astype(np.float32)
     d1 = (d0 + rng.normal(0, 0.05, d0.shape)).astype(np.float32)
     d1 /= np.linalg.norm(d1, axis=1, keepdims=True)
-    ref = TorchGlueReference(disk)(k0, d0, k1, d1, 0.95, 0.95, 0.1)
-    out = run_glue(OrtGlueStages(graphs), k0, d0, k1, d1, 0.95, 0.95, 0.1)
+    ref = TorchGlueReference(disk)(GlueQuery(k0, d0, k1, d1, 0.95, 0.95, 0.1))
+    out = run_glue(OrtGlueStages(graphs), GlueQuery(k0, d0, k1, d1, 0.95, 0.95, 0.1))
     assert ref.layers_run < 9 and len(ref.indices) > 400
     assert out.layers_run == ref.layers_run and out.points_kept == ref.points_kept
     np.testing.assert_array_equal(out.indices, ref.indices)

@@ -10,10 +10,19 @@ import dataclasses
 import numpy as np
 import pytest
 
-from slamfront.config import AlignmentConfig, TrackerConfig
+from slamfront.backend.vocabulary import Vocabulary, train_vocabulary
+from slamfront.config import AlignmentConfig, RelocalizationConfig, TrackerConfig
 from slamfront.frontend.tracker import Tracker
 from slamfront.geometry import invert_pose, make_pose, so3_exp, transform_points
-from slamfront.types import CameraModel, Features, Frame, Matches, StereoRig, TrackingState
+from slamfront.types import (
+    CameraModel,
+    Features,
+    Frame,
+    FrameIssue,
+    Matches,
+    StereoRig,
+    TrackingState,
+)
 
 CAMERA = CameraModel(640, 480, 450.0, 450.0, 320.0, 240.0)
 FPS = 30.0
@@ -285,3 +294,61 @@ def test_motion_model_falls_back_to_the_matcher_after_a_jump() -> None:
     assert results[80].matches is not None
     assert all(r.matches is None for r in results[83:])
     assert position_errors(results, poses).max() < 0.02
+
+
+def test_frames_without_a_pose_say_why() -> None:
+    blank = range(60, 70)
+    results, _ = run("rgbd", blank=blank)
+    assert all(r.issue is None for r in results if r.state == TrackingState.OK)
+    assert {results[i].issue for i in blank} == {FrameIssue.FEW_FEATURES}
+    # an RGB-D start without any valid depth waits, saying so
+    world, extractor = PointWorld(), FakeExtractor()
+    frames = make_frames(world, trajectory(3), extractor, "rgbd")
+    no_depth = dataclasses.replace(frames[0], depth_m=np.zeros((480, 640), np.float32))
+    result = Tracker(UNALIGNED, extractor, nn_matcher).step(no_depth)
+    assert result.state == TrackingState.INITIALIZING
+    assert result.issue == FrameIssue.NO_DEPTH
+
+
+def lost_then_back(
+    config: TrackerConfig, vocabulary: Vocabulary | None = None
+) -> tuple[list, list[np.ndarray], Tracker]:
+    """Out along the circle for 100 frames, 1.5 s of blank frames, then on again from where
+    frame 20 was: a view the window (the last keyframes) no longer holds, but the map does."""
+    world = PointWorld()
+    circle = trajectory(300)
+    poses = circle[:100] + circle[55:100] + circle[20:120]
+    extractor = FakeExtractor()
+    frames = make_frames(world, poses, extractor, "rgbd", blank=range(100, 145))
+    tracker = Tracker(config, extractor, nn_matcher, vocabulary=vocabulary)
+    return [tracker.step(f) for f in frames], poses, tracker
+
+
+def world_vocabulary() -> Vocabulary:
+    """A vocabulary of the point world's descriptors, as the packaged ones are of images."""
+    world = PointWorld()
+    rng = np.random.default_rng(5)
+    return train_vocabulary([world.descriptors[rng.choice(6000, 500)] for _ in range(8)], "world")
+
+
+def test_lost_beyond_the_window_relocalises_among_every_keyframe() -> None:
+    config = dataclasses.replace(UNALIGNED, relocalization=RelocalizationConfig(candidates=3))
+    results, poses, tracker = lost_then_back(config, world_vocabulary())
+    assert all(r.issue == FrameIssue.FEW_FEATURES for r in results[100:145])
+    assert all(r.state == TrackingState.OK for r in results[145:])
+    assert {r.map_id for r in results if r.world_from_cam is not None} == {0}
+    assert tracker.maps_made == 1
+    assert position_errors(results, poses).max() < 0.03
+
+
+def test_lost_too_long_without_recognition_starts_a_new_map() -> None:
+    config = dataclasses.replace(UNALIGNED, relocalization=RelocalizationConfig(candidates=0))
+    results, poses, tracker = lost_then_back(config)
+    assert tracker.maps_made == 2
+    first = [r for r in results if r.world_from_cam is not None and r.map_id == 0]
+    second = [r for r in results if r.world_from_cam is not None and r.map_id == 1]
+    assert len(first) == 100 and len(second) == 100
+    # the new map has its own frame: its first pose is the identity, and it is accurate in it
+    np.testing.assert_allclose(second[0].world_from_cam, np.eye(4), atol=1e-12)
+    assert position_errors(second, poses).max() < 0.03
+    assert {kf.map_id for kf in tracker.keyframes()} == {1}

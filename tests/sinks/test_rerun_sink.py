@@ -17,6 +17,7 @@ from slamfront.types import (
     CameraModel,
     Features,
     Frame,
+    FrameIssue,
     Keyframe,
     Matches,
     OptimizedPoses,
@@ -116,6 +117,7 @@ def _result(i: int, step: Step, stamp_ns: int) -> TrackResult:
         matches=matches,
         features=_features(i),
         timings=StageTimings(read_ms=1.0, extract_ms=2.0 + i, match_ms=3.0, pose_ms=4.0),
+        issue=FrameIssue.FEW_INLIERS if step.state != OK else None,
     )
 
 
@@ -176,6 +178,7 @@ TREE = [
     "/plot/matcher/points_kept",
     "/plot/fps",
     "/plot/backend/loops",
+    "/status",
 ]
 
 
@@ -310,6 +313,12 @@ def test_plots(recorded: dict) -> None:
         -1,
         1,
     ]
+    # one status line per change: tracking, lost (and why), tracking again
+    status = recorded["/status"]
+    assert status.frames == [0, 4, 5]
+    texts = [v[0] for v in status.column("TextLog:text")]
+    assert texts == ["ok, map 0", "lost (few_inliers), map 0", "ok, map 0"]
+    assert [v[0] for v in status.column("TextLog:level")] == ["INFO", "WARN", "INFO"]
     rmse = recorded["/plot/reprojection_rmse_px"]
     assert rmse.frames == [0, 1, 2, 3, 5]
     layers = recorded["/plot/matcher/layers_run"]

@@ -34,37 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slamfront.errors import WeightsError
-from slamfront.frontend.runtime.lightglue_loop import confidence_threshold
-
-
-@dataclass(frozen=True)
-class LightGlueArch:
-    """Shape of a LightGlue network; the published weights fix it per extractor."""
-
-    input_dim: int
-    """Descriptor dimension of the extractor."""
-    descriptor_dim: int
-    n_layers: int
-    num_heads: int
-
-    @property
-    def head_dim(self) -> int:
-        return self.descriptor_dim // self.num_heads
-
-
-# Published weight layouts, by extractor model (ExtractorConfig.model).
-ARCHITECTURES: dict[str, LightGlueArch] = {
-    "xfeat": LightGlueArch(input_dim=64, descriptor_dim=96, n_layers=6, num_heads=1),
-    "disk": LightGlueArch(input_dim=128, descriptor_dim=256, n_layers=9, num_heads=4),
-    "superpoint": LightGlueArch(input_dim=256, descriptor_dim=256, n_layers=9, num_heads=4),
-}
-
-# Weight file names (relative to the weights folder) of the published LightGlue weights.
-WEIGHT_FILES: dict[str, str] = {
-    "xfeat": "xfeat/xfeat-lighterglue.pt",
-    "disk": "lightglue/disk_lightglue.pth",
-}
-
+from slamfront.frontend.models.specs import ARCHITECTURES, LightGlueArch, confidence_threshold
 
 # ----------------------------------------------------------------------------- layers
 

@@ -1,8 +1,9 @@
 """Which inference runtimes this machine can use, and what ``runtime: auto`` picks.
 
 ``auto`` takes TensorRT when it is usable (the ``tensorrt`` package imports, a CUDA device
-is visible and there is a way to move buffers: pycuda or torch CUDA), else ONNX Runtime on the
-CPU, else torch. :func:`runtime_report` gives the reasons, for ``slamfront doctor``.
+is visible and there is a way to move buffers: pycuda or torch CUDA; the matcher's engines
+take torch CUDA tensors only), else ONNX Runtime on the CPU, else torch. :func:`runtime_report`
+gives the reasons, for ``slamfront doctor``.
 """
 
 from __future__ import annotations
@@ -105,13 +106,20 @@ def _probe_tensorrt(buffers_ok: bool, buffers_reason: str) -> RuntimeProbe:
     return RuntimeProbe("tensorrt", True, f"tensorrt {version}")
 
 
-def runtime_report() -> RuntimeReport:
-    """Probe torch, CUDA, ONNX Runtime and TensorRT; say what ``auto`` would pick and why."""
+def runtime_report(tensorrt_needs_torch_cuda: bool = False) -> RuntimeReport:
+    """Probe torch, CUDA, ONNX Runtime and TensorRT; say what ``auto`` would pick and why.
+
+    ``tensorrt_needs_torch_cuda``: TensorRT counts as usable only when torch sees a CUDA
+    device (the matcher's engines run on torch CUDA tensors; the extractor's also on pycuda).
+    """
     torch_cpu, torch_cuda = _probe_torch()
     onnx, providers = _probe_onnxruntime()
     pycuda = _probe_pycuda()
-    buffers_ok = pycuda.usable or torch_cuda.usable
-    reason = "no CUDA device (neither pycuda nor torch sees one)"
+    if tensorrt_needs_torch_cuda:
+        buffers_ok, reason = torch_cuda.usable, f"no torch CUDA device ({torch_cuda.detail})"
+    else:
+        buffers_ok = pycuda.usable or torch_cuda.usable
+        reason = "no CUDA device (neither pycuda nor torch sees one)"
     tensorrt = _probe_tensorrt(buffers_ok, reason)
     if tensorrt.usable:
         choice, why = "tensorrt", f"{tensorrt.detail} with a CUDA device"
@@ -129,8 +137,9 @@ def runtime_report() -> RuntimeReport:
     )
 
 
-def pick_runtime(requested: str) -> str:
-    """``requested`` itself, or for ``auto`` the runtime :func:`runtime_report` picks."""
+def pick_runtime(requested: str, tensorrt_needs_torch_cuda: bool = False) -> str:
+    """``requested`` itself, or for ``auto`` the runtime :func:`runtime_report` picks (with
+    ``tensorrt_needs_torch_cuda`` as there)."""
     if requested in RUNTIMES:
         return requested
     if requested != "auto":
@@ -142,7 +151,7 @@ def pick_runtime(requested: str) -> str:
         onnx, _ = _probe_onnxruntime()
         if onnx.usable:
             return "onnxruntime"
-    report = runtime_report()
+    report = runtime_report(tensorrt_needs_torch_cuda)
     if report.auto_choice == "none":
         raise RuntimeUnavailableError(f"runtime auto: {report.reason}")
     return report.auto_choice

@@ -14,11 +14,9 @@ so this module is exercised only by the skipped tests in ``test_extractor_tensor
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import logging
 import os
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from slamfront.errors import InputError, RuntimeUnavailableError
+from slamfront.frontend.export import ensure_extractor_onnx
+from slamfront.frontend.models.specs import MODEL_SPECS
 from slamfront.frontend.runtime.extractor_base import INPUT_NAME, OUTPUT_NAMES, DetectorOutputs
+from slamfront.frontend.runtime.tensorrt_common import gpu_tag, torch_dtype
+from slamfront.weights import sha256_of, user_cache
 
 if TYPE_CHECKING:
     from slamfront.config import ExtractorConfig
@@ -82,16 +84,15 @@ def engine_name(
     onnx_sha256: str, trt_version: str, gpu_name: str, fp16: bool, profile: EngineProfile
 ) -> str:
     """Cache file name keyed by (ONNX sha256, TensorRT version, GPU name, precision, profile)."""
-    gpu = re.sub(r"[^A-Za-z0-9]+", "-", gpu_name).strip("-").lower() or "gpu"
     precision = "fp16" if fp16 else "fp32"
-    return f"{onnx_sha256[:16]}-trt{trt_version}-{gpu}-{precision}-{profile.tag}.engine"
+    return (
+        f"{onnx_sha256[:16]}-trt{trt_version}-{gpu_tag(gpu_name)}-{precision}-{profile.tag}.engine"
+    )
 
 
 def engine_dir(configured: str | None) -> Path:
-    if configured:
-        return Path(configured).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "slamfront" / "tensorrt"
+    """``configured``, else ``$XDG_CACHE_HOME/slamfront/tensorrt`` (``~/.cache`` by default)."""
+    return user_cache("tensorrt", configured)
 
 
 def _import_tensorrt() -> Any:
@@ -124,14 +125,7 @@ class _TorchBuffers:
         self.gpu_name = torch.cuda.get_device_name(self.device)
 
     def empty(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Any:
-        torch_dtype = {
-            np.dtype(np.float32): self._torch.float32,
-            np.dtype(np.float16): self._torch.float16,
-            np.dtype(np.int32): self._torch.int32,
-            np.dtype(np.int64): self._torch.int64,
-            np.dtype(np.bool_): self._torch.bool,
-        }[np.dtype(dtype)]
-        return self._torch.empty(shape, dtype=torch_dtype, device=self.device)
+        return self._torch.empty(shape, dtype=torch_dtype(dtype), device=self.device)
 
     def address(self, buffer: Any) -> int:
         return int(buffer.data_ptr())
@@ -262,12 +256,10 @@ def build_engine(
 def ensure_engine(onnx_path: str | os.PathLike[str], cfg: ExtractorConfig, gpu_name: str) -> Path:
     """The cached engine of this ONNX graph, precision and profile on ``gpu_name`` (built if
     missing)."""
-    from slamfront.frontend.extractors import MODEL_SPECS
-
     trt = _import_tensorrt()
     spec = MODEL_SPECS[cfg.model]
     profile = engine_profile(cfg, spec.input_channels, spec.stride_px)
-    onnx_sha = hashlib.sha256(Path(onnx_path).read_bytes()).hexdigest()
+    onnx_sha = sha256_of(onnx_path)
     name = engine_name(onnx_sha, str(trt.__version__), gpu_name, cfg.tensorrt_fp16, profile)
     path = engine_dir(cfg.engine_dir) / name
     if not path.is_file():
@@ -277,8 +269,6 @@ def ensure_engine(onnx_path: str | os.PathLike[str], cfg: ExtractorConfig, gpu_n
 
 def build_extractor_engine(cfg: ExtractorConfig) -> Path:
     """Export (if needed) and build (if needed) the engine of ``cfg`` on this machine's GPU."""
-    from slamfront.frontend.export import ensure_extractor_onnx
-
     _import_tensorrt()
     return ensure_engine(ensure_extractor_onnx(cfg), cfg, _buffers().gpu_name)
 
@@ -287,8 +277,6 @@ class TensorRTDetector:
     """The detector graph as a TensorRT engine; same inputs and outputs as the other runtimes."""
 
     def __init__(self, onnx_path: str | os.PathLike[str], cfg: ExtractorConfig) -> None:
-        from slamfront.frontend.extractors import MODEL_SPECS
-
         trt = _import_tensorrt()
         self._buffers = _buffers()
         spec = MODEL_SPECS[cfg.model]

@@ -34,7 +34,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from slamfront.errors import RuntimeUnavailableError
+from slamfront.frontend.models.specs import lightglue_weights
 from slamfront.frontend.runtime.lightglue_loop import PAD_BIAS
+from slamfront.weights import sha256_of
 
 if TYPE_CHECKING:
     import onnx
@@ -140,12 +142,9 @@ def lightglue_graphs(
 ) -> GlueGraphs:
     """The exported graphs of the LightGlue ``cfg`` describes, for ``extractor_model``'s
     features (exported into ``root`` or ``cfg.onnx_dir`` unless already there)."""
-    from slamfront.frontend.matchers import lightglue_weights
-    from slamfront.frontend.models.lightglue import load_lightglue
-
     weights = lightglue_weights(cfg, extractor_model)
     folder = graphs_folder(
-        root if root is not None else cfg.onnx_dir, extractor_model, file_sha256(weights), masked
+        root if root is not None else cfg.onnx_dir, extractor_model, sha256_of(weights), masked
     )
     if (folder / "manifest.json").is_file():
         manifest = json.loads((folder / "manifest.json").read_text())
@@ -158,6 +157,8 @@ def lightglue_graphs(
         )
         if _complete(graphs):
             return graphs
+    from slamfront.frontend.models.lightglue import load_lightglue  # imports torch
+
     return export_lightglue(load_lightglue(weights, extractor_model), folder, masked=masked)
 
 
@@ -166,15 +167,7 @@ def graphs_digest(graphs: GlueGraphs) -> str:
     digest = hashlib.sha256()
     for path in sorted(graphs.folder.glob("*.onnx")):
         digest.update(path.name.encode())
-        digest.update(file_sha256(path).encode())
-    return digest.hexdigest()
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+        digest.update(sha256_of(path).encode())
     return digest.hexdigest()
 
 
@@ -226,7 +219,7 @@ def _names(kind: str, masked: bool) -> tuple[list[str], list[str]]:
 
 
 def _stage(net: LightGlue, kind: str, index: int, masked: bool) -> torch.nn.Module:
-    from slamfront.frontend.models import lightglue as lg
+    from slamfront.frontend.models import lightglue as lg  # imports torch
 
     stage: torch.nn.Module
     if kind == "input":

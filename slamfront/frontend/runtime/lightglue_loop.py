@@ -9,12 +9,14 @@ the map from surviving points back to the original keypoints.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+
+from slamfront.errors import InputError
+from slamfront.frontend.models.specs import confidence_threshold
 
 
 class GlueStages(Protocol):
@@ -45,6 +47,26 @@ class GlueStages(Protocol):
 
 
 @dataclass(frozen=True, eq=False)
+class GlueQuery:
+    """One LightGlue call: two point sets and how far to run.
+
+    kpts0 (N0, 2), kpts1 (N1, 2): float32 keypoints centred on the image and scaled by half
+    its longer side (``matchers.normalized_keypoints``); desc0 (N0, input_dim), desc1
+    (N1, input_dim): float32 descriptors; depth_confidence: early exit once this share of
+    the points is confident, width_confidence: pruning of points confidently unmatchable at
+    this level (either <= 0: off); filter_threshold: minimum match score.
+    """
+
+    kpts0: np.ndarray
+    desc0: np.ndarray
+    kpts1: np.ndarray
+    desc1: np.ndarray
+    depth_confidence: float
+    width_confidence: float
+    filter_threshold: float
+
+
+@dataclass(frozen=True, eq=False)
 class GlueResult:
     """indices (M, 2) int64 into the original keypoints; scores (M,) float32; work done."""
 
@@ -54,23 +76,10 @@ class GlueResult:
     points_kept: tuple[int, ...]
 
 
-def confidence_threshold(layer_index: int, n_layers: int) -> float:
-    """Same schedule as the torch model (0.9 after the first layer, towards 0.8)."""
-    value = 0.8 + 0.1 * math.exp(-4.0 * layer_index / n_layers)
-    return min(max(value, 0.0), 1.0)
-
-
-def run_glue(
-    stages: GlueStages,
-    kpts0: np.ndarray,
-    desc0: np.ndarray,
-    kpts1: np.ndarray,
-    desc1: np.ndarray,
-    depth_confidence: float,
-    width_confidence: float,
-    filter_threshold: float,
-) -> GlueResult:
-    """Match two non-empty point sets (normalised keypoints, descriptors) through ``stages``."""
+def run_glue(stages: GlueStages, query: GlueQuery) -> GlueResult:
+    """Match the two non-empty point sets of ``query`` through ``stages``."""
+    kpts0, desc0, kpts1, desc1 = query.kpts0, query.desc0, query.kpts1, query.desc1
+    depth_confidence, width_confidence = query.depth_confidence, query.width_confidence
     n_layers = stages.n_layers
     n_total = kpts0.shape[0] + kpts1.shape[0]
     x0, enc0 = stages.encode(kpts0, desc0)
@@ -111,7 +120,7 @@ def run_glue(
             np.zeros((0, 2), np.int64), np.zeros((0,), np.float32), layer + 1, tuple(kept)
         )
     match0, score0, mutual0 = stages.assign(layer, x0, x1)
-    valid = mutual0 & (score0 > np.float32(filter_threshold))
+    valid = mutual0 & (score0 > np.float32(query.filter_threshold))
     indices = np.stack([ind0[valid], ind1[match0[valid]]], -1).astype(np.int64)
     return GlueResult(indices, score0[valid].astype(np.float32), layer + 1, tuple(kept))
 
@@ -180,8 +189,6 @@ class PaddedStages:
     def _size(self, *counts: int) -> int:
         size = bucket_size(max(counts), self.buckets)
         if size == 0:
-            from slamfront.errors import InputError
-
             raise InputError(
                 f"{max(counts)} points exceed the largest point bucket ({self.buckets[-1]}); "
                 "lower max_keypoints"

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +27,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from slamfront.errors import RuntimeUnavailableError
+from slamfront.frontend.runtime.lightglue_export import GlueGraphs, lightglue_graphs
 from slamfront.frontend.runtime.lightglue_loop import BUCKETS, PaddedStages
+from slamfront.frontend.runtime.tensorrt_common import gpu_tag, torch_dtype
+from slamfront.weights import sha256_of
 
 if TYPE_CHECKING:
     from slamfront.config import MatcherConfig
-    from slamfront.frontend.runtime.lightglue_export import GlueGraphs
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def engine_file_name(
     onnx_name: str, onnx_sha256: str, trt_version: str, gpu_name: str, buckets: Sequence[int]
 ) -> str:
     """Cache file of one engine; every ingredient of its validity is in the name."""
-    gpu = re.sub(r"[^A-Za-z0-9]+", "-", gpu_name).strip("-").lower() or "gpu"
+    gpu = gpu_tag(gpu_name)
     sizes = "-".join(str(b) for b in buckets)
     stem = Path(onnx_name).stem
     return f"{stem}-{onnx_sha256[:16]}-trt{trt_version}-{gpu}-{PRECISION}-b{sizes}.engine"
@@ -127,26 +128,13 @@ class _Engine:
         outputs = []
         for name in self.outputs:
             shape = tuple(self.context.get_tensor_shape(name))
-            dtype = _torch_dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
+            dtype = torch_dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
             out = torch.empty(shape, dtype=dtype, device="cuda")
             self.context.set_tensor_address(name, out.data_ptr())
             outputs.append(out)
         if not self.context.execute_async_v3(stream.cuda_stream):
             raise RuntimeUnavailableError("TensorRT execute_async_v3 failed")
         return outputs
-
-
-def _torch_dtype(np_dtype: Any) -> Any:
-    import torch
-
-    table = {
-        np.dtype(np.float32): torch.float32,
-        np.dtype(np.float16): torch.float16,
-        np.dtype(np.int64): torch.int64,
-        np.dtype(np.int32): torch.int32,
-        np.dtype(np.bool_): torch.bool,
-    }
-    return table[np.dtype(np_dtype)]
 
 
 def build_engine(
@@ -219,8 +207,6 @@ class TrtGraphRunner:
             ) from exc
         if not torch.cuda.is_available():
             raise RuntimeUnavailableError("TensorRT runtime needs a CUDA device; none found")
-        from slamfront.frontend.runtime.lightglue_export import file_sha256
-
         self._graphs = graphs
         self._buckets = tuple(sorted(buckets))
         folder = Path(cache_dir) if cache_dir is not None else default_engine_dir()
@@ -230,7 +216,7 @@ class TrtGraphRunner:
         def engine(kind: str, index: int | None) -> _Engine:
             onnx_path = graphs.path(kind, index)
             name = engine_file_name(
-                onnx_path.name, file_sha256(onnx_path), trt.__version__, gpu, self._buckets
+                onnx_path.name, sha256_of(onnx_path), trt.__version__, gpu, self._buckets
             )
             path = folder / name
             if path.is_file():
@@ -274,8 +260,6 @@ class TrtGraphRunner:
 def build_matcher_engines(cfg: MatcherConfig, extractor_model: str) -> Path:
     """Export the masked graphs and build (or find) every TensorRT engine of the LightGlue
     ``cfg`` describes; returns the engine folder. ``slamfront export --tensorrt`` runs it."""
-    from slamfront.frontend.runtime.lightglue_export import lightglue_graphs
-
     graphs = lightglue_graphs(cfg, extractor_model, masked=True)
     TrtGraphRunner(graphs, cfg.engine_dir)
     return Path(cfg.engine_dir) if cfg.engine_dir is not None else default_engine_dir()

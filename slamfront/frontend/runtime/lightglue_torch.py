@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from slamfront.frontend.runtime.lightglue_loop import GlueResult
+from slamfront.frontend.runtime.lightglue_loop import GlueQuery, GlueResult
 
 if TYPE_CHECKING:
     import torch
@@ -20,35 +20,26 @@ if TYPE_CHECKING:
 
 
 class TorchGlueReference:
-    """Normalised keypoints + descriptors (numpy) -> :class:`GlueResult` via the torch model."""
+    """:class:`GlueQuery` (numpy) -> :class:`GlueResult` via the torch model."""
 
     def __init__(self, net: LightGlue) -> None:
         self.net = net
         self.device = next(net.parameters()).device
 
-    def __call__(
-        self,
-        kpts0: np.ndarray,
-        desc0: np.ndarray,
-        kpts1: np.ndarray,
-        desc1: np.ndarray,
-        depth_confidence: float,
-        width_confidence: float,
-        filter_threshold: float,
-    ) -> GlueResult:
+    def __call__(self, query: GlueQuery) -> GlueResult:
         import torch
 
         def tensor(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(self.device)
 
         out = self.net(
-            tensor(kpts0),
-            tensor(desc0),
-            tensor(kpts1),
-            tensor(desc1),
-            depth_confidence=depth_confidence,
-            width_confidence=width_confidence,
-            filter_threshold=filter_threshold,
+            tensor(query.kpts0),
+            tensor(query.desc0),
+            tensor(query.kpts1),
+            tensor(query.desc1),
+            depth_confidence=query.depth_confidence,
+            width_confidence=query.width_confidence,
+            filter_threshold=query.filter_threshold,
         )
         return GlueResult(
             out.indices.cpu().numpy().astype(np.int64),
@@ -62,7 +53,7 @@ class TorchGlueStages:
     """:class:`~slamfront.frontend.runtime.lightglue_loop.GlueStages` with the torch stages."""
 
     def __init__(self, net: LightGlue) -> None:
-        from slamfront.frontend.models import lightglue as lg
+        from slamfront.frontend.models import lightglue as lg  # imports torch
 
         n = net.arch.n_layers
         self._n_layers = n

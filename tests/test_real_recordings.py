@@ -1,0 +1,65 @@
+"""Real recordings are the judge: the defaults (``slamfront run``'s code path, no profile) on
+the real clips of ``$SLAMFRONT_SHARED/data/real``, with fixed thresholds on frames with a pose
+and ATE. Skipped without the shared folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import slamfront as sf
+from slamfront.eval.trajectory_metrics import evaluate_trajectories
+from slamfront.io.trajectory import read_tum_trajectory
+from slamfront.pipeline import RunStats, run_to_directory
+
+pytestmark = pytest.mark.slow
+
+TUM_RPY = "rgbd_dataset_freiburg1_rpy_first120"
+KITTI_06 = "kitti_odometry_06_first51"
+
+
+def run_defaults(spec: str, out: Path, *overrides: str) -> tuple[RunStats, sf.Trajectory]:
+    config = sf.load_config("fast", list(overrides))
+    with sf.open_source(spec, config) as source:
+        stats = run_to_directory(source, config, out, frames_skipped=lambda: 0)
+        truth = source.groundtruth()
+    assert truth is not None
+    return stats, truth
+
+
+def ate_m(out: Path, truth: sf.Trajectory, align: str = "se3") -> tuple[float, float]:
+    """(ATE RMSE in metres, path length of the ground truth over the tracked frames)."""
+    estimate = read_tum_trajectory(out / "trajectory.tum")
+    result = evaluate_trajectories(estimate, truth, align=align)  # type: ignore[arg-type]
+    assert result.num_matched_poses == len(estimate)
+    return float(result.ate_m.rmse), float(result.path_length_m)
+
+
+def test_tum_fr1_rpy_handheld_kinect(tmp_path: Path, shared: Path, shared_weights: Path) -> None:
+    """Fast roll/pitch/yaw of a handheld Kinect (66 deg/s median, up to 180 deg/s), blur,
+    rolling shutter, depth holes: every frame but the first one or two has a pose."""
+    clip = shared / "data" / "real" / TUM_RPY
+    stats, truth = run_defaults(f"tum:{clip}", tmp_path)
+    assert stats.frames_read == 120
+    assert stats.frames_tracked >= 118, stats.frames_lost_by_cause
+    assert stats.maps_made == 1
+    error_m, _ = ate_m(tmp_path, truth)
+    assert error_m <= 0.025, error_m
+    saved = json.loads((tmp_path / "stats.json").read_text())
+    assert sum(saved["frames_lost_by_cause"].values()) == stats.frames_lost
+
+
+def test_kitti_06_stereo_car_on_defaults(
+    tmp_path: Path, shared: Path, shared_weights: Path
+) -> None:
+    """A car at 11-12 m/s (1.2 m between frames) with no profile: the motion gate and the
+    keyframe policy follow the image and the scene, not metres that fit a handheld rig."""
+    clip = shared / "data" / "real" / KITTI_06
+    stats, truth = run_defaults(f"kitti:{clip}/dataset:06", tmp_path)
+    assert stats.frames_read == 51
+    assert stats.frames_tracked == 51, stats.frames_lost_by_cause
+    error_m, path_m = ate_m(tmp_path, truth)
+    assert path_m > 55
+    assert error_m <= 0.0045 * path_m, (error_m, path_m)
