@@ -203,6 +203,25 @@ class MotionConfig:
 
 
 @dataclass(frozen=True)
+class ShutterConfig:
+    """Rolling-shutter correction of cameras with a readout (``camera.readout_ms``): each
+    frame is moved to its global-shutter image by the camera's angular rate, the gyro's when
+    frames carry IMU samples, else measured from the tracked poses."""
+
+    rate_intervals: int = 2
+    """Frame intervals the tracked poses' angular rate is averaged over (more is smoother,
+    but lags a turning hand). >= 1."""
+    resolve_px: float | None = 2.0
+    """Without a gyro: when the rate a frame's solved pose gives (the intervals ending at it)
+    moves an edge row's correction by more than this from the predicted rate's, pixels, the
+    frame is corrected by it and tracked again (> 0); null: never."""
+
+    def __post_init__(self) -> None:
+        _check(self.rate_intervals >= 1, "rate_intervals", "must be >= 1")
+        _check(self.resolve_px is None or self.resolve_px > 0, "resolve_px", "must be > 0 or null")
+
+
+@dataclass(frozen=True)
 class AlignmentConfig:
     """Sub-pixel refinement of correspondences by image alignment (pyramidal Lucas-Kanade)."""
 
@@ -311,6 +330,7 @@ class TrackerConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
+    shutter: ShutterConfig = field(default_factory=ShutterConfig)
     mono: MonoConfig = field(default_factory=MonoConfig)
     window: WindowConfig = field(default_factory=WindowConfig)
     relocalization: RelocalizationConfig = field(default_factory=RelocalizationConfig)
@@ -500,7 +520,9 @@ class BackendConfig:
 
 @dataclass(frozen=True)
 class CameraConfig:
-    """Intrinsics for sources that carry none (image folders, video); null = not given."""
+    """Intrinsics for sources that carry none (image folders, video); null = not given.
+    ``readout_ms`` applies to every source but the simulator (which renders a global
+    shutter)."""
 
     fx: float | None = None
     fy: float | None = None
@@ -508,6 +530,13 @@ class CameraConfig:
     cy: float | None = None
     distortion: Literal["none", "radtan", "equidistant"] = "none"
     dist_coeffs: tuple[float, ...] = ()
+    readout_ms: float | None = None
+    """Rolling-shutter readout of the (colour / left) camera: milliseconds from the exposure
+    of its first row to that of its last; 0 = global shutter; null = the source's default
+    for its sensor (0 where it knows of none). >= 0."""
+
+    def __post_init__(self) -> None:
+        _check(self.readout_ms is None or self.readout_ms >= 0, "readout_ms", "must be >= 0")
 
 
 @dataclass(frozen=True)

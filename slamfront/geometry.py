@@ -355,6 +355,7 @@ class RemapTables:
 
 
 def pinhole_like(camera: CameraModel, k: np.ndarray) -> CameraModel:
+    """An undistorted camera of intrinsics ``k``, the size and shutter of ``camera``."""
     return CameraModel(
         width_px=camera.width_px,
         height_px=camera.height_px,
@@ -362,6 +363,7 @@ def pinhole_like(camera: CameraModel, k: np.ndarray) -> CameraModel:
         fy=float(k[1, 1]),
         cx=float(k[0, 2]),
         cy=float(k[1, 2]),
+        readout_s=camera.readout_s,
     )
 
 

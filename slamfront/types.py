@@ -19,7 +19,7 @@ DistortionModel = Literal["none", "radtan", "equidistant"]
 
 @dataclass(frozen=True)
 class CameraModel:
-    """Pinhole intrinsics with optional lens distortion.
+    """Pinhole intrinsics with optional lens distortion, and the shutter's readout.
 
     ``radtan``: OpenCV's k1, k2, p1, p2[, k3]; ``equidistant``: the fisheye k1..k4.
     """
@@ -32,8 +32,13 @@ class CameraModel:
     cy: float
     distortion: DistortionModel = "none"
     dist_coeffs: tuple[float, ...] = ()
+    readout_s: float = 0.0
+    """Rolling shutter: seconds from the exposure of the first row to that of the last, rows
+    evenly spaced in between and the frame's stamp at the middle row; 0 = global shutter."""
 
     def __post_init__(self) -> None:
+        if not self.readout_s >= 0.0:
+            raise ValueError(f"readout must be >= 0 s, got {self.readout_s}")
         if self.width_px <= 0 or self.height_px <= 0:
             raise ValueError(f"camera size must be positive, got {self.width_px}x{self.height_px}")
         if not (self.fx > 0 and self.fy > 0):
@@ -191,6 +196,9 @@ class FrameIssue(enum.Enum):
     """Too little valid depth to start a map (RGB-D holes, no stereo pairs)."""
     MONO_PARALLAX = "mono_parallax"
     """Monocular start: waiting for enough parallax or matches between two views."""
+    SHUTTER_RATE = "shutter_rate"
+    """Rolling shutter without a gyro: the first frame waits for the next, whose motion since
+    it tells how fast the camera turns."""
     NOT_IN_MAP = "not_in_map"
     """Not yet placed in the loaded map."""
     FEW_MATCHES = "few_matches"

@@ -43,6 +43,8 @@ def test_override_sets_typed_value() -> None:
         ("extractor.model=sift", "extractor.model must be one of"),
         ("extractor.subpixel=1", "extractor.subpixel must be true or false"),
         ("nonsense", "expected key=value"),
+        ("camera.readout_ms=-1", "camera.readout_ms: must be >= 0"),
+        ("tracker.shutter.rate_intervals=0", "tracker.shutter.rate_intervals: must be >= 1"),
     ],
 )
 def test_bad_override_names_key(override: str, needle: str) -> None:

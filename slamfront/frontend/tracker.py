@@ -5,6 +5,11 @@ stereo with ``match_every_frame`` off); otherwise it is matched to the reference
 its pose found by PnP and the local-map search, and its correspondences aligned again through
 the view change. Keyframes are added by :class:`~slamfront.frontend.mapping.KeyframeMapper`;
 the first comes from depth, or from a two-view start for monocular.
+
+A rolling-shutter camera's frame is first moved to its global-shutter image
+(:mod:`~slamfront.frontend.rolling_shutter`) by the camera's angular rate: the gyro's when the
+frame carries samples, else the tracked poses' (the rate ending at the previous frame, then
+the one ending at the frame's solved pose, tracked again when that differs).
 """
 
 from __future__ import annotations
@@ -27,11 +32,12 @@ from slamfront.frontend.local_map import Anchors, LocalMap, MapKeyframe
 from slamfront.frontend.map_search import align_warped, search_local_map
 from slamfront.frontend.mapping import KeyframeMapper, refresh_keyframe
 from slamfront.frontend.mono_init import MonoInitializer
-from slamfront.frontend.motion_model import MotionModel, image_jump_px
+from slamfront.frontend.motion_model import MotionModel, gyro_rate_cam, image_jump_px
 from slamfront.frontend.pose import PoseEstimate
 from slamfront.frontend.records import Correspondences, FrameInput, MatchAttempt, PoseFit
 from slamfront.frontend.relocalizer import relocalize
-from slamfront.geometry import invert_pose, orthonormalized
+from slamfront.frontend.rolling_shutter import to_global_shutter
+from slamfront.geometry import invert_pose, orthonormalized, so3_log
 from slamfront.types import (
     CameraModel,
     Features,
@@ -86,12 +92,13 @@ class Tracker:
         self._mapper.use(self._map, self._map_id)
         self._atlas = KeyframeAtlas(vocabulary)
         self._mono_init = MonoInitializer(config, matcher)
-        self._motion = MotionModel()
+        self._motion = MotionModel(config.shutter.rate_intervals)
         self._state = TrackingState.INITIALIZING
         self._lost_since_ns: int | None = None
         self._waiting_since_ns: int | None = None  # first frame waiting for the saved map
         self._frames_since_keyframe = 0
         self._last_inliers = 0  # of the last tracked frame
+        self._waiting: FrameInput | None = None  # a rolling-shutter start's first frame
 
     @property
     def state(self) -> TrackingState:
@@ -109,7 +116,7 @@ class Tracker:
             features = self._extractor(frame.image)
         tracking_start = time.perf_counter()
         extract_ms = (tracking_start - start) * 1e3
-        inp = FrameInput(
+        inp = captured = FrameInput(
             frame,
             pinhole_features(features, frame.camera),
             sensing_mode(frame, self._config.mode),
@@ -118,17 +125,18 @@ class Tracker:
         )
         if self._lost_too_long(frame.stamp_ns):
             self._leave_map()
-        if len(inp.features) < self._config.min_inliers:
+        if len(captured.features) < self._config.min_inliers:
             state = TrackingState.LOST if self._map.keyframes else TrackingState.INITIALIZING
             outcome = _Outcome(state, issue=FrameIssue.FEW_FEATURES)
             if state == TrackingState.LOST:
                 self._motion.stop()
         elif not self._map.keyframes:
-            outcome = self._restart(inp)
+            outcome, inp = self._restart(captured)
         elif self._state == TrackingState.LOST:
+            inp = to_global_shutter(captured, self._rate(frame))
             outcome = self._relocalize(inp)
         else:
-            outcome = self._track(inp)
+            outcome, inp = self._track(captured)
         self._state = outcome.state
         if outcome.state == TrackingState.OK:
             self._lost_since_ns = None
@@ -200,6 +208,7 @@ class Tracker:
         self._lost_since_ns = None
         self._frames_since_keyframe = 0
         self._last_inliers = 0
+        self._waiting = None
 
     def _store_window(self) -> None:
         """The window's keyframe records, refreshed with the map, into the atlas."""
@@ -209,19 +218,71 @@ class Tracker:
 
     # -------------------------------------------------------------- initialisation
 
-    def _restart(self, inp: FrameInput) -> _Outcome:
+    def _restart(self, captured: FrameInput) -> tuple[_Outcome, FrameInput]:
         """A frame with no window: placed in a map of the atlas if it recognises one, else the
-        start of a new map (the first map of a run starts directly)."""
+        start of a new map (the first map of a run starts directly); and the input it was
+        placed by."""
+        inp = to_global_shutter(captured, self._rate(captured.frame))
         if len(self._atlas):
             found = self._relocalize(inp)
             if found.state == TrackingState.OK:
-                return found
+                return found, inp
             self._map_id = self._maps_made
             self._mapper.use(self._map, self._map_id)
-        outcome = self._start_mono(inp) if inp.mono else self._start_metric(inp)
+        if inp.mono:
+            outcome = self._start_mono(inp)
+        else:
+            outcome, inp = self._start(captured)
         if outcome.keyframe is not None and self._map_id == self._maps_made:
             self._maps_made += 1
-        return outcome
+        return outcome, inp
+
+    def _start(self, captured: FrameInput) -> tuple[_Outcome, FrameInput]:
+        """A metric start. Its keyframe anchors the map, so a rolling shutter without a gyro
+        first needs the rate the camera turns at: the first frame waits, and the next one
+        starts the map, corrected by its motion since the first."""
+        frame = captured.frame
+        rate = self._rate(frame)
+        first = first_from_cam = None
+        if frame.camera.readout_s > 0.0 and gyro_rate_cam(frame) is None:
+            first, self._waiting = self._waiting, captured
+            if first is not None:
+                first_from_cam = self._probe(first, captured)
+            if first is None or first_from_cam is None:
+                return _Outcome(TrackingState.INITIALIZING, issue=FrameIssue.SHUTTER_RATE), captured
+            dt = (frame.stamp_ns - first.frame.stamp_ns) * 1e-9
+            rate = so3_log(first_from_cam[:3, :3]) / max(dt, 1e-3)
+        inp = to_global_shutter(captured, rate)
+        outcome = self._start_metric(inp)
+        if first is not None and first_from_cam is not None and outcome.world_from_cam is not None:
+            self._waiting = None
+            # the motion since the first frame gives the next frame's prediction
+            self._motion.reset()
+            world_from_first = outcome.world_from_cam @ invert_pose(first_from_cam)
+            self._motion.update(first.frame.stamp_ns, world_from_first)
+            self._motion.update(frame.stamp_ns, outcome.world_from_cam)
+        return outcome, inp
+
+    def _probe(self, first: FrameInput, second: FrameInput) -> np.ndarray | None:
+        """The second frame's pose in the first's camera (first_from_cam), from its matches
+        to a throwaway keyframe of the first, both uncorrected; None with too few inliers."""
+        cfg = self._config
+        depth = keypoint_depth(
+            first.frame, first.features, first.mode, first.grey, self._extractor, cfg
+        )
+        if int(depth.valid.sum()) < cfg.min_map_points:
+            return None
+        lmap = LocalMap(1)
+        mapper = KeyframeMapper(cfg, self._extractor, self._matcher)
+        mapper.use(lmap, 0)
+        entry = mapper.insert(
+            first.frame, first.features, np.eye(4), depth, Correspondences.empty(), first.grey
+        )
+        _, corr = match_keyframe(lmap, entry, second, self._matcher, cfg)
+        estimate = estimate_pose(corr, second.camera, None, cfg)
+        if estimate is None or estimate.num_inliers < cfg.min_inliers:
+            return None
+        return invert_pose(estimate.cam_from_world)
 
     def _start_metric(self, inp: FrameInput) -> _Outcome:
         """The first keyframe of a metric rig, its landmarks from measured depth."""
@@ -294,11 +355,28 @@ class Tracker:
 
     # -------------------------------------------------------------------- tracking
 
-    def _track(self, inp: FrameInput) -> _Outcome:
-        cfg = self._config
+    def _track(self, captured: FrameInput) -> tuple[_Outcome, FrameInput]:
+        """The frame tracked in the window, and the (global-shutter) input it was tracked on."""
         reference = self._map.reference
-        prediction = self._motion.predict(inp.frame.stamp_ns)
+        prediction = self._motion.predict(captured.frame.stamp_ns)
         anchors = self._map.anchors()
+        rate = self._rate(captured.frame)
+        inp = to_global_shutter(captured, rate)
+        attempt, solved = self._solve(inp, prediction, anchors)
+        if isinstance(solved, FrameIssue):
+            return self._lose(attempt, solved), inp
+        fit, inp = self._resolve_shutter(captured, inp, solved, rate, anchors)
+        world_from_cam = invert_pose(fit.estimate.cam_from_world)
+        if self._implausible(inp, prediction, world_from_cam, fit):
+            return self._lose(attempt, FrameIssue.MOTION_GATE), inp
+        return self._accept(inp, fit, world_from_cam, attempt, reference), inp
+
+    def _solve(
+        self, inp: FrameInput, prediction: np.ndarray | None, anchors: Anchors
+    ) -> tuple[MatchAttempt, PoseFit | FrameIssue]:
+        """The frame's pose in the window: by the local-map search from the motion model's
+        pose, else from matches to the reference keyframe; or why there is none."""
+        cfg = self._config
         attempt = MatchAttempt()
         fit = None
         if (
@@ -309,21 +387,61 @@ class Tracker:
         ):
             fit = self._track_motion(inp, prediction, anchors)
         if fit is None:
-            attempt, corr = match_keyframe(self._map, reference, inp, self._matcher, cfg)
+            attempt, corr = match_keyframe(self._map, self._map.reference, inp, self._matcher, cfg)
             if len(corr) < cfg.min_inliers:
-                return self._lose(attempt, FrameIssue.FEW_MATCHES)
+                return attempt, FrameIssue.FEW_MATCHES
             estimate = estimate_pose(corr, inp.camera, prediction, cfg)
             if estimate is None or estimate.num_inliers < cfg.min_inliers:
-                return self._lose(attempt, FrameIssue.FEW_INLIERS)
+                return attempt, FrameIssue.FEW_INLIERS
             fit = search_local_map(self._map, inp, PoseFit.inliers_of(corr, estimate), anchors, cfg)
         if cfg.alignment.prewarp:
             fit = align_warped(self._map, inp, fit, anchors, cfg)
         if fit.num_inliers < cfg.min_inliers:
-            return self._lose(attempt, FrameIssue.FEW_INLIERS)
-        world_from_cam = invert_pose(fit.estimate.cam_from_world)
-        if self._implausible(inp, prediction, world_from_cam, fit):
-            return self._lose(attempt, FrameIssue.MOTION_GATE)
-        return self._accept(inp, fit, world_from_cam, attempt, reference)
+            return attempt, FrameIssue.FEW_INLIERS
+        return attempt, fit
+
+    def _rate(self, frame: Frame) -> np.ndarray:
+        """(3,) the camera's angular rate at the frame, rad/s in its frame: the gyro's when
+        the frame carries samples, else the motion model's (zero when it has none)."""
+        if frame.camera.readout_s <= 0.0:
+            return np.zeros(3)
+        gyro = gyro_rate_cam(frame)
+        return gyro if gyro is not None else self._motion.rate_cam_rad_s
+
+    def _resolve_shutter(
+        self,
+        captured: FrameInput,
+        inp: FrameInput,
+        fit: PoseFit,
+        rate: np.ndarray,
+        anchors: Anchors,
+    ) -> tuple[PoseFit, FrameInput]:
+        """A rolling-shutter frame corrected by the rate its solved pose gives (over the
+        intervals ending at it, rather than at the previous frame) and tracked again from that
+        pose, when that changes the correction by more than ``shutter.resolve_px``; ``fit``
+        and ``inp`` as they are otherwise."""
+        cfg = self._config
+        camera = captured.frame.camera
+        limit_px = cfg.shutter.resolve_px
+        if limit_px is None or camera.readout_s <= 0.0 or gyro_rate_cam(captured.frame) is not None:
+            return fit, inp
+        solved = self._motion.rate_to(
+            captured.frame.stamp_ns, invert_pose(fit.estimate.cam_from_world)
+        )
+        if solved is None:
+            return fit, inp
+        # the largest change of a keypoint's correction: an edge row, at the image centre
+        change_px = 0.5 * camera.readout_s * camera.fx * float(np.linalg.norm(solved - rate))
+        if change_px <= limit_px:
+            return fit, inp
+        again = to_global_shutter(captured, solved)
+        seed = PoseFit(Correspondences.empty(), fit.estimate)
+        refit = search_local_map(self._map, again, seed, anchors, cfg, cfg.motion.search_radius_px)
+        if cfg.alignment.prewarp:
+            refit = align_warped(self._map, again, refit, anchors, cfg)
+        if refit.num_inliers < cfg.min_inliers:
+            return fit, inp
+        return refit, again
 
     def _implausible(
         self,

@@ -132,7 +132,8 @@ def first_image_size(paths: Sequence[Path], mode: ImageMode, what: str) -> tuple
 def camera_from_config(
     camera: CameraConfig, width_px: int, height_px: int, where: str
 ) -> CameraModel:
-    """Intrinsics for sources that carry none; SourceError naming the missing keys."""
+    """Intrinsics for sources that carry none; SourceError naming the missing keys. The
+    shutter is global unless ``camera.readout_ms`` says otherwise."""
     missing = [k for k in ("fx", "fy", "cx", "cy") if getattr(camera, k) is None]
     if missing:
         keys = ", ".join(f"camera.{k}" for k in missing)
@@ -153,6 +154,7 @@ def camera_from_config(
             cy=float(camera.cy),
             distortion=camera.distortion,
             dist_coeffs=tuple(float(c) for c in camera.dist_coeffs),
+            readout_s=(camera.readout_ms or 0.0) * 1e-3,
         )
     except ValueError as exc:
         raise SourceError(f"{where}: bad camera config: {exc}") from exc

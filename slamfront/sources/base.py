@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 import logging
 from collections.abc import Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from slamfront.config import Config
-    from slamfront.types import Frame, Trajectory
+    from slamfront.config import CameraConfig, Config
+    from slamfront.types import CameraModel, Frame, Trajectory
 
 log = logging.getLogger("slamfront.sources")
 
@@ -56,3 +57,10 @@ class Source(abc.ABC):
     def _skip(self, path: str, reason: str) -> None:
         self.frames_skipped += 1
         log.warning("skipping frame %s: %s", path, reason)
+
+
+def with_readout(camera: CameraModel, config: CameraConfig, default_s: float) -> CameraModel:
+    """``camera`` with its rolling-shutter readout: ``camera.readout_ms`` when configured,
+    else ``default_s``, what the source knows of its sensor (0: global shutter)."""
+    readout_s = default_s if config.readout_ms is None else config.readout_ms * 1e-3
+    return dataclasses.replace(camera, readout_s=readout_s)

@@ -36,6 +36,7 @@ from slamfront.errors import SourceError
 from slamfront.geometry import StereoRectification, invert_pose, rectify_stereo
 from slamfront.io.trajectory import check_stamps_increase, read_data_lines, read_trajectory
 from slamfront.sources._files import IndexedSource, Undistorter, read_image, require_dir
+from slamfront.sources.base import with_readout
 from slamfront.types import CameraModel, Frame, ImuSample, StereoRig, Trajectory
 
 if TYPE_CHECKING:
@@ -295,6 +296,7 @@ class EurocSource(IndexedSource):
         self._groundtruth_file = cfg.groundtruth
         cam0_dir = require_dir(self.mav0 / "cam0", "EuRoC cam0 folder")
         left_raw, body_from_cam0, self.rate_hz = read_camera(cam0_dir / "sensor.yaml")
+        left_raw = with_readout(left_raw, config.camera, 0.0)  # global-shutter imagers
         left_index = read_camera_index(cam0_dir)
 
         self._right_paths: list[Path] | None = None
@@ -305,6 +307,7 @@ class EurocSource(IndexedSource):
         cam1_dir = self.mav0 / "cam1"
         if cam1_dir.is_dir():
             right_raw, body_from_cam1, _ = read_camera(cam1_dir / "sensor.yaml")
+            right_raw = with_readout(right_raw, config.camera, 0.0)
             right_index = read_camera_index(cam1_dir, check_files=False)
             pairs = _pair_by_stamp(left_index.stamps_ns, right_index.stamps_ns, PAIR_TOLERANCE_NS)
             if not pairs:

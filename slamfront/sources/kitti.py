@@ -35,6 +35,7 @@ from slamfront.sources._files import (
     require_dir,
     require_file,
 )
+from slamfront.sources.base import with_readout
 from slamfront.types import CameraModel, Frame, StereoRig, Trajectory
 
 if TYPE_CHECKING:
@@ -118,9 +119,10 @@ class KittiSource(IndexedSource):
         p0 = calib["P0"]
         width, height = first_image_size(self._left_paths, "grey", "image_0 images")
         try:
-            self.camera = CameraModel(
+            camera = CameraModel(
                 width, height, float(p0[0, 0]), float(p0[1, 1]), float(p0[0, 2]), float(p0[1, 2])
             )
+            self.camera = with_readout(camera, config.camera, 0.0)  # global-shutter imagers
         except ValueError as exc:
             raise SourceError(f"{calib_path}: P0: {exc}") from exc
         self.stereo: StereoRig | None = None

@@ -36,7 +36,7 @@ import numpy as np
 from slamfront.config import Config, RealSenseConfig
 from slamfront.errors import DeviceError, SourceError
 from slamfront.geometry import RemapTables, invert_pose, rectify_stereo, undistortion_maps
-from slamfront.sources.base import Source
+from slamfront.sources.base import Source, with_readout
 from slamfront.sources.realsense_convert import (
     FrameNumberGaps,
     FramePairer,
@@ -261,16 +261,24 @@ class RealSenseSource(Source):
     def _prepare_geometry(self) -> None:
         plan, source_config = self._plan, self._config.source
         self._body_from_cam = plan.body_from_cam
+        # the infrared imagers and the D455's colour one have a global shutter; the D415/D435
+        # colour imager rolls, but no readout is published for it: camera.readout_ms sets one
+        self._camera = with_readout(plan.camera, self._config.camera, 0.0)
         if plan.stereo is not None:
-            self._stereo = plan.stereo
-            if not plan.stereo.rectified and source_config.stereo_rectify:
-                rect = rectify_stereo(plan.stereo)
+            stereo = dataclasses.replace(
+                plan.stereo,
+                left=with_readout(plan.stereo.left, self._config.camera, 0.0),
+                right=with_readout(plan.stereo.right, self._config.camera, 0.0),
+            )
+            self._stereo = stereo
+            if not stereo.rectified and source_config.stereo_rectify:
+                rect = rectify_stereo(stereo)
                 self._left_maps, self._right_maps = rect.left, rect.right
                 self._stereo, self._camera = rect.rig, rect.rig.left
                 if self._body_from_cam is not None:
                     self._body_from_cam = self._body_from_cam @ invert_pose(rect.rect_from_left)
-        elif plan.camera.is_distorted and source_config.undistort:
-            self._left_maps = undistortion_maps(plan.camera)
+        elif self._camera.is_distorted and source_config.undistort:
+            self._left_maps = undistortion_maps(self._camera)
             self._camera = self._left_maps.camera
 
     # ------------------------------------------------------------------ running

@@ -12,6 +12,8 @@
   pinhole with the same K (bilinear) and the depth with the same map (nearest), and frames
   report that pinhole camera; with ``source.undistort=false`` the raw images come with the
   distorted CameraModel.
+- Rolling shutter: the colour camera of the Kinect / Xtion reads its rows out over
+  ``KINECT_READOUT_S`` (``camera.readout_ms`` overrides it).
 - ``groundtruth()``: ``source.groundtruth`` or ``groundtruth.txt`` (world_from_cam of the colour
   camera; undistortion keeps the camera frame, so the poses hold for the undistorted images).
 """
@@ -33,6 +35,7 @@ from slamfront.io.trajectory import (
     read_trajectory,
 )
 from slamfront.sources._files import IndexedSource, Undistorter, read_image, require_dir
+from slamfront.sources.base import with_readout
 from slamfront.types import CameraModel, Frame, Trajectory
 
 if TYPE_CHECKING:
@@ -41,6 +44,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("slamfront.sources.tum")
 
 WIDTH_PX, HEIGHT_PX = 640, 480
+KINECT_READOUT_S = 0.028
+"""Rolling-shutter readout of the Kinect v1 / Xtion colour camera at 30 Hz."""
 
 # Published calibration of the TUM RGB-D Kinects: fx, fy, cx, cy and k1, k2, p1, p2, k3.
 TUM_INTRINSICS: dict[str, tuple[tuple[float, float, float, float], tuple[float, ...]]] = {
@@ -151,7 +156,7 @@ class TumSource(IndexedSource):
         self._groundtruth_file = cfg.groundtruth
         self.calibration = calibration_name(self.folder, cfg.tum_intrinsics)
         self._undistort = Undistorter(tum_camera(self.calibration), cfg.undistort)
-        self.camera = self._undistort.camera
+        self.camera = with_readout(self._undistort.camera, config.camera, KINECT_READOUT_S)
 
         rgb_ns, rgb_paths, _ = read_file_index(self.folder, "rgb.txt")
         self._depth_paths: list[Path] | None = None

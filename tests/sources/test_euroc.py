@@ -55,6 +55,7 @@ def test_stereo_frames_imu_and_extra_cam1_rows(tmp_path: Path, recorded: ModuleT
         assert frame.stereo is not None and frame.stereo.rectified
         assert frame.stereo.baseline_m == pytest.approx(0.11, abs=1e-9)
         assert frame.camera is frame.stereo.left and frame.camera.distortion == "none"
+        assert frame.camera.readout_s == frame.stereo.right.readout_s == 0.0
         # samples after the previous frame up to and including this one
         after = -np.inf if k == 0 else stamps[k - 1]
         expected = [int(s) for s in imu_stamps if after < s <= stamps[k]]
@@ -103,6 +104,11 @@ def test_unrectified_stereo_keeps_raw_extrinsics(tmp_path: Path, recorded: Modul
     with _open(made["root"], "source.stereo_rectify=false", "source.undistort=false") as source:
         raw = next(iter(source))
     assert raw.camera.distortion == "radtan"
+    # a configured readout reaches both cameras, rectified or not
+    for rectify in ("true", "false"):
+        with _open(made["root"], f"source.stereo_rectify={rectify}", "camera.readout_ms=20") as s:
+            rig = next(iter(s)).stereo
+        assert rig is not None and rig.left.readout_s == rig.right.readout_s == 0.02
     stamp = made["stamps"][0]
     on_disk = cv2.imread(str(made["mav0"] / "cam0" / "data" / f"{stamp}.png"), cv2.IMREAD_GRAYSCALE)
     np.testing.assert_array_equal(raw.image, on_disk)

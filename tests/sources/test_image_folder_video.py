@@ -37,6 +37,10 @@ def test_images_sorted_by_name_with_fps_stamps(tmp_path: Path, recorded: ModuleT
     assert [f.stamp_ns for f in frames] == [0, 50_000_000, 100_000_000, 150_000_000]
     cam = frames[0].camera
     assert (cam.fx, cam.fy, cam.cx, cam.cy, cam.size_px) == (100.0, 101.0, 31.5, 23.5, (64, 48))
+    assert cam.readout_s == 0.0
+    rolling = load_config("fast", [*CAMERA, "camera.readout_ms=12"])
+    with open_source(f"images:{folder}", rolling) as s:
+        assert s.camera.readout_s == pytest.approx(0.012)
     bgr = cv2.imread(str(folder / "b.png"))
     np.testing.assert_array_equal(frames[1].image, bgr[:, :, ::-1])
 

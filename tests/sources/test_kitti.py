@@ -39,6 +39,7 @@ def test_stereo_frames_calibration_and_groundtruth(
     cam = frames[0].camera
     assert (cam.fx, cam.fy, cam.cx, cam.cy) == (recorded.KITTI_FX, recorded.KITTI_FX, 96.5, 50.5)
     assert cam.size_px == (200, 100) and cam.distortion == "none"
+    assert cam.readout_s == 0.0  # global-shutter imagers
     rig = frames[0].stereo
     assert rig is not None and rig.rectified
     assert rig.baseline_m == pytest.approx(recorded.KITTI_BASELINE_M, rel=1e-9)

@@ -12,7 +12,13 @@ import pytest
 from slamfront import SourceError, open_source
 from slamfront.config import load_config
 from slamfront.geometry import distort_points, undistort_points
-from slamfront.sources.tum import TUM_INTRINSICS, TumSource, associate, tum_camera
+from slamfront.sources.tum import (
+    KINECT_READOUT_S,
+    TUM_INTRINSICS,
+    TumSource,
+    associate,
+    tum_camera,
+)
 
 TUM_CLIP = "data/tum/rgbd_dataset_freiburg2_desk_clip"
 
@@ -87,6 +93,20 @@ def test_undistortion_moves_a_dot_to_its_pinhole_position(
     # depth goes through the same map with nearest interpolation: no blended values
     assert frame.depth_m is not None
     assert np.isin(np.unique(frame.depth_m), np.array([0.0, 0.2], np.float32)).all()
+
+
+def test_colour_camera_rolls_unless_configured(tmp_path: Path, recorded: ModuleType) -> None:
+    made = recorded.make_tum(tmp_path, count=1)
+    folder: Path = made["folder"]  # type: ignore[assignment]
+    for overrides, readout_s in (
+        ((), KINECT_READOUT_S),
+        (("source.undistort=false",), KINECT_READOUT_S),
+        (("camera.readout_ms=15",), 0.015),
+        (("camera.readout_ms=0",), 0.0),
+    ):
+        with _open(folder, *overrides) as source:
+            assert source.camera.readout_s == pytest.approx(readout_s)
+            assert next(iter(source)).camera.readout_s == pytest.approx(readout_s)
 
 
 def test_monocular_without_depth_txt_and_groundtruth(tmp_path: Path, recorded: ModuleType) -> None:
