@@ -483,11 +483,11 @@ class BackendConfig:
     landmarks seen from many keyframes remove it."""
     final_adjustment_iterations: int = 4
     """Levenberg-Marquardt iterations of the final adjustment's last pass (>= 1)."""
-    final_adjustment_passes: int = 2
-    """Passes of the final adjustment (>= 1). Each pass but the last (one iteration)
+    final_adjustment_passes: int = 6
+    """Most passes of the final adjustment (>= 1). Each pass but the last (one iteration)
     measures the noise of the pixels and of the depths from their residuals and re-weights
-    both for the next, so that depth is trusted as much as the sensor deserves, whatever the
-    tracker's configured depth noise says."""
+    both for the next, until the weights settle, so that depth is trusted as much as the
+    sensor deserves, whatever the tracker's configured depth noise says."""
     adjustment_sigma_px: float = 0.3
     """Pixel noise of an observation in the first pass of the final adjustment."""
     adjustment_range_baseline_m: float = 3.0

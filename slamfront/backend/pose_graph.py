@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -365,9 +366,10 @@ def adjust_keyframes(
     place), loop factors as in the pose graph. A keyframe that is not held and has no
     odometry edge into it (a restarted chain) gets a weak prior at its seed.
 
-    Runs ``final_adjustment_passes``: each pass but the last (one iteration) re-weights the
-    pixels and the depths by the noise their residuals show (:func:`residual_weights`), and
-    the last runs ``final_adjustment_iterations`` from where the previous one ended. Raises
+    Re-weighting passes (one iteration each) measure the noise of the pixels and the depths
+    from their residuals (:func:`residual_weights`) until the weights settle (within 10 %) or
+    ``final_adjustment_passes - 1`` of them ran; the last pass runs
+    ``final_adjustment_iterations`` at those weights from where the previous one ended. Raises
     ``RuntimeError`` (gtsam's) if the system is singular.
     """
     poses = np.asarray(world_from_cam, dtype=np.float64)
@@ -378,23 +380,28 @@ def adjust_keyframes(
         )
     landmarks_m = np.asarray(observations.landmarks_world_m, dtype=np.float64)
     weights = ObservationWeights(config.adjustment_sigma_px, config.adjustment_range_baseline_m)
-    for remaining in range(config.final_adjustment_passes - 1, -1, -1):
-        iterations = config.final_adjustment_iterations if remaining == 0 else 1
-        poses, landmarks_m = _adjust_once(
-            keyframe_ids,
-            poses,
-            landmarks_m,
-            intrinsics,
-            held,
-            observations,
-            edges,
-            config,
-            weights,
-            iterations,
+    adjust = partial(
+        _adjust_once, keyframe_ids, intrinsics=intrinsics, held=held,
+        observations=observations, edges=edges, config=config,
+    )  # fmt: skip
+    for _ in range(config.final_adjustment_passes - 1):
+        poses, landmarks_m = adjust(poses, landmarks_m, weights=weights, iterations=1)
+        measured = residual_weights(poses, landmarks_m, intrinsics, observations, weights)
+        settled = _close(measured.sigma_px, weights.sigma_px) and _close(
+            measured.range_baseline_m, weights.range_baseline_m
         )
-        if remaining:
-            weights = residual_weights(poses, landmarks_m, intrinsics, observations, weights)
+        weights = measured
+        if settled:
+            break
+    poses, landmarks_m = adjust(
+        poses, landmarks_m, weights=weights, iterations=config.final_adjustment_iterations
+    )
     return poses, landmarks_m, weights
+
+
+def _close(a: float, b: float, tolerance: float = 0.1) -> bool:
+    """Whether two weights agree within ``tolerance`` of the larger."""
+    return abs(a - b) <= tolerance * max(abs(a), abs(b))
 
 
 def residual_weights(
@@ -444,6 +451,7 @@ def _adjust_once(
     keyframe_ids: Sequence[int],
     poses: np.ndarray,
     landmarks_m: np.ndarray,
+    *,
     intrinsics: np.ndarray,
     held: np.ndarray,
     observations: KeyframeObservations,
