@@ -4,7 +4,7 @@ arbitrary scale (median landmark depth 1)."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -50,7 +50,8 @@ class _Reference:
 
 
 class MonoInitializer:
-    """Keeps a reference view and tries each new frame against it: essential matrix by
+    """Keeps a reference view and tries each new frame against it (the strongest
+    ``match_keypoints`` of each matched): essential matrix by
     MAGSAC++ on sub-pixel aligned matches, relative pose, triangulation with parallax and
     cheirality checks."""
 
@@ -65,13 +66,22 @@ class MonoInitializer:
         if reference is None or len(reference.features) < cfg.min_map_points:
             self._reference = _Reference(inp.frame, inp.features, inp.grey)
             return MonoInitResult(MatchAttempt())
+        # the matcher's cost grows with the square of its keypoints: the strongest only
+        ref_index = reference.features.strongest(cfg.match_keypoints)
+        cur_index = inp.features.strongest(cfg.match_keypoints)
         tm = time.perf_counter()
-        matches = self._matcher(reference.features, inp.features)
-        attempt = MatchAttempt(matches, (time.perf_counter() - tm) * 1e3)
+        matches = self._matcher(
+            reference.features.subset(ref_index), inp.features.subset(cur_index)
+        )
+        match_ms = (time.perf_counter() - tm) * 1e3
+        pairs = np.stack(
+            [ref_index[matches.indices[:, 0]], cur_index[matches.indices[:, 1]]], axis=1
+        )
+        attempt = MatchAttempt(replace(matches, indices=pairs), match_ms)
         if len(matches) < cfg.min_map_points:
             self._reference = _Reference(inp.frame, inp.features, inp.grey)  # overlap lost
             return MonoInitResult(attempt)
-        start = self._two_view(reference, inp, matches.indices)
+        start = self._two_view(reference, inp, pairs)
         if start is not None:
             self._reference = None
         return MonoInitResult(attempt, start)
