@@ -240,7 +240,8 @@ class MonoConfig:
     min_parallax_px: float = 20.0
     """Initialisation waits for this median image motion between its two views."""
     init_angle_deg: float = 3.0
-    """Initialisation waits until the median ray angle of its landmarks reaches this."""
+    """Initialisation waits until ``min_map_points`` of its landmarks are seen under at least
+    this ray angle (degrees, >= 0)."""
     min_angle_deg: float = 1.0
     """Smallest ray angle of a triangulated landmark."""
     adjustment_iterations: int = 20

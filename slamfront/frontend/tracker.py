@@ -277,7 +277,7 @@ class Tracker:
             ids,
             start.points_world,
             start.current_px,
-            np.full(ids.size, start.reference_grey is not None),
+            start.current_aligned,
         )
         entry = self._mapper.insert(
             inp.frame,
