@@ -82,7 +82,7 @@ class Tracker:
         self._map = LocalMap(config.window.keyframes)
         self._map_id = first_map_id
         self._maps_made = first_map_id + 1
-        self._mapper = KeyframeMapper(config, extractor, matcher, first_keyframe_id)
+        self._mapper = KeyframeMapper(config, extractor, first_keyframe_id)
         self._mapper.use(self._map, self._map_id)
         self._atlas = KeyframeAtlas(vocabulary)
         self._mono_init = MonoInitializer(config, matcher)

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 
 from slamfront.config import TrackerConfig
-from slamfront.frontend.base import Matcher
+from slamfront.frontend.epipolar_search import search_epipolar
 from slamfront.frontend.local_map import LocalMap, MapKeyframe
 from slamfront.frontend.refine import refine_positions_warped
 from slamfront.geometry import invert_pose, project, transform_points, triangulate, view_warp
@@ -89,29 +89,30 @@ def align_through_points(
 
 
 def triangulate_window(
-    lmap: LocalMap, newer: MapKeyframe, camera: CameraModel, matcher: Matcher, config: TrackerConfig
+    lmap: LocalMap, newer: MapKeyframe, camera: CameraModel, config: TrackerConfig
 ) -> None:
-    """New landmarks for the new keyframe's keypoints that have none, matched against each
-    older window keyframe's free keypoints, oldest (widest baseline, most precise depth)
-    first; what fails the parallax gate there is tried on newer ones."""
+    """New landmarks for the new keyframe's keypoints that have none, paired with each older
+    window keyframe's free keypoints, oldest (widest baseline, most precise depth) first;
+    what fails the parallax gate there is tried on newer ones. The two poses are known, so
+    the pairs are found along epipolar lines without the matcher, among all the keypoints
+    (a car leaves most landmarks behind within a few keyframes)."""
     for older in lmap.keyframes[:-1]:
         free0 = older.landmark_ids < 0
         free1 = newer.landmark_ids < 0
         if free0.sum() < config.min_inliers or free1.sum() < config.min_inliers:
             continue
-        i0 = older.keyframe.features.strongest(config.match_keypoints, free0)
-        i1 = newer.keyframe.features.strongest(config.match_keypoints, free1)
-        matches = matcher(older.keyframe.features.subset(i0), newer.keyframe.features.subset(i1))
-        if len(matches):
-            _triangulate_pairs(
-                lmap,
-                older,
-                newer,
-                i0[matches.indices[:, 0]],
-                i1[matches.indices[:, 1]],
-                camera,
-                config,
-            )
+        pairs = search_epipolar(
+            older.keyframe.features,
+            newer.keyframe.features,
+            camera.K,
+            invert_pose(newer.world_from_cam) @ older.world_from_cam,
+            free0,
+            free1,
+            config.ransac_reprojection_px,
+            config.search,
+        )
+        if len(pairs):
+            _triangulate_pairs(lmap, older, newer, pairs[:, 0], pairs[:, 1], camera, config)
 
 
 def _triangulate_pairs(
