@@ -303,9 +303,8 @@ class TrackerConfig:
     """Keypoints per image handed to the matcher (best by score; None = all). Extracting more
     than this gives the local-map search and new landmarks more points at no matching cost."""
     match_every_frame: bool = True
-    """False (RGB-D and stereo): a frame is first tracked by the local-map search alone from
-    the motion model's pose (``motion``), and matched to the reference keyframe only when
-    that finds too little. Monocular always matches."""
+    """False: a frame is first tracked by the local-map search alone from the motion model's
+    pose (``motion``), and matched to the reference keyframe only when that finds too little."""
     depth: DepthConfig = field(default_factory=DepthConfig)
     stereo: StereoConfig = field(default_factory=StereoConfig)
     search: SearchConfig = field(default_factory=SearchConfig)

@@ -1,7 +1,7 @@
 """Streaming tracker: ``Tracker.step(frame) -> TrackResult``, a short orchestrator.
 
-A frame is first tracked by the local-map search from the motion model's pose (RGB-D and
-stereo with ``match_every_frame`` off); otherwise it is matched to the reference keyframe,
+A frame is first tracked by the local-map search from the motion model's pose (with
+``match_every_frame`` off); otherwise it is matched to the reference keyframe,
 its pose found by PnP and the local-map search, and its correspondences aligned again through
 the view change. Keyframes are added by :class:`~slamfront.frontend.mapping.KeyframeMapper`;
 the first comes from depth, or from a two-view start for monocular.
@@ -301,12 +301,7 @@ class Tracker:
         anchors = self._map.anchors()
         attempt = MatchAttempt()
         fit = None
-        if (
-            not cfg.match_every_frame
-            and not inp.mono
-            and prediction is not None
-            and self._motion.has_velocity
-        ):
+        if not cfg.match_every_frame and prediction is not None and self._motion.has_velocity:
             fit = self._track_motion(inp, prediction, anchors)
         if fit is None:
             attempt, corr = match_keyframe(self._map, reference, inp, self._matcher, cfg)
