@@ -304,7 +304,8 @@ class TrackerConfig:
     than this gives the local-map search and new landmarks more points at no matching cost."""
     match_every_frame: bool = True
     """False: a frame is first tracked by the local-map search alone from the motion model's
-    pose (``motion``), and matched to the reference keyframe only when that finds too little."""
+    pose (``motion``), and matched to the reference keyframe only when that finds too little
+    (the search's pose is kept if the matcher then does worse)."""
     depth: DepthConfig = field(default_factory=DepthConfig)
     stereo: StereoConfig = field(default_factory=StereoConfig)
     search: SearchConfig = field(default_factory=SearchConfig)

@@ -300,17 +300,27 @@ class Tracker:
         prediction = self._motion.predict(inp.frame.stamp_ns)
         anchors = self._map.anchors()
         attempt = MatchAttempt()
-        fit = None
+        fit = searched = None
         if not cfg.match_every_frame and prediction is not None and self._motion.has_velocity:
-            fit = self._track_motion(inp, prediction, anchors)
+            searched = self._track_motion(inp, prediction, anchors)
+            needed = max(2 * cfg.min_inliers, cfg.motion.min_share * self._last_inliers)
+            fit = searched if searched.num_inliers >= needed else None
         if fit is None:
             attempt, corr = match_keyframe(self._map, reference, inp, self._matcher, cfg)
-            if len(corr) < cfg.min_inliers:
+            estimate = None
+            if len(corr) >= cfg.min_inliers:
+                estimate = estimate_pose(corr, inp.camera, prediction, cfg)
+            if estimate is not None and estimate.num_inliers >= cfg.min_inliers:
+                fit = search_local_map(
+                    self._map, inp, PoseFit.inliers_of(corr, estimate), anchors, cfg
+                )
+            elif searched is not None and searched.num_inliers >= cfg.min_inliers:
+                # the matcher did worse than the search it was to back up: keep the search
+                fit = searched
+            elif len(corr) < cfg.min_inliers:
                 return self._lose(attempt, FrameIssue.FEW_MATCHES)
-            estimate = estimate_pose(corr, inp.camera, prediction, cfg)
-            if estimate is None or estimate.num_inliers < cfg.min_inliers:
+            else:
                 return self._lose(attempt, FrameIssue.FEW_INLIERS)
-            fit = search_local_map(self._map, inp, PoseFit.inliers_of(corr, estimate), anchors, cfg)
         if cfg.alignment.prewarp:
             fit = align_warped(self._map, inp, fit, anchors, cfg)
         if fit.num_inliers < cfg.min_inliers:
@@ -341,17 +351,15 @@ class Tracker:
         jump_px = image_jump_px(prediction, world_from_cam, fit.corr.points_world, camera)
         return jump_px > motion.max_jump_share * diagonal_px
 
-    def _track_motion(
-        self, inp: FrameInput, prediction: np.ndarray, anchors: Anchors
-    ) -> PoseFit | None:
+    def _track_motion(self, inp: FrameInput, prediction: np.ndarray, anchors: Anchors) -> PoseFit:
         """The window landmarks searched for around their projection at the motion model's
-        pose, without the matcher; None (the matcher runs) when that finds fewer than
+        pose, without the matcher (which runs when this finds fewer than
         ``motion.min_share`` of the landmarks the last frame tracked, or than twice
-        ``min_inliers``."""
+        ``min_inliers``)."""
         cfg = self._config
         empty = np.zeros(0)
         seed = PoseEstimate(invert_pose(prediction), empty.astype(bool), empty, np.zeros((6, 6)))
-        fit = search_local_map(
+        return search_local_map(
             self._map,
             inp,
             PoseFit(Correspondences.empty(), seed),
@@ -359,8 +367,6 @@ class Tracker:
             cfg,
             cfg.motion.search_radius_px,
         )
-        needed = max(2 * cfg.min_inliers, cfg.motion.min_share * self._last_inliers)
-        return fit if fit.num_inliers >= needed else None
 
     def _relocalize(self, inp: FrameInput) -> _Outcome:
         found = relocalize(self._map, inp, self._matcher, self._config, self._atlas)
