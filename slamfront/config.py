@@ -260,7 +260,8 @@ class MonoConfig:
     min_parallax_px: float = 20.0
     """Initialisation waits for this median image motion between its two views."""
     init_angle_deg: float = 3.0
-    """Initialisation waits until the median ray angle of its landmarks reaches this."""
+    """Initialisation waits until ``min_map_points`` of its landmarks are seen under at least
+    this ray angle (degrees, >= 0)."""
     min_angle_deg: float = 1.0
     """Smallest ray angle of a triangulated landmark."""
     adjustment_iterations: int = 20
@@ -322,9 +323,9 @@ class TrackerConfig:
     """Keypoints per image handed to the matcher (best by score; None = all). Extracting more
     than this gives the local-map search and new landmarks more points at no matching cost."""
     match_every_frame: bool = True
-    """False (RGB-D and stereo): a frame is first tracked by the local-map search alone from
-    the motion model's pose (``motion``), and matched to the reference keyframe only when
-    that finds too little. Monocular always matches."""
+    """False: a frame is first tracked by the local-map search alone from the motion model's
+    pose (``motion``), and matched to the reference keyframe only when that finds too little
+    (the search's pose is kept if the matcher then does worse)."""
     depth: DepthConfig = field(default_factory=DepthConfig)
     stereo: StereoConfig = field(default_factory=StereoConfig)
     search: SearchConfig = field(default_factory=SearchConfig)

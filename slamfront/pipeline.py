@@ -32,7 +32,7 @@ from slamfront.errors import ConfigError, MapFileError
 from slamfront.frontend.base import Extractor, Matcher
 from slamfront.frontend.extractors import build_extractor
 from slamfront.frontend.matchers import build_matcher
-from slamfront.frontend.tracker import Tracker
+from slamfront.frontend.tracker import Tracker, sensing_mode
 from slamfront.sinks import Sink
 from slamfront.sinks.trajectory import TrajectorySink
 from slamfront.types import (
@@ -399,8 +399,8 @@ class Pipeline:
         else:
             c.initializing += 1
             c.initializing_by_cause[cause] += 1
-        if frame.depth_m is None and frame.image_right is None:
-            self._mono = True
+        if sensing_mode(frame, self.config.tracker.mode) == "mono":
+            self._mono = True  # also a stereo or RGB-D source forced to tracker.mode=mono
         new_keyframes = []
         if result.is_keyframe:
             # usually one; a monocular start makes its first two at once

@@ -24,13 +24,13 @@ def match_keyframe(
     carries a landmark as 2-D/3-D correspondences, each aligned to sub-pixel precision from
     the keyframe's image.
 
-    Only the keyframe's keypoints that carry a landmark can give a correspondence; both sides
-    are capped at the best ``match_keypoints`` by score (the rest still serve the local-map
-    search). Monocular keeps them all, as its matches without a landmark are triangulated
-    into new ones."""
+    Only the keyframe's keypoints that carry a landmark can give a correspondence (in every
+    mode: monocular keyframes pair their free keypoints for new landmarks on their own); both
+    sides are capped at the best ``match_keypoints`` by score (the rest still serve the
+    local-map search)."""
     features = inp.features
     reference = entry.keyframe.features
-    useful = None if inp.mono else lmap.rows_of(entry.landmark_ids) >= 0
+    useful = lmap.rows_of(entry.landmark_ids) >= 0
     ref_index = reference.strongest(config.match_keypoints, useful)
     cur_index = features.strongest(config.match_keypoints)
     tm = time.perf_counter()

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 
 from slamfront.config import TrackerConfig
-from slamfront.frontend.base import Extractor, Matcher
+from slamfront.frontend.base import Extractor
 from slamfront.frontend.depth import KeypointDepth, keypoint_depth
 from slamfront.frontend.local_map import LocalMap, MapKeyframe
 from slamfront.frontend.records import Correspondences, FrameInput, PoseFit
@@ -25,14 +25,12 @@ class KeyframeMapper:
         self,
         config: TrackerConfig,
         extractor: Extractor,
-        matcher: Matcher,
         first_keyframe_id: int = 0,
     ) -> None:
         self._map = LocalMap(config.window.keyframes)
         self._map_id = 0
         self._config = config
         self._extractor = extractor
-        self._matcher = matcher
         self._next_id = first_keyframe_id
 
     def use(self, lmap: LocalMap, map_id: int) -> None:
@@ -101,7 +99,7 @@ class KeyframeMapper:
             return None
         entry = self.insert(inp.frame, features, world_from_cam, depth, fit.corr, inp.grey)
         if inp.mono:
-            triangulate_window(lmap, entry, inp.camera, self._matcher, cfg)
+            triangulate_window(lmap, entry, inp.camera, cfg)
         refine_structure(lmap, inp.camera, cfg, use_depth=not inp.mono)
         if not inp.mono:
             adjust_window(lmap, inp.camera, cfg)

@@ -1,7 +1,7 @@
 """Streaming tracker: ``Tracker.step(frame) -> TrackResult``, a short orchestrator.
 
-A frame is first tracked by the local-map search from the motion model's pose (RGB-D and
-stereo with ``match_every_frame`` off); otherwise it is matched to the reference keyframe,
+A frame is first tracked by the local-map search from the motion model's pose (with
+``match_every_frame`` off); otherwise it is matched to the reference keyframe,
 its pose found by PnP and the local-map search, and its correspondences aligned again through
 the view change. Keyframes are added by :class:`~slamfront.frontend.mapping.KeyframeMapper`;
 the first comes from depth, or from a two-view start for monocular.
@@ -88,7 +88,7 @@ class Tracker:
         self._map = LocalMap(config.window.keyframes)
         self._map_id = first_map_id
         self._maps_made = first_map_id + 1
-        self._mapper = KeyframeMapper(config, extractor, matcher, first_keyframe_id)
+        self._mapper = KeyframeMapper(config, extractor, first_keyframe_id)
         self._mapper.use(self._map, self._map_id)
         self._atlas = KeyframeAtlas(vocabulary)
         self._mono_init = MonoInitializer(config, matcher)
@@ -273,7 +273,7 @@ class Tracker:
         if int(depth.valid.sum()) < cfg.min_map_points:
             return None
         lmap = LocalMap(1)
-        mapper = KeyframeMapper(cfg, self._extractor, self._matcher)
+        mapper = KeyframeMapper(cfg, self._extractor)
         mapper.use(lmap, 0)
         entry = mapper.insert(
             first.frame, first.features, np.eye(4), depth, Correspondences.empty(), first.grey
@@ -338,7 +338,7 @@ class Tracker:
             ids,
             start.points_world,
             start.current_px,
-            np.full(ids.size, start.reference_grey is not None),
+            start.current_aligned,
         )
         entry = self._mapper.insert(
             inp.frame,
@@ -378,22 +378,27 @@ class Tracker:
         pose, else from matches to the reference keyframe; or why there is none."""
         cfg = self._config
         attempt = MatchAttempt()
-        fit = None
-        if (
-            not cfg.match_every_frame
-            and not inp.mono
-            and prediction is not None
-            and self._motion.has_velocity
-        ):
-            fit = self._track_motion(inp, prediction, anchors)
+        fit = searched = None
+        if not cfg.match_every_frame and prediction is not None and self._motion.has_velocity:
+            searched = self._track_motion(inp, prediction, anchors)
+            needed = max(2 * cfg.min_inliers, cfg.motion.min_share * self._last_inliers)
+            fit = searched if searched.num_inliers >= needed else None
         if fit is None:
             attempt, corr = match_keyframe(self._map, self._map.reference, inp, self._matcher, cfg)
-            if len(corr) < cfg.min_inliers:
+            estimate = None
+            if len(corr) >= cfg.min_inliers:
+                estimate = estimate_pose(corr, inp.camera, prediction, cfg)
+            if estimate is not None and estimate.num_inliers >= cfg.min_inliers:
+                fit = search_local_map(
+                    self._map, inp, PoseFit.inliers_of(corr, estimate), anchors, cfg
+                )
+            elif searched is not None and searched.num_inliers >= cfg.min_inliers:
+                # the matcher did worse than the search it was to back up: keep the search
+                fit = searched
+            elif len(corr) < cfg.min_inliers:
                 return attempt, FrameIssue.FEW_MATCHES
-            estimate = estimate_pose(corr, inp.camera, prediction, cfg)
-            if estimate is None or estimate.num_inliers < cfg.min_inliers:
+            else:
                 return attempt, FrameIssue.FEW_INLIERS
-            fit = search_local_map(self._map, inp, PoseFit.inliers_of(corr, estimate), anchors, cfg)
         if cfg.alignment.prewarp:
             fit = align_warped(self._map, inp, fit, anchors, cfg)
         if fit.num_inliers < cfg.min_inliers:
@@ -464,17 +469,15 @@ class Tracker:
         jump_px = image_jump_px(prediction, world_from_cam, fit.corr.points_world, camera)
         return jump_px > motion.max_jump_share * diagonal_px
 
-    def _track_motion(
-        self, inp: FrameInput, prediction: np.ndarray, anchors: Anchors
-    ) -> PoseFit | None:
+    def _track_motion(self, inp: FrameInput, prediction: np.ndarray, anchors: Anchors) -> PoseFit:
         """The window landmarks searched for around their projection at the motion model's
-        pose, without the matcher; None (the matcher runs) when that finds fewer than
+        pose, without the matcher (which runs when this finds fewer than
         ``motion.min_share`` of the landmarks the last frame tracked, or than twice
-        ``min_inliers``."""
+        ``min_inliers``)."""
         cfg = self._config
         empty = np.zeros(0)
         seed = PoseEstimate(invert_pose(prediction), empty.astype(bool), empty, np.zeros((6, 6)))
-        fit = search_local_map(
+        return search_local_map(
             self._map,
             inp,
             PoseFit(Correspondences.empty(), seed),
@@ -482,8 +485,6 @@ class Tracker:
             cfg,
             cfg.motion.search_radius_px,
         )
-        needed = max(2 * cfg.min_inliers, cfg.motion.min_share * self._last_inliers)
-        return fit if fit.num_inliers >= needed else None
 
     def _relocalize(self, inp: FrameInput) -> _Outcome:
         found = relocalize(self._map, inp, self._matcher, self._config, self._atlas)

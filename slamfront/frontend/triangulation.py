@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 
 from slamfront.config import TrackerConfig
-from slamfront.frontend.base import Matcher
+from slamfront.frontend.epipolar_search import search_epipolar
 from slamfront.frontend.local_map import LocalMap, MapKeyframe
 from slamfront.frontend.refine import refine_positions_warped
 from slamfront.geometry import invert_pose, project, transform_points, triangulate, view_warp
@@ -49,30 +49,70 @@ def triangulation_ok(
     return ok & (angles >= config.mono.min_angle_deg)
 
 
+def align_through_points(
+    grey0: np.ndarray,
+    grey1: np.ndarray,
+    k: np.ndarray,
+    cam0_from_world: np.ndarray,
+    cam1_from_world: np.ndarray,
+    px0: np.ndarray,
+    px1: np.ndarray,
+    points_world: np.ndarray,
+    config: TrackerConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where the points at ``px0`` of view 0 lie in view 1, starting at ``px1``: each window
+    of ``grey0`` warped into view 1 through its triangulated point before it is aligned, so
+    that a window the motion scaled or turned still aligns. (N, 2) positions (``px1`` where
+    alignment failed) and the (N,) mask of those aligned."""
+    finite = np.all(np.isfinite(points_world), axis=1)
+    warp = view_warp(
+        k, cam0_from_world, cam1_from_world, np.where(finite[:, None], points_world, 0.0)
+    )
+    # a point behind either camera (cheirality rejects it later) has no meaningful warp
+    sane = np.all(np.isfinite(warp), axis=(1, 2))
+    sane[sane] = np.linalg.det(warp[sane]) > 1e-6
+    warp[~sane] = np.eye(2)
+    align = config.alignment
+    aligned, ok = refine_positions_warped(
+        [grey0],
+        np.zeros(px0.shape[0], np.int64),
+        px0,
+        grey1,
+        px1,
+        warp,
+        align.max_shift_px,
+        align.window_px,
+        align.max_round_trip_px,
+    )
+    ok &= finite
+    return np.where(ok[:, None], aligned, px1), ok
+
+
 def triangulate_window(
-    lmap: LocalMap, newer: MapKeyframe, camera: CameraModel, matcher: Matcher, config: TrackerConfig
+    lmap: LocalMap, newer: MapKeyframe, camera: CameraModel, config: TrackerConfig
 ) -> None:
-    """New landmarks for the new keyframe's keypoints that have none, matched against each
-    older window keyframe's free keypoints, oldest (widest baseline, most precise depth)
-    first; what fails the parallax gate there is tried on newer ones."""
+    """New landmarks for the new keyframe's keypoints that have none, paired with each older
+    window keyframe's free keypoints, oldest (widest baseline, most precise depth) first;
+    what fails the parallax gate there is tried on newer ones. The two poses are known, so
+    the pairs are found along epipolar lines without the matcher, among all the keypoints
+    (a car leaves most landmarks behind within a few keyframes)."""
     for older in lmap.keyframes[:-1]:
         free0 = older.landmark_ids < 0
         free1 = newer.landmark_ids < 0
         if free0.sum() < config.min_inliers or free1.sum() < config.min_inliers:
             continue
-        i0 = older.keyframe.features.strongest(config.match_keypoints, free0)
-        i1 = newer.keyframe.features.strongest(config.match_keypoints, free1)
-        matches = matcher(older.keyframe.features.subset(i0), newer.keyframe.features.subset(i1))
-        if len(matches):
-            _triangulate_pairs(
-                lmap,
-                older,
-                newer,
-                i0[matches.indices[:, 0]],
-                i1[matches.indices[:, 1]],
-                camera,
-                config,
-            )
+        pairs = search_epipolar(
+            older.keyframe.features,
+            newer.keyframe.features,
+            camera.K,
+            invert_pose(newer.world_from_cam) @ older.world_from_cam,
+            free0,
+            free1,
+            config.ransac_reprojection_px,
+            config.search,
+        )
+        if len(pairs):
+            _triangulate_pairs(lmap, older, newer, pairs[:, 0], pairs[:, 1], camera, config)
 
 
 def _triangulate_pairs(
@@ -100,22 +140,11 @@ def _triangulate_pairs(
     points = triangulate(cam0, cam1, k, px0, px1)
     if older.grey is not None and newer.grey is not None and i0.size:
         finite = np.all(np.isfinite(points), axis=1)
-        warp = view_warp(k, cam0, cam1, np.where(finite[:, None], points, 0.0))
-        align = config.alignment
-        aligned, ok = refine_positions_warped(
-            [older.grey],
-            np.zeros(i0.size, np.int64),
-            px0,
-            newer.grey,
-            px1,
-            warp,
-            align.max_shift_px,
-            align.window_px,
-            align.max_round_trip_px,
+        aligned, ok = align_through_points(
+            older.grey, newer.grey, k, cam0, cam1, px0, px1, points, config
         )
-        keep = finite & (ok | align.keep_unaligned)
-        i0, i1, px0 = i0[keep], i1[keep], px0[keep]
-        px1 = np.where(ok[keep, None], aligned[keep], px1[keep])
+        keep = finite & (ok | config.alignment.keep_unaligned)
+        i0, i1, px0, px1 = i0[keep], i1[keep], px0[keep], aligned[keep]
         points = triangulate(cam0, cam1, k, px0, px1)
     good = triangulation_ok(points, cam0, cam1, k, px0, px1, config)
     if not good.any():

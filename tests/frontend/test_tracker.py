@@ -296,6 +296,50 @@ def test_motion_model_falls_back_to_the_matcher_after_a_jump() -> None:
     assert position_errors(results, poses).max() < 0.02
 
 
+def test_monocular_motion_model_runs_the_matcher_only_to_start() -> None:
+    """Monocular frames are tracked by the motion model's search as well: after the two-view
+    start the matcher does not run (keyframes pair their landmarks along epipolar lines)."""
+    poses = trajectory(150)
+    results, matcher = run_motion_model("mono", poses)
+    first_ok = [r.state for r in results].index(TrackingState.OK)
+    assert first_ok < 20
+    assert all(r.state == TrackingState.OK for r in results[first_ok:])
+    assert all(r.matches is None for r in results[first_ok + 1 :])
+    assert matcher.calls == first_ok  # one per start attempt
+    errors = position_errors(results, poses, scale_align=True)
+    path = sum(np.linalg.norm(poses[i + 1][:3, 3] - poses[i][:3, 3]) for i in range(len(poses) - 1))
+    assert errors.max() < 0.03 * path
+
+
+class BlindMatcher:
+    """nn_matcher until ``blind_from`` calls have been made, then no matches at all."""
+
+    def __init__(self, blind_from: int) -> None:
+        self.calls = 0
+        self.blind_from = blind_from
+
+    def __call__(self, f0: Features, f1: Features) -> Matches:
+        self.calls += 1
+        return nn_matcher(f0, f1) if self.calls <= self.blind_from else Matches.empty()
+
+
+def test_search_pose_stands_when_the_matcher_does_worse() -> None:
+    """The matcher backs up a local-map search that found less than ``motion.min_share`` of
+    the last frame's landmarks (1.0 here: nearly every frame); when the matcher then finds
+    nothing, the search's pose is kept instead of losing the frame."""
+    extractor = FakeExtractor()
+    poses = trajectory(100)
+    frames = make_frames(PointWorld(), poses, extractor, "rgbd")
+    matcher = BlindMatcher(blind_from=1)
+    motion = dataclasses.replace(UNALIGNED.motion, min_share=1.0)
+    config = dataclasses.replace(UNALIGNED, match_every_frame=False, motion=motion)
+    tracker = Tracker(config, extractor, matcher)
+    results = [tracker.step(f) for f in frames]
+    assert matcher.calls > 10  # the search alone was too little on many frames
+    assert all(r.state == TrackingState.OK for r in results)
+    assert position_errors(results, poses).max() < 0.02
+
+
 def test_frames_without_a_pose_say_why() -> None:
     blank = range(60, 70)
     results, _ = run("rgbd", blank=blank)
