@@ -38,6 +38,16 @@ class KeyframeMapper:
         self._map = lmap
         self._map_id = map_id
 
+    @property
+    def lmap(self) -> LocalMap:
+        """The window keyframes go into."""
+        return self._map
+
+    @property
+    def map_id(self) -> int:
+        """The map new keyframes belong to."""
+        return self._map_id
+
     def insert(
         self,
         frame: Frame,

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from slamfront.frontend.pose import PoseEstimate
-from slamfront.types import CameraModel, Features, Frame, Matches
+from slamfront.types import (
+    CameraModel,
+    Features,
+    Frame,
+    FrameIssue,
+    Keyframe,
+    Matches,
+    TrackingState,
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,3 +126,15 @@ class PoseFit:
     @property
     def num_inliers(self) -> int:
         return self.estimate.num_inliers
+
+
+@dataclass(frozen=True, eq=False)
+class Outcome:
+    """What tracking made of a frame, before it becomes a :class:`TrackResult`."""
+
+    state: TrackingState
+    attempt: MatchAttempt = field(default_factory=MatchAttempt)
+    world_from_cam: np.ndarray | None = None
+    fit: PoseFit | None = None
+    keyframe: Keyframe | None = None
+    issue: FrameIssue | None = None
