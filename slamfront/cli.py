@@ -28,6 +28,7 @@ from slamfront.eval.matching import (
 )
 from slamfront.eval.trajectory_metrics import evaluate_files, format_evaluation
 from slamfront.frontend import load_extractor, load_matcher
+from slamfront.frontend.runtime import limit_blas_threads
 from slamfront.io.trajectory import write_tum_trajectory
 from slamfront.sinks.rerun_session import (
     RerunProcess,
@@ -991,6 +992,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # project does not use) is missing, the first time the networks are exported
         logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     handler: Command = args.handler
+    limit_blas_threads()
     try:
         return handler(args)
     except SlamfrontError as exc:
