@@ -5,6 +5,11 @@ both cores: a reader thread pulls frame t+1 from the source and extracts its fea
 the caller's thread matches and tracks frame t (numpy, OpenCV, torch and ONNX Runtime release
 the GIL); with ``pipeline.read_thread`` a third thread reads frame t+2 meanwhile. The queues
 between them are bounded, so memory stays flat when the tracker is the slower side.
+
+On ONNX Runtime with ``extractor.threads: 0`` the reader thread holds two sessions of the
+same graph (identical outputs): one thread while the tracker has frames waiting (it is the
+bottleneck and keeps its core), every core when the tracker has nothing queued and would
+otherwise wait for extraction.
 """
 
 from __future__ import annotations
@@ -27,11 +32,12 @@ from slamfront.backend.map_session import MapLocalizer, map_records
 from slamfront.backend.map_store import SavedMap, save_map
 from slamfront.backend.map_store import load_map as read_map
 from slamfront.backend.vocabulary import Vocabulary, load_vocabulary
-from slamfront.config import Config, dump_config
+from slamfront.config import Config, ExtractorConfig, dump_config
 from slamfront.errors import ConfigError, MapFileError
 from slamfront.frontend.base import Extractor, Matcher
 from slamfront.frontend.extractors import build_extractor
 from slamfront.frontend.matchers import build_matcher
+from slamfront.frontend.runtime.availability import pick_runtime
 from slamfront.frontend.tracker import Tracker, sensing_mode
 from slamfront.sinks import Sink
 from slamfront.sinks.trajectory import TrajectorySink
@@ -132,11 +138,18 @@ class Pipeline:
         extractor: Extractor | None = None,
         matcher: Matcher | None = None,
         prior_map: SavedMap | None = None,
+        wide_extractor: Extractor | None = None,
     ) -> None:
         """``prior_map``: a saved map to start in. The tracker first localises in it, so
-        the run is expressed in that map's frame; its keyframes join the back end."""
+        the run is expressed in that map's frame; its keyframes join the back end.
+        ``wide_extractor``: the same extractor on every core, used by :meth:`run` while the
+        tracker has no frame waiting (built from the config when ``extractor`` is not given;
+        see :func:`build_wide_extractor`)."""
         self.config = config
+        # built on the first run (step alone never needs it)
+        self._wide_pending = extractor is None and wide_extractor is None
         self._extractor = extractor if extractor is not None else build_extractor(config.extractor)
+        self._wide_extractor = wide_extractor
         self._matcher = (
             matcher
             if matcher is not None
@@ -224,13 +237,20 @@ class Pipeline:
                 return
             _put(read, None, stop)
 
+        if self._wide_pending:
+            self._wide_pending = False
+            self._wide_extractor = build_wide_extractor(self.config.extractor)
+
         def extract() -> None:
+            wide = self._wide_extractor
             try:
                 for frame, read_ms in queued() if read_thread else timed(iter(frames)):
                     if stop.is_set():
                         return
+                    # every core only while the tracker has nothing queued (it would wait)
+                    extractor = wide if wide is not None and items.empty() else self._extractor
                     t0 = time.perf_counter()
-                    features = self._extractor(frame.image)
+                    features = extractor(frame.image)
                     extract_ms = (time.perf_counter() - t0) * 1e3
                     _put(items, _Extracted(frame, features, read_ms, extract_ms), stop)
             except BaseException as exc:  # handed to the consumer, which re-raises it
@@ -427,6 +447,18 @@ class Pipeline:
         )
         c.timings.append(tuple(getattr(result.timings, name) for name in _STAGES))
         return result
+
+
+def build_wide_extractor(config: ExtractorConfig) -> Extractor | None:
+    """The extractor of ``config`` with an ONNX Runtime session on every usable core, for the
+    frames the tracker waits for; None unless it runs on ONNX Runtime with ``threads: 0``
+    (the default, one thread) on more than one core."""
+    cores = len(os.sched_getaffinity(0))
+    if config.model == "orb" or config.threads != 0 or cores < 2:
+        return None
+    if pick_runtime(config.runtime) != "onnxruntime":
+        return None
+    return build_extractor(replace(config, threads=cores))
 
 
 def _place_vocabulary(config: Config) -> Vocabulary | None:
