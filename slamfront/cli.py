@@ -746,6 +746,49 @@ def _cmd_bench_pipeline(args: argparse.Namespace) -> int:
     return 0 if result.results else 1
 
 
+def _add_bench_scaling(targets: Any) -> None:
+    p = targets.add_parser(
+        "scaling",
+        help="frames/s and CPU per frame of the pipeline at several image sizes",
+        description="Renders the same synthetic sequence (sim:loop, field of view held) at "
+        "each size and runs the pipeline over it (frames read into memory first), several "
+        "times after warm-up; prints a Markdown table. Sizes: QVGA, VGA, KITTI, 720p or "
+        "WIDTHxHEIGHT.",
+    )
+    p.add_argument("--config", default="fast", metavar="PRESET|FILE", help="preset (fast)")
+    p.add_argument(
+        "--sizes", default="qvga,vga,kitti,720p", help="comma-separated sizes (see above)"
+    )
+    p.add_argument("--sensor", choices=("rgbd", "stereo", "mono"), default="rgbd")
+    p.add_argument("--frames", type=int, default=60, help="frames per run")
+    p.add_argument("--runs", type=int, default=3, help="timed runs per size")
+    p.add_argument("--warmup-runs", type=int, default=1, help="untimed runs first")
+    p.add_argument("--json", metavar="FILE", help="also write the results to this JSON file")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    p.set_defaults(handler=_cmd_bench_scaling)
+
+
+def _cmd_bench_scaling(args: argparse.Namespace) -> int:
+    import json
+
+    # subcommand implementation: loads the pipeline, so only when the subcommand runs
+    from slamfront.bench.scaling import bench_scaling, parse_size
+
+    result = bench_scaling(
+        args.config,
+        [parse_size(s) for s in args.sizes.split(",") if s.strip()],
+        sensor=args.sensor,
+        frames=args.frames,
+        runs=args.runs,
+        warmup_runs=args.warmup_runs,
+        overrides=args.overrides,
+    )
+    print("\n".join(result.lines()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return 0 if result.rows else 1
+
+
 def _add_bench_sinks(targets: Any) -> None:
     p = targets.add_parser(
         "sinks",
@@ -785,6 +828,7 @@ _BENCH_TARGETS: list[Callable[[Any], None]] = [
     _add_bench_extractor,
     _add_bench_matcher,
     _add_bench_pipeline,
+    _add_bench_scaling,
     _add_bench_sinks,
 ]
 
