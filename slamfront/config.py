@@ -32,6 +32,10 @@ class ExtractorConfig:
     model: Literal["xfeat", "disk", "superpoint", "orb"] = "xfeat"
     runtime: Runtime = "auto"
     max_keypoints: int = 1024
+    max_area_px: int = 0
+    """Detection runs on the image scaled down to at most this many pixels (0: full
+    resolution), so its cost stops growing with the camera; keypoints come back in the
+    image's pixels and the tracker's alignment refines them there."""
     detection_threshold: float = 0.05
     nms_radius_px: int = 2
     border_px: int = 4
@@ -54,6 +58,11 @@ class ExtractorConfig:
 
     def __post_init__(self) -> None:
         _check(self.max_keypoints > 0, "max_keypoints", "must be positive")
+        _check(
+            self.max_area_px == 0 or self.max_area_px >= 32 * 32,
+            "max_area_px",
+            "must be 0 (full resolution) or at least 1024 (one 32x32 block)",
+        )
         _check(self.nms_radius_px >= 0, "nms_radius_px", "must be >= 0")
         _check(self.border_px >= 0, "border_px", "must be >= 0")
         _check(self.threads >= 0, "threads", "must be >= 0")
