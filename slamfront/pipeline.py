@@ -9,9 +9,10 @@ between them are bounded, so memory stays flat when the tracker is the slower si
 On ONNX Runtime with ``extractor.threads: 0`` the reader thread holds two sessions of the
 same graph (identical outputs): one thread while the tracker has frames waiting (it is the
 bottleneck and keeps its core), every core when the tracker has nothing queued and would
-otherwise wait for extraction. With a stereo rig, while the tracker has frames waiting, the
-reader thread also extracts each right image ahead (the tracker needs it at keyframes) so that
-the tracker does not do it on its own thread.
+otherwise wait for extraction. Likewise the tracker's matcher runs on every core while the
+reader thread is blocked on a full queue (its core is free), on one otherwise. With a stereo
+rig, while the tracker has frames waiting, the reader thread also extracts each right image
+ahead (the tracker needs it at keyframes) so that the tracker does not do it on its own thread.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from slamfront.types import (
     Frame,
     Keyframe,
     MapPlacement,
+    Matches,
     OptimizedPoses,
     StageTimings,
     TrackingState,
@@ -141,15 +143,18 @@ class Pipeline:
         matcher: Matcher | None = None,
         prior_map: SavedMap | None = None,
         wide_extractor: Extractor | None = None,
+        wide_matcher: Matcher | None = None,
     ) -> None:
         """``prior_map``: a saved map to start in. The tracker first localises in it, so
         the run is expressed in that map's frame; its keyframes join the back end.
         ``wide_extractor``: the same extractor on every core, used by :meth:`run` while the
         tracker has no frame waiting (built from the config when ``extractor`` is not given;
-        see :func:`build_wide_extractor`)."""
+        see :func:`build_wide_extractor`); ``wide_matcher`` likewise, used by the tracker while
+        the reader thread waits (:func:`build_wide_matcher`)."""
         self.config = config
         # built on the first run (step alone never needs it)
         self._wide_pending = extractor is None and wide_extractor is None
+        self._wide_matcher_pending = matcher is None and wide_matcher is None
         self._extractor = extractor if extractor is not None else build_extractor(config.extractor)
         self._wide_extractor = wide_extractor
         # the tracker's extractor (right images at stereo keyframes), answered ahead by run()
@@ -159,6 +164,9 @@ class Pipeline:
             if matcher is not None
             else build_matcher(config.matcher, extractor_model=config.extractor.model)
         )
+        # set while the reader thread is blocked on a full queue: its core is free
+        self._reader_waits = threading.Event()
+        self._tracker_matcher = _WideWhenIdle(self._matcher, wide_matcher, self._reader_waits)
         self._prior_map = prior_map
         localize = None
         first_keyframe_id = first_map_id = 0
@@ -169,7 +177,7 @@ class Pipeline:
         self._tracker = Tracker(
             config.tracker,
             self._ahead,
-            self._matcher,
+            self._tracker_matcher,
             localize,
             first_keyframe_id,
             _place_vocabulary(config),
@@ -244,6 +252,11 @@ class Pipeline:
         if self._wide_pending:
             self._wide_pending = False
             self._wide_extractor = build_wide_extractor(self.config.extractor)
+        if self._wide_matcher_pending:
+            self._wide_matcher_pending = False
+            self._tracker_matcher.wide = build_wide_matcher(self.config)
+        reader_waits = self._reader_waits
+        reader_waits.clear()
 
         def extract() -> None:
             wide = self._wide_extractor
@@ -260,11 +273,15 @@ class Pipeline:
                         assert frame.image_right is not None
                         self._ahead.put(frame.image_right, self._extractor(frame.image_right))
                     extract_ms = (time.perf_counter() - t0) * 1e3
+                    if items.full():
+                        reader_waits.set()
                     _put(items, _Extracted(frame, features, read_ms, extract_ms), stop)
+                    reader_waits.clear()
             except BaseException as exc:  # handed to the consumer, which re-raises it
                 _put(items, exc, stop)
                 return
             _put(items, None, stop)
+            reader_waits.set()  # every frame extracted: the core is the tracker's
 
         threads = [threading.Thread(target=extract, name="slamfront-reader", daemon=True)]
         if read_thread:
@@ -489,6 +506,34 @@ class _ExtractedAhead:
     def drop(self, image: np.ndarray) -> None:
         with self._lock:
             self._ready.pop(id(image), None)
+
+
+class _WideWhenIdle:
+    """The tracker's matcher: ``wide`` (every core) while ``idle`` is set, else ``narrow``.
+    Both give the same matches."""
+
+    def __init__(self, narrow: Matcher, wide: Matcher | None, idle: threading.Event) -> None:
+        self.narrow = narrow
+        self.wide = wide
+        self._idle = idle
+
+    def __call__(self, features0: Features, features1: Features) -> Matches:
+        wide = self.wide
+        if wide is not None and self._idle.is_set():
+            return wide(features0, features1)
+        return self.narrow(features0, features1)
+
+
+def build_wide_matcher(config: Config) -> Matcher | None:
+    """The LightGlue matcher of ``config`` with its ONNX Runtime sessions on every usable
+    core; None unless it runs there with ``matcher.threads: 0`` on more than one core."""
+    cores = len(os.sched_getaffinity(0))
+    cfg = config.matcher
+    if cfg.model != "lightglue" or cfg.threads != 0 or cores < 2:
+        return None
+    if pick_runtime(cfg.runtime, tensorrt_needs_torch_cuda=True) != "onnxruntime":
+        return None
+    return build_matcher(replace(cfg, threads=cores), extractor_model=config.extractor.model)
 
 
 def build_wide_extractor(config: ExtractorConfig) -> Extractor | None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -13,6 +13,7 @@ from slamfront.types import (
     Features,
     Frame,
     Keyframe,
+    Matches,
     OptimizedPoses,
     TrackingState,
     TrackResult,
@@ -180,3 +181,62 @@ def test_reader_extracts_right_images_ahead_while_the_tracker_is_busy() -> None:
     assert 0 in tracker_rights  # the first keyframe, before anything waited
     assert set(sink.keyframes) & ahead, "no keyframe used a right image extracted ahead"
     assert not tracker_rights & ahead  # the tracker never extracted those again
+
+
+def test_tracker_matches_on_the_wide_matcher_while_the_reader_waits() -> None:
+    """Once the reader thread has nothing left to do (here: every frame extracted), every
+    matcher call of the tracker goes to the wide matcher (every core)."""
+    import slamfront as sf
+    from slamfront.frontend.matchers import build_matcher
+    from slamfront.pipeline import Pipeline
+
+    config = sf.load_config(
+        "classic",
+        [
+            "sim.width_px=160",
+            "sim.height_px=120",
+            "backend.enabled=false",
+            "tracker.match_every_frame=true",
+            "pipeline.queue_size=16",
+        ],
+    )
+    with sf.open_source("sim:loop", config) as source:
+        frames = [f for _, f in zip(range(8), source, strict=False)]
+    inner = build_matcher(config.matcher, config.extractor.model)
+    used: list[tuple[str, int]] = []
+    current = [0]
+
+    def counting(name: str) -> Callable[[Features, Features], Matches]:
+        def match(f0: Features, f1: Features) -> Matches:
+            used.append((name, current[0]))
+            return inner(f0, f1)
+
+        return match
+
+    class Hold:
+        pipeline: Pipeline
+
+        def on_result(self, frame: Frame, result: TrackResult) -> None:
+            current[0] = frame.index + 1
+            if frame.index == 0:  # let the reader finish every frame first
+                assert self.pipeline._reader_waits.wait(timeout=30)
+
+        def on_keyframe(self, keyframe: Keyframe) -> None:
+            pass
+
+        def on_optimized(self, poses: OptimizedPoses) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    hold = Hold()
+    pipeline = Pipeline(
+        config, sinks=[hold], matcher=counting("narrow"), wide_matcher=counting("wide")
+    )
+    hold.pipeline = pipeline
+    results = list(pipeline.run(frames))
+    pipeline.close()
+    assert len(results) == 8
+    assert all(name == "wide" for name, index in used if index >= 1)
+    assert sum(1 for name, _ in used if name == "wide") >= 5

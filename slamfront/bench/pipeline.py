@@ -54,7 +54,7 @@ from slamfront.frontend.extractors import build_extractor
 from slamfront.frontend.matchers import build_matcher
 from slamfront.frontend.runtime import limit_blas_threads
 from slamfront.frontend.runtime.availability import pick_runtime
-from slamfront.pipeline import Pipeline, build_wide_extractor
+from slamfront.pipeline import Pipeline, build_wide_extractor, build_wide_matcher
 from slamfront.sinks.trajectory import TrajectorySink
 from slamfront.sources import open_source
 from slamfront.types import Frame, TrackingState
@@ -635,20 +635,30 @@ def _worker_main(
             key = (config.extractor, config.matcher)
             if key not in models:
                 models[key] = _build_models(config)
-            extractor, matcher, wide = models[key]
-            sample = run_once(config, inp.spec, extractor, matcher, warmup_frames, preload, wide)
+            extractor, matcher, wide_extractor, wide_matcher = models[key]
+            sample = run_once(
+                config,
+                inp.spec,
+                extractor,
+                matcher,
+                warmup_frames,
+                preload,
+                wide_extractor,
+                wide_matcher,
+            )
             conn.send(("sample", (sample, config_to_dict(config))))
         except Exception as exc:
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
-_Models = tuple["Extractor", "Matcher", "Extractor | None"]
+_Models = tuple["Extractor", "Matcher", "Extractor | None", "Matcher | None"]
 
 
 def _build_models(config: Config) -> _Models:
     extractor = build_extractor(config.extractor)
     matcher = build_matcher(config.matcher, extractor_model=config.extractor.model)
-    return extractor, matcher, build_wide_extractor(config.extractor)
+    wide_extractor = build_wide_extractor(config.extractor)
+    return extractor, matcher, wide_extractor, build_wide_matcher(config)
 
 
 def _runtime_name(model: str, runtime: str) -> str:
@@ -668,6 +678,7 @@ def run_once(
     warmup_frames: int,
     preload: bool = False,
     wide_extractor: Extractor | None = None,
+    wide_matcher: Matcher | None = None,
 ) -> RunSample:
     """One timed run of the real pipeline (:meth:`Pipeline.run`, trajectory sink to a
     temporary folder) over the source ``spec``. Opening the source (building the simulated
@@ -692,6 +703,7 @@ def run_once(
             extractor=extractor,
             matcher=matcher,
             wide_extractor=wide_extractor,
+            wide_matcher=wide_matcher,
         )
         reset_peak_rss()
         cpu_start, start = time.process_time(), time.perf_counter()
