@@ -199,6 +199,10 @@ def _print_stats(stats: RunStats, out: Path) -> None:
         f"median ms: read {med.read_ms:.1f}  extract {med.extract_ms:.1f}  "
         f"match {med.match_ms:.1f}  pose {med.pose_ms:.1f}  sinks {med.sinks_ms:.1f}"
     )
+    print(
+        f"frame time ms: median {stats.frame_median_ms:.1f}  p90 {stats.frame_p90_ms:.1f}  "
+        f"max {stats.frame_max_ms:.1f}"
+    )
     for title, causes in (
         ("lost", stats.frames_lost_by_cause),
         ("initialising", stats.frames_initializing_by_cause),

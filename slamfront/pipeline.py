@@ -62,7 +62,7 @@ _STAGES = ("read_ms", "extract_ms", "match_ms", "pose_ms", "backend_ms", "sinks_
 
 @dataclass(frozen=True)
 class RunStats:
-    """What a run did. Latencies are medians over processed frames, milliseconds."""
+    """What a run did. Latencies are over processed frames, milliseconds."""
 
     frames_read: int
     frames_skipped: int
@@ -74,6 +74,11 @@ class RunStats:
     fps: float
     median_ms: StageTimings
     p90_ms: StageTimings
+    max_ms: StageTimings = field(default_factory=StageTimings)
+    frame_median_ms: float = 0.0
+    """Frame time: the interval between consecutive results (median, p90, max)."""
+    frame_p90_ms: float = 0.0
+    frame_max_ms: float = 0.0
     viewer_frames_dropped: int = 0
     loops_closed: int = 0
     notes: tuple[str, ...] = ()
@@ -126,6 +131,7 @@ class _Counters:
     initializing: int = 0
     keyframes: int = 0
     timings: list[tuple[float, ...]] = field(default_factory=list)
+    result_times_s: list[float] = field(default_factory=list)
     lost_by_cause: Counter[str] = field(default_factory=Counter)
     initializing_by_cause: Counter[str] = field(default_factory=Counter)
     poses_per_map: Counter[int] = field(default_factory=Counter)
@@ -323,8 +329,15 @@ class Pipeline:
         if timings.shape[0]:
             med = StageTimings(*np.median(timings, axis=0).tolist())
             p90 = StageTimings(*np.percentile(timings, 90, axis=0).tolist())
+            top = StageTimings(*timings.max(axis=0).tolist())
         else:
-            med = p90 = StageTimings()
+            med = p90 = top = StageTimings()
+        frame_ms = 1e3 * np.diff(np.asarray(c.result_times_s, np.float64))
+        frame = (
+            (np.median(frame_ms), np.percentile(frame_ms, 90), frame_ms.max())
+            if frame_ms.size
+            else (0.0, 0.0, 0.0)
+        )
         notes = ("monocular: trajectory scale is arbitrary",) if self._mono else ()
         final = self._final_poses
         per_map: Counter[int] = Counter()
@@ -342,6 +355,10 @@ class Pipeline:
             fps=c.read / wall if wall > 0 else 0.0,
             median_ms=med,
             p90_ms=p90,
+            max_ms=top,
+            frame_median_ms=float(frame[0]),
+            frame_p90_ms=float(frame[1]),
+            frame_max_ms=float(frame[2]),
             loops_closed=self._back_end.num_loops if self._back_end is not None else 0,
             viewer_frames_dropped=sum(s.dropped for s in self._sinks if isinstance(s, QueuedSink)),
             notes=notes,
@@ -479,6 +496,7 @@ class Pipeline:
             timings=replace(result.timings, backend_ms=(t1 - t0) * 1e3, sinks_ms=(t2 - t1) * 1e3),
         )
         c.timings.append(tuple(getattr(result.timings, name) for name in _STAGES))
+        c.result_times_s.append(time.perf_counter())
         return result
 
 

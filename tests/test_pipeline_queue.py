@@ -238,5 +238,8 @@ def test_tracker_matches_on_the_wide_matcher_while_the_reader_waits() -> None:
     results = list(pipeline.run(frames))
     pipeline.close()
     assert len(results) == 8
+    stats = pipeline.stats()
+    assert 0 < stats.frame_median_ms <= stats.frame_p90_ms <= stats.frame_max_ms
+    assert stats.max_ms.pose_ms >= stats.p90_ms.pose_ms >= stats.median_ms.pose_ms > 0
     assert all(name == "wide" for name, index in used if index >= 1)
     assert sum(1 for name, _ in used if name == "wide") >= 5
