@@ -278,6 +278,7 @@ class Pipeline:
                     if not waiting and self._needs_right(frame):
                         assert frame.image_right is not None
                         self._ahead.put(frame.image_right, self._extractor(frame.image_right))
+                    # the reader's extraction time, a right image extracted ahead included
                     extract_ms = (time.perf_counter() - t0) * 1e3
                     if items.full():
                         reader_waits.set()
