@@ -743,6 +743,10 @@ def _read_preset(
         data["preset"] = path.stem
 
 
+_MAX_YAML_KEYS = 10_000
+"""More keys than any config has: a file over it is refused (a YAML alias bomb)."""
+
+
 def _load_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     """Mapping from a YAML file plus the 1-based line of every dotted key."""
     import yaml
@@ -754,6 +758,8 @@ def _load_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
     if node is None:
         return {}, {}
     if not isinstance(node, yaml.MappingNode):
@@ -761,11 +767,19 @@ def _load_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     lines: dict[str, int] = {}
     constructor = yaml.SafeLoader(text)
 
+    visited = [0]
+
     def walk(mapping: yaml.MappingNode, prefix: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key_node, value_node in mapping.value:
+            line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise ConfigError(f"{path}:{line}: a key must be a name, not a list or mapping")
+            visited[0] += 1
+            if visited[0] > _MAX_YAML_KEYS:  # aliases of mappings can multiply keys
+                raise ConfigError(f"{path}:{line}: more than {_MAX_YAML_KEYS} keys")
             key = f"{prefix}{key_node.value}"
-            lines[key] = key_node.start_mark.line + 1
+            lines[key] = line
             if key_node.value in out:
                 raise ConfigError(f"{path}:{lines[key]}: duplicate key {key!r}")
             if isinstance(value_node, yaml.MappingNode):
@@ -776,6 +790,8 @@ def _load_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
 
     try:
         return walk(node, ""), lines
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:  # e.g. a tag the safe loader refuses (!!python/object)
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
@@ -811,6 +827,8 @@ def _parse_scalar(raw: str, origin: str) -> Any:
         return yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"{origin}: cannot parse value: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"{origin}: cannot parse value: nested too deeply") from None
 
 
 def _origin(sources: Mapping[str, str], key: str) -> str:

@@ -158,3 +158,22 @@ def test_refused_yaml_tags_are_a_config_error(tmp_path: Path, text: str) -> None
     path.write_text(text)
     with pytest.raises(ConfigError, match=rf"^{path}:\d+: "):
         load_config(str(path))
+
+
+def test_hostile_yaml_structures_are_config_errors(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("sim: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(str(deep))
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config("fast", ["sim.frames=" + "[" * 5000])
+    bomb = tmp_path / "bomb.yaml"  # each level doubles the keys a walk would visit
+    lines = ["x0: &x0 {p: 1, q: 1}"]
+    lines += [f"x{i}: &x{i} {{p: *x{i - 1}, q: *x{i - 1}}}" for i in range(1, 40)]
+    bomb.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match="more than 10000 keys"):
+        load_config(str(bomb))
+    list_key = tmp_path / "list_key.yaml"
+    list_key.write_text("? [a, b]\n: 1\n")
+    with pytest.raises(ConfigError, match=r"list_key.yaml:1: a key must be a name"):
+        load_config(str(list_key))

@@ -309,7 +309,8 @@ def _read_header(archive: zipfile.ZipFile, source: Path) -> dict[str, Any]:
         if not (
             isinstance(spec, dict)
             and isinstance(spec.get("sha256"), str)
-            and spec.get("dtype") in _DTYPES
+            and isinstance(spec.get("dtype"), str)
+            and spec["dtype"] in _DTYPES
             and isinstance(spec.get("shape"), list)
             and len(spec["shape"]) <= 3
             and all(type(n) is int and 0 <= n < 1 << 40 for n in spec["shape"])

@@ -110,3 +110,12 @@ def test_images_larger_than_the_limit_are_refused_when_the_source_opens(tmp_path
         open_source(f"images:{folder}", load_config("fast", overrides))
     config = load_config("fast", [*overrides, "source.max_image_side_px=0"])
     assert len(open_source(f"images:{folder}", config)) == 1
+
+
+def test_an_opencv_matrix_tag_on_a_scalar_is_a_source_error(
+    tmp_path: Path, recorded: ModuleType
+) -> None:
+    info = recorded.make_euroc(tmp_path, stereo=False, imu=False)
+    (info["mav0"] / "cam0" / "sensor.yaml").write_text("T_BS: !!opencv-matrix 3\n")
+    with pytest.raises(SourceError, match=r"sensor.yaml: invalid YAML: .*opencv-matrix"):
+        open_source(f"euroc:{info['root']}", load_config("fast"))
