@@ -45,7 +45,7 @@ EXAMPLES = EXPLORE or 150
 
 FUZZ = settings(
     max_examples=EXAMPLES,
-    deadline=timedelta(seconds=5),
+    deadline=timedelta(seconds=20),  # far above any case (ms); catches a hang, not load
     derandomize=not EXPLORE,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -227,7 +227,7 @@ def test_euroc_index_and_imu_files(euroc: dict[str, Any], which: str, data: st.D
 YAML_VALUES = st.one_of(
     NUMBERS,
     st.sampled_from(
-        ["[1, 2]", "[]", "{}", "null", "~", "!!binary AAAA", "*x", "&a 1", "'x'", "[" * 3000]
+        ["[1, 2]", "[]", "{}", "null", "~", "!!binary AAAA", "*x", "&a 1", "'x'", "[" * 1000]
     ),
     st.lists(NUMBERS, max_size=17).map(lambda v: "[" + ", ".join(v) + "]"),
 )
