@@ -113,7 +113,7 @@ class _Section:
 class ExtractorConfig(_Section):
     model: Literal["xfeat", "disk", "superpoint", "orb"] = "xfeat"
     runtime: Runtime = "auto"
-    max_keypoints: int = bounded(1024, ge=1, le=65536)
+    max_keypoints: int = bounded(1024, ge=1, le=1_000_000)
     detection_threshold: float = bounded(0.05, ge=0, lt=1)
     nms_radius_px: int = bounded(2, ge=0, le=64)
     border_px: int = bounded(4, ge=0, le=1024)
