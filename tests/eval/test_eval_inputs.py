@@ -1,0 +1,32 @@
+"""eval's numeric options: NaN, infinite or negative values are InputErrors, not tracebacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from slamfront.errors import InputError
+from slamfront.eval.trajectory_metrics import evaluate_files
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        ({"rpe_delta": float("inf")}, "rpe_delta must be positive and finite"),
+        ({"rpe_delta": float("nan")}, "rpe_delta must be positive and finite"),
+        ({"max_time_diff_s": float("nan")}, "max_time_diff_s must be >= 0"),
+        ({"max_time_diff_s": -1.0}, "max_time_diff_s must be >= 0"),
+        ({"time_offset_s": 1e30}, "time_offset_s must be finite"),
+        ({"time_offset_s": float("nan")}, "time_offset_s must be finite"),
+    ],
+)
+def test_bad_numeric_options_are_input_errors(
+    tmp_path: Path, options: dict[str, Any], needle: str
+) -> None:
+    path = tmp_path / "a.tum"
+    path.write_text("".join(f"{i}.0 {i} 0 0 0 0 0 1\n" for i in range(1, 6)))
+    assert evaluate_files(path, path).ape.rmse == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(InputError, match=needle):
+        evaluate_files(path, path, **options)
