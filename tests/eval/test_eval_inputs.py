@@ -26,7 +26,10 @@ def test_bad_numeric_options_are_input_errors(
     tmp_path: Path, options: dict[str, Any], needle: str
 ) -> None:
     path = tmp_path / "a.tum"
-    path.write_text("".join(f"{i}.0 {i} 0 0 0 0 0 1\n" for i in range(1, 6)))
-    assert evaluate_files(path, path).ape.rmse == pytest.approx(0.0, abs=1e-9)
+    points = [(0, 0, 0), (1, 0, 0), (1, 1, 0), (0, 1, 1), (2, 0, 1)]
+    path.write_text(
+        "".join(f"{i + 1}.0 {x} {y} {z} 0 0 0 1\n" for i, (x, y, z) in enumerate(points))
+    )
+    assert evaluate_files(path, path).ate_m.rmse == pytest.approx(0.0, abs=1e-9)
     with pytest.raises(InputError, match=needle):
         evaluate_files(path, path, **options)
