@@ -32,7 +32,7 @@ def run_defaults(spec: str, out: Path, *overrides: str) -> tuple[RunStats, sf.Tr
 def ate_m(out: Path, truth: sf.Trajectory, align: str = "se3") -> tuple[float, float]:
     """(ATE RMSE in metres, path length of the ground truth over the tracked frames)."""
     estimate = read_tum_trajectory(out / "trajectory.tum")
-    result = evaluate_trajectories(estimate, truth, align=align)  # type: ignore[arg-type]
+    result = evaluate_trajectories(reference=truth, estimate=estimate, align=align)  # type: ignore[arg-type]
     assert result.num_matched_poses == len(estimate)
     return float(result.ate_m.rmse), float(result.path_length_m)
 
