@@ -152,13 +152,20 @@ class _ProgressBar:
 
     def __call__(self, p: Progress) -> None:
         if self._bar is None:
+            import shutil
+
             from tqdm import tqdm  # the progress bar library, only when a bar is shown
 
+            # a terminal of unknown (0 x 0) size would make tqdm hide the bar: assume 80 x 24
+            columns, lines = shutil.get_terminal_size((0, 0))
+            sized = columns > 0 and lines > 0
             self._bar = tqdm(
                 total=self._total,
                 unit="frame",
                 file=sys.stderr,
-                dynamic_ncols=True,
+                dynamic_ncols=sized,
+                ncols=None if sized else 80,
+                nrows=None if sized else 24,
                 mininterval=0.2,
                 smoothing=0.1,
             )
