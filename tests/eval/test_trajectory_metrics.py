@@ -15,6 +15,8 @@ from slamfront.eval.trajectory_metrics import (
     evaluate_files,
     evaluate_trajectories,
     format_evaluation,
+    format_length_m,
+    three_significant,
 )
 from slamfront.geometry import make_pose, so3_exp
 from slamfront.types import Trajectory
@@ -222,3 +224,34 @@ def test_summary_is_json_ready(tmp_path: Path) -> None:
     back = json.loads(text)
     assert back["ate_m"]["rmse"] < 1e-9 and back["align"] == "se3"
     assert len(back["reference_from_estimate"]) == 4
+
+
+def test_lengths_print_in_millimetres_to_three_significant_figures() -> None:
+    assert format_length_m(0.000264) == "0.264 mm"
+    assert format_length_m(0.0134) == "13.4 mm"
+    assert format_length_m(0.181) == "181 mm"
+    assert format_length_m(0.9996) == "1000 mm"
+    assert format_length_m(59.9) == "59.9 m"
+    assert format_length_m(3724.187) == "3724 m"
+    assert three_significant(0.00123) == "0.00123" and three_significant(0.0) == "0"
+
+
+def test_orientations_aligned_alone_ignore_positions() -> None:
+    gt = _path()
+    offset = make_pose(so3_exp(np.array([0.3, -0.2, 0.5])), np.array([1.0, 2.0, 3.0]))
+    est = _moved(gt, offset)
+    est.world_from_body[:, :3, 3] += np.random.default_rng(1).normal(0, 0.5, (len(gt), 3))
+    result = evaluate_trajectories(reference=gt, estimate=est, align="se3")
+    # positions this noisy tilt the SE(3) rotation; the orientations alone are exact
+    assert result.ate_deg.rmse > 1.0
+    assert result.ate_deg_orientations.rmse < 1e-6
+    assert result.aligned.estimate_xyz_m.shape == (len(gt), 3)
+    assert result.aligned.translation_error_m.max() == pytest.approx(result.ate_m.max)
+
+
+def test_a_denser_estimate_is_noted_in_the_result() -> None:
+    gt = _path(40)
+    sparse = Trajectory(gt.stamps_ns[::4], gt.world_from_body[::4])
+    swapped = evaluate_trajectories(reference=sparse, estimate=gt)
+    assert any("ground truth is usually the denser one" in w for w in swapped.warnings)
+    assert not evaluate_trajectories(reference=gt, estimate=sparse).warnings
