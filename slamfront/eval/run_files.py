@@ -62,12 +62,12 @@ def check_order(reference: str | os.PathLike[str], estimate: str | os.PathLike[s
     copied beside it). Two runs' trajectories compared with each other pass."""
     if not is_run_estimate(reference) or is_run_estimate(estimate):
         return
-    folder = run_folder(reference)
+    folder = Path(reference).parent
+    markers = " and ".join(m for m in RUN_MARKERS if (folder / m).is_file())
     raise InputError(
-        f"{reference} is the trajectory `slamfront run` estimated (its {folder}/ holds "
-        f"{' and '.join(m for m in RUN_MARKERS if (Path(str(folder)) / m).is_file())}), given "
-        f"as the reference; the order is REF EST, the reference (ground truth) first as in "
-        f"evo_ape and the TUM scripts: slamfront eval {estimate} {reference}"
+        f"{reference} is the trajectory `slamfront run` estimated ({markers} beside it), "
+        "given as the reference; the order is REF EST, the reference (ground truth) first as "
+        f"in evo_ape and the TUM scripts: slamfront eval {estimate} {reference}"
         " (--no-order-check if this is really meant)"
     )
 
