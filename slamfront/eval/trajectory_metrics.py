@@ -56,8 +56,9 @@ RpePairs = Literal["consecutive", "all", "evo2018"]
 
 ALIGNMENTS: tuple[Alignment, ...] = ("se3", "sim3", "none")
 
-ILL_CONDITIONED_DEG = 5.0
-"""An Umeyama rotation uncertain by more than this is reported as ill-conditioned."""
+ILL_CONDITIONED_DEG = 1.0
+"""An Umeyama rotation uncertain by more than this, and by more than half the rotation ATE
+(which it then may explain), is reported as ill-conditioned."""
 TOO_SHORT_RATIO = 3.0
 """A reference whose positions spread less than this many ATEs is too short to align on."""
 DENSER_ESTIMATE_RATIO = 1.5
@@ -108,8 +109,10 @@ class TrajectoryEvaluation:
     (rotation and translation in the matrix, scale separate; identity and 1 for 'none').
     ``rotation_uncertainty_deg``: how far the alignment's rotation could turn unnoticed, the
     angle whose tangent is the ATE rmse over the reference positions' spread across their
-    main direction (0 without an Umeyama alignment). ``warnings``: what makes the figures
-    doubtful (an ill-conditioned alignment, an order that looks swapped), one sentence each.
+    main direction (0 without an Umeyama alignment); ``rotation_ill_conditioned``: it is large
+    enough to explain much of ``ate_deg``, or the path is too short to align on.
+    ``warnings``: what makes the figures doubtful (an ill-conditioned alignment, an order that
+    looks swapped), one sentence each.
     ``path_length_m`` and ``duration_s`` describe the paired reference poses.
     """
 
@@ -123,6 +126,7 @@ class TrajectoryEvaluation:
     scale: float
     reference_from_estimate: np.ndarray
     rotation_uncertainty_deg: float
+    rotation_ill_conditioned: bool
     warnings: tuple[str, ...]
     num_reference_poses: int
     num_estimate_poses: int
@@ -134,11 +138,6 @@ class TrajectoryEvaluation:
     rpe_delta_unit: DeltaUnit
     rpe_pairs: RpePairs
     aligned: AlignedPoses
-
-    @property
-    def rotation_ill_conditioned(self) -> bool:
-        """The alignment's rotation is too uncertain for ``ate_deg`` to mean much."""
-        return self.rotation_uncertainty_deg > ILL_CONDITIONED_DEG
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready dict of every figure (the alignment matrix as nested lists; the
@@ -262,22 +261,33 @@ def _spreads_m(reference_xyz_m: np.ndarray) -> tuple[float, float]:
     return float(np.sqrt(variances.sum())), float(np.sqrt(variances[1] + variances[2]))
 
 
-def _alignment_warnings(
-    ate_rmse_m: float, spread_m: float, across_m: float, uncertainty_deg: float, align: str
-) -> list[str]:
+def _ill_conditioned(
+    ate_m: float, ate_deg: float, spread_m: float, uncertainty_deg: float
+) -> tuple[bool, str]:
+    """Whether an Umeyama alignment's rotation means little, and why ('too short': the
+    positions spread about as much as their error; 'too straight': the rotation about the
+    path's main direction could explain much of the rotation ATE)."""
+    if spread_m < TOO_SHORT_RATIO * ate_m:
+        return True, "too short"
+    if uncertainty_deg > max(ILL_CONDITIONED_DEG, 0.5 * ate_deg):
+        return True, "too short or straight"
+    return False, ""
+
+
+def _alignment_warning(
+    ate_m: float, ate_deg: float, spread_m: float, across_m: float, why: str, align: str
+) -> str:
     name = {"se3": "SE(3)", "sim3": "Sim(3)"}[align]
-    short = spread_m < TOO_SHORT_RATIO * ate_rmse_m
-    if not short and uncertainty_deg <= ILL_CONDITIONED_DEG:
-        return []
-    why = "too short" if short else "too straight"
-    return [
+    uncertainty_deg = math.degrees(math.atan2(ate_m, across_m))
+    return (
         f"the reference positions spread {format_length_m(spread_m)} "
         f"({format_length_m(across_m)} across their main direction) for an ATE of "
-        f"{format_length_m(ate_rmse_m)}: the path is {why} for the {name} alignment to mean "
-        f"much; its rotation is uncertain by about {uncertainty_deg:.2g} deg, so the rotation "
-        "ATE is also given with the orientations aligned alone (rot*); aligning the first "
-        "poses instead (--align-origin, evo's --align_origin) does not depend on the path"
-    ]
+        f"{format_length_m(ate_m)}: the path is {why} for the {name} alignment to fix its "
+        f"rotation, uncertain by about {three_significant(uncertainty_deg)} deg against a "
+        f"rotation ATE of {three_significant(ate_deg)} deg; the rotation ATE is also given "
+        "with the orientations aligned alone (rot*); aligning the first poses instead "
+        "(--align-origin, evo's --align_origin) does not depend on the path"
+    )
 
 
 def _density_warning(reference: Trajectory, estimate: Trajectory) -> list[str]:
@@ -370,11 +380,15 @@ def evaluate_trajectories(
     ate_m, trans_errors = _ape(ref, est, "translation part", "m")
     ate_deg, rot_errors = _ape(ref, est, "rotation angle in degrees", "deg")
     warnings = _density_warning(reference, estimate)
-    uncertainty_deg = 0.0
+    uncertainty_deg, ill_conditioned = 0.0, False
     if align != "none" and not align_origin:
         spread_m, across_m = _spreads_m(ref.positions_xyz)
         uncertainty_deg = math.degrees(math.atan2(ate_m.rmse, across_m))
-        warnings += _alignment_warnings(ate_m.rmse, spread_m, across_m, uncertainty_deg, align)
+        ill_conditioned, why = _ill_conditioned(ate_m.rmse, ate_deg.rmse, spread_m, uncertainty_deg)
+        if ill_conditioned:
+            warnings.append(
+                _alignment_warning(ate_m.rmse, ate_deg.rmse, spread_m, across_m, why, align)
+            )
     rpe_args = (float(rpe_delta), rpe_delta_unit, rpe_pairs)
     return TrajectoryEvaluation(
         ate_m=ate_m,
@@ -387,6 +401,7 @@ def evaluate_trajectories(
         scale=float(scale),
         reference_from_estimate=reference_from_estimate,
         rotation_uncertainty_deg=uncertainty_deg,
+        rotation_ill_conditioned=ill_conditioned,
         warnings=tuple(warnings),
         num_reference_poses=len(reference),
         num_estimate_poses=len(estimate),
