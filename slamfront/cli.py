@@ -224,14 +224,16 @@ def _run_source(
     from slamfront.pipeline import run_to_directory
 
     formats = _trajectory_formats(getattr(args, "format", "tum"))
-    _say(f"{spec} -> {out}/ (preset {config.preset}); opening the source")
+    if not quiet:
+        _say(f"{spec} -> {out}/ (preset {config.preset}); opening the source")
     with open_source(spec, config) as source:
         try:
             total: int | None = len(source)  # type: ignore[arg-type]
         except TypeError:
             total = None
-        frames = f"{total} frames" if total is not None else "frames until the source ends"
-        _say(f"{frames}; loading the networks")
+        if not quiet:
+            frames = f"{total} frames" if total is not None else "frames until the source ends"
+            _say(f"{frames}; loading the networks")
         bar = None if quiet else _ProgressBar(total)
         stats = None
         try:

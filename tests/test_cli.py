@@ -101,9 +101,10 @@ def test_run_reports_accuracy_draws_it_and_writes_every_format(
     assert abs(times.world_from_body - tum.world_from_body).max() < 1e-8
     listed = captured.out.splitlines()[-1]
     assert listed.startswith("outputs: ") and "trajectory.png" in listed
-    # quiet: no bar; a format that does not exist is an error before anything runs
+    # quiet: no bar, no status lines; a format that does not exist is an error before anything runs
     assert main(["run", "sim:loop", *SIM, "--out", str(tmp_path / "q"), "--quiet"]) == 0
-    assert "frame/s" not in capsys.readouterr().err
+    assert "frame/s" not in (err := capsys.readouterr().err) and "slamfront:" not in err
+    assert not (tmp_path / "q" / "trajectory.kitti").exists()  # TUM alone by default
     assert main(["run", "sim:loop", *SIM, "--out", str(tmp_path / "x"), "--format", "g2o"]) == 2
     assert "--format takes tum, kitti, euroc" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

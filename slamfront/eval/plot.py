@@ -39,9 +39,9 @@ def plot_evaluation(
     FigureCanvasAgg(figure)
     top, errors = figure.subplots(1, 2, width_ratios=(1.0, 1.3))
     ref, est = poses.reference_xyz_m, poses.estimate_xyz_m
-    top.plot(ref[:, a], ref[:, b], color="0.35", lw=1.5, label="reference")
+    top.plot(ref[:, a], ref[:, b], color="0.6", lw=3.0, label="reference")  # visible under
     top.plot(est[:, a], est[:, b], color="tab:blue", lw=1.2, label="estimate (aligned)")
-    top.plot(ref[0, a], ref[0, b], "o", color="0.35", ms=6, label="start")
+    top.plot(ref[0, a], ref[0, b], "o", color="0.3", ms=6, label="start")
     top.set_xlabel(f"{_AXES[a]} [m]")
     top.set_ylabel(f"{_AXES[b]} [m]")
     top.set_aspect("equal", adjustable="datalim")
