@@ -95,8 +95,10 @@ def _add_run(sub: Any) -> None:
     p = sub.add_parser(
         "run",
         help="run the pipeline on a source and write trajectory, config and stats",
-        description="SOURCE: tum:PATH, euroc:PATH, kitti:PATH[:SEQ], images:PATH, video:PATH, "
-        "sim[:NAME], realsense[:SERIAL], realsense-file:PATH",
+        description="SOURCE: "
+        + ", ".join(f"{scheme}:..." for scheme, _ in source_examples())
+        + " (slamfront --help shows one example of each). With ground truth, the run ends "
+        "with its ATE/RPE and trajectory.png, as slamfront eval.",
     )
     p.add_argument(
         "source", metavar="SOURCE", nargs="?", help="optional with a --profile naming one"
