@@ -355,7 +355,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     out = Path(args.out)
     spec = f"sim:{config.sim.trajectory}"
-    _say(f"demo: the synthetic {config.sim.trajectory} ({config.sim.sensor} rig), then its ATE")
+    if not args.quiet:
+        _say(f"demo: the synthetic {config.sim.trajectory} ({config.sim.sensor} rig), then its ATE")
     with _RerunViewer(config, out) as viewer:
         stats = _run_source(spec, config, out, args.quiet, viewer.sinks, args)
         _print_stats(stats, out)
