@@ -521,10 +521,13 @@ class BackendConfig:
 
 @dataclass(frozen=True)
 class CameraConfig:
-    """Intrinsics for sources that carry none (image folders, video); null = not given.
-    ``readout_ms`` applies to every source but the simulator (which renders a global
-    shutter)."""
+    """Intrinsics for sources that carry none (image folders, video, bags without CameraInfo);
+    null = not given. ``readout_ms`` applies to every source but the simulator (which renders
+    a global shutter)."""
 
+    calibration: str | None = None
+    """Calibration file (ROS camera_info YAML, Kalibr camchain, OpenCV/ORB-SLAM3 settings) for
+    ``images:``, ``video:`` and ``bag:``; excludes fx/fy/cx/cy/distortion/dist_coeffs."""
     fx: float | None = None
     fy: float | None = None
     cx: float | None = None
