@@ -82,8 +82,15 @@ def read_calibration(path: str | Path, image_size_px: tuple[int, int] | None = N
     path = Path(path).expanduser()
     if not path.is_file():
         raise SourceError(f"{path}: calibration file not found (camera.calibration)")
-    data = load_yaml(path)
-    reader = _Reader(path, data, image_size_px)
+    return calibration_from_mapping(path, load_yaml(path), image_size_px)
+
+
+def calibration_from_mapping(
+    where: Path, data: dict[str, Any], image_size_px: tuple[int, int] | None = None
+) -> Calibration:
+    """As :func:`read_calibration` on what a file held; ``where`` names it in errors (a file,
+    or a bag and topic for a CameraInfo message given as its fields)."""
+    reader = _Reader(where, data, image_size_px)
     if any(_is_kalibr_camera(k, v) for k, v in data.items()):
         return reader.kalibr()
     if "camera_matrix" in data or "cameraMatrix" in data:
@@ -93,7 +100,7 @@ def read_calibration(path: str | Path, image_size_px: tuple[int, int] | None = N
     if any(str(k).startswith(("Camera.", "Camera1.")) for k in data):
         return reader.opencv_settings()
     raise SourceError(
-        f"{path}: not a calibration file this reads: expected a ROS camera_info YAML "
+        f"{where}: not a calibration file this reads: expected a ROS camera_info YAML "
         "(camera_matrix), a Kalibr camchain (cam0:) or an OpenCV/ORB-SLAM3 settings file "
         "(Camera.fx or Camera1.fx)"
     )
@@ -207,7 +214,9 @@ class _Reader:
 
     # ------------------------------------------------------------------ ROS camera_info
 
-    def _ros_distortion(self, model_key: str, coeffs_key: str, raw: Any) -> tuple[Any, list]:
+    def _ros_distortion(
+        self, model_key: str, coeffs_key: str, raw: Any
+    ) -> tuple[DistortionModel, list[float]]:
         model = str(self.data.get(model_key) or "plumb_bob").lower()
         kinds: dict[str, tuple[DistortionModel, tuple[int, ...]]] = {
             "plumb_bob": ("radtan", _RADTAN_COUNTS),
@@ -215,6 +224,8 @@ class _Reader:
             "equidistant": ("equidistant", (4,)),
             "fisheye": ("equidistant", (4,)),
         }
+        if raw is not None and not any(self.numbers(raw, coeffs_key, (0, 4, 5, 8, 12, 14))):
+            return "none", []  # all zero: no distortion, whatever the model's name
         if model not in kinds:
             raise self.fail(
                 model_key,

@@ -1,0 +1,780 @@
+"""ROS bags: ``bag:PATH``, a ROS 1 ``.bag`` file, a ROS 2 bag folder (``.db3`` or ``.mcap``
+storage, with its metadata.yaml) or a single ``.db3`` / ``.mcap`` file, read with the
+pure-Python ``rosbags`` package (``pip install 'slamfront[bag]'``; no ROS install needed).
+
+- Streams: images (``sensor_msgs/Image`` or ``CompressedImage``), optional right images
+  (stereo), depth registered to the images, ``CameraInfo`` and ``Imu``. ``bag.*_topic`` names
+  them; an empty one is picked from the bag's topics: the known layouts first (realsense-ros
+  4.x ``/camera/camera/color`` + ``aligned_depth_to_color`` and 2.x/3.x ``/camera/color``,
+  their infrared pairs, EuRoC ``/cam0`` ``/cam1`` ``/imu0``, TUM ``/camera/rgb``
+  ``/camera/depth``; each also as ``.../compressed``), else the only image topic whose name
+  lacks "depth" and the only Imu topic. ``none`` turns a stream off. The choice is logged and
+  kept in ``description``.
+- Stamps: the messages' header stamps (the bag's receive time where a header stamp is 0).
+  Right images and depth pair with the images nearest in time (``bag.stereo_max_time_diff_s``,
+  ``bag.depth_max_time_diff_s``; each used once, closest pairs first); images without a
+  partner are left out.
+- Images: mono8 stays grey, colour becomes RGB, 16-bit grey is scaled to 8 bits. Depth:
+  16UC1 / ``bag.depth_scale`` (millimetres by default) or 32FC1 metres, non-finite = 0;
+  compressed PNG depth (``compressedDepth``) too.
+- Intrinsics, first found: ``camera.calibration`` (a Kalibr camchain or ORB-SLAM3 file gives
+  the stereo extrinsic and the IMU-camera extrinsic too); the first CameraInfo message (a stereo
+  extrinsic from the pair's R and P, ROS's stereo convention); ``camera.fx`` ... Stereo pairs are
+  rectified (``source.stereo_rectify``) or undistorted each (``source.undistort``) as EuRoC's.
+- IMU: every sample with ``previous frame stamp < t <= frame stamp`` rides on the frame, as
+  for EuRoC; ``body_from_cam`` only comes from a calibration file (bags seldom carry it).
+- ``groundtruth()``: ``source.groundtruth`` (world_from_cam poses) when given.
+
+The bag is read twice: once at opening for stamps, calibration and IMU (images are not
+decoded), once while iterating, decoding only the selected frames' images.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from slamfront.errors import SourceError
+from slamfront.geometry import StereoRectification, invert_pose, rectify_stereo
+from slamfront.io.trajectory import read_trajectory
+from slamfront.sources._files import Pacer, Undistorter, camera_from_config, select_indices
+from slamfront.sources.base import Source, with_readout
+from slamfront.sources.calibration import Calibration, calibration_from_mapping, read_calibration
+from slamfront.sources.euroc import ImuLog
+from slamfront.sources.tum import associate
+from slamfront.types import Frame, StereoRig, Trajectory
+
+if TYPE_CHECKING:
+    from slamfront.config import BagConfig, Config
+
+log = logging.getLogger("slamfront.sources.bag")
+
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+IMU = "sensor_msgs/msg/Imu"
+IMAGE_TYPES = (IMAGE, COMPRESSED)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Topic names a driver or dataset uses; '' = the layout has no such stream."""
+
+    name: str
+    image: str
+    depth: str = ""
+    right: str = ""
+    imu: str = ""
+
+
+LAYOUTS = (
+    _Layout(
+        "realsense-ros 4.x colour",
+        "/camera/camera/color/image_raw",
+        depth="/camera/camera/aligned_depth_to_color/image_raw",
+        imu="/camera/camera/imu",
+    ),
+    _Layout(
+        "realsense-ros 2.x/3.x colour",
+        "/camera/color/image_raw",
+        depth="/camera/aligned_depth_to_color/image_raw",
+        imu="/camera/imu",
+    ),
+    _Layout(
+        "realsense-ros 4.x infrared",
+        "/camera/camera/infra1/image_rect_raw",
+        right="/camera/camera/infra2/image_rect_raw",
+        imu="/camera/camera/imu",
+    ),
+    _Layout(
+        "realsense-ros 2.x/3.x infrared",
+        "/camera/infra1/image_rect_raw",
+        right="/camera/infra2/image_rect_raw",
+        imu="/camera/imu",
+    ),
+    _Layout("EuRoC", "/cam0/image_raw", right="/cam1/image_raw", imu="/imu0"),
+    # TUM's /imu holds the Kinect's accelerometer alone: not an IMU the tracker can use
+    _Layout("TUM RGB-D", "/camera/rgb/image_color", depth="/camera/depth/image"),
+)
+
+
+@dataclass(frozen=True)
+class BagTopics:
+    """The topics a bag source reads; '' = not read."""
+
+    image: str
+    right: str = ""
+    depth: str = ""
+    imu: str = ""
+    camera_info: str = ""
+    right_camera_info: str = ""
+    layout: str = ""
+    """The known layout the topics were picked by ('' when named in the config or generic)."""
+
+    def describe(self) -> str:
+        parts = [f"image {self.image}"]
+        parts += [f"{name} {topic}" for name, topic in self._streams() if topic]
+        how = f" ({self.layout} layout)" if self.layout else ""
+        return ", ".join(parts) + how
+
+    def _streams(self) -> tuple[tuple[str, str], ...]:
+        return (
+            ("right", self.right),
+            ("depth", self.depth),
+            ("imu", self.imu),
+            ("camera_info", self.camera_info),
+            ("right camera_info", self.right_camera_info),
+        )
+
+
+def _with_compressed(topics: dict[str, str], name: str) -> str:
+    """``name`` if the bag has it as an image topic, else ``name/compressed``, else ''."""
+    for candidate in (name, f"{name}/compressed"):
+        if topics.get(candidate) in IMAGE_TYPES:
+            return candidate
+    return ""
+
+
+def _namespace(topic: str) -> str:
+    """'/camera/color' of '/camera/color/image_raw' and '/camera/color/image_raw/compressed'."""
+    parts = topic.rstrip("/").split("/")
+    if parts[-1] == "compressed":
+        parts = parts[:-1]
+    return "/".join(parts[:-1])
+
+
+def choose_topics(topics: dict[str, str], config: BagConfig, where: str) -> BagTopics:
+    """The topics to read from ``topics`` (name -> message type); see the module docstring."""
+
+    def named(key: str, value: str, types: tuple[str, ...]) -> str:
+        if value not in topics:
+            listed = ", ".join(t for t, kind in sorted(topics.items()) if kind in types)
+            raise SourceError(
+                f"{where}: bag.{key} {value!r} is not in the bag (its "
+                f"{'/'.join(t.rpartition('/')[2] for t in types)} topics: {listed or 'none'})"
+            )
+        if topics[value] not in types:
+            raise SourceError(
+                f"{where}: bag.{key} {value!r} carries {topics[value]}, not {' or '.join(types)}"
+            )
+        return value
+
+    images = sorted(t for t, kind in topics.items() if kind in IMAGE_TYPES)
+    layout: _Layout | None = None
+    if config.image_topic:
+        image = named("image_topic", config.image_topic, IMAGE_TYPES)
+        layout = next(
+            (lay for lay in LAYOUTS if _with_compressed(topics, lay.image) == image), None
+        )
+    else:
+        for candidate in LAYOUTS:
+            image = _with_compressed(topics, candidate.image)
+            if image:
+                layout = candidate
+                break
+        else:
+            plain = [t for t in images if "depth" not in t.lower()]
+            if len(plain) != 1:
+                raise SourceError(
+                    f"{where}: cannot tell which image topic to read "
+                    f"({', '.join(plain) or 'no sensor_msgs/Image or CompressedImage topic'}); "
+                    "set bag.image_topic"
+                )
+            image = plain[0]
+
+    def stream(key: str, value: str, types: tuple[str, ...], default: str) -> str:
+        if value == "none":
+            return ""
+        if value:
+            return named(key, value, types)
+        return default
+
+    def from_layout(name: str) -> str:
+        return _with_compressed(topics, name) if name else ""
+
+    imus = sorted(t for t, kind in topics.items() if kind == IMU)
+    right = stream(
+        "right_topic", config.right_topic, IMAGE_TYPES, from_layout(layout.right) if layout else ""
+    )
+    depth = stream(
+        "depth_topic", config.depth_topic, IMAGE_TYPES, from_layout(layout.depth) if layout else ""
+    )
+    if layout is not None:
+        imu_default = layout.imu if topics.get(layout.imu) == IMU else ""
+    else:
+        imu_default = imus[0] if len(imus) == 1 else ""
+    imu = stream("imu_topic", config.imu_topic, (IMU,), imu_default)
+
+    def info_of(topic: str) -> str:
+        name = f"{_namespace(topic)}/camera_info"
+        return name if topic and topics.get(name) == CAMERA_INFO else ""
+
+    camera_info = stream(
+        "camera_info_topic", config.camera_info_topic, (CAMERA_INFO,), info_of(image)
+    )
+    right_info = stream(
+        "right_camera_info_topic", config.right_camera_info_topic, (CAMERA_INFO,), info_of(right)
+    )
+    if config.right_topic == "none":
+        right_info = ""
+    chosen_by_layout = layout is not None and not config.image_topic
+    return BagTopics(
+        image,
+        right,
+        depth,
+        imu,
+        camera_info,
+        right_info,
+        layout.name if chosen_by_layout and layout is not None else "",
+    )
+
+
+# ----------------------------------------------------------------------------- messages
+
+
+def _stamp_ns(msg: Any, log_time_ns: int) -> int:
+    stamp = msg.header.stamp
+    value = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+    return value if value > 0 else int(log_time_ns)
+
+
+# encoding -> (numpy dtype, channels, channel order)
+_ENCODINGS: dict[str, tuple[str, int, str]] = {
+    "mono8": ("u1", 1, "grey"),
+    "8uc1": ("u1", 1, "grey"),
+    "rgb8": ("u1", 3, "rgb"),
+    "bgr8": ("u1", 3, "bgr"),
+    "8uc3": ("u1", 3, "bgr"),
+    "rgba8": ("u1", 4, "rgba"),
+    "bgra8": ("u1", 4, "bgra"),
+    "8uc4": ("u1", 4, "bgra"),
+    "mono16": ("u2", 1, "grey"),
+    "16uc1": ("u2", 1, "grey"),
+    "32fc1": ("f4", 1, "grey"),
+}
+
+
+def _raw_pixels(msg: Any) -> tuple[np.ndarray | None, str, str]:
+    """(HxW[xC] array, channel order, '') of a sensor_msgs/Image, or (None, '', reason)."""
+    encoding = str(msg.encoding).lower()
+    if encoding not in _ENCODINGS:
+        return None, "", f"image encoding {msg.encoding!r} is not supported"
+    kind, channels, order = _ENCODINGS[encoding]
+    dtype = np.dtype(kind).newbyteorder(">" if msg.is_bigendian else "<")
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    row_bytes = width * channels * dtype.itemsize
+    data = np.asarray(msg.data, dtype=np.uint8)
+    if height <= 0 or width <= 0 or step < row_bytes or data.size < step * height:
+        return None, "", f"image {width}x{height} step {step} does not fit {data.size} bytes"
+    rows = data[: step * height].reshape(height, step)[:, :row_bytes]
+    pixels = np.ascontiguousarray(rows).view(dtype).reshape(height, width, channels)
+    pixels = pixels.astype(dtype.newbyteorder("="), copy=False)
+    return (pixels[:, :, 0] if channels == 1 else pixels), order, ""
+
+
+def _decompress(msg: Any) -> tuple[np.ndarray | None, str, str]:
+    import cv2
+
+    data = np.asarray(msg.data, dtype=np.uint8).tobytes()
+    if "compresseddepth" in str(msg.format).lower():
+        start = data.find(b"\x89PNG")  # a small header of depth quantisation precedes the PNG
+        data = data[start:] if start >= 0 else data
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        return None, "", f"cannot decode the {msg.format!r} compressed image"
+    if image.ndim == 2:
+        return image, "grey", ""
+    return image, "bgr" if image.shape[2] == 3 else "bgra", ""
+
+
+def decode_image(msg: Any, msgtype: str) -> tuple[np.ndarray | None, str]:
+    """(uint8 grey HxW or RGB HxWx3, '') of an image message, or (None, reason)."""
+    import cv2
+
+    pixels, order, reason = _decompress(msg) if msgtype == COMPRESSED else _raw_pixels(msg)
+    if pixels is None:
+        return None, reason
+    if pixels.dtype == np.uint16:
+        pixels = (pixels // 256).astype(np.uint8)
+    elif pixels.dtype != np.uint8:
+        return None, f"pixel type {pixels.dtype} is not an image (a depth topic?)"
+    conversions = {
+        "bgr": cv2.COLOR_BGR2RGB,
+        "rgba": cv2.COLOR_RGBA2RGB,
+        "bgra": cv2.COLOR_BGRA2RGB,
+    }
+    if order in conversions:
+        pixels = cv2.cvtColor(pixels, conversions[order])
+    return np.ascontiguousarray(pixels), ""
+
+
+def decode_depth(msg: Any, msgtype: str, depth_scale: float) -> tuple[np.ndarray | None, str]:
+    """(float32 HxW metres, 0 = invalid, '') of a depth message, or (None, reason)."""
+    pixels, _, reason = _decompress(msg) if msgtype == COMPRESSED else _raw_pixels(msg)
+    if pixels is None:
+        return None, reason
+    if pixels.ndim != 2:
+        return None, f"depth must have one channel, got {pixels.shape[2]}"
+    if pixels.dtype == np.uint16:
+        return pixels.astype(np.float32) / np.float32(depth_scale), ""
+    if pixels.dtype == np.float32:
+        depth = np.array(pixels, dtype=np.float32)
+        depth[~np.isfinite(depth) | (depth < 0)] = 0.0
+        return depth, ""
+    return None, f"depth pixel type {pixels.dtype} is not supported (16UC1 or 32FC1)"
+
+
+def _image_size(msg: Any, msgtype: str) -> tuple[int, int] | None:
+    if msgtype == IMAGE:
+        return int(msg.width), int(msg.height)
+    image, _, _ = _decompress(msg)
+    return None if image is None else (int(image.shape[1]), int(image.shape[0]))
+
+
+def _camera_info_fields(msg: Any) -> dict[str, Any]:
+    """The fields of a CameraInfo message (ROS 1 spells K, D, R, P; ROS 2 k, d, r, p)."""
+
+    def get(name: str) -> list[float]:
+        value = getattr(msg, name, None)
+        if value is None:
+            value = getattr(msg, name.lower())
+        return [float(v) for v in np.asarray(value).reshape(-1)]
+
+    return {
+        "width": int(msg.width) or None,
+        "height": int(msg.height) or None,
+        "distortion_model": str(msg.distortion_model),
+        "D": get("D"),
+        "K": get("K"),
+        "R": get("R"),
+        "P": get("P"),
+    }
+
+
+def stereo_extrinsic(left: dict[str, Any], right: dict[str, Any]) -> np.ndarray | None:
+    """right_from_left from two CameraInfo's rectification (R) and projection (P) matrices,
+    as ROS's stereo calibration writes them; None when they carry no baseline."""
+    p_left = np.array(left["P"], dtype=np.float64).reshape(3, 4)
+    p_right = np.array(right["P"], dtype=np.float64).reshape(3, 4)
+    if p_left[0, 0] <= 0 or p_right[0, 0] <= 0:
+        return None
+    offset = p_right[:, 3] / p_right[0, 0] - p_left[:, 3] / p_left[0, 0]
+    if abs(offset[0]) < 1e-9:
+        return None
+    rect_right_from_rect_left = np.eye(4)
+    rect_right_from_rect_left[:3, 3] = offset
+    rect_from = []
+    for fields in (left, right):
+        pose = np.eye(4)
+        pose[:3, :3] = np.array(fields["R"], dtype=np.float64).reshape(3, 3)
+        rect_from.append(pose)
+    out: np.ndarray = invert_pose(rect_from[1]) @ rect_right_from_rect_left @ rect_from[0]
+    return out
+
+
+# ----------------------------------------------------------------------------- source
+
+
+@dataclass(frozen=True, eq=False)
+class _Scan:
+    """What the first pass over a bag found."""
+
+    stamps_ns: dict[str, list[int]]
+    """Header stamps of every message on the image, right and depth topics, in bag order."""
+    log_ns: dict[tuple[str, int], int]
+    """(topic, header stamp) -> the bag's time of the first message with that stamp."""
+    infos: dict[str, dict[str, Any]]
+    """The first CameraInfo of each CameraInfo topic, as fields."""
+    sizes: dict[str, tuple[int, int]]
+    """(width, height) of the first decodable message of each image topic."""
+    imu_rows: list[tuple[int, float, float, float, float, float, float]]
+    """(stamp_ns, gyro xyz rad/s, accel xyz m/s^2) of every IMU message."""
+
+
+@dataclass(frozen=True)
+class _FrameParts:
+    stamp_ns: int
+    right_ns: int | None
+    depth_ns: int | None
+
+
+def _open_reader(path: Path) -> Any:
+    try:
+        from rosbags.highlevel import AnyReader
+        from rosbags.typesys import Stores, get_typestore
+    except ImportError as exc:
+        raise SourceError(
+            f"{path}: reading bags needs the rosbags package: pip install 'slamfront[bag]'"
+        ) from exc
+    try:
+        # the ROS 2 Humble types are used only by bags that carry no message definitions
+        reader = AnyReader([path], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
+        reader.open()
+    except Exception as exc:  # rosbags raises several unrelated types for unreadable bags
+        raise SourceError(f"{path}: cannot read the bag: {exc}") from exc
+    return reader
+
+
+class BagSource(Source):
+    """Frames of a ROS 1 / ROS 2 bag (see the module docstring)."""
+
+    name = "bag"
+
+    @classmethod
+    def from_spec(cls, scheme: str, rest: str, config: Config) -> BagSource:
+        if not rest:
+            raise SourceError("bag source needs a file or folder: bag:PATH")
+        return cls(Path(rest).expanduser(), config)
+
+    def __init__(self, path: Path, config: Config) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise SourceError(f"{self.path}: bag not found")
+        self._config = config
+        self._reader: Any = None
+        self.frames_skipped = 0
+        reader = _open_reader(self.path)
+        try:
+            types = {t: info.msgtype or "" for t, info in reader.topics.items()}
+            if any(t.startswith("/device_0/") for t in types):
+                raise SourceError(
+                    f"{self.path}: a RealSense SDK recording; play it with realsense-file:PATH"
+                )
+            self.topics = choose_topics(types, config.bag, str(self.path))
+            self.description = f"bag {self.path.name}: {self.topics.describe()}"
+            log.info("%s", self.description)
+            scan = self._scan(reader)
+        finally:
+            reader.close()
+        self._setup(scan, config)
+
+    # -- pass 1: stamps, camera infos, IMU samples
+
+    def _scan(self, reader: Any) -> _Scan:
+        t = self.topics
+        stamps: dict[str, list[int]] = {name: [] for name in (t.image, t.right, t.depth) if name}
+        log_of: dict[tuple[str, int], int] = {}
+        infos: dict[str, dict[str, Any]] = {}
+        sizes: dict[str, tuple[int, int]] = {}
+        imu_rows: list[tuple[int, float, float, float, float, float, float]] = []
+        wanted = {name for name in (*stamps, t.imu, t.camera_info, t.right_camera_info) if name}
+        connections = [c for c in reader.connections if c.topic in wanted]
+        try:
+            for connection, log_ns, raw in reader.messages(connections=connections):
+                topic = connection.topic
+                if topic in infos:
+                    continue  # the first CameraInfo is enough
+                msg = reader.deserialize(raw, connection.msgtype)
+                if topic in stamps:
+                    stamp_ns = _stamp_ns(msg, log_ns)
+                    stamps[topic].append(stamp_ns)
+                    log_of.setdefault((topic, stamp_ns), int(log_ns))
+                    if topic not in sizes:
+                        size = _image_size(msg, connection.msgtype)
+                        if size is not None:
+                            sizes[topic] = size
+                if topic == t.imu:
+                    w, a = msg.angular_velocity, msg.linear_acceleration
+                    imu_rows.append((_stamp_ns(msg, log_ns), w.x, w.y, w.z, a.x, a.y, a.z))
+                if topic in (t.camera_info, t.right_camera_info):
+                    infos[topic] = _camera_info_fields(msg)
+        except SourceError:
+            raise
+        except Exception as exc:  # a truncated or corrupt bag
+            raise SourceError(f"{self.path}: cannot read the bag's messages: {exc}") from exc
+        return _Scan(stamps, log_of, infos, sizes, imu_rows)
+
+    def _setup(self, scan: _Scan, config: Config) -> None:
+        t, bag, cfg = self.topics, config.bag, config.source
+        self._log_ns = scan.log_ns
+        stamps = scan.stamps_ns
+        image_ns = self._unique(t.image, stamps[t.image])
+        if image_ns.size == 0:
+            raise SourceError(f"{self.path}: no message on {t.image}")
+        right_ns = self._unique(t.right, stamps[t.right]) if t.right else None
+        depth_ns = self._unique(t.depth, stamps[t.depth]) if t.depth else None
+        keep = np.ones(image_ns.size, dtype=bool)
+        partners: dict[str, dict[int, int]] = {}
+        for name, other, tolerance_s in (
+            (t.right, right_ns, bag.stereo_max_time_diff_s),
+            (t.depth, depth_ns, bag.depth_max_time_diff_s),
+        ):
+            if other is None:
+                continue
+            pairs = associate(image_ns, other, round(tolerance_s * 1e9))
+            if not pairs:
+                raise SourceError(
+                    f"{self.path}: no message on {name} within {tolerance_s} s of an image on "
+                    f"{t.image}"
+                )
+            partners[name] = {i: int(other[j]) for i, j in pairs}
+            paired = np.zeros(image_ns.size, dtype=bool)
+            paired[[i for i, _ in pairs]] = True
+            if not paired.all():
+                log.info(
+                    "%s: %d of %d images have no partner on %s; left out",
+                    self.path,
+                    int((~paired).sum()),
+                    image_ns.size,
+                    name,
+                )
+            keep &= paired
+        self._frames = [
+            _FrameParts(
+                int(image_ns[i]),
+                partners[t.right][int(i)] if t.right else None,
+                partners[t.depth][int(i)] if t.depth else None,
+            )
+            for i in np.flatnonzero(keep)
+        ]
+        if not self._frames:
+            raise SourceError(f"{self.path}: no image on {t.image} has all its partners")
+        self._selected = select_indices(len(self._frames), cfg)
+
+        size = scan.sizes.get(t.image)
+        if size is None:
+            raise SourceError(f"{self.path}: cannot decode the first images on {t.image}")
+        self._raw_size = size
+        calibration = self._calibration(scan.infos, size, config)
+        left_raw = with_readout(calibration.camera, config.camera, 0.0)
+        self.stereo: StereoRig | None = None
+        self._rectification: StereoRectification | None = None
+        self._undistort_right: Undistorter | None = None
+        cam_from_outcam = np.eye(4)
+        if t.right:
+            if calibration.right is None or calibration.right_from_left is None:
+                raise SourceError(
+                    f"{self.path}: stereo ({t.image} + {t.right}) needs the pair's extrinsic: "
+                    "CameraInfo with a baseline in P, or camera.calibration (Kalibr camchain, "
+                    "ORB-SLAM3 settings); or bag.right_topic=none for monocular"
+                )
+            right_raw = with_readout(calibration.right, config.camera, 0.0)
+            if right_raw.size_px != scan.sizes.get(t.right, right_raw.size_px):
+                raise SourceError(
+                    f"{self.path}: {t.right} images differ in size from the calibration"
+                )
+            raw_rig = StereoRig(left_raw, right_raw, calibration.right_from_left)
+            if cfg.stereo_rectify:
+                try:
+                    self._rectification = rectify_stereo(raw_rig)
+                except ValueError as exc:
+                    raise SourceError(
+                        f"{self.path}: cannot rectify the stereo pair: {exc}"
+                    ) from exc
+                self.stereo = self._rectification.rig
+                self.camera = self.stereo.left
+                cam_from_outcam = invert_pose(self._rectification.rect_from_left)
+            else:
+                self._undistort_left = Undistorter(left_raw, cfg.undistort)
+                self._undistort_right = Undistorter(right_raw, cfg.undistort)
+                self.camera = self._undistort_left.camera
+                self.stereo = StereoRig(
+                    self.camera, self._undistort_right.camera, calibration.right_from_left
+                )
+        else:
+            self._undistort_left = Undistorter(left_raw, cfg.undistort)
+            self.camera = self._undistort_left.camera
+        self.raw_camera = left_raw
+        self.body_from_cam: np.ndarray | None = None
+        if calibration.body_from_cam is not None:
+            self.body_from_cam = calibration.body_from_cam @ cam_from_outcam
+
+        self.imu: ImuLog | None = None
+        if t.imu:
+            samples = sorted(scan.imu_rows)
+            stamps_ns = np.array([row[0] for row in samples], dtype=np.int64)
+            values = np.array([row[1:] for row in samples], dtype=np.float64).reshape(-1, 6)
+            self.imu = ImuLog(stamps_ns, values[:, :3], values[:, 3:])
+            if self.body_from_cam is None:
+                log.warning(
+                    "%s: IMU samples on %s come without the IMU-camera extrinsic, so the "
+                    "tracker cannot use them; give camera.calibration (Kalibr T_cam_imu or "
+                    "ORB-SLAM3 IMU.T_b_c1)",
+                    self.path,
+                    t.imu,
+                )
+
+    def _unique(self, topic: str, stamps: list[int]) -> np.ndarray:
+        """Sorted stamps of a topic, repeats dropped (logged)."""
+        values = np.array(stamps, dtype=np.int64)
+        unique = np.unique(values)
+        if unique.size < values.size:
+            log.warning(
+                "%s: %d messages on %s repeat a stamp; the first of each is used",
+                self.path,
+                values.size - unique.size,
+                topic,
+            )
+        return unique
+
+    def _calibration(
+        self, infos: dict[str, dict[str, Any]], size: tuple[int, int], config: Config
+    ) -> Calibration:
+        t = self.topics
+        if config.camera.calibration:
+            if config.camera.fx is not None:
+                raise SourceError(
+                    f"{self.path}: camera.calibration and camera.fx both set; give one of them"
+                )
+            return read_calibration(config.camera.calibration, size)
+        if t.camera_info in infos:
+            left_fields = infos[t.camera_info]
+            where = Path(f"{self.path}:{t.camera_info}")
+            left = calibration_from_mapping(where, left_fields, size).camera
+            right = right_from_left = None
+            if t.right and t.right_camera_info in infos:
+                right_fields = infos[t.right_camera_info]
+                right_where = Path(f"{self.path}:{t.right_camera_info}")
+                right = calibration_from_mapping(right_where, right_fields).camera
+                right_from_left = stereo_extrinsic(left_fields, right_fields)
+            return Calibration(where, "camera_info", left, right, right_from_left)
+        if config.camera.fx is None:
+            raise SourceError(
+                f"{self.path}: no CameraInfo for {t.image} (bag.camera_info_topic); give "
+                "camera.calibration=FILE or camera.fx, fy, cx, cy"
+            )
+        camera = camera_from_config(config.camera, size[0], size[1], str(self.path))
+        return Calibration(self.path, "camera_info", camera)
+
+    def __len__(self) -> int:
+        return len(self._selected)
+
+    # -- pass 2: the selected frames' images
+
+    def __iter__(self) -> Iterator[Frame]:
+        t = self.topics
+        self.close()
+        self._reader = reader = _open_reader(self.path)
+        pacer = Pacer(self._config.source.realtime)
+        try:
+            selected = self._selected
+            if not selected:
+                return
+            first = selected[0]
+            previous = self._frames[first - 1].stamp_ns if first > 0 else None
+            wanted = {key for k in selected for key in self._parts(k)}
+            # the bag's times of the wanted messages: the others are not even deserialised
+            wanted_log = {(topic, self._log_ns[(topic, stamp)]) for topic, stamp in wanted}
+            start_ns = min(log_ns for _, log_ns in wanted_log)
+            stop_ns = max(log_ns for _, log_ns in wanted_log) + 1
+            topics = {name for name in (t.image, t.right, t.depth) if name}
+            connections = [c for c in reader.connections if c.topic in topics]
+            got: dict[tuple[str, int], np.ndarray | None] = {}
+            position = 0
+            for connection, log_ns, raw in self._messages(reader, connections, start_ns, stop_ns):
+                if (connection.topic, log_ns) not in wanted_log:
+                    continue
+                msg = reader.deserialize(raw, connection.msgtype)
+                key = (connection.topic, _stamp_ns(msg, log_ns))
+                if key not in wanted:
+                    continue
+                wanted.discard(key)
+                got[key] = self._decode(connection.topic, connection.msgtype, msg, key[1])
+                while position < len(selected) and self._complete(selected[position], got):
+                    frame = self._assemble(selected[position], got, previous)
+                    position += 1
+                    if frame is not None:
+                        pacer.wait(frame.stamp_ns)
+                        previous = frame.stamp_ns
+                        yield frame
+            for index in selected[position:]:  # only if the bag changed since it was opened
+                if not self._complete(index, got):
+                    stamp_ns = self._frames[index].stamp_ns
+                    self._skip(f"{self.path}:{t.image}@{stamp_ns}", "a message is missing")
+                    continue
+                frame = self._assemble(index, got, previous)
+                if frame is not None:
+                    pacer.wait(frame.stamp_ns)
+                    previous = frame.stamp_ns
+                    yield frame
+        finally:
+            if self._reader is reader:
+                self.close()
+
+    def _messages(
+        self, reader: Any, connections: list[Any], start_ns: int, stop_ns: int
+    ) -> Iterator[tuple[Any, int, bytes]]:
+        try:
+            yield from reader.messages(connections=connections, start=start_ns, stop=stop_ns)
+        except Exception as exc:  # a bag truncated after it was opened
+            raise SourceError(f"{self.path}: cannot read the bag's messages: {exc}") from exc
+
+    def _parts(self, index: int) -> list[tuple[str, int]]:
+        t, parts = self.topics, self._frames[index]
+        keys = [(t.image, parts.stamp_ns)]
+        if parts.right_ns is not None:
+            keys.append((t.right, parts.right_ns))
+        if parts.depth_ns is not None:
+            keys.append((t.depth, parts.depth_ns))
+        return keys
+
+    def _complete(self, index: int, got: dict[tuple[str, int], np.ndarray | None]) -> bool:
+        return all(key in got for key in self._parts(index))
+
+    def _decode(self, topic: str, msgtype: str, msg: Any, stamp_ns: int) -> np.ndarray | None:
+        """The message's image (depth in metres on the depth topic); None (counted as a
+        skipped frame) when it cannot be decoded or has another size than the camera's."""
+        if topic == self.topics.depth:
+            pixels, reason = decode_depth(msg, msgtype, self._config.bag.depth_scale)
+        else:
+            pixels, reason = decode_image(msg, msgtype)
+        if pixels is not None and (pixels.shape[1], pixels.shape[0]) != self._raw_size:
+            size = f"{pixels.shape[1]}x{pixels.shape[0]}"
+            pixels, reason = None, f"size {size} differs from the camera's"
+        if pixels is None:
+            self._skip(f"{self.path}:{topic}@{stamp_ns}", reason)
+        return pixels
+
+    def _assemble(
+        self, index: int, got: dict[tuple[str, int], np.ndarray | None], previous: int | None
+    ) -> Frame | None:
+        """Frame ``index`` from its received parts (taken out of ``got``); None if one failed
+        to decode (counted as skipped then)."""
+        keys = self._parts(index)
+        arrays = [got.pop(key) for key in keys]
+        if any(a is None for a in arrays):
+            return None
+        t, parts = self.topics, self._frames[index]
+        image = arrays[0]
+        right = arrays[1] if parts.right_ns is not None else None
+        depth = arrays[-1] if parts.depth_ns is not None else None
+        assert image is not None
+        if self._rectification is not None:
+            assert right is not None
+            image = self._rectification.left.apply(image)
+            right = self._rectification.right.apply(right)
+        else:
+            image = self._undistort_left(image)
+            if right is not None and self._undistort_right is not None:
+                right = self._undistort_right(right)
+        if depth is not None and self._rectification is not None:
+            depth = self._rectification.left.apply(depth, nearest=True)
+        elif depth is not None:
+            depth = self._undistort_left(depth, nearest=True)
+        stamp_ns = parts.stamp_ns
+        return Frame(
+            index=index,
+            stamp_ns=stamp_ns,
+            image=image,
+            camera=self.camera,
+            depth_m=depth,
+            image_right=right,
+            stereo=self.stereo,
+            imu=self.imu.between(previous, stamp_ns) if self.imu is not None else (),
+            body_from_cam=self.body_from_cam,
+            source_path=f"{self.path}:{t.image}@{stamp_ns}",
+        )
+
+    def close(self) -> None:
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            reader.close()
+
+    def groundtruth(self) -> Trajectory | None:
+        path = self._config.source.groundtruth
+        return read_trajectory(path) if path else None

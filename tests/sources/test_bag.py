@@ -1,0 +1,523 @@
+"""bag: on ROS 1 and ROS 2 bags written here with rosbags' writer from the frames of other
+sources: frames, stamps, depth, stereo and IMU samples come back exactly as tum:/euroc: give
+them; topic picking, CameraInfo intrinsics and stereo extrinsics; errors; one end-to-end run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+from slamfront import SourceError, open_source
+from slamfront.config import load_config
+from slamfront.geometry import invert_pose, rectify_stereo
+from slamfront.sources.bag import BagSource, choose_topics, stereo_extrinsic
+from slamfront.types import CameraModel, Frame, StereoRig
+
+pytest.importorskip("rosbags")
+
+from rosbags.rosbag1 import Writer as Writer1
+from rosbags.rosbag2 import StoragePlugin
+from rosbags.rosbag2 import Writer as Writer2
+from rosbags.typesys import Stores, get_typestore
+
+ENCODINGS = {1: "mono8", 3: "rgb8"}
+ROS_DISTORTION = {"radtan": "plumb_bob", "equidistant": "equidistant", "none": "plumb_bob"}
+
+
+class BagWriter:
+    """Writes sensor_msgs messages into a ROS 1 (``.bag``) or ROS 2 (folder) bag."""
+
+    def __init__(self, path: Path, storage: str = "ros1") -> None:
+        self.ros1 = storage == "ros1"
+        self.types = get_typestore(Stores.ROS1_NOETIC if self.ros1 else Stores.ROS2_HUMBLE)
+        if self.ros1:
+            self.writer: Any = Writer1(path)
+        else:
+            plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+            self.writer = Writer2(path, version=9, storage_plugin=plugin)
+        self.writer.open()
+        self.connections: dict[str, Any] = {}
+        self.seq = 0
+
+    def close(self) -> None:
+        self.writer.close()
+
+    def _header(self, stamp_ns: int) -> Any:
+        t = self.types.types
+        stamp = t["builtin_interfaces/msg/Time"](
+            sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000
+        )
+        self.seq += 1
+        if self.ros1:
+            return t["std_msgs/msg/Header"](seq=self.seq, stamp=stamp, frame_id="cam")
+        return t["std_msgs/msg/Header"](stamp=stamp, frame_id="cam")
+
+    def write(self, topic: str, msg: Any, stamp_ns: int) -> None:
+        msgtype = msg.__msgtype__
+        if topic not in self.connections:
+            self.connections[topic] = self.writer.add_connection(
+                topic, msgtype, typestore=self.types
+            )
+        if self.ros1:
+            data = self.types.serialize_ros1(msg, msgtype)
+        else:
+            data = self.types.serialize_cdr(msg, msgtype)
+        self.writer.write(self.connections[topic], stamp_ns, data)
+
+    def image(self, topic: str, stamp_ns: int, image: np.ndarray, encoding: str = "") -> None:
+        channels = 1 if image.ndim == 2 else image.shape[2]
+        encoding = encoding or ENCODINGS[channels]
+        data = np.ascontiguousarray(image).view(np.uint8).reshape(-1)
+        msg = self.types.types["sensor_msgs/msg/Image"](
+            header=self._header(stamp_ns),
+            height=image.shape[0],
+            width=image.shape[1],
+            encoding=encoding,
+            is_bigendian=0,
+            step=data.size // image.shape[0],
+            data=data,
+        )
+        self.write(topic, msg, stamp_ns)
+
+    def compressed_png(self, topic: str, stamp_ns: int, image: np.ndarray) -> None:
+        import cv2
+
+        bgr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        ok, png = cv2.imencode(".png", bgr)
+        assert ok
+        msg = self.types.types["sensor_msgs/msg/CompressedImage"](
+            header=self._header(stamp_ns), format="png", data=png.reshape(-1)
+        )
+        self.write(topic, msg, stamp_ns)
+
+    def camera_info(
+        self,
+        topic: str,
+        stamp_ns: int,
+        camera: CameraModel,
+        rect_from_cam: np.ndarray | None = None,
+        projection: np.ndarray | None = None,
+    ) -> None:
+        rect = np.eye(3) if rect_from_cam is None else rect_from_cam[:3, :3]
+        proj = np.hstack([camera.K, np.zeros((3, 1))]) if projection is None else projection
+        t = self.types.types
+        roi = t["sensor_msgs/msg/RegionOfInterest"](
+            x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
+        )
+        fields = {
+            "header": self._header(stamp_ns),
+            "height": camera.height_px,
+            "width": camera.width_px,
+            "distortion_model": ROS_DISTORTION[camera.distortion],
+            "binning_x": 0,
+            "binning_y": 0,
+            "roi": roi,
+        }
+        arrays = {
+            "d": np.array(camera.dist_coeffs, dtype=np.float64),
+            "k": camera.K.reshape(-1).copy(),
+            "r": rect.reshape(-1).astype(np.float64),
+            "p": proj.reshape(-1).astype(np.float64),
+        }
+        for name, value in arrays.items():
+            fields[name.upper() if self.ros1 else name] = value
+        self.write(topic, t["sensor_msgs/msg/CameraInfo"](**fields), stamp_ns)
+
+    def imu(self, topic: str, stamp_ns: int, gyro: Sequence[float], accel: Sequence[float]) -> None:
+        t = self.types.types
+        vec = t["geometry_msgs/msg/Vector3"]
+        msg = t["sensor_msgs/msg/Imu"](
+            header=self._header(stamp_ns),
+            orientation=t["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
+            orientation_covariance=np.zeros(9),
+            angular_velocity=vec(x=gyro[0], y=gyro[1], z=gyro[2]),
+            angular_velocity_covariance=np.zeros(9),
+            linear_acceleration=vec(x=accel[0], y=accel[1], z=accel[2]),
+            linear_acceleration_covariance=np.zeros(9),
+        )
+        self.write(topic, msg, stamp_ns)
+
+
+def _bag_path(tmp_path: Path, storage: str) -> Path:
+    return tmp_path / ("rec.bag" if storage == "ros1" else f"rec_{storage}")
+
+
+def write_tum_bag(
+    path: Path,
+    frames: list[Frame],
+    storage: str,
+    *,
+    compressed: bool = False,
+    depth_encoding: str = "16UC1",
+    depth_scale: float = 5000.0,
+    prefix: str = "/camera",
+) -> None:
+    """Raw colour + depth frames of a tum: source as a TUM-style bag (rgb, depth, camera_info).
+
+    Depth is written at the colour stamp: the source paired them already."""
+    writer = BagWriter(path, storage)
+    for frame in frames:
+        stamp = frame.stamp_ns
+        writer.camera_info(f"{prefix}/rgb/camera_info", stamp, frame.camera)
+        if compressed:
+            writer.compressed_png(f"{prefix}/rgb/image_color/compressed", stamp, frame.image)
+        else:
+            writer.image(f"{prefix}/rgb/image_color", stamp, frame.image)
+        assert frame.depth_m is not None
+        if depth_encoding == "16UC1":
+            raw = np.round(frame.depth_m.astype(np.float64) * depth_scale).astype(np.uint16)
+            writer.image(f"{prefix}/depth/image", stamp + 3_000_000, raw, "16UC1")
+        else:
+            writer.image(f"{prefix}/depth/image", stamp + 3_000_000, frame.depth_m, "32FC1")
+    writer.close()
+
+
+def write_euroc_bag(path: Path, frames: list[Frame], imu: Any, storage: str) -> None:
+    """Raw stereo frames and every IMU sample of a euroc: source as a EuRoC-style bag."""
+    writer = BagWriter(path, storage)
+    for stamp, gyro, accel in zip(imu.stamps_ns, imu.gyro_rad_s, imu.accel_m_s2, strict=True):
+        writer.imu("/imu0", int(stamp), gyro, accel)
+    for frame in frames:
+        assert frame.image_right is not None and frame.stereo is not None
+        writer.image("/cam0/image_raw", frame.stamp_ns, frame.image)
+        writer.image("/cam1/image_raw", frame.stamp_ns + 20_000, frame.image_right)
+    writer.close()
+
+
+def write_kalibr(path: Path, rig: StereoRig, imu_from_cam: np.ndarray) -> None:
+    def rows(matrix: np.ndarray) -> str:
+        return "".join(f"    - {[float(v) for v in row]}\n" for row in matrix)
+
+    def cam(camera: CameraModel) -> str:
+        return (
+            "  camera_model: pinhole\n"
+            f"  intrinsics: {[camera.fx, camera.fy, camera.cx, camera.cy]}\n"
+            "  distortion_model: radtan\n"
+            f"  distortion_coeffs: {list(camera.dist_coeffs)}\n"
+            f"  resolution: {[camera.width_px, camera.height_px]}\n"
+        )
+
+    path.write_text(
+        "cam0:\n  T_cam_imu:\n"
+        + rows(invert_pose(imu_from_cam))
+        + cam(rig.left)
+        + "cam1:\n  T_cn_cnm1:\n"
+        + rows(rig.right_from_left)
+        + cam(rig.right)
+    )
+
+
+def assert_same_frames(got: list[Frame], expected: list[Frame]) -> None:
+    assert len(got) == len(expected) > 0
+    for a, b in zip(got, expected, strict=True):
+        assert (a.index, a.stamp_ns) == (b.index, b.stamp_ns)
+        assert a.camera == b.camera
+        np.testing.assert_array_equal(a.image, b.image)
+        for name in ("depth_m", "image_right"):
+            x, y = getattr(a, name), getattr(b, name)
+            assert (x is None) == (y is None), name
+            if x is not None:
+                assert x.dtype == y.dtype, name
+                np.testing.assert_array_equal(x, y, err_msg=name)
+        assert a.imu == b.imu
+        assert (a.stereo is None) == (b.stereo is None)
+        if a.stereo is not None and b.stereo is not None:
+            assert (a.stereo.left, a.stereo.right) == (b.stereo.left, b.stereo.right)
+            np.testing.assert_array_equal(a.stereo.right_from_left, b.stereo.right_from_left)
+            assert a.stereo.rectified == b.stereo.rectified
+
+
+# ----------------------------------------------------------------------------- round trips
+
+TUM_RAW = ("source.undistort=false", "camera.readout_ms=28")
+
+
+def _tum_roundtrip(
+    tum_folder: Path, tmp_path: Path, storage: str, count: int, **bag_kwargs: Any
+) -> None:
+    raw_config = load_config("fast", [*TUM_RAW, f"source.max_frames={count}"])
+    with open_source(f"tum:{tum_folder}", raw_config) as tum:
+        raw_frames = list(tum)
+    bag = _bag_path(tmp_path, storage)
+    write_tum_bag(bag, raw_frames, storage, **bag_kwargs)
+    scale = f"bag.depth_scale={bag_kwargs.get('depth_scale', 5000.0)}"
+    for undistort, stride in (("false", 1), ("true", 2)):
+        selected = len(range(0, count, stride))
+        overrides = [f"source.undistort={undistort}", "camera.readout_ms=28", scale]
+        overrides += [f"source.stride={stride}", f"source.max_frames={selected}"]
+        with open_source(f"tum:{tum_folder}", load_config("fast", overrides)) as tum:
+            expected = list(tum)
+        with open_source(f"bag:{bag}", load_config("fast", overrides)) as source:
+            assert isinstance(source, BagSource)
+            assert source.topics.layout == "TUM RGB-D"
+            assert len(source) == selected
+            got = list(source)
+        assert_same_frames(got, expected)
+        assert got[0].depth_m is not None and got[0].depth_m.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("storage", "kwargs"),
+    [
+        ("ros1", {}),
+        ("ros2", {"compressed": True, "depth_encoding": "32FC1"}),
+        ("mcap", {"depth_scale": 1000.0}),
+    ],
+)
+def test_tum_frames_round_trip(
+    tmp_path: Path, recorded: ModuleType, storage: str, kwargs: dict[str, Any]
+) -> None:
+    folder = recorded.make_tum(tmp_path / "tum", count=4)["folder"]
+    _tum_roundtrip(folder, tmp_path, storage, 4, **kwargs)
+
+
+def test_tum_real_clip_round_trips(tmp_path: Path, shared: Path) -> None:
+    folder = shared / "data" / "real" / "rgbd_dataset_freiburg1_rpy_first120"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not found")
+    _tum_roundtrip(folder, tmp_path, "ros1", 5)
+
+
+def _euroc_roundtrip(root: Path, tmp_path: Path, storage: str, count: int) -> None:
+    raw_config = load_config(
+        "fast",
+        ["source.stereo_rectify=false", "source.undistort=false", f"source.max_frames={count}"],
+    )
+    with open_source(f"euroc:{root}", raw_config) as euroc:
+        raw_frames = list(euroc)
+        imu = euroc.imu  # type: ignore[attr-defined]
+    bag = _bag_path(tmp_path, storage)
+    write_euroc_bag(bag, raw_frames, imu, storage)
+    calib = tmp_path / "camchain.yaml"
+    rig = raw_frames[0].stereo
+    assert rig is not None and raw_frames[0].body_from_cam is not None
+    write_kalibr(calib, rig, raw_frames[0].body_from_cam)
+    for rectify in ("false", "true"):
+        common = [f"source.stereo_rectify={rectify}", f"source.max_frames={count - 1}"]
+        common.append("source.start_frame=1")  # the first frame's IMU window starts earlier
+        with open_source(f"euroc:{root}", load_config("fast", common)) as euroc:
+            expected = list(euroc)
+        bag_config = load_config("fast", [*common, f"camera.calibration={calib}"])
+        with open_source(f"bag:{bag}", bag_config) as source:
+            assert isinstance(source, BagSource)
+            assert source.topics.layout == "EuRoC"
+            assert (source.topics.right, source.topics.imu) == ("/cam1/image_raw", "/imu0")
+            got = list(source)
+        assert_same_frames(got, expected)
+        assert sum(len(f.imu) for f in got) > 0
+        for a, b in zip(got, expected, strict=True):
+            assert a.body_from_cam is not None and b.body_from_cam is not None
+            np.testing.assert_allclose(a.body_from_cam, b.body_from_cam, atol=1e-12)
+
+
+@pytest.mark.parametrize("storage", ["ros1", "ros2"])
+def test_euroc_stereo_and_imu_round_trip(
+    tmp_path: Path, recorded: ModuleType, storage: str
+) -> None:
+    root = recorded.make_euroc(tmp_path / "euroc", count=5)["root"]
+    _euroc_roundtrip(root, tmp_path, storage, 5)
+
+
+def test_euroc_real_clip_round_trips(tmp_path: Path, shared: Path) -> None:
+    root = shared / "data" / "euroc" / "V1_01_easy_clip"
+    if not root.is_dir():
+        pytest.skip(f"{root} not found")
+    _euroc_roundtrip(root, tmp_path, "ros2", 4)
+
+
+# ----------------------------------------------------------------------------- topics, calibration
+
+
+def test_topics_picked_by_layout_and_type() -> None:
+    config = load_config("fast").bag
+    image, info, imu = "sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo", "sensor_msgs/msg/Imu"
+    rs4 = {
+        "/camera/camera/color/image_raw": image,
+        "/camera/camera/color/camera_info": info,
+        "/camera/camera/aligned_depth_to_color/image_raw": image,
+        "/camera/camera/depth/image_rect_raw": image,
+        "/camera/camera/infra1/image_rect_raw": image,
+        "/camera/camera/infra2/image_rect_raw": image,
+        "/camera/camera/imu": imu,
+    }
+    chosen = choose_topics(rs4, config, "x")
+    assert chosen.layout == "realsense-ros 4.x colour"
+    assert chosen.depth == "/camera/camera/aligned_depth_to_color/image_raw"
+    assert (chosen.right, chosen.imu) == ("", "/camera/camera/imu")
+    assert chosen.camera_info == "/camera/camera/color/camera_info"
+    rs3 = {k.replace("/camera/camera/", "/camera/"): v for k, v in rs4.items()}
+    rs3["/camera/color/image_raw/compressed"] = "sensor_msgs/msg/CompressedImage"
+    del rs3["/camera/color/image_raw"]
+    chosen = choose_topics(rs3, config, "x")
+    assert chosen.layout == "realsense-ros 2.x/3.x colour"
+    assert chosen.image == "/camera/color/image_raw/compressed"
+    assert chosen.camera_info == "/camera/color/camera_info"
+    # infrared pair when colour is off, named in the config
+    infra = load_config("fast", ["bag.image_topic=/camera/infra1/image_rect_raw"]).bag
+    chosen = choose_topics(rs3, infra, "x")
+    assert (chosen.right, chosen.depth) == ("/camera/infra2/image_rect_raw", "")
+    # TUM: /imu is the Kinect's accelerometer, never picked
+    tum = {"/camera/rgb/image_color": image, "/camera/depth/image": image, "/imu": imu}
+    assert choose_topics(tum, config, "x").imu == ""
+    # unknown names: the only non-depth image topic and the only Imu topic
+    generic = {"/front/image": image, "/front/depth": image, "/body/imu": imu}
+    chosen = choose_topics(generic, config, "x")
+    assert (chosen.image, chosen.depth, chosen.imu, chosen.layout) == (
+        "/front/image",
+        "",
+        "/body/imu",
+        "",
+    )
+    off = load_config("fast", ["bag.imu_topic=none"]).bag
+    assert choose_topics(generic, off, "x").imu == ""
+    with pytest.raises(
+        SourceError, match=r"x: cannot tell which image topic .*set bag\.image_topic"
+    ):
+        choose_topics({"/a/image": image, "/b/image": image}, config, "x")
+    with pytest.raises(SourceError, match=r"bag\.depth_topic '/nope' is not in the bag"):
+        choose_topics(tum, load_config("fast", ["bag.depth_topic=/nope"]).bag, "x")
+    with pytest.raises(SourceError, match=r"bag\.imu_topic '/camera/rgb/image_color' carries"):
+        choose_topics(tum, load_config("fast", ["bag.imu_topic=/camera/rgb/image_color"]).bag, "x")
+
+
+def test_stereo_extrinsic_from_camera_info_r_and_p() -> None:
+    """ROS's stereo calibration writes each camera's rectifying rotation (R) and the shared
+    projection (P, the right one offset by -fx * baseline): the rig comes back from them."""
+    camera = CameraModel(320, 240, 300.0, 301.0, 160.0, 120.0, "radtan", (-0.2, 0.05, 0.001, 0.0))
+    tilt = np.array([[0.9998, -0.0175, 0.0087], [0.0175, 0.9998, 0.0], [-0.0087, 0.0002, 1.0]])
+    u, _, vt = np.linalg.svd(tilt)
+    right_from_left = np.eye(4)
+    right_from_left[:3, :3] = u @ vt
+    right_from_left[:3, 3] = [-0.11, 0.002, 0.001]
+    rect = rectify_stereo(StereoRig(camera, camera, right_from_left))
+    k = rect.rig.left.K
+    baseline = rect.rig.baseline_m
+    fields_left = {
+        "R": rect.rect_from_left[:3, :3].reshape(-1),
+        "P": np.hstack([k, np.zeros((3, 1))]),
+    }
+    rect_from_right = rect.rig.right_from_left @ rect.rect_from_left @ invert_pose(right_from_left)
+    p_right = np.hstack([k, np.array([[-k[0, 0] * baseline], [0.0], [0.0]])])
+    fields_right = {"R": rect_from_right[:3, :3].reshape(-1), "P": p_right}
+    got = stereo_extrinsic(fields_left, fields_right)
+    assert got is not None
+    np.testing.assert_allclose(got, right_from_left, atol=1e-9)
+    assert stereo_extrinsic(fields_left, fields_left) is None  # no baseline in P
+
+
+def test_camera_info_stereo_bag_needs_no_calibration_file(tmp_path: Path) -> None:
+    """Already rectified infrared pair (realsense-ros style): intrinsics and the baseline come
+    from the CameraInfo messages alone."""
+    camera = CameraModel(64, 48, 60.0, 60.0, 32.0, 24.0)
+    bag = tmp_path / "infra.bag"
+    writer = BagWriter(bag, "ros1")
+    rng = np.random.default_rng(0)
+    projection = np.hstack([camera.K, np.array([[-60.0 * 0.05], [0.0], [0.0]])])
+    for i in range(3):
+        stamp = 1_700_000_000_000_000_000 + i * 33_333_333
+        writer.camera_info("/camera/infra1/camera_info", stamp, camera)
+        writer.camera_info("/camera/infra2/camera_info", stamp, camera, projection=projection)
+        writer.image(
+            "/camera/infra1/image_rect_raw", stamp, rng.integers(0, 255, (48, 64), np.uint8)
+        )
+        writer.image(
+            "/camera/infra2/image_rect_raw", stamp, rng.integers(0, 255, (48, 64), np.uint8)
+        )
+    writer.close()
+    with open_source(f"bag:{bag}", load_config("fast")) as source:
+        assert source.topics.layout == "realsense-ros 2.x/3.x infrared"  # type: ignore[attr-defined]
+        frames = list(source)
+    assert len(frames) == 3
+    rig = frames[0].stereo
+    assert rig is not None and rig.rectified
+    assert rig.baseline_m == pytest.approx(0.05, abs=1e-9)
+    assert frames[0].image_right is not None and frames[0].image.ndim == 2
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_bag_errors_name_the_file(tmp_path: Path, recorded: ModuleType) -> None:
+    with pytest.raises(SourceError, match=r"missing\.bag: bag not found"):
+        open_source(f"bag:{tmp_path / 'missing.bag'}")
+    junk = tmp_path / "junk.bag"
+    junk.write_bytes(b"#ROSBAG V2.0\n" + b"\0" * 40)
+    with pytest.raises(SourceError, match=r"junk\.bag: cannot read the bag"):
+        open_source(f"bag:{junk}")
+    with pytest.raises(SourceError, match=r"bag source needs a file or folder"):
+        open_source("bag:")
+    # a bag without CameraInfo and no intrinsics in the config
+    bag = tmp_path / "noinfo.bag"
+    writer = BagWriter(bag, "ros1")
+    writer.image("/cam0/image_raw", 10**18, recorded.textured(48, 64, 0, 1))
+    writer.close()
+    with pytest.raises(SourceError, match=r"noinfo\.bag: no CameraInfo for /cam0/image_raw"):
+        open_source(f"bag:{bag}")
+    with open_source(
+        f"bag:{bag}",
+        load_config("fast", ["camera.fx=50", "camera.fy=50", "camera.cx=32", "camera.cy=24"]),
+    ) as source:
+        (frame,) = list(source)
+    assert frame.camera.size_px == (64, 48) and frame.stamp_ns == 10**18
+    # RealSense SDK recordings have their own scheme
+    sdk = tmp_path / "sdk.bag"
+    writer = BagWriter(sdk, "ros1")
+    writer.image("/device_0/sensor_1/Color_0/image/data", 10**18, recorded.textured(48, 64, 0, 3))
+    writer.close()
+    with pytest.raises(
+        SourceError, match=r"sdk\.bag: a RealSense SDK recording; .*realsense-file:"
+    ):
+        open_source(f"bag:{sdk}")
+
+
+def test_undecodable_image_is_skipped_not_fatal(tmp_path: Path, recorded: ModuleType) -> None:
+    bag = tmp_path / "odd.bag"
+    writer = BagWriter(bag, "ros1")
+    camera = CameraModel(64, 48, 50.0, 50.0, 32.0, 24.0)
+    for i in range(3):
+        stamp = 10**18 + i * 10**8
+        writer.camera_info("/cam0/camera_info", stamp, camera)
+        image = recorded.textured(48, 64, i, 1)
+        writer.image("/cam0/image_raw", stamp, image, "bayer_rggb8" if i == 1 else "mono8")
+    writer.close()
+    config = load_config("fast", ["bag.right_topic=none"])
+    with open_source(f"bag:{bag}", config) as source:
+        frames = list(source)
+        assert source.frames_skipped == 1
+    assert [f.index for f in frames] == [0, 2]
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.slow
+def test_cli_runs_a_written_bag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """sim:loop RGB-D -> ROS 2 bag -> `slamfront run bag:...` (ORB preset: no weights)."""
+    from slamfront.cli import main
+    from slamfront.io.trajectory import read_trajectory
+
+    sim = load_config("classic", ["sim.frames=30", "sim.width_px=320", "sim.height_px=240"])
+    with open_source("sim:loop", sim) as source:
+        frames = list(source)
+    bag = tmp_path / "sim_bag"
+    writer = BagWriter(bag, "ros2")
+    for frame in frames:
+        writer.camera_info("/camera/color/camera_info", frame.stamp_ns, frame.camera)
+        writer.image("/camera/color/image_raw", frame.stamp_ns, frame.image)
+        assert frame.depth_m is not None
+        depth_mm = np.round(frame.depth_m * 1000.0).astype(np.uint16)
+        writer.image("/camera/aligned_depth_to_color/image_raw", frame.stamp_ns, depth_mm, "16UC1")
+    writer.close()
+    out = tmp_path / "run"
+    code = main(["run", f"bag:{bag}", "--config", "classic", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "realsense-ros 2.x/3.x colour" in printed
+    trajectory = read_trajectory(out / "trajectory.tum")
+    assert len(trajectory.stamps_ns) >= 28
+    assert set(trajectory.stamps_ns.tolist()) <= {f.stamp_ns for f in frames}
