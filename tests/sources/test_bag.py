@@ -15,7 +15,8 @@ import pytest
 from slamfront import SourceError, open_source
 from slamfront.config import load_config
 from slamfront.geometry import invert_pose, rectify_stereo
-from slamfront.sources.bag import BagSource, choose_topics, stereo_extrinsic
+from slamfront.sources.bag import BagSource
+from slamfront.sources.bag_messages import choose_topics, stereo_extrinsic
 from slamfront.types import CameraModel, Frame, StereoRig
 
 pytest.importorskip("rosbags")
@@ -258,6 +259,10 @@ def _tum_roundtrip(
             assert len(source) == selected
             got = list(source)
         assert_same_frames(got, expected)
+        if storage != "ros1":  # the storage file alone, without the folder's metadata.yaml
+            (storage_file,) = [p for p in bag.iterdir() if p.suffix in (".db3", ".mcap")]
+            with open_source(f"bag:{storage_file}", load_config("fast", overrides)) as source:
+                assert [f.stamp_ns for f in source] == [f.stamp_ns for f in expected]
         assert got[0].depth_m is not None and got[0].depth_m.dtype == np.float32
 
 
@@ -274,6 +279,21 @@ def test_tum_frames_round_trip(
 ) -> None:
     folder = recorded.make_tum(tmp_path / "tum", count=4)["folder"]
     _tum_roundtrip(folder, tmp_path, storage, 4, **kwargs)
+
+
+def test_groundtruth_file_is_read(tmp_path: Path, recorded: ModuleType) -> None:
+    folder = recorded.make_tum(tmp_path / "tum", count=2)["folder"]
+    with open_source(f"tum:{folder}", load_config("fast", TUM_RAW)) as tum:
+        frames = list(tum)
+        truth = tum.groundtruth()
+    assert truth is not None
+    write_tum_bag(tmp_path / "rec.bag", frames, "ros1")
+    gt = f"source.groundtruth={folder / 'groundtruth.txt'}"
+    with open_source(f"bag:{tmp_path / 'rec.bag'}", load_config("fast", [gt])) as source:
+        read = source.groundtruth()
+    assert read is not None
+    np.testing.assert_array_equal(read.stamps_ns, truth.stamps_ns)
+    np.testing.assert_array_equal(read.world_from_body, truth.world_from_body)
 
 
 def test_tum_real_clip_round_trips(tmp_path: Path, shared: Path) -> None:

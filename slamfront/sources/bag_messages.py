@@ -1,0 +1,344 @@
+"""What ``bag:`` needs of ROS messages: which topics to read and how to decode them.
+
+Topic choice (:func:`choose_topics`): the ``bag.*_topic`` settings, else the bag's own topics by
+message type and the names of the known layouts (see :mod:`slamfront.sources.bag`). Decoding:
+``sensor_msgs/Image`` and ``CompressedImage`` to uint8 grey / RGB images and to float32 depth in
+metres, ``CameraInfo`` to the fields :mod:`slamfront.sources.calibration` reads, and a stereo
+pair's extrinsic from its two CameraInfo messages. Messages are the objects rosbags
+deserialises (ROS 1 and ROS 2 spellings both).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from slamfront.errors import SourceError
+from slamfront.geometry import invert_pose
+
+if TYPE_CHECKING:
+    from slamfront.config import BagConfig
+
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+IMU = "sensor_msgs/msg/Imu"
+IMAGE_TYPES = (IMAGE, COMPRESSED)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Topic names a driver or dataset uses; '' = the layout has no such stream."""
+
+    name: str
+    image: str
+    depth: str = ""
+    right: str = ""
+    imu: str = ""
+
+
+LAYOUTS = (
+    _Layout(
+        "realsense-ros 4.x colour",
+        "/camera/camera/color/image_raw",
+        depth="/camera/camera/aligned_depth_to_color/image_raw",
+        imu="/camera/camera/imu",
+    ),
+    _Layout(
+        "realsense-ros 2.x/3.x colour",
+        "/camera/color/image_raw",
+        depth="/camera/aligned_depth_to_color/image_raw",
+        imu="/camera/imu",
+    ),
+    _Layout(
+        "realsense-ros 4.x infrared",
+        "/camera/camera/infra1/image_rect_raw",
+        right="/camera/camera/infra2/image_rect_raw",
+        imu="/camera/camera/imu",
+    ),
+    _Layout(
+        "realsense-ros 2.x/3.x infrared",
+        "/camera/infra1/image_rect_raw",
+        right="/camera/infra2/image_rect_raw",
+        imu="/camera/imu",
+    ),
+    _Layout("EuRoC", "/cam0/image_raw", right="/cam1/image_raw", imu="/imu0"),
+    # TUM's /imu holds the Kinect's accelerometer alone: not an IMU the tracker can use
+    _Layout("TUM RGB-D", "/camera/rgb/image_color", depth="/camera/depth/image"),
+)
+
+
+@dataclass(frozen=True)
+class BagTopics:
+    """The topics a bag source reads; '' = not read."""
+
+    image: str
+    right: str = ""
+    depth: str = ""
+    imu: str = ""
+    camera_info: str = ""
+    right_camera_info: str = ""
+    layout: str = ""
+    """The known layout the topics were picked by ('' when named in the config or generic)."""
+
+    def describe(self) -> str:
+        parts = [f"image {self.image}"]
+        parts += [f"{name} {topic}" for name, topic in self._streams() if topic]
+        how = f" ({self.layout} layout)" if self.layout else ""
+        return ", ".join(parts) + how
+
+    def _streams(self) -> tuple[tuple[str, str], ...]:
+        return (
+            ("right", self.right),
+            ("depth", self.depth),
+            ("imu", self.imu),
+            ("camera_info", self.camera_info),
+            ("right camera_info", self.right_camera_info),
+        )
+
+
+def _with_compressed(topics: dict[str, str], name: str) -> str:
+    """``name`` if the bag has it as an image topic, else ``name/compressed``, else ''."""
+    for candidate in (name, f"{name}/compressed"):
+        if topics.get(candidate) in IMAGE_TYPES:
+            return candidate
+    return ""
+
+
+def _namespace(topic: str) -> str:
+    """'/camera/color' of '/camera/color/image_raw' and '/camera/color/image_raw/compressed'."""
+    parts = topic.rstrip("/").split("/")
+    if parts[-1] == "compressed":
+        parts = parts[:-1]
+    return "/".join(parts[:-1])
+
+
+def choose_topics(topics: dict[str, str], config: BagConfig, where: str) -> BagTopics:
+    """The topics to read from ``topics`` (name -> message type); see the module docstring."""
+
+    def named(key: str, value: str, types: tuple[str, ...]) -> str:
+        if value not in topics:
+            listed = ", ".join(t for t, kind in sorted(topics.items()) if kind in types)
+            raise SourceError(
+                f"{where}: bag.{key} {value!r} is not in the bag (its "
+                f"{'/'.join(t.rpartition('/')[2] for t in types)} topics: {listed or 'none'})"
+            )
+        if topics[value] not in types:
+            raise SourceError(
+                f"{where}: bag.{key} {value!r} carries {topics[value]}, not {' or '.join(types)}"
+            )
+        return value
+
+    images = sorted(t for t, kind in topics.items() if kind in IMAGE_TYPES)
+    layout: _Layout | None = None
+    if config.image_topic:
+        image = named("image_topic", config.image_topic, IMAGE_TYPES)
+        layout = next(
+            (lay for lay in LAYOUTS if _with_compressed(topics, lay.image) == image), None
+        )
+    else:
+        for candidate in LAYOUTS:
+            image = _with_compressed(topics, candidate.image)
+            if image:
+                layout = candidate
+                break
+        else:
+            plain = [t for t in images if "depth" not in t.lower()]
+            if len(plain) != 1:
+                raise SourceError(
+                    f"{where}: cannot tell which image topic to read "
+                    f"({', '.join(plain) or 'no sensor_msgs/Image or CompressedImage topic'}); "
+                    "set bag.image_topic"
+                )
+            image = plain[0]
+
+    def stream(key: str, value: str, types: tuple[str, ...], default: str) -> str:
+        if value == "none":
+            return ""
+        if value:
+            return named(key, value, types)
+        return default
+
+    def from_layout(name: str) -> str:
+        return _with_compressed(topics, name) if name else ""
+
+    imus = sorted(t for t, kind in topics.items() if kind == IMU)
+    right = stream(
+        "right_topic", config.right_topic, IMAGE_TYPES, from_layout(layout.right) if layout else ""
+    )
+    depth = stream(
+        "depth_topic", config.depth_topic, IMAGE_TYPES, from_layout(layout.depth) if layout else ""
+    )
+    if layout is not None:
+        imu_default = layout.imu if topics.get(layout.imu) == IMU else ""
+    else:
+        imu_default = imus[0] if len(imus) == 1 else ""
+    imu = stream("imu_topic", config.imu_topic, (IMU,), imu_default)
+
+    def info_of(topic: str) -> str:
+        name = f"{_namespace(topic)}/camera_info"
+        return name if topic and topics.get(name) == CAMERA_INFO else ""
+
+    camera_info = stream(
+        "camera_info_topic", config.camera_info_topic, (CAMERA_INFO,), info_of(image)
+    )
+    right_info = stream(
+        "right_camera_info_topic", config.right_camera_info_topic, (CAMERA_INFO,), info_of(right)
+    )
+    if config.right_topic == "none":
+        right_info = ""
+    chosen_by_layout = layout is not None and not config.image_topic
+    return BagTopics(
+        image,
+        right,
+        depth,
+        imu,
+        camera_info,
+        right_info,
+        layout.name if chosen_by_layout and layout is not None else "",
+    )
+
+
+# ----------------------------------------------------------------------------- messages
+
+
+def stamp_ns_of(msg: Any, log_time_ns: int) -> int:
+    stamp = msg.header.stamp
+    value = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+    return value if value > 0 else int(log_time_ns)
+
+
+# encoding -> (numpy dtype, channels, channel order)
+_ENCODINGS: dict[str, tuple[str, int, str]] = {
+    "mono8": ("u1", 1, "grey"),
+    "8uc1": ("u1", 1, "grey"),
+    "rgb8": ("u1", 3, "rgb"),
+    "bgr8": ("u1", 3, "bgr"),
+    "8uc3": ("u1", 3, "bgr"),
+    "rgba8": ("u1", 4, "rgba"),
+    "bgra8": ("u1", 4, "bgra"),
+    "8uc4": ("u1", 4, "bgra"),
+    "mono16": ("u2", 1, "grey"),
+    "16uc1": ("u2", 1, "grey"),
+    "32fc1": ("f4", 1, "grey"),
+}
+
+
+def _raw_pixels(msg: Any) -> tuple[np.ndarray | None, str, str]:
+    """(HxW[xC] array, channel order, '') of a sensor_msgs/Image, or (None, '', reason)."""
+    encoding = str(msg.encoding).lower()
+    if encoding not in _ENCODINGS:
+        return None, "", f"image encoding {msg.encoding!r} is not supported"
+    kind, channels, order = _ENCODINGS[encoding]
+    dtype = np.dtype(kind).newbyteorder(">" if msg.is_bigendian else "<")
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    row_bytes = width * channels * dtype.itemsize
+    data = np.asarray(msg.data, dtype=np.uint8)
+    if height <= 0 or width <= 0 or step < row_bytes or data.size < step * height:
+        return None, "", f"image {width}x{height} step {step} does not fit {data.size} bytes"
+    rows = data[: step * height].reshape(height, step)[:, :row_bytes]
+    pixels = np.ascontiguousarray(rows).view(dtype).reshape(height, width, channels)
+    pixels = pixels.astype(dtype.newbyteorder("="), copy=False)
+    return (pixels[:, :, 0] if channels == 1 else pixels), order, ""
+
+
+def _decompress(msg: Any) -> tuple[np.ndarray | None, str, str]:
+    import cv2
+
+    data = np.asarray(msg.data, dtype=np.uint8).tobytes()
+    if "compresseddepth" in str(msg.format).lower():
+        start = data.find(b"\x89PNG")  # a small header of depth quantisation precedes the PNG
+        data = data[start:] if start >= 0 else data
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        return None, "", f"cannot decode the {msg.format!r} compressed image"
+    if image.ndim == 2:
+        return image, "grey", ""
+    return image, "bgr" if image.shape[2] == 3 else "bgra", ""
+
+
+def decode_image(msg: Any, msgtype: str) -> tuple[np.ndarray | None, str]:
+    """(uint8 grey HxW or RGB HxWx3, '') of an image message, or (None, reason)."""
+    import cv2
+
+    pixels, order, reason = _decompress(msg) if msgtype == COMPRESSED else _raw_pixels(msg)
+    if pixels is None:
+        return None, reason
+    if pixels.dtype == np.uint16:
+        pixels = (pixels // 256).astype(np.uint8)
+    elif pixels.dtype != np.uint8:
+        return None, f"pixel type {pixels.dtype} is not an image (a depth topic?)"
+    conversions = {
+        "bgr": cv2.COLOR_BGR2RGB,
+        "rgba": cv2.COLOR_RGBA2RGB,
+        "bgra": cv2.COLOR_BGRA2RGB,
+    }
+    if order in conversions:
+        pixels = cv2.cvtColor(pixels, conversions[order])
+    return np.ascontiguousarray(pixels), ""
+
+
+def decode_depth(msg: Any, msgtype: str, depth_scale: float) -> tuple[np.ndarray | None, str]:
+    """(float32 HxW metres, 0 = invalid, '') of a depth message, or (None, reason)."""
+    pixels, _, reason = _decompress(msg) if msgtype == COMPRESSED else _raw_pixels(msg)
+    if pixels is None:
+        return None, reason
+    if pixels.ndim != 2:
+        return None, f"depth must have one channel, got {pixels.shape[2]}"
+    if pixels.dtype == np.uint16:
+        return pixels.astype(np.float32) / np.float32(depth_scale), ""
+    if pixels.dtype == np.float32:
+        depth = np.array(pixels, dtype=np.float32)
+        depth[~np.isfinite(depth) | (depth < 0)] = 0.0
+        return depth, ""
+    return None, f"depth pixel type {pixels.dtype} is not supported (16UC1 or 32FC1)"
+
+
+def message_image_size(msg: Any, msgtype: str) -> tuple[int, int] | None:
+    if msgtype == IMAGE:
+        return int(msg.width), int(msg.height)
+    image, _, _ = _decompress(msg)
+    return None if image is None else (int(image.shape[1]), int(image.shape[0]))
+
+
+def camera_info_fields(msg: Any) -> dict[str, Any]:
+    """The fields of a CameraInfo message (ROS 1 spells K, D, R, P; ROS 2 k, d, r, p)."""
+
+    def get(name: str) -> list[float]:
+        value = getattr(msg, name, None)
+        if value is None:
+            value = getattr(msg, name.lower())
+        return [float(v) for v in np.asarray(value).reshape(-1)]
+
+    return {
+        "width": int(msg.width) or None,
+        "height": int(msg.height) or None,
+        "distortion_model": str(msg.distortion_model),
+        "D": get("D"),
+        "K": get("K"),
+        "R": get("R"),
+        "P": get("P"),
+    }
+
+
+def stereo_extrinsic(left: dict[str, Any], right: dict[str, Any]) -> np.ndarray | None:
+    """right_from_left from two CameraInfo's rectification (R) and projection (P) matrices,
+    as ROS's stereo calibration writes them; None when they carry no baseline."""
+    p_left = np.array(left["P"], dtype=np.float64).reshape(3, 4)
+    p_right = np.array(right["P"], dtype=np.float64).reshape(3, 4)
+    if p_left[0, 0] <= 0 or p_right[0, 0] <= 0:
+        return None
+    offset = p_right[:, 3] / p_right[0, 0] - p_left[:, 3] / p_left[0, 0]
+    if abs(offset[0]) < 1e-9:
+        return None
+    rect_right_from_rect_left = np.eye(4)
+    rect_right_from_rect_left[:3, 3] = offset
+    rect_from = []
+    for fields in (left, right):
+        pose = np.eye(4)
+        pose[:3, :3] = np.array(fields["R"], dtype=np.float64).reshape(3, 3)
+        rect_from.append(pose)
+    out: np.ndarray = invert_pose(rect_from[1]) @ rect_right_from_rect_left @ rect_from[0]
+    return out
