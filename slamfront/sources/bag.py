@@ -14,9 +14,11 @@ pure-Python ``rosbags`` package (``pip install 'slamfront[bag]'``; no ROS instal
   Right images and depth pair with the images nearest in time (``bag.stereo_max_time_diff_s``,
   ``bag.depth_max_time_diff_s``; each used once, closest pairs first); images without a
   partner are left out.
-- Images: mono8 stays grey, colour becomes RGB, 16-bit grey is scaled to 8 bits. Depth:
-  16UC1 / ``bag.depth_scale`` (millimetres by default) or 32FC1 metres, non-finite = 0;
-  compressed PNG depth (``compressedDepth``) too.
+- Images: mono8 stays grey; rgb8, bgr8, rgba8, bgra8, yuv422 (UYVY, YUYV), 8-bit Bayer and
+  JPEG / PNG compressed images become RGB; 16-bit grey is scaled to 8 bits. Depth: 16UC1 /
+  ``bag.depth_scale`` (millimetres by default) or 32FC1 metres, non-finite = 0, and
+  image_transport's ``compressedDepth`` PNG of either. An encoding that cannot be read is an
+  error at opening (the first message of each topic is decoded then).
 - Intrinsics, first found: ``camera.calibration`` (a Kalibr camchain or ORB-SLAM3 file gives
   the stereo extrinsic and the IMU-camera extrinsic too); the first CameraInfo message (a stereo
   extrinsic from the pair's R and P, ROS's stereo convention); ``camera.fx`` ... Stereo pairs are
@@ -50,7 +52,6 @@ from slamfront.sources.bag_messages import (
     choose_topics,
     decode_depth,
     decode_image,
-    message_image_size,
     stamp_ns_of,
     stereo_extrinsic,
 )
@@ -163,9 +164,7 @@ class BagSource(Source):
                     stamps[topic].append(stamp_ns)
                     log_of.setdefault((topic, stamp_ns), int(log_ns))
                     if topic not in sizes:
-                        size = message_image_size(msg, connection.msgtype)
-                        if size is not None:
-                            sizes[topic] = size
+                        sizes[topic] = self._first_size(topic, connection.msgtype, msg)
                 if topic == t.imu:
                     w, a = msg.angular_velocity, msg.linear_acceleration
                     imu_rows.append((stamp_ns_of(msg, log_ns), w.x, w.y, w.z, a.x, a.y, a.z))
@@ -176,6 +175,17 @@ class BagSource(Source):
         except Exception as exc:  # a truncated or corrupt bag
             raise SourceError(f"{self.path}: cannot read the bag's messages: {exc}") from exc
         return _Scan(stamps, log_of, infos, sizes, imu_rows)
+
+    def _first_size(self, topic: str, msgtype: str, msg: Any) -> tuple[int, int]:
+        """(width, height) of a topic's first message, decoded in full: an encoding this
+        cannot read is an error now rather than every frame skipped later."""
+        if topic == self.topics.depth:
+            pixels, reason = decode_depth(msg, msgtype, self._config.bag.depth_scale)
+        else:
+            pixels, reason = decode_image(msg, msgtype)
+        if pixels is None:
+            raise SourceError(f"{self.path}: {topic}: {reason}")
+        return int(pixels.shape[1]), int(pixels.shape[0])
 
     def _setup(self, scan: _Scan, config: Config) -> None:
         t, bag, cfg = self.topics, config.bag, config.source
@@ -224,10 +234,7 @@ class BagSource(Source):
             raise SourceError(f"{self.path}: no image on {t.image} has all its partners")
         self._selected = select_indices(len(self._frames), cfg)
 
-        size = scan.sizes.get(t.image)
-        if size is None:
-            raise SourceError(f"{self.path}: cannot decode the first images on {t.image}")
-        self._raw_size = size
+        size = self._raw_size = scan.sizes[t.image]
         calibration = self._calibration(scan.infos, size, config)
         left_raw = with_readout(calibration.camera, config.camera, 0.0)
         self.stereo: StereoRig | None = None

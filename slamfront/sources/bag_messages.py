@@ -10,6 +10,7 @@ deserialises (ROS 1 and ROS 2 spellings both).
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -210,7 +211,7 @@ def stamp_ns_of(msg: Any, log_time_ns: int) -> int:
     return value if value > 0 else int(log_time_ns)
 
 
-# encoding -> (numpy dtype, channels, channel order)
+# encoding -> (numpy dtype, channels, layout of the channels)
 _ENCODINGS: dict[str, tuple[str, int, str]] = {
     "mono8": ("u1", 1, "grey"),
     "8uc1": ("u1", 1, "grey"),
@@ -220,17 +221,44 @@ _ENCODINGS: dict[str, tuple[str, int, str]] = {
     "rgba8": ("u1", 4, "rgba"),
     "bgra8": ("u1", 4, "bgra"),
     "8uc4": ("u1", 4, "bgra"),
+    "yuv422": ("u1", 2, "uyvy"),
+    "uyvy": ("u1", 2, "uyvy"),
+    "yuv422_yuy2": ("u1", 2, "yuyv"),
+    "yuyv": ("u1", 2, "yuyv"),
+    "bayer_rggb8": ("u1", 1, "bayer_rggb"),
+    "bayer_bggr8": ("u1", 1, "bayer_bggr"),
+    "bayer_gbrg8": ("u1", 1, "bayer_gbrg"),
+    "bayer_grbg8": ("u1", 1, "bayer_grbg"),
     "mono16": ("u2", 1, "grey"),
     "16uc1": ("u2", 1, "grey"),
     "32fc1": ("f4", 1, "grey"),
 }
 
 
+def _to_rgb_codes() -> dict[str, int]:
+    """OpenCV conversions to RGB; OpenCV names a Bayer pattern by its second row's second and
+    third pixels, so ROS's rggb is OpenCV's BG."""
+    import cv2
+
+    return {
+        "bgr": cv2.COLOR_BGR2RGB,
+        "rgba": cv2.COLOR_RGBA2RGB,
+        "bgra": cv2.COLOR_BGRA2RGB,
+        "uyvy": cv2.COLOR_YUV2RGB_UYVY,
+        "yuyv": cv2.COLOR_YUV2RGB_YUYV,
+        "bayer_rggb": cv2.COLOR_BayerBG2RGB,
+        "bayer_bggr": cv2.COLOR_BayerRG2RGB,
+        "bayer_gbrg": cv2.COLOR_BayerGR2RGB,
+        "bayer_grbg": cv2.COLOR_BayerGB2RGB,
+    }
+
+
 def _raw_pixels(msg: Any) -> tuple[np.ndarray | None, str, str]:
-    """(HxW[xC] array, channel order, '') of a sensor_msgs/Image, or (None, '', reason)."""
+    """(HxW[xC] array, channel layout, '') of a sensor_msgs/Image, or (None, '', reason)."""
     encoding = str(msg.encoding).lower()
     if encoding not in _ENCODINGS:
-        return None, "", f"image encoding {msg.encoding!r} is not supported"
+        known = ", ".join(_ENCODINGS)
+        return None, "", f"image encoding {msg.encoding!r} is not supported ({known})"
     kind, channels, order = _ENCODINGS[encoding]
     dtype = np.dtype(kind).newbyteorder(">" if msg.is_bigendian else "<")
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
@@ -245,15 +273,28 @@ def _raw_pixels(msg: Any) -> tuple[np.ndarray | None, str, str]:
 
 
 def _decompress(msg: Any) -> tuple[np.ndarray | None, str, str]:
+    """As :func:`_raw_pixels` for a CompressedImage (JPEG, PNG; compressedDepth PNG)."""
     import cv2
 
     data = np.asarray(msg.data, dtype=np.uint8).tobytes()
-    if "compresseddepth" in str(msg.format).lower():
-        start = data.find(b"\x89PNG")  # a small header of depth quantisation precedes the PNG
+    kind = str(msg.format).lower()
+    quantised: tuple[float, float] | None = None
+    if "compresseddepth" in kind:
+        # image_transport's compressedDepth: a 12-byte header (format, quantisation a, b),
+        # then a PNG; 32-bit depth is stored as inverse depth quantised to 16 bits
+        start = data.find(b"\x89PNG")
+        if start >= 12 and "32fc1" in kind:
+            _, quant_a, quant_b = struct.unpack("<iff", data[start - 12 : start])
+            quantised = (quant_a, quant_b)
         data = data[start:] if start >= 0 else data
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         return None, "", f"cannot decode the {msg.format!r} compressed image"
+    if quantised is not None and image.dtype == np.uint16 and image.ndim == 2:
+        valid = image > 0
+        depth = np.zeros(image.shape, np.float32)
+        depth[valid] = quantised[0] / (image[valid].astype(np.float32) - quantised[1])
+        return depth, "grey", ""
     if image.ndim == 2:
         return image, "grey", ""
     return image, "bgr" if image.shape[2] == 3 else "bgra", ""
@@ -270,13 +311,9 @@ def decode_image(msg: Any, msgtype: str) -> tuple[np.ndarray | None, str]:
         pixels = (pixels // 256).astype(np.uint8)
     elif pixels.dtype != np.uint8:
         return None, f"pixel type {pixels.dtype} is not an image (a depth topic?)"
-    conversions = {
-        "bgr": cv2.COLOR_BGR2RGB,
-        "rgba": cv2.COLOR_RGBA2RGB,
-        "bgra": cv2.COLOR_BGRA2RGB,
-    }
-    if order in conversions:
-        pixels = cv2.cvtColor(pixels, conversions[order])
+    codes = _to_rgb_codes()
+    if order in codes:
+        pixels = cv2.cvtColor(pixels, codes[order])
     return np.ascontiguousarray(pixels), ""
 
 
@@ -294,13 +331,6 @@ def decode_depth(msg: Any, msgtype: str, depth_scale: float) -> tuple[np.ndarray
         depth[~np.isfinite(depth) | (depth < 0)] = 0.0
         return depth, ""
     return None, f"depth pixel type {pixels.dtype} is not supported (16UC1 or 32FC1)"
-
-
-def message_image_size(msg: Any, msgtype: str) -> tuple[int, int] | None:
-    if msgtype == IMAGE:
-        return int(msg.width), int(msg.height)
-    image, _, _ = _decompress(msg)
-    return None if image is None else (int(image.shape[1]), int(image.shape[0]))
 
 
 def camera_info_fields(msg: Any) -> dict[str, Any]:

@@ -4,6 +4,7 @@ them; topic picking, CameraInfo intrinsics and stereo extrinsics; errors; one en
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -16,7 +17,14 @@ from slamfront import SourceError, open_source
 from slamfront.config import load_config
 from slamfront.geometry import invert_pose, rectify_stereo
 from slamfront.sources.bag import BagSource
-from slamfront.sources.bag_messages import choose_topics, stereo_extrinsic
+from slamfront.sources.bag_messages import (
+    COMPRESSED,
+    IMAGE,
+    choose_topics,
+    decode_depth,
+    decode_image,
+    stereo_extrinsic,
+)
 from slamfront.types import CameraModel, Frame, StereoRig
 
 pytest.importorskip("rosbags")
@@ -503,13 +511,131 @@ def test_undecodable_image_is_skipped_not_fatal(tmp_path: Path, recorded: Module
         stamp = 10**18 + i * 10**8
         writer.camera_info("/cam0/camera_info", stamp, camera)
         image = recorded.textured(48, 64, i, 1)
-        writer.image("/cam0/image_raw", stamp, image, "bayer_rggb8" if i == 1 else "mono8")
+        writer.image("/cam0/image_raw", stamp, image, "yuv420" if i == 1 else "mono8")
     writer.close()
     config = load_config("fast", ["bag.right_topic=none"])
     with open_source(f"bag:{bag}", config) as source:
         frames = list(source)
         assert source.frames_skipped == 1
     assert [f.index for f in frames] == [0, 2]
+    # an encoding that cannot be read on the first message is an error at once
+    first_bad = tmp_path / "first_bad.bag"
+    writer = BagWriter(first_bad, "ros1")
+    writer.camera_info("/cam0/camera_info", 10**18, camera)
+    writer.image("/cam0/image_raw", 10**18, recorded.textured(48, 64, 0, 1), "yuv420")
+    writer.close()
+    with pytest.raises(
+        SourceError, match=r"first_bad\.bag: /cam0/image_raw: image encoding 'yuv420'"
+    ):
+        open_source(f"bag:{first_bad}", config)
+
+
+# ----------------------------------------------------------------------------- decoding
+
+TYPES = get_typestore(Stores.ROS2_HUMBLE).types
+
+
+def _image_msg(pixels: np.ndarray, encoding: str, pad: int = 0, bigendian: bool = False) -> Any:
+    height = pixels.shape[0]
+    rows = pixels.reshape(height, -1)
+    if bigendian:
+        rows = rows.astype(rows.dtype.newbyteorder(">"))
+    raw = np.ascontiguousarray(rows).view(np.uint8).reshape(height, -1)
+    padded = np.zeros((height, raw.shape[1] + pad), np.uint8)
+    padded[:, : raw.shape[1]] = raw
+    header = TYPES["std_msgs/msg/Header"](
+        stamp=TYPES["builtin_interfaces/msg/Time"](sec=1, nanosec=0), frame_id="c"
+    )
+    return TYPES["sensor_msgs/msg/Image"](
+        header=header,
+        height=height,
+        width=pixels.shape[1],
+        encoding=encoding,
+        is_bigendian=int(bigendian),
+        step=padded.shape[1],
+        data=padded.reshape(-1),
+    )
+
+
+def _compressed_msg(data: bytes, fmt: str) -> Any:
+    header = TYPES["std_msgs/msg/Header"](
+        stamp=TYPES["builtin_interfaces/msg/Time"](sec=1, nanosec=0), frame_id="c"
+    )
+    return TYPES["sensor_msgs/msg/CompressedImage"](
+        header=header, format=fmt, data=np.frombuffer(data, np.uint8)
+    )
+
+
+def test_image_encodings_decode_to_grey_or_rgb(recorded: ModuleType) -> None:
+    import cv2
+
+    rgb = recorded.textured(24, 32, 3, 3)
+    for encoding, pixels in (
+        ("rgb8", rgb),
+        ("bgr8", rgb[:, :, ::-1]),
+        ("rgba8", np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)])),
+        ("bgra8", np.dstack([rgb[:, :, ::-1], np.full(rgb.shape[:2], 7, np.uint8)])),
+    ):
+        for pad in (0, 5):  # rows padded beyond width * channels (step > row bytes)
+            got, reason = decode_image(_image_msg(pixels, encoding, pad), IMAGE)
+            assert reason == "" and got is not None, encoding
+            np.testing.assert_array_equal(got, rgb, err_msg=encoding)
+    grey16 = (np.arange(24 * 32, dtype=np.uint16).reshape(24, 32) * 80).astype(np.uint16)
+    got, _ = decode_image(_image_msg(grey16, "mono16", bigendian=True), IMAGE)
+    np.testing.assert_array_equal(got, (grey16 // 256).astype(np.uint8))  # type: ignore[arg-type]
+    # Bayer: a smooth colour image mosaicked as RGGB comes back close to itself
+    smooth = cv2.GaussianBlur(recorded.textured(48, 64, 5, 3), (0, 0), 4)
+    mosaic = np.zeros(smooth.shape[:2], np.uint8)
+    mosaic[0::2, 0::2] = smooth[0::2, 0::2, 0]
+    mosaic[0::2, 1::2] = smooth[0::2, 1::2, 1]
+    mosaic[1::2, 0::2] = smooth[1::2, 0::2, 1]
+    mosaic[1::2, 1::2] = smooth[1::2, 1::2, 2]
+    got, _ = decode_image(_image_msg(mosaic, "bayer_rggb8"), IMAGE)
+    assert got is not None
+    error = np.abs(got[4:-4, 4:-4].astype(int) - smooth[4:-4, 4:-4]).mean(axis=(0, 1))
+    assert (error < 4).all(), error  # swapped red and blue would be far off
+    # UYVY (ROS yuv422)
+    uyvy = cv2.cvtColor(cv2.cvtColor(smooth, cv2.COLOR_RGB2YUV), cv2.COLOR_RGB2GRAY)  # any bytes
+    packed = np.dstack([np.full_like(uyvy, 128), uyvy])  # neutral chroma: grey pixels
+    got, _ = decode_image(_image_msg(packed, "yuv422"), IMAGE)
+    assert got is not None and got.shape == (48, 64, 3)
+    assert np.abs(got[:, :, 0].astype(int) - got[:, :, 2]).max() <= 1  # grey stays grey
+    # JPEG
+    _, jpeg = cv2.imencode(".jpg", rgb[:, :, ::-1])
+    got, _ = decode_image(_compressed_msg(jpeg.tobytes(), "rgb8; jpeg compressed bgr8"), COMPRESSED)
+    np.testing.assert_array_equal(got, cv2.imdecode(jpeg, cv2.IMREAD_COLOR)[:, :, ::-1])  # type: ignore[arg-type]
+    bad, reason = decode_image(_compressed_msg(b"not an image", "jpeg"), COMPRESSED)
+    assert bad is None and "cannot decode the 'jpeg' compressed image" in reason
+
+
+def test_depth_encodings_decode_to_metres() -> None:
+    import cv2
+
+    depth_mm = np.array([[0, 1000], [1500, 65535]], np.uint16)
+    got, _ = decode_depth(_image_msg(depth_mm, "16UC1"), IMAGE, 1000.0)
+    np.testing.assert_array_equal(got, np.array([[0, 1.0], [1.5, 65.535]], np.float32))  # type: ignore[arg-type]
+    metres = np.array([[np.nan, 1.25], [np.inf, -1.0]], np.float32)
+    got, _ = decode_depth(_image_msg(metres, "32FC1"), IMAGE, 1000.0)
+    np.testing.assert_array_equal(got, np.array([[0, 1.25], [0, 0]], np.float32))  # type: ignore[arg-type]
+    # compressedDepth, 16-bit: a 12-byte header then the PNG of the raw values
+    _, png = cv2.imencode(".png", depth_mm)
+    data = struct.pack("<iff", 0, 0.0, 0.0) + png.tobytes()
+    got, _ = decode_depth(_compressed_msg(data, "16UC1; compressedDepth"), COMPRESSED, 1000.0)
+    np.testing.assert_array_equal(got, np.array([[0, 1.0], [1.5, 65.535]], np.float32))  # type: ignore[arg-type]
+    # compressedDepth, 32-bit: inverse depth quantised with a = q (q + 1), b = 1 - a / max
+    quant, max_m = 100.0, 10.0
+    quant_a, quant_b = quant * (quant + 1.0), 1.0 - quant * (quant + 1.0) / max_m
+    true_m = np.array([[0.0, 1.0], [2.5, 9.0]], np.float32)
+    inverse = np.zeros(true_m.shape, np.uint16)
+    valid = true_m > 0
+    inverse[valid] = np.round(quant_a / true_m[valid] + quant_b).astype(np.uint16)
+    _, png = cv2.imencode(".png", inverse)
+    data = struct.pack("<iff", 0, quant_a, quant_b) + png.tobytes()
+    got, _ = decode_depth(_compressed_msg(data, "32FC1; compressedDepth png"), COMPRESSED, 1000.0)
+    assert got is not None and got[0, 0] == 0.0
+    np.testing.assert_allclose(got[valid], true_m[valid], rtol=0.01)
+    bad, reason = decode_depth(_image_msg(np.zeros((2, 2, 3), np.uint8), "rgb8"), IMAGE, 1.0)
+    assert bad is None and "one channel" in reason
 
 
 # ----------------------------------------------------------------------------- end to end
