@@ -23,8 +23,12 @@ pure-Python ``rosbags`` package (``pip install 'slamfront[bag]'``; no ROS instal
   the stereo extrinsic and the IMU-camera extrinsic too); the first CameraInfo message (a stereo
   extrinsic from the pair's R and P, ROS's stereo convention); ``camera.fx`` ... Stereo pairs are
   rectified (``source.stereo_rectify``) or undistorted each (``source.undistort``) as EuRoC's.
+- Extrinsics a calibration file or CameraInfo does not give (the stereo pair's, the IMU's)
+  come from ``/tf_static`` between the frame ids of the topics' messages (realsense-ros
+  records them).
 - IMU: every sample with ``previous frame stamp < t <= frame stamp`` rides on the frame, as
-  for EuRoC; ``body_from_cam`` only comes from a calibration file (bags seldom carry it).
+  for EuRoC; ``body_from_cam`` is the IMU <- (reported) camera extrinsic; without one the
+  samples ride along but the tracker does not use them (logged).
 - ``groundtruth()``: ``source.groundtruth`` (world_from_cam poses) when given.
 
 The bag is read twice: once at opening for stamps, CameraInfo and IMU samples (no image is
@@ -35,6 +39,7 @@ decoding only the selected frames' messages. Topic choice and message decoding l
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,8 +57,11 @@ from slamfront.sources.bag_messages import (
     choose_topics,
     decode_depth,
     decode_image,
+    frame_id_of,
     stamp_ns_of,
+    static_transforms,
     stereo_extrinsic,
+    transform_between,
 )
 from slamfront.sources.base import Source, with_readout
 from slamfront.sources.calibration import Calibration, calibration_from_mapping, read_calibration
@@ -83,6 +91,10 @@ class _Scan:
     """(width, height) of the first decodable message of each image topic."""
     imu_rows: list[tuple[int, float, float, float, float, float, float]]
     """(stamp_ns, gyro xyz rad/s, accel xyz m/s^2) of every IMU message."""
+    frame_ids: dict[str, str]
+    """The header frame id of each image and IMU topic's first message."""
+    tf_edges: list[tuple[str, str, np.ndarray]]
+    """(parent, child, parent_from_child) of every static transform."""
 
 
 @dataclass(frozen=True)
@@ -151,7 +163,9 @@ class BagSource(Source):
         infos: dict[str, dict[str, Any]] = {}
         sizes: dict[str, tuple[int, int]] = {}
         imu_rows: list[tuple[int, float, float, float, float, float, float]] = []
-        wanted = {name for name in (*stamps, t.imu, t.camera_info, t.right_camera_info) if name}
+        frame_ids: dict[str, str] = {}
+        tf_edges: list[tuple[str, str, np.ndarray]] = []
+        wanted = {t.imu, t.camera_info, t.right_camera_info, t.tf_static, *stamps} - {""}
         connections = [c for c in reader.connections if c.topic in wanted]
         try:
             for connection, log_ns, raw in reader.messages(connections=connections):
@@ -159,6 +173,11 @@ class BagSource(Source):
                 if topic in infos:
                     continue  # the first CameraInfo is enough
                 msg = reader.deserialize(raw, connection.msgtype)
+                if topic == t.tf_static:
+                    tf_edges += static_transforms(msg)
+                    continue
+                if topic not in frame_ids and topic in (t.image, t.right, t.imu):
+                    frame_ids[topic] = frame_id_of(msg)
                 if topic in stamps:
                     stamp_ns = stamp_ns_of(msg, log_ns)
                     stamps[topic].append(stamp_ns)
@@ -174,7 +193,7 @@ class BagSource(Source):
             raise
         except Exception as exc:  # a truncated or corrupt bag
             raise SourceError(f"{self.path}: cannot read the bag's messages: {exc}") from exc
-        return _Scan(stamps, log_of, infos, sizes, imu_rows)
+        return _Scan(stamps, log_of, infos, sizes, imu_rows, frame_ids, tf_edges)
 
     def _first_size(self, topic: str, msgtype: str, msg: Any) -> tuple[int, int]:
         """(width, height) of a topic's first message, decoded in full: an encoding this
@@ -235,7 +254,9 @@ class BagSource(Source):
         self._selected = select_indices(len(self._frames), cfg)
 
         size = self._raw_size = scan.sizes[t.image]
-        calibration = self._calibration(scan.infos, size, config)
+        calibration = self._with_static_transforms(
+            self._calibration(scan.infos, size, config), scan
+        )
         left_raw = with_readout(calibration.camera, config.camera, 0.0)
         self.stereo: StereoRig | None = None
         self._rectification: StereoRectification | None = None
@@ -245,8 +266,9 @@ class BagSource(Source):
             if calibration.right is None or calibration.right_from_left is None:
                 raise SourceError(
                     f"{self.path}: stereo ({t.image} + {t.right}) needs the pair's extrinsic: "
-                    "CameraInfo with a baseline in P, or camera.calibration (Kalibr camchain, "
-                    "ORB-SLAM3 settings); or bag.right_topic=none for monocular"
+                    "CameraInfo with a baseline in P, /tf_static linking their frames, or "
+                    "camera.calibration (Kalibr camchain, ORB-SLAM3 settings); or "
+                    "bag.right_topic=none for monocular"
                 )
             right_raw = with_readout(calibration.right, config.camera, 0.0)
             if right_raw.size_px != scan.sizes.get(t.right, right_raw.size_px):
@@ -289,10 +311,36 @@ class BagSource(Source):
                 log.warning(
                     "%s: IMU samples on %s come without the IMU-camera extrinsic, so the "
                     "tracker cannot use them; give camera.calibration (Kalibr T_cam_imu or "
-                    "ORB-SLAM3 IMU.T_b_c1)",
+                    "ORB-SLAM3 IMU.T_b_c1) or record /tf_static",
                     self.path,
                     t.imu,
                 )
+
+    def _with_static_transforms(self, calibration: Calibration, scan: _Scan) -> Calibration:
+        """The calibration with the stereo and IMU extrinsics it lacks taken from /tf_static,
+        between the frame ids of the topics' messages."""
+        t = self.topics
+        image_frame = scan.frame_ids.get(t.image, "")
+
+        def between(topic: str) -> np.ndarray | None:
+            other = scan.frame_ids.get(topic, "")
+            if not (image_frame and other) or other == image_frame:
+                return None
+            found = transform_between(scan.tf_edges, other, image_frame)
+            if found is not None:
+                log.info("%s: %s <- %s from %s", self.path, other, image_frame, t.tf_static)
+            return found
+
+        changes: dict[str, np.ndarray] = {}
+        if t.right and calibration.right_from_left is None:
+            found = between(t.right)
+            if found is not None:
+                changes["right_from_left"] = found
+        if t.imu and calibration.body_from_cam is None:
+            found = between(t.imu)
+            if found is not None:
+                changes["body_from_cam"] = found
+        return dataclasses.replace(calibration, **changes) if changes else calibration  # type: ignore[arg-type]
 
     def _unique(self, topic: str, stamps: list[int]) -> np.ndarray:
         """Sorted stamps of a topic, repeats dropped (logged)."""

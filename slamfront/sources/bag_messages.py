@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from slamfront.errors import SourceError
-from slamfront.geometry import invert_pose
+from slamfront.geometry import invert_pose, quat_xyzw_to_rotation
 
 if TYPE_CHECKING:
     from slamfront.config import BagConfig
@@ -26,6 +26,8 @@ IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 IMU = "sensor_msgs/msg/Imu"
+TF_MESSAGE = "tf2_msgs/msg/TFMessage"
+TF_STATIC = "/tf_static"
 IMAGE_TYPES = (IMAGE, COMPRESSED)
 
 
@@ -81,6 +83,8 @@ class BagTopics:
     imu: str = ""
     camera_info: str = ""
     right_camera_info: str = ""
+    tf_static: str = ""
+    """Static transforms, for extrinsics a calibration file does not give."""
     layout: str = ""
     """The known layout the topics were picked by ('' when named in the config or generic)."""
 
@@ -97,6 +101,7 @@ class BagTopics:
             ("imu", self.imu),
             ("camera_info", self.camera_info),
             ("right camera_info", self.right_camera_info),
+            ("extrinsics", self.tf_static),
         )
 
 
@@ -198,6 +203,7 @@ def choose_topics(topics: dict[str, str], config: BagConfig, where: str) -> BagT
         imu,
         camera_info,
         right_info,
+        TF_STATIC if topics.get(TF_STATIC) == TF_MESSAGE else "",
         layout.name if chosen_by_layout and layout is not None else "",
     )
 
@@ -372,3 +378,43 @@ def stereo_extrinsic(left: dict[str, Any], right: dict[str, Any]) -> np.ndarray 
         rect_from.append(pose)
     out: np.ndarray = invert_pose(rect_from[1]) @ rect_right_from_rect_left @ rect_from[0]
     return out
+
+
+# ----------------------------------------------------------------------------- transforms
+
+
+def frame_id_of(msg: Any) -> str:
+    """The header's frame id without ROS 1's leading slash."""
+    return str(msg.header.frame_id).lstrip("/")
+
+
+def static_transforms(msg: Any) -> list[tuple[str, str, np.ndarray]]:
+    """(parent, child, parent_from_child 4x4) of each transform in a tf2_msgs/TFMessage."""
+    out = []
+    for stamped in msg.transforms:
+        t, q = stamped.transform.translation, stamped.transform.rotation
+        pose = np.eye(4)
+        pose[:3, :3] = quat_xyzw_to_rotation(np.array([q.x, q.y, q.z, q.w], dtype=np.float64))
+        pose[:3, 3] = (t.x, t.y, t.z)
+        out.append((frame_id_of(stamped), str(stamped.child_frame_id).lstrip("/"), pose))
+    return out
+
+
+def transform_between(
+    edges: list[tuple[str, str, np.ndarray]], target: str, source: str
+) -> np.ndarray | None:
+    """target_from_source through a tree of (parent, child, parent_from_child) transforms;
+    None when the two frames are not linked."""
+    links: dict[str, list[tuple[str, np.ndarray]]] = {}
+    for parent, child, parent_from_child in edges:
+        links.setdefault(child, []).append((parent, parent_from_child))
+        links.setdefault(parent, []).append((child, invert_pose(parent_from_child)))
+    reached: dict[str, np.ndarray] = {source: np.eye(4)}  # frame -> frame_from_source
+    queue = [source]
+    while queue:
+        frame = queue.pop(0)
+        for other, other_from_frame in links.get(frame, []):
+            if other not in reached:
+                reached[other] = other_from_frame @ reached[frame]
+                queue.append(other)
+    return reached.get(target)

@@ -15,7 +15,13 @@ import pytest
 
 from slamfront import SourceError, open_source
 from slamfront.config import load_config
-from slamfront.geometry import invert_pose, rectify_stereo
+from slamfront.geometry import (
+    invert_pose,
+    make_pose,
+    rectify_stereo,
+    rotation_to_quat_xyzw,
+    so3_exp,
+)
 from slamfront.sources.bag import BagSource
 from slamfront.sources.bag_messages import (
     COMPRESSED,
@@ -24,6 +30,7 @@ from slamfront.sources.bag_messages import (
     decode_depth,
     decode_image,
     stereo_extrinsic,
+    transform_between,
 )
 from slamfront.types import CameraModel, Frame, StereoRig
 
@@ -52,6 +59,7 @@ class BagWriter:
         self.writer.open()
         self.connections: dict[str, Any] = {}
         self.seq = 0
+        self.frame_id = "cam"
 
     def close(self) -> None:
         self.writer.close()
@@ -63,8 +71,8 @@ class BagWriter:
         )
         self.seq += 1
         if self.ros1:
-            return t["std_msgs/msg/Header"](seq=self.seq, stamp=stamp, frame_id="cam")
-        return t["std_msgs/msg/Header"](stamp=stamp, frame_id="cam")
+            return t["std_msgs/msg/Header"](seq=self.seq, stamp=stamp, frame_id=self.frame_id)
+        return t["std_msgs/msg/Header"](stamp=stamp, frame_id=self.frame_id)
 
     def write(self, topic: str, msg: Any, stamp_ns: int) -> None:
         msgtype = msg.__msgtype__
@@ -465,6 +473,82 @@ def test_camera_info_stereo_bag_needs_no_calibration_file(tmp_path: Path) -> Non
     assert rig is not None and rig.rectified
     assert rig.baseline_m == pytest.approx(0.05, abs=1e-9)
     assert frames[0].image_right is not None and frames[0].image.ndim == 2
+
+
+def _tf_message(types: Any, edges: list[tuple[str, str, np.ndarray]]) -> Any:
+    t = types.types
+    transforms = []
+    for parent, child, pose in edges:
+        q = rotation_to_quat_xyzw(pose[:3, :3])
+        header = t["std_msgs/msg/Header"](
+            stamp=t["builtin_interfaces/msg/Time"](sec=0, nanosec=0), frame_id=parent
+        )
+        transform = t["geometry_msgs/msg/Transform"](
+            translation=t["geometry_msgs/msg/Vector3"](x=pose[0, 3], y=pose[1, 3], z=pose[2, 3]),
+            rotation=t["geometry_msgs/msg/Quaternion"](x=q[0], y=q[1], z=q[2], w=q[3]),
+        )
+        transforms.append(
+            t["geometry_msgs/msg/TransformStamped"](
+                header=header, child_frame_id=child, transform=transform
+            )
+        )
+    return t["tf2_msgs/msg/TFMessage"](transforms=transforms)
+
+
+def test_realsense4_bag_takes_imu_extrinsic_from_tf_static(tmp_path: Path) -> None:
+    """realsense-ros 4.x layout (colour, aligned depth, united IMU) with /tf_static: the IMU
+    extrinsic is chained through camera_link, and the IMU samples ride on the frames."""
+    link_from_color = make_pose(so3_exp(np.array([-1.2, 0.0, -1.2])), np.array([0.0, 0.015, 0.0]))
+    link_from_imu = make_pose(
+        so3_exp(np.array([-1.2, 0.0, -1.2])), np.array([-0.011, 0.018, 0.005])
+    )
+    edges = [
+        ("camera_link", "camera_color_optical_frame", link_from_color),
+        ("camera_link", "camera_imu_optical_frame", link_from_imu),
+    ]
+    bag = tmp_path / "rs4"
+    writer = BagWriter(bag, "ros2")
+    writer.write("/tf_static", _tf_message(writer.types, edges), 10**18)
+    camera = CameraModel(64, 48, 60.0, 60.0, 32.0, 24.0)
+    rng = np.random.default_rng(1)
+    t0 = 10**18 + 10**7
+    for k in range(12):  # 400 Hz IMU over 3 frames at 30 Hz
+        stamp = t0 + k * 2_500_000
+        writer.frame_id = "camera_imu_optical_frame"
+        writer.imu("/camera/camera/imu", stamp, (0.1, 0.0, 0.0), (0.0, -9.8, 0.0))
+    writer.frame_id = "camera_color_optical_frame"
+    for i in range(3):
+        stamp = t0 + i * 10_000_000
+        writer.camera_info("/camera/camera/color/camera_info", stamp, camera)
+        writer.image(
+            "/camera/camera/color/image_raw", stamp, rng.integers(0, 255, (48, 64, 3), np.uint8)
+        )
+        depth = np.full((48, 64), 1500, np.uint16)
+        writer.image("/camera/camera/aligned_depth_to_color/image_raw", stamp, depth, "16UC1")
+    writer.close()
+    with open_source(f"bag:{bag}", load_config("fast")) as source:
+        assert isinstance(source, BagSource)
+        assert source.topics.tf_static == "/tf_static"
+        frames = list(source)
+    assert len(frames) == 3
+    expected = invert_pose(link_from_imu) @ link_from_color
+    for frame in frames:
+        assert frame.body_from_cam is not None
+        np.testing.assert_allclose(frame.body_from_cam, expected, atol=1e-9)
+        assert frame.depth_m is not None and float(frame.depth_m[0, 0]) == pytest.approx(1.5)
+    assert [len(f.imu) for f in frames] == [1, 4, 4]  # after the first frame: 10 ms at 400 Hz
+
+
+def test_transform_between_chains_and_inverts() -> None:
+    a_from_b = make_pose(so3_exp(np.array([0.1, 0.2, 0.3])), np.array([1.0, 2.0, 3.0]))
+    c_from_b = make_pose(so3_exp(np.array([-0.3, 0.0, 0.5])), np.array([0.0, -1.0, 0.5]))
+    d_from_c = make_pose(so3_exp(np.array([0.0, 0.7, 0.0])), np.array([0.2, 0.0, 0.0]))
+    edges = [("a", "b", a_from_b), ("c", "b", c_from_b), ("d", "c", d_from_c)]
+    got = transform_between(edges, "d", "a")
+    assert got is not None
+    np.testing.assert_allclose(got, d_from_c @ c_from_b @ invert_pose(a_from_b), atol=1e-12)
+    assert transform_between(edges, "a", "z") is None
+    np.testing.assert_allclose(transform_between(edges, "b", "b"), np.eye(4))  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------- errors
