@@ -26,6 +26,9 @@ pure-Python ``rosbags`` package (``pip install 'slamfront[bag]'``; no ROS instal
 - Extrinsics a calibration file or CameraInfo does not give (the stereo pair's, the IMU's)
   come from ``/tf_static`` between the frame ids of the topics' messages (realsense-ros
   records them).
+- realsense-ros's separate ``gyro/sample`` and ``accel/sample`` topics (its default when it
+  does not unite them) are read as one IMU at the gyro's stamps, the accelerometer
+  interpolated linearly.
 - IMU: every sample with ``previous frame stamp < t <= frame stamp`` rides on the frame, as
   for EuRoC; ``body_from_cam`` is the IMU <- (reported) camera extrinsic; without one the
   samples ride along but the tracker does not use them (logged).
@@ -62,6 +65,7 @@ from slamfront.sources.bag_messages import (
     static_transforms,
     stereo_extrinsic,
     transform_between,
+    unite_imu,
 )
 from slamfront.sources.base import Source, with_readout
 from slamfront.sources.calibration import Calibration, calibration_from_mapping, read_calibration
@@ -91,6 +95,8 @@ class _Scan:
     """(width, height) of the first decodable message of each image topic."""
     imu_rows: list[tuple[int, float, float, float, float, float, float]]
     """(stamp_ns, gyro xyz rad/s, accel xyz m/s^2) of every IMU message."""
+    split_imu_rows: dict[str, list[tuple[int, float, float, float]]]
+    """(stamp_ns, x, y, z) of every message on the separate gyro and accelerometer topics."""
     frame_ids: dict[str, str]
     """The header frame id of each image and IMU topic's first message."""
     tf_edges: list[tuple[str, str, np.ndarray]]
@@ -163,9 +169,11 @@ class BagSource(Source):
         infos: dict[str, dict[str, Any]] = {}
         sizes: dict[str, tuple[int, int]] = {}
         imu_rows: list[tuple[int, float, float, float, float, float, float]] = []
+        split_rows: dict[str, list[tuple[int, float, float, float]]] = {t.gyro: [], t.accel: []}
         frame_ids: dict[str, str] = {}
         tf_edges: list[tuple[str, str, np.ndarray]] = []
-        wanted = {t.imu, t.camera_info, t.right_camera_info, t.tf_static, *stamps} - {""}
+        wanted = {t.imu, t.gyro, t.accel, t.camera_info, t.right_camera_info, t.tf_static}
+        wanted = (wanted | set(stamps)) - {""}
         connections = [c for c in reader.connections if c.topic in wanted]
         try:
             for connection, log_ns, raw in reader.messages(connections=connections):
@@ -176,8 +184,11 @@ class BagSource(Source):
                 if topic == t.tf_static:
                     tf_edges += static_transforms(msg)
                     continue
-                if topic not in frame_ids and topic in (t.image, t.right, t.imu):
+                if topic not in frame_ids and topic in (t.image, t.right, t.imu, t.gyro):
                     frame_ids[topic] = frame_id_of(msg)
+                if topic in (t.gyro, t.accel):
+                    v = msg.angular_velocity if topic == t.gyro else msg.linear_acceleration
+                    split_rows[topic].append((stamp_ns_of(msg, log_ns), v.x, v.y, v.z))
                 if topic in stamps:
                     stamp_ns = stamp_ns_of(msg, log_ns)
                     stamps[topic].append(stamp_ns)
@@ -193,7 +204,7 @@ class BagSource(Source):
             raise
         except Exception as exc:  # a truncated or corrupt bag
             raise SourceError(f"{self.path}: cannot read the bag's messages: {exc}") from exc
-        return _Scan(stamps, log_of, infos, sizes, imu_rows, frame_ids, tf_edges)
+        return _Scan(stamps, log_of, infos, sizes, imu_rows, split_rows, frame_ids, tf_edges)
 
     def _first_size(self, topic: str, msgtype: str, msg: Any) -> tuple[int, int]:
         """(width, height) of a topic's first message, decoded in full: an encoding this
@@ -302,18 +313,21 @@ class BagSource(Source):
             self.body_from_cam = calibration.body_from_cam @ cam_from_outcam
 
         self.imu: ImuLog | None = None
-        if t.imu:
-            samples = sorted(scan.imu_rows)
-            stamps_ns = np.array([row[0] for row in samples], dtype=np.int64)
-            values = np.array([row[1:] for row in samples], dtype=np.float64).reshape(-1, 6)
-            self.imu = ImuLog(stamps_ns, values[:, :3], values[:, 3:])
+        if t.imu or t.gyro:
+            if t.imu:
+                samples = sorted(scan.imu_rows)
+                stamps_ns = np.array([row[0] for row in samples], dtype=np.int64)
+                values = np.array([row[1:] for row in samples], dtype=np.float64).reshape(-1, 6)
+                self.imu = ImuLog(stamps_ns, values[:, :3], values[:, 3:])
+            else:
+                self.imu = unite_imu(scan.split_imu_rows[t.gyro], scan.split_imu_rows[t.accel])
             if self.body_from_cam is None:
                 log.warning(
                     "%s: IMU samples on %s come without the IMU-camera extrinsic, so the "
                     "tracker cannot use them; give camera.calibration (Kalibr T_cam_imu or "
                     "ORB-SLAM3 IMU.T_b_c1) or record /tf_static",
                     self.path,
-                    t.imu,
+                    t.imu or t.gyro,
                 )
 
     def _with_static_transforms(self, calibration: Calibration, scan: _Scan) -> Calibration:
@@ -336,8 +350,8 @@ class BagSource(Source):
             found = between(t.right)
             if found is not None:
                 changes["right_from_left"] = found
-        if t.imu and calibration.body_from_cam is None:
-            found = between(t.imu)
+        if (t.imu or t.gyro) and calibration.body_from_cam is None:
+            found = between(t.imu or t.gyro)
             if found is not None:
                 changes["body_from_cam"] = found
         return dataclasses.replace(calibration, **changes) if changes else calibration  # type: ignore[arg-type]

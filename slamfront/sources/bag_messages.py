@@ -18,6 +18,7 @@ import numpy as np
 
 from slamfront.errors import SourceError
 from slamfront.geometry import invert_pose, quat_xyzw_to_rotation
+from slamfront.sources.euroc import ImuLog
 
 if TYPE_CHECKING:
     from slamfront.config import BagConfig
@@ -40,6 +41,8 @@ class _Layout:
     depth: str = ""
     right: str = ""
     imu: str = ""
+    split_imu: tuple[str, str] = ("", "")
+    """Gyro and accelerometer topics a driver publishes when it does not unite them."""
 
 
 LAYOUTS = (
@@ -48,24 +51,28 @@ LAYOUTS = (
         "/camera/camera/color/image_raw",
         depth="/camera/camera/aligned_depth_to_color/image_raw",
         imu="/camera/camera/imu",
+        split_imu=("/camera/camera/gyro/sample", "/camera/camera/accel/sample"),
     ),
     _Layout(
         "realsense-ros 2.x/3.x colour",
         "/camera/color/image_raw",
         depth="/camera/aligned_depth_to_color/image_raw",
         imu="/camera/imu",
+        split_imu=("/camera/gyro/sample", "/camera/accel/sample"),
     ),
     _Layout(
         "realsense-ros 4.x infrared",
         "/camera/camera/infra1/image_rect_raw",
         right="/camera/camera/infra2/image_rect_raw",
         imu="/camera/camera/imu",
+        split_imu=("/camera/camera/gyro/sample", "/camera/camera/accel/sample"),
     ),
     _Layout(
         "realsense-ros 2.x/3.x infrared",
         "/camera/infra1/image_rect_raw",
         right="/camera/infra2/image_rect_raw",
         imu="/camera/imu",
+        split_imu=("/camera/gyro/sample", "/camera/accel/sample"),
     ),
     _Layout("EuRoC", "/cam0/image_raw", right="/cam1/image_raw", imu="/imu0"),
     # TUM's /imu holds the Kinect's accelerometer alone: not an IMU the tracker can use
@@ -85,6 +92,9 @@ class BagTopics:
     right_camera_info: str = ""
     tf_static: str = ""
     """Static transforms, for extrinsics a calibration file does not give."""
+    gyro: str = ""
+    accel: str = ""
+    """Separate gyro and accelerometer topics, read (as one IMU) when ``imu`` is ''."""
     layout: str = ""
     """The known layout the topics were picked by ('' when named in the config or generic)."""
 
@@ -99,6 +109,8 @@ class BagTopics:
             ("right", self.right),
             ("depth", self.depth),
             ("imu", self.imu),
+            ("gyro", self.gyro),
+            ("accel", self.accel),
             ("camera_info", self.camera_info),
             ("right camera_info", self.right_camera_info),
             ("extrinsics", self.tf_static),
@@ -182,6 +194,10 @@ def choose_topics(topics: dict[str, str], config: BagConfig, where: str) -> BagT
     else:
         imu_default = imus[0] if len(imus) == 1 else ""
     imu = stream("imu_topic", config.imu_topic, (IMU,), imu_default)
+    gyro = accel = ""
+    split = layout.split_imu if layout is not None else ("", "")
+    if not imu and not config.imu_topic and all(topics.get(name) == IMU for name in split):
+        gyro, accel = split
 
     def info_of(topic: str) -> str:
         name = f"{_namespace(topic)}/camera_info"
@@ -204,6 +220,8 @@ def choose_topics(topics: dict[str, str], config: BagConfig, where: str) -> BagT
         camera_info,
         right_info,
         TF_STATIC if topics.get(TF_STATIC) == TF_MESSAGE else "",
+        gyro,
+        accel,
         layout.name if chosen_by_layout and layout is not None else "",
     )
 
@@ -418,3 +436,25 @@ def transform_between(
                 reached[other] = other_from_frame @ reached[frame]
                 queue.append(other)
     return reached.get(target)
+
+
+def unite_imu(
+    gyro_rows: list[tuple[int, float, float, float]],
+    accel_rows: list[tuple[int, float, float, float]],
+) -> ImuLog:
+    """One IMU log at the gyro's stamps from separate gyro and accelerometer samples
+    (``stamp_ns, x, y, z``), the accelerometer interpolated linearly between its samples;
+    gyro samples outside the accelerometer's span are dropped."""
+    gyro_rows, accel_rows = sorted(gyro_rows), sorted(accel_rows)
+    gyro_ns = np.array([r[0] for r in gyro_rows], dtype=np.int64)
+    accel_ns = np.array([r[0] for r in accel_rows], dtype=np.int64)
+    gyro = np.array([r[1:] for r in gyro_rows], dtype=np.float64).reshape(-1, 3)
+    accel = np.array([r[1:] for r in accel_rows], dtype=np.float64).reshape(-1, 3)
+    if accel_ns.size < 2:
+        return ImuLog(np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros((0, 3)))
+    inside = (gyro_ns >= accel_ns[0]) & (gyro_ns <= accel_ns[-1])
+    # interpolate on offsets from the first sample: float64 holds those exactly
+    at_s = (gyro_ns[inside] - accel_ns[0]) * 1e-9
+    knots_s = (accel_ns - accel_ns[0]) * 1e-9
+    interpolated = np.stack([np.interp(at_s, knots_s, accel[:, k]) for k in range(3)], axis=1)
+    return ImuLog(gyro_ns[inside], gyro[inside], interpolated)

@@ -39,7 +39,7 @@ pytest.importorskip("rosbags")
 from rosbags.rosbag1 import Writer as Writer1
 from rosbags.rosbag2 import StoragePlugin
 from rosbags.rosbag2 import Writer as Writer2
-from rosbags.typesys import Stores, get_typestore
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 ENCODINGS = {1: "mono8", 3: "rgb8"}
 ROS_DISTORTION = {"radtan": "plumb_bob", "equidistant": "equidistant", "none": "plumb_bob"}
@@ -480,9 +480,9 @@ def _tf_message(types: Any, edges: list[tuple[str, str, np.ndarray]]) -> Any:
     transforms = []
     for parent, child, pose in edges:
         q = rotation_to_quat_xyzw(pose[:3, :3])
-        header = t["std_msgs/msg/Header"](
-            stamp=t["builtin_interfaces/msg/Time"](sec=0, nanosec=0), frame_id=parent
-        )
+        stamp = t["builtin_interfaces/msg/Time"](sec=0, nanosec=0)
+        fields = {"seq": 0} if "seq" in t["std_msgs/msg/Header"].__dataclass_fields__ else {}
+        header = t["std_msgs/msg/Header"](stamp=stamp, frame_id=parent, **fields)
         transform = t["geometry_msgs/msg/Transform"](
             translation=t["geometry_msgs/msg/Vector3"](x=pose[0, 3], y=pose[1, 3], z=pose[2, 3]),
             rotation=t["geometry_msgs/msg/Quaternion"](x=q[0], y=q[1], z=q[2], w=q[3]),
@@ -537,6 +537,53 @@ def test_realsense4_bag_takes_imu_extrinsic_from_tf_static(tmp_path: Path) -> No
         np.testing.assert_allclose(frame.body_from_cam, expected, atol=1e-9)
         assert frame.depth_m is not None and float(frame.depth_m[0, 0]) == pytest.approx(1.5)
     assert [len(f.imu) for f in frames] == [1, 4, 4]  # after the first frame: 10 ms at 400 Hz
+
+
+def test_realsense_split_gyro_and_accel_become_one_imu(tmp_path: Path) -> None:
+    """realsense-ros 2.x (ROS 1) without united IMU: gyro at 200 Hz, accelerometer at 50 Hz on
+    a linear ramp; frames get samples at the gyro's stamps with the ramp's values."""
+    bag = tmp_path / "rs2.bag"
+    writer = BagWriter(bag, "ros1")
+    writer.types.register(
+        get_types_from_msg("geometry_msgs/TransformStamped[] transforms", "tf2_msgs/msg/TFMessage")
+    )
+    link_from_color = make_pose(so3_exp(np.array([-1.2, 0.0, -1.2])), np.array([0.0, 0.015, 0.0]))
+    link_from_gyro = make_pose(so3_exp(np.array([-1.2, 0.0, -1.2])), np.array([-0.01, 0.02, 0.0]))
+    edges = [
+        ("/camera_link", "/camera_color_optical_frame", link_from_color),
+        ("/camera_link", "/camera_gyro_optical_frame", link_from_gyro),
+    ]
+    writer.write("/tf_static", _tf_message(writer.types, edges), 10**18)
+    t0 = 10**18 + 100_000_000
+    writer.frame_id = "/camera_gyro_optical_frame"
+    for k in range(-10, 50):  # 200 Hz, from 50 ms before the first accel sample
+        writer.imu("/camera/gyro/sample", t0 + k * 5_000_000, (0.0, 0.2, 0.0), (0.0, 0.0, 0.0))
+    writer.frame_id = "/camera_accel_optical_frame"
+    for k in range(6):  # 50 Hz; accel x grows by 1 m/s^2 per second
+        stamp = t0 + k * 20_000_000
+        writer.imu("/camera/accel/sample", stamp, (0.0, 0.0, 0.0), (k * 0.02, -9.8, 0.0))
+    writer.frame_id = "/camera_color_optical_frame"
+    camera = CameraModel(64, 48, 60.0, 60.0, 32.0, 24.0)
+    rng = np.random.default_rng(2)
+    for i in range(3):
+        stamp = t0 + 10_000_000 + i * 33_333_333
+        writer.camera_info("/camera/color/camera_info", stamp, camera)
+        writer.image("/camera/color/image_raw", stamp, rng.integers(0, 255, (48, 64, 3), np.uint8))
+    writer.close()
+    with open_source(f"bag:{bag}", load_config("fast")) as source:
+        assert isinstance(source, BagSource)
+        assert (source.topics.imu, source.topics.gyro) == ("", "/camera/gyro/sample")
+        frames = list(source)
+    samples = [s for f in frames for s in f.imu]
+    stamps = [s.stamp_ns for s in samples]
+    assert stamps == list(range(t0, frames[-1].stamp_ns + 1, 5_000_000))  # within accel span
+    for sample in samples:
+        assert sample.gyro_rad_s == (0.0, 0.2, 0.0)
+        assert sample.accel_m_s2[0] == pytest.approx((sample.stamp_ns - t0) * 1e-9, abs=1e-12)
+    assert frames[0].body_from_cam is not None
+    np.testing.assert_allclose(
+        frames[0].body_from_cam, invert_pose(link_from_gyro) @ link_from_color, atol=1e-9
+    )
 
 
 def test_transform_between_chains_and_inverts() -> None:
