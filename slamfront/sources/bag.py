@@ -1,6 +1,7 @@
-"""ROS bags: ``bag:PATH``, a ROS 1 ``.bag`` file, a ROS 2 bag folder (``.db3`` or ``.mcap``
-storage, with its metadata.yaml) or a single ``.db3`` / ``.mcap`` file, read with the
-pure-Python ``rosbags`` package (``pip install 'slamfront[bag]'``; no ROS install needed).
+"""ROS bags: ``bag:PATH``, a ROS 1 ``.bag`` file (or a folder of the ``.bag`` files of a split
+recording), a ROS 2 bag folder (``.db3`` or ``.mcap`` storage, with its metadata.yaml) or a
+single ``.db3`` / ``.mcap`` file, read with the pure-Python ``rosbags`` package
+(``pip install 'slamfront[bag]'``; no ROS install needed).
 
 - Streams: images (``sensor_msgs/Image`` or ``CompressedImage``), optional right images
   (stereo), depth registered to the images, ``CameraInfo`` and ``Imu``. ``bag.*_topic`` names
@@ -78,8 +79,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("slamfront.sources.bag")
 
-# ----------------------------------------------------------------------------- source
-
 
 @dataclass(frozen=True, eq=False)
 class _Scan:
@@ -110,6 +109,17 @@ class _FrameParts:
     depth_ns: int | None
 
 
+def bag_files(path: Path) -> list[Path]:
+    """What rosbags opens for ``bag:PATH``: the path itself, or a folder's ROS 1 ``.bag``
+    files (a recording split in several) when it is not a ROS 2 bag folder."""
+    if path.is_dir() and not (path / "metadata.yaml").is_file():
+        split = sorted(path.glob("*.bag"))
+        if not split:
+            raise SourceError(f"{path}: neither a ROS 2 bag (no metadata.yaml) nor .bag files")
+        return split
+    return [path]
+
+
 def _open_reader(path: Path) -> Any:
     try:
         from rosbags.highlevel import AnyReader
@@ -118,9 +128,10 @@ def _open_reader(path: Path) -> Any:
         raise SourceError(
             f"{path}: reading bags needs the rosbags package: pip install 'slamfront[bag]'"
         ) from exc
+    files = bag_files(path)
     try:
         # the ROS 2 Humble types are used only by bags that carry no message definitions
-        reader = AnyReader([path], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
+        reader = AnyReader(files, default_typestore=get_typestore(Stores.ROS2_HUMBLE))
         reader.open()
     except Exception as exc:  # rosbags raises several unrelated types for unreadable bags
         raise SourceError(f"{path}: cannot read the bag: {exc}") from exc

@@ -297,6 +297,22 @@ def test_tum_frames_round_trip(
     _tum_roundtrip(folder, tmp_path, storage, 4, **kwargs)
 
 
+def test_split_ros1_recording_in_a_folder(tmp_path: Path, recorded: ModuleType) -> None:
+    folder = recorded.make_tum(tmp_path / "tum", count=4)["folder"]
+    with open_source(f"tum:{folder}", load_config("fast", TUM_RAW)) as tum:
+        frames = list(tum)
+    split = tmp_path / "split"
+    split.mkdir()
+    write_tum_bag(split / "rec_0.bag", frames[:2], "ros1")
+    write_tum_bag(split / "rec_1.bag", frames[2:], "ros1")
+    config = load_config("fast", [*TUM_RAW, "bag.depth_scale=5000"])
+    with open_source(f"bag:{split}", config) as source:
+        assert_same_frames(list(source), frames)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SourceError, match=r"empty: neither a ROS 2 bag .* nor \.bag files"):
+        open_source(f"bag:{tmp_path / 'empty'}")
+
+
 def test_groundtruth_file_is_read(tmp_path: Path, recorded: ModuleType) -> None:
     folder = recorded.make_tum(tmp_path / "tum", count=2)["folder"]
     with open_source(f"tum:{folder}", load_config("fast", TUM_RAW)) as tum:
