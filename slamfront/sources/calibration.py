@@ -8,6 +8,7 @@
 - Kalibr camchain (``cam0:``, ``cam1:`` ...): ``camera_model: pinhole``, ``intrinsics``,
   ``distortion_model`` ``radtan`` / ``equidistant`` / ``none``, ``resolution``; ``cam1.T_cn_cnm1``
   (cam1 from cam0) makes a stereo pair; ``cam0.T_cam_imu`` (cam0 from IMU) the IMU extrinsic.
+  A EuRoC ``sensor.yaml`` (one such camera at the top level, ``T_BS`` = body_from_cam) too.
 - OpenCV / ORB-SLAM3 settings (``%YAML:1.0``, ``!!opencv-matrix``): ``Camera.type`` ``PinHole``
   (k1, k2, p1, p2[, k3]), ``KannalaBrandt8`` (fisheye k1..k4) or ``Rectified``; the 1.0 layout
   (``Camera1.fx`` ..., ``Camera2.*``, ``Stereo.T_c1_c2``, ``Stereo.b``, ``IMU.T_b_c1``) and the
@@ -93,6 +94,8 @@ def calibration_from_mapping(
     reader = _Reader(where, data, image_size_px)
     if any(_is_kalibr_camera(k, v) for k, v in data.items()):
         return reader.kalibr()
+    if "intrinsics" in data and "camera_model" in data:
+        return reader.euroc_sensor()
     if "camera_matrix" in data or "cameraMatrix" in data:
         return reader.camera_info_file()
     if ("K" in data or "k" in data) and "width" in data:
@@ -268,43 +271,55 @@ class _Reader:
 
     # ------------------------------------------------------------------ Kalibr
 
-    def _kalibr_camera(self, name: str) -> CameraModel:
-        node = self.data[name]
+    def _kalibr_camera(self, name: str, node: dict[str, Any] | None = None) -> CameraModel:
+        """A Kalibr camera node: ``self.data[name]``, or ``node`` (keys named without a prefix
+        when ``name`` is '')."""
+        node = self.data[name] if node is None else node
+        prefix = f"{name}." if name else ""
         model = str(node.get("camera_model", "pinhole"))
         if model != "pinhole":
             raise self.fail(
-                f"{name}.camera_model",
+                f"{prefix}camera_model",
                 f"{model!r} is not supported (pinhole with radtan or equidistant distortion)",
             )
         intrinsics = self.numbers(
-            self.get(node, "intrinsics", f"{name}.intrinsics"), f"{name}.intrinsics", (4,)
+            self.get(node, "intrinsics", f"{prefix}intrinsics"), f"{prefix}intrinsics", (4,)
         )
         kind_name = str(node.get("distortion_model", "none")).lower()
         kinds: dict[str, tuple[DistortionModel, tuple[int, ...]]] = {
             "radtan": ("radtan", _RADTAN_COUNTS),
+            "radial-tangential": ("radtan", _RADTAN_COUNTS),
             "equidistant": ("equidistant", (4,)),
             "none": ("none", (0, 4)),
         }
         if kind_name not in kinds:
             raise self.fail(
-                f"{name}.distortion_model",
+                f"{prefix}distortion_model",
                 f"{kind_name!r} is not supported (radtan, equidistant, none)",
             )
         kind, counts = kinds[kind_name]
-        coeffs = self.numbers(
-            node.get("distortion_coeffs", []), f"{name}.distortion_coeffs", (0, *counts)
+        coeffs_key = next(
+            (k for k in ("distortion_coeffs", "distortion_coefficients") if k in node),
+            "distortion_coeffs",
         )
+        coeffs = self.numbers(node.get(coeffs_key, []), f"{prefix}{coeffs_key}", (0, *counts))
         resolution = node.get("resolution")
         width, height = (None, None)
         if resolution is not None:
-            width, height = self.numbers(resolution, f"{name}.resolution", (2,))
+            width, height = self.numbers(resolution, f"{prefix}resolution", (2,))
         return self.camera(
-            f"{name}.intrinsics",
-            self.size(width, height, f"{name}.resolution"),
+            f"{prefix}intrinsics",
+            self.size(width, height, f"{prefix}resolution"),
             intrinsics,
             kind,
             coeffs,
         )
+
+    def euroc_sensor(self) -> Calibration:
+        """A EuRoC ``sensor.yaml``: one Kalibr-style camera; ``T_BS`` is body_from_cam."""
+        camera = self._kalibr_camera("", self.data)
+        body_from_cam = self.transform(self.data["T_BS"], "T_BS") if "T_BS" in self.data else None
+        return Calibration(self.path, "kalibr", camera, body_from_cam=body_from_cam)
 
     def kalibr(self) -> Calibration:
         if "cam0" not in self.data:

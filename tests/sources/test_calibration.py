@@ -14,6 +14,7 @@ from slamfront import SourceError, open_source
 from slamfront.config import load_config
 from slamfront.geometry import invert_pose, make_pose, so3_exp
 from slamfront.sources.calibration import read_calibration
+from slamfront.sources.euroc import read_camera
 from slamfront.types import CameraModel
 
 # EuRoC cam0's published calibration (radial-tangential), at its 752x480 size.
@@ -255,3 +256,19 @@ def test_calibration_file_conflicts_and_size(tmp_path: Path, recorded: ModuleTyp
         SourceError, match=r"cam\.yaml: image_width: says 752x480 but the images are 64x48"
     ):
         open_source(f"images:{folder}", config)
+
+
+@pytest.mark.parametrize("opencv_yaml", [True, False])
+def test_euroc_sensor_yaml_is_a_calibration(
+    tmp_path: Path, recorded: ModuleType, opencv_yaml: bool
+) -> None:
+    mav0 = recorded.make_euroc(tmp_path, count=1, opencv_yaml=opencv_yaml)["mav0"]
+    sensor = mav0 / "cam0" / "sensor.yaml"
+    calibration = read_calibration(sensor)
+    camera, body_from_cam, _ = read_camera(sensor)
+    assert calibration.camera == camera
+    assert calibration.body_from_cam is not None
+    np.testing.assert_array_equal(calibration.body_from_cam, body_from_cam)
+    sensor.write_text(sensor.read_text().replace("pinhole", "omni"))
+    with pytest.raises(SourceError, match=r"sensor\.yaml: camera_model: 'omni' is not supported"):
+        read_calibration(sensor)
