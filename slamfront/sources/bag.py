@@ -55,7 +55,13 @@ import numpy as np
 from slamfront.errors import SourceError
 from slamfront.geometry import StereoRectification, invert_pose, rectify_stereo
 from slamfront.io.trajectory import read_trajectory
-from slamfront.sources._files import Pacer, Undistorter, camera_from_config, select_indices
+from slamfront.sources._files import (
+    Pacer,
+    Undistorter,
+    calibration_from_config,
+    camera_from_config,
+    select_indices,
+)
 from slamfront.sources.bag_messages import (
     camera_info_fields,
     choose_topics,
@@ -69,7 +75,7 @@ from slamfront.sources.bag_messages import (
     unite_imu,
 )
 from slamfront.sources.base import Source, with_readout
-from slamfront.sources.calibration import Calibration, calibration_from_mapping, read_calibration
+from slamfront.sources.calibration import Calibration, calibration_from_mapping
 from slamfront.sources.euroc import ImuLog
 from slamfront.sources.tum import associate
 from slamfront.types import Frame, StereoRig, Trajectory
@@ -384,12 +390,9 @@ class BagSource(Source):
         self, infos: dict[str, dict[str, Any]], size: tuple[int, int], config: Config
     ) -> Calibration:
         t = self.topics
-        if config.camera.calibration:
-            if config.camera.fx is not None:
-                raise SourceError(
-                    f"{self.path}: camera.calibration and camera.fx both set; give one of them"
-                )
-            return read_calibration(config.camera.calibration, size)
+        from_file = calibration_from_config(config.camera, size[0], size[1], str(self.path))
+        if from_file is not None:
+            return from_file
         if t.camera_info in infos:
             left_fields = infos[t.camera_info]
             where = Path(f"{self.path}:{t.camera_info}")
