@@ -20,6 +20,8 @@ single ``.db3`` / ``.mcap`` file, read with the pure-Python ``rosbags`` package
   ``bag.depth_scale`` (millimetres by default) or 32FC1 metres, non-finite = 0, and
   image_transport's ``compressedDepth`` PNG of either. An encoding that cannot be read is an
   error at opening (the first message of each topic is decoded then).
+- Rolling shutter: ``camera.readout_ms``, else the TUM layout's Kinect readout (as ``tum:``),
+  else a global shutter.
 - Intrinsics, first found: ``camera.calibration`` (a Kalibr camchain or ORB-SLAM3 file gives
   the stereo extrinsic and the IMU-camera extrinsic too); the first CameraInfo message (a stereo
   extrinsic from the pair's R and P, ROS's stereo convention); ``camera.fx`` ... Stereo pairs are
@@ -77,13 +79,16 @@ from slamfront.sources.bag_messages import (
 from slamfront.sources.base import Source, with_readout
 from slamfront.sources.calibration import Calibration, calibration_from_mapping
 from slamfront.sources.euroc import ImuLog
-from slamfront.sources.tum import associate
+from slamfront.sources.tum import KINECT_READOUT_S, associate
 from slamfront.types import Frame, StereoRig, Trajectory
 
 if TYPE_CHECKING:
     from slamfront.config import Config
 
 log = logging.getLogger("slamfront.sources.bag")
+
+LAYOUT_READOUT_S = {"TUM RGB-D": KINECT_READOUT_S}
+"""Rolling-shutter readout of the cameras of known layouts (others: global shutter)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -285,7 +290,8 @@ class BagSource(Source):
         calibration = self._with_static_transforms(
             self._calibration(scan.infos, size, config), scan
         )
-        left_raw = with_readout(calibration.camera, config.camera, 0.0)
+        readout_s = LAYOUT_READOUT_S.get(t.layout, 0.0)
+        left_raw = with_readout(calibration.camera, config.camera, readout_s)
         self.stereo: StereoRig | None = None
         self._rectification: StereoRectification | None = None
         self._undistort_right: Undistorter | None = None
@@ -298,7 +304,7 @@ class BagSource(Source):
                     "camera.calibration (Kalibr camchain, ORB-SLAM3 settings); or "
                     "bag.right_topic=none for monocular"
                 )
-            right_raw = with_readout(calibration.right, config.camera, 0.0)
+            right_raw = with_readout(calibration.right, config.camera, readout_s)
             if right_raw.size_px != scan.sizes.get(t.right, right_raw.size_px):
                 raise SourceError(
                     f"{self.path}: {t.right} images differ in size from the calibration"
