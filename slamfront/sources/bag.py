@@ -344,6 +344,21 @@ class BagSource(Source):
                 self.imu = ImuLog(stamps_ns, values[:, :3], values[:, 3:])
             else:
                 self.imu = unite_imu(scan.split_imu_rows[t.gyro], scan.split_imu_rows[t.accel])
+            finite = np.isfinite(self.imu.gyro_rad_s).all(1) & np.isfinite(self.imu.accel_m_s2).all(
+                1
+            )
+            if not finite.all():
+                log.warning(
+                    "%s: %d IMU samples on %s hold a non-finite value; left out",
+                    self.path,
+                    int((~finite).sum()),
+                    t.imu or t.gyro,
+                )
+                self.imu = ImuLog(
+                    self.imu.stamps_ns[finite],
+                    self.imu.gyro_rad_s[finite],
+                    self.imu.accel_m_s2[finite],
+                )
             if self.body_from_cam is None:
                 log.warning(
                     "%s: IMU samples on %s come without the IMU-camera extrinsic, so the "
