@@ -23,9 +23,10 @@ single ``.db3`` / ``.mcap`` file, read with the pure-Python ``rosbags`` package
 - Rolling shutter: ``camera.readout_ms``, else the TUM layout's Kinect readout (as ``tum:``),
   else a global shutter.
 - Intrinsics, first found: ``camera.calibration`` (a Kalibr camchain or ORB-SLAM3 file gives
-  the stereo extrinsic and the IMU-camera extrinsic too); the first CameraInfo message (a stereo
-  extrinsic from the pair's R and P, ROS's stereo convention); ``camera.fx`` ... Stereo pairs are
-  rectified (``source.stereo_rectify``) or undistorted each (``source.undistort``) as EuRoC's.
+  the stereo extrinsic and the IMU-camera extrinsic too); ``camera.fx`` ...; the first
+  CameraInfo message (a stereo extrinsic from the pair's R and P, ROS's stereo convention).
+  Stereo pairs are rectified (``source.stereo_rectify``) or undistorted each
+  (``source.undistort``) as EuRoC's.
 - Extrinsics a calibration file or CameraInfo does not give (the stereo pair's, the IMU's)
   come from ``/tf_static`` between the frame ids of the topics' messages (realsense-ros
   records them).
@@ -414,7 +415,15 @@ class BagSource(Source):
         from_file = calibration_from_config(config.camera, size[0], size[1], str(self.path))
         if from_file is not None:
             return from_file
-        if t.camera_info in infos:
+        if config.camera.fx is not None:  # given by the user: wins over the bag's CameraInfo
+            camera = camera_from_config(config.camera, size[0], size[1], str(self.path))
+            return Calibration(self.path, "config", camera)
+        if t.camera_info not in infos:
+            raise SourceError(
+                f"{self.path}: no CameraInfo for {t.image} (bag.camera_info_topic); give "
+                "camera.calibration=FILE or camera.fx, fy, cx, cy"
+            )
+        try:
             left_fields = infos[t.camera_info]
             where = Path(f"{self.path}:{t.camera_info}")
             left = calibration_from_mapping(where, left_fields, size).camera
@@ -424,14 +433,9 @@ class BagSource(Source):
                 right_where = Path(f"{self.path}:{t.right_camera_info}")
                 right = calibration_from_mapping(right_where, right_fields).camera
                 right_from_left = stereo_extrinsic(left_fields, right_fields)
-            return Calibration(where, "camera_info", left, right, right_from_left)
-        if config.camera.fx is None:
-            raise SourceError(
-                f"{self.path}: no CameraInfo for {t.image} (bag.camera_info_topic); give "
-                "camera.calibration=FILE or camera.fx, fy, cx, cy"
-            )
-        camera = camera_from_config(config.camera, size[0], size[1], str(self.path))
-        return Calibration(self.path, "camera_info", camera)
+        except SourceError as exc:
+            raise SourceError(f"{exc}; give camera.calibration=FILE instead") from exc
+        return Calibration(where, "camera_info", left, right, right_from_left)
 
     def __len__(self) -> int:
         return len(self._selected)

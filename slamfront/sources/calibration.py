@@ -31,7 +31,7 @@ from slamfront.errors import SourceError
 from slamfront.geometry import invert_pose
 from slamfront.types import CameraModel, DistortionModel
 
-CalibrationFormat = Literal["camera_info", "kalibr", "opencv"]
+CalibrationFormat = Literal["camera_info", "kalibr", "opencv", "config"]
 
 
 @dataclass(frozen=True, eq=False)

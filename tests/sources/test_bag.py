@@ -119,6 +119,7 @@ class BagWriter:
         camera: CameraModel,
         rect_from_cam: np.ndarray | None = None,
         projection: np.ndarray | None = None,
+        intrinsics: np.ndarray | None = None,
     ) -> None:
         rect = np.eye(3) if rect_from_cam is None else rect_from_cam[:3, :3]
         proj = np.hstack([camera.K, np.zeros((3, 1))]) if projection is None else projection
@@ -137,7 +138,7 @@ class BagWriter:
         }
         arrays = {
             "d": np.array(camera.dist_coeffs, dtype=np.float64),
-            "k": camera.K.reshape(-1).copy(),
+            "k": camera.K.reshape(-1).copy() if intrinsics is None else intrinsics,
             "r": rect.reshape(-1).astype(np.float64),
             "p": proj.reshape(-1).astype(np.float64),
         }
@@ -636,12 +637,27 @@ def test_bag_errors_name_the_file(tmp_path: Path, recorded: ModuleType) -> None:
     writer.close()
     with pytest.raises(SourceError, match=r"noinfo\.bag: no CameraInfo for /cam0/image_raw"):
         open_source(f"bag:{bag}")
-    with open_source(
-        f"bag:{bag}",
-        load_config("fast", ["camera.fx=50", "camera.fy=50", "camera.cx=32", "camera.cy=24"]),
-    ) as source:
+    intrinsics = load_config(
+        "fast", ["camera.fx=50", "camera.fy=50", "camera.cx=32", "camera.cy=24"]
+    )
+    with open_source(f"bag:{bag}", intrinsics) as source:
         (frame,) = list(source)
     assert frame.camera.size_px == (64, 48) and frame.stamp_ns == 10**18
+    # an uncalibrated camera publishes a zero K: the error says so and what to do
+    zero_k = tmp_path / "zero_k.bag"
+    writer = BagWriter(zero_k, "ros1")
+    uncalibrated = CameraModel(64, 48, 1.0, 1.0, 0.0, 0.0)
+    writer.camera_info("/cam0/camera_info", 10**18, uncalibrated, intrinsics=np.zeros(9))
+    writer.image("/cam0/image_raw", 10**18, recorded.textured(48, 64, 0, 1))
+    writer.close()
+    with pytest.raises(
+        SourceError,
+        match=r"zero_k\.bag:/cam0/camera_info: K: focal lengths must be positive.*"
+        r"give camera\.calibration=FILE instead",
+    ):
+        open_source(f"bag:{zero_k}")
+    with open_source(f"bag:{zero_k}", intrinsics) as source:  # the user's intrinsics win
+        assert source.camera.fx == 50.0  # type: ignore[attr-defined]
     # RealSense SDK recordings have their own scheme
     sdk = tmp_path / "sdk.bag"
     writer = BagWriter(sdk, "ros1")
