@@ -696,6 +696,35 @@ def test_undecodable_image_is_skipped_not_fatal(tmp_path: Path, recorded: Module
         open_source(f"bag:{first_bad}", config)
 
 
+def test_zero_header_stamps_and_repeats(tmp_path: Path, recorded: ModuleType) -> None:
+    """A driver that leaves header stamps at 0: the bag's receive times stand in. A repeated
+    stamp keeps its first message."""
+    bag = tmp_path / "nostamp.bag"
+    writer = BagWriter(bag, "ros1")
+    camera = CameraModel(64, 48, 50.0, 50.0, 32.0, 24.0)
+    images = [recorded.textured(48, 64, i, 1) for i in range(3)]
+    for i, image in enumerate(images):
+        log_ns = 10**18 + i * 10**8
+        writer.camera_info("/cam0/camera_info", log_ns, camera)
+        msg = writer.types.types["sensor_msgs/msg/Image"](
+            header=writer._header(0),
+            height=48,
+            width=64,
+            encoding="mono8",
+            is_bigendian=0,
+            step=64,
+            data=image.reshape(-1),
+        )
+        writer.write("/cam0/image_raw", msg, log_ns)
+    writer.image("/cam0/image_raw", 10**18 + 2 * 10**8, images[0])  # stamp of the third again
+    writer.close()
+    with open_source(f"bag:{bag}", load_config("fast")) as source:
+        frames = list(source)
+    assert [f.stamp_ns for f in frames] == [10**18, 10**18 + 10**8, 10**18 + 2 * 10**8]
+    for frame, image in zip(frames, images, strict=True):
+        np.testing.assert_array_equal(frame.image, image)
+
+
 # ----------------------------------------------------------------------------- decoding
 
 TYPES = get_typestore(Stores.ROS2_HUMBLE).types
