@@ -220,6 +220,7 @@ class _Reader:
     def _ros_distortion(
         self, model_key: str, coeffs_key: str, raw: Any
     ) -> tuple[DistortionModel, list[float]]:
+        # OpenCV's calibration output names no model: its 4, 5 or 8 radial-tangential terms
         model = str(self.data.get(model_key) or "plumb_bob").lower()
         kinds: dict[str, tuple[DistortionModel, tuple[int, ...]]] = {
             "plumb_bob": ("radtan", _RADTAN_COUNTS),
@@ -238,7 +239,7 @@ class _Reader:
         if raw is None:
             return kind, []
         values = self.numbers(raw, coeffs_key, (0, *counts))
-        if kind == "radtan" and len(values) == 8 and model == "plumb_bob":
+        if len(values) == 8 and model == "plumb_bob" and model_key in self.data:
             raise self.fail(coeffs_key, "8 coefficients need distortion_model rational_polynomial")
         return kind, values
 

@@ -143,6 +143,21 @@ def test_fisheye_in_every_format(tmp_path: Path) -> None:
         assert camera.dist_coeffs == FISHEYE, name
 
 
+def test_opencv_calibration_output(tmp_path: Path) -> None:
+    """What cv::FileStorage writes after calibrateCamera: no distortion model named, 8 terms
+    with the rational model."""
+    coeffs = (*RADTAN, 0.01, 0.001, 0.002, 0.003)
+    text = (
+        "%YAML:1.0\n---\nimage_width: 752\nimage_height: 480\n"
+        "camera_matrix: !!opencv-matrix\n   rows: 3\n   cols: 3\n   dt: d\n"
+        f"   data: [ {FX}, 0., {CX}, 0., {FY}, {CY}, 0., 0., 1. ]\n"
+        "distortion_coefficients: !!opencv-matrix\n   rows: 1\n   cols: 8\n   dt: d\n"
+        f"   data: [ {', '.join(map(repr, coeffs))} ]\n"
+    )
+    camera = read_calibration(_write(tmp_path, "out_camera_data.yml", text)).camera
+    assert camera == CameraModel(752, 480, FX, FY, CX, CY, "radtan", coeffs)
+
+
 def test_camera_info_message_dump_and_old_orbslam_layout(tmp_path: Path) -> None:
     ros2_echo = (
         "header:\n  stamp: {sec: 0, nanosec: 0}\n  frame_id: cam\nheight: 480\nwidth: 752\n"
