@@ -86,7 +86,8 @@ def _add_run(sub: Any) -> None:
         "run",
         help="run the pipeline on a source and write trajectory, config and stats",
         description="SOURCE: tum:PATH, euroc:PATH, kitti:PATH[:SEQ], images:PATH, video:PATH, "
-        "sim[:NAME], realsense[:SERIAL], realsense-file:PATH",
+        "bag:PATH (ROS 1 .bag, ROS 2 folder/.db3/.mcap), sim[:NAME], realsense[:SERIAL], "
+        "realsense-file:PATH",
     )
     p.add_argument(
         "source", metavar="SOURCE", nargs="?", help="optional with a --profile naming one"
@@ -167,6 +168,9 @@ def _run_source(
     from slamfront.pipeline import run_to_directory
 
     with open_source(spec, config) as source:
+        description = getattr(source, "description", None)  # what a source chose (bag topics)
+        if description and not quiet:
+            print(f"source: {description}")
         try:
             total: int | None = len(source)  # type: ignore[arg-type]
         except TypeError:
