@@ -229,6 +229,9 @@ def _run_source(
     if not quiet:
         _say(f"{spec} -> {out}/ (preset {config.preset}); opening the source")
     with open_source(spec, config) as source:
+        description = getattr(source, "description", None)  # what a source chose (bag topics)
+        if description and not quiet:
+            print(f"source: {description}")
         try:
             total: int | None = len(source)  # type: ignore[arg-type]
         except TypeError:

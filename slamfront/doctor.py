@@ -65,8 +65,8 @@ def _cache_checks() -> list[Check]:
 
 
 def diagnose() -> list[Check]:
-    """Probe torch/CUDA, ONNX Runtime, TensorRT, pycuda, gtsam, rerun, pyrealsense2, ray, the
-    weights files and the export caches."""
+    """Probe torch/CUDA, ONNX Runtime, TensorRT, pycuda, gtsam, rerun, pyrealsense2, ray,
+    rosbags, the weights files and the export caches."""
     checks: list[Check] = []
     torch, detail = _version_of("torch")
     cuda = False
@@ -111,6 +111,8 @@ def diagnose() -> list[Check]:
     checks.append(Check("pyrealsense2", rs is not None, detail))
     ray, detail = _version_of("ray")
     checks.append(Check("ray", ray is not None, detail))
+    rosbags, detail = _version_of("rosbags")  # bag: sources
+    checks.append(Check("rosbags", rosbags is not None, detail))
     checks += _weights_checks()
     checks += _cache_checks()
     report = runtime_report()  # the choice the extractor and matcher builders make

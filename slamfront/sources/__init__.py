@@ -1,8 +1,9 @@
 """Frame sources: each is an iterator of :class:`~slamfront.types.Frame` and a context manager.
 
 ``open_source(spec)`` takes the same strings as the CLI: ``tum:PATH``, ``euroc:PATH``,
-``kitti:PATH[:SEQ]``, ``images:PATH``, ``video:PATH``, ``sim[:NAME]``, ``realsense[:SERIAL]``,
-``realsense-file:PATH``. Each source module is imported only when its scheme is used.
+``kitti:PATH[:SEQ]``, ``images:PATH``, ``video:PATH``, ``bag:PATH`` (ROS 1 / ROS 2),
+``sim[:NAME]``, ``realsense[:SERIAL]``, ``realsense-file:PATH``. Each source module is
+imported only when its scheme is used.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ _SCHEMES = {
     "kitti": "slamfront.sources.kitti:KittiSource",
     "images": "slamfront.sources.images:ImageFolderSource",
     "video": "slamfront.sources.images:VideoSource",
+    "bag": "slamfront.sources.bag:BagSource",
     "sim": "slamfront.sources.sim:SimSource",
     "realsense": "slamfront.sources.realsense:RealSenseSource",
     "realsense-file": "slamfront.sources.realsense:RealSenseSource",
@@ -29,8 +31,9 @@ _EXAMPLES = {
     "tum": "tum:data/rgbd_dataset_freiburg1_xyz",
     "euroc": "euroc:data/V1_01_easy (the folder holding mav0/)",
     "kitti": "kitti:data/dataset:06 (dataset root and sequence, or a sequence folder)",
-    "images": "images:frames/ camera.fx=525 camera.fy=525 camera.cx=319.5 camera.cy=239.5",
+    "images": "images:frames/ camera.calibration=camchain.yaml (or camera.fx=... fy cx cy)",
     "video": "video:clip.mp4 camera.fx=525 camera.fy=525 camera.cx=319.5 camera.cy=239.5",
+    "bag": "bag:walk.bag (ROS 1 .bag, ROS 2 folder/.db3/.mcap; topics picked by type and name)",
     "sim": "sim:loop (synthetic rig; sim.sensor=rgbd|stereo|mono)",
     "realsense": "realsense or realsense:SERIAL (a live camera)",
     "realsense-file": "realsense-file:walk.db3 (a RealSense recording, .db3 or .bag)",
