@@ -487,10 +487,13 @@ class BackendConfig(_Section):
 
 @dataclass(frozen=True)
 class CameraConfig(_Section):
-    """Intrinsics for sources that carry none (image folders, video); null = not given.
-    ``readout_ms`` applies to every source but the simulator (which renders a global
-    shutter)."""
+    """Intrinsics for sources that carry none (image folders, video, bags without CameraInfo);
+    null = not given. ``readout_ms`` applies to every source but the simulator (which renders
+    a global shutter)."""
 
+    calibration: str | None = None
+    """Calibration file (ROS camera_info YAML, Kalibr camchain, OpenCV/ORB-SLAM3 settings) for
+    ``images:``, ``video:`` and ``bag:``; excludes fx/fy/cx/cy/distortion/dist_coeffs."""
     fx: float | None = bounded(None, gt=0)
     fy: float | None = bounded(None, gt=0)
     cx: float | None = bounded(None, gt=-1e6, lt=1e6)
@@ -526,6 +529,29 @@ class SourceConfig(_Section):
     frame costs seconds and gigabytes); 0 = no limit."""
     groundtruth: str | None = None
     """Ground-truth trajectory file (TUM, KITTI or EuRoC csv); EuRoC: world_from_body poses."""
+
+
+@dataclass(frozen=True)
+class BagConfig(_Section):
+    """ROS 1 / ROS 2 bags (``bag:PATH``). A topic left empty is picked from the bag's topic
+    list (message type and the usual driver and dataset names); ``none`` turns a stream off."""
+
+    image_topic: str = ""
+    """Colour / grey (left) images: sensor_msgs/Image or CompressedImage."""
+    right_topic: str = ""
+    """Right images of a stereo pair."""
+    depth_topic: str = ""
+    """Depth registered to the image topic (16UC1 in depth_scale units, or 32FC1 metres)."""
+    imu_topic: str = ""
+    camera_info_topic: str = ""
+    """CameraInfo of the image topic (default: its namespace's camera_info)."""
+    right_camera_info_topic: str = ""
+    depth_scale: float = bounded(1000.0, gt=0)
+    """Units per metre of 16-bit depth (ROS drivers publish millimetres). > 0."""
+    depth_max_time_diff_s: float = bounded(0.02, gt=0, le=3600)
+    """An image and its depth pair up when their stamps differ by at most this. > 0."""
+    stereo_max_time_diff_s: float = bounded(0.001, gt=0, le=3600)
+    """A left and a right image pair up when their stamps differ by at most this. > 0."""
 
 
 @dataclass(frozen=True)
@@ -636,7 +662,8 @@ class PipelineConfig(_Section):
     read_thread: bool = False
     """Read the source on a thread of its own (a third one) instead of the reader thread:
     worth it when the tracking thread has time to spare, a cost when both cores are busy."""
-    progress_interval_s: float = bounded(2.0, gt=0)
+    progress_interval_s: float = bounded(0.5, gt=0)
+    """Seconds between progress reports of a run (the command line's progress bar)."""
 
 
 @dataclass(frozen=True)
@@ -648,6 +675,7 @@ class Config:
     backend: BackendConfig = field(default_factory=BackendConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
+    bag: BagConfig = field(default_factory=BagConfig)
     realsense: RealSenseConfig = field(default_factory=RealSenseConfig)
     sim: SimConfig = field(default_factory=SimConfig)
     rerun: RerunConfig = field(default_factory=RerunConfig)

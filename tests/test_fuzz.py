@@ -334,7 +334,9 @@ def groundtruth(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_eval_of_a_fuzzed_estimate(groundtruth: Path, content: bytes, align: str) -> None:
     estimate = groundtruth.with_name("estimate.tum")
     estimate.write_bytes(content)
-    result_or_own_error(lambda: evaluate_files(estimate, groundtruth, align=align))  # type: ignore[arg-type]
+    result_or_own_error(
+        lambda: evaluate_files(reference=groundtruth, estimate=estimate, align=align)
+    )
 
 
 # ----------------------------------------------------------------------------- config

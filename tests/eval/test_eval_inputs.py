@@ -30,6 +30,6 @@ def test_bad_numeric_options_are_input_errors(
     path.write_text(
         "".join(f"{i + 1}.0 {x} {y} {z} 0 0 0 1\n" for i, (x, y, z) in enumerate(points))
     )
-    assert evaluate_files(path, path).ate_m.rmse == pytest.approx(0.0, abs=1e-9)
+    assert evaluate_files(reference=path, estimate=path).ate_m.rmse == pytest.approx(0.0, abs=1e-9)
     with pytest.raises(InputError, match=needle):
-        evaluate_files(path, path, **options)
+        evaluate_files(reference=path, estimate=path, **options)

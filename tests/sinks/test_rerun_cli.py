@@ -172,7 +172,7 @@ def test_ctrl_c_during_a_served_run_leaves_no_process(tmp_path: Path) -> None:
     url = _url_in(cli.wait_for("rerun: open"))
     with urllib.request.urlopen(url, timeout=10) as page:
         assert page.status == 200
-    cli.wait_for("frames ")  # tracking is under way
+    cli.wait_for("frame/s")  # the progress bar: tracking is under way
     os.killpg(cli.process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     assert cli.finish() == 130
     _assert_group_gone(cli.process.pid)
