@@ -34,6 +34,7 @@ from slamfront.errors import SlamfrontError
 from slamfront.eval.trajectory_metrics import evaluate_files
 from slamfront.io.trajectory import read_trajectory
 from slamfront.sources import open_source
+from slamfront.sources.calibration import read_calibration
 from slamfront.types import CameraModel, Features, Keyframe
 
 T = TypeVar("T")
@@ -285,6 +286,103 @@ def test_kitti_calibration_and_times(
             result_or_own_error(lambda: _first_frames(source))
     finally:
         target.write_bytes(valid)
+
+
+CAMERA_INFO = b"""image_width: 752
+image_height: 480
+camera_matrix:
+  rows: 3
+  cols: 3
+  data: [458.6, 0, 367.2, 0, 457.3, 248.4, 0, 0, 1]
+distortion_model: plumb_bob
+distortion_coefficients:
+  rows: 1
+  cols: 5
+  data: [-0.28, 0.07, 0.0002, 0.00002, 0]
+"""
+KALIBR = b"""cam0:
+  T_cam_imu:
+  - [1, 0, 0, 0.1]
+  - [0, 1, 0, 0]
+  - [0, 0, 1, 0]
+  - [0, 0, 0, 1]
+  camera_model: pinhole
+  intrinsics: [458.6, 457.3, 367.2, 248.4]
+  distortion_model: equidistant
+  distortion_coeffs: [0.003, 0.0007, -0.002, 0.0002]
+  resolution: [752, 480]
+cam1:
+  T_cn_cnm1:
+  - [1, 0, 0, -0.11]
+  - [0, 1, 0, 0]
+  - [0, 0, 1, 0]
+  - [0, 0, 0, 1]
+  camera_model: pinhole
+  intrinsics: [458.6, 457.3, 367.2, 248.4]
+  distortion_model: equidistant
+  distortion_coeffs: [0.003, 0.0007, -0.002, 0.0002]
+  resolution: [752, 480]
+"""
+ORBSLAM3 = b"""%YAML:1.0
+File.version: "1.0"
+Camera.type: "PinHole"
+Camera1.fx: 458.6
+Camera1.fy: 457.3
+Camera1.cx: 367.2
+Camera1.cy: 248.4
+Camera1.k1: -0.28
+Camera1.k2: 0.07
+Camera1.p1: 0.0002
+Camera1.p2: 0.00002
+Camera.width: 752
+Camera.height: 480
+Stereo.b: 0.11
+IMU.T_b_c1: !!opencv-matrix
+  rows: 4
+  cols: 4
+  dt: f
+  data: [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]
+"""
+CALIBRATION_KEYS = st.sampled_from(
+    [
+        "image_width",
+        "image_height",
+        "camera_matrix",
+        "distortion_model",
+        "K",
+        "D",
+        "cam0",
+        "cam1",
+        "Camera.type",
+        "Camera1.fx",
+        "Camera.width",
+        "Stereo.b",
+        "Stereo.T_c1_c2",
+        "IMU.T_b_c1",
+        "Tlr",
+    ]
+)
+
+
+@given(
+    content=st.one_of(
+        mutations(CAMERA_INFO),
+        mutations(KALIBR),
+        mutations(ORBSLAM3),
+        text_file(line_of(CALIBRATION_KEYS, YAML_VALUES, seps=(": ",))),
+        st.binary(max_size=300),
+    ),
+    size=st.sampled_from([None, (752, 480), (0, 0)]),
+)
+@FUZZ
+def test_calibration_files(
+    tmp_path_factory: pytest.TempPathFactory, content: bytes, size: tuple[int, int] | None
+) -> None:
+    folder = tmp_path_factory.getbasetemp() / "fuzz_calibration"
+    folder.mkdir(exist_ok=True)
+    path = folder / "camera.yaml"
+    path.write_bytes(content)
+    result_or_own_error(lambda: read_calibration(path, size))
 
 
 # ----------------------------------------------------------------------------- trajectories

@@ -16,6 +16,7 @@ from slamfront.config import load_config
 from slamfront.errors import SourceError
 from slamfront.io.trajectory import parse_stamp_s, read_trajectory
 from slamfront.sources import open_source
+from slamfront.sources.calibration import read_calibration
 
 
 def _replace_line(path: Path, number: int, text: str) -> None:
@@ -119,3 +120,10 @@ def test_an_opencv_matrix_tag_on_a_scalar_is_a_source_error(
     (info["mav0"] / "cam0" / "sensor.yaml").write_text("T_BS: !!opencv-matrix 3\n")
     with pytest.raises(SourceError, match=r"sensor.yaml: invalid YAML: .*opencv-matrix"):
         open_source(f"euroc:{info['root']}", load_config("fast"))
+
+
+def test_an_opencv_matrix_tag_on_a_scalar_in_a_calibration_file(tmp_path: Path) -> None:
+    path = tmp_path / "camera.yaml"
+    path.write_text("%YAML:1.0\nCamera1.fx: !!opencv-matrix 3\n")
+    with pytest.raises(SourceError, match=r"camera.yaml: invalid YAML: .*opencv-matrix"):
+        read_calibration(path)
