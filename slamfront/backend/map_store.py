@@ -426,13 +426,15 @@ _FINITE = (
 
 def _check_layout(arrays: dict[str, np.ndarray]) -> None:
     """ValueError naming the first array of the wrong kind, shape, or with NaN/inf values."""
+
+    def rows(name: str) -> int:
+        return int(arrays[name].shape[0]) if arrays[name].ndim else -1
+
     sizes = {
-        "K": arrays["keyframe_id"].shape[0] if arrays["keyframe_id"].ndim else -1,
-        "F": arrays["feature_keypoints"].shape[0] if arrays["feature_keypoints"].ndim else -1,
-        "L": arrays["landmark_positions_world_m"].shape[0]
-        if arrays["landmark_positions_world_m"].ndim
-        else -1,
-        "E": arrays["edge_ids"].shape[0] if arrays["edge_ids"].ndim else -1,
+        "K": rows("keyframe_id"),
+        "F": rows("feature_keypoints"),
+        "L": rows("landmark_positions_world_m"),
+        "E": rows("edge_ids"),
     }
     for name, (kinds, dims) in _LAYOUT.items():
         if name not in arrays:
