@@ -1,9 +1,10 @@
 """Property-based fuzzing of every parser a user's file reaches: TUM, EuRoC and KITTI index and
 calibration files, camera calibration files, ROS bags, trajectory files for ``eval``, config
 YAML and ``key=value`` overrides, and map files. Not here: RealSense recordings, which the
-SDK's own C++ reader (pyrealsense2) parses. Inputs are generated, mutated from valid files, or random bytes; the only
-outcomes allowed are a result or slamfront's own error with a message (no other exception,
-no hang: each case has a deadline). Cases are derandomised: every run checks the same ones.
+SDK's own C++ reader (pyrealsense2) parses. Inputs are generated, mutated from valid files, or
+random bytes; the only outcomes allowed are a result or slamfront's own error with a message
+(no other exception, no hang: each case has a deadline). Cases are derandomised: every run
+checks the same ones.
 """
 
 from __future__ import annotations
