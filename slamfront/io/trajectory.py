@@ -59,7 +59,7 @@ def parse_stamp_s(text: str) -> int:
         whole, _, frac = text.lstrip("+-").partition(".")
         if len(frac) <= 9:
             sign = -1 if text.startswith("-") else 1
-            return check_stamp_ns(
+            return _seconds_in_range(
                 sign * (int(whole) * _NS_PER_S + int((frac + "000000000")[:9])), text
             )
     if len(text) > 80:
@@ -71,18 +71,24 @@ def parse_stamp_s(text: str) -> int:
     if not value.is_finite():
         raise ValueError(f"not a finite time: {text!r}")
     if value.adjusted() >= 10:  # |t| >= 1e10 s: beyond int64 nanoseconds
-        check_stamp_ns(_INT64_LIMIT, text)
-    return check_stamp_ns(int((value * _NS_PER_S).to_integral_value()), text)
+        _seconds_in_range(_INT64_LIMIT, text)
+    return _seconds_in_range(int((value * _NS_PER_S).to_integral_value()), text)
+
+
+def _seconds_in_range(stamp_ns: int, text: str) -> int:
+    if -_INT64_LIMIT <= stamp_ns < _INT64_LIMIT:
+        return stamp_ns
+    hint = ""
+    if 10**26 <= abs(stamp_ns) < 10**29 and "." not in text and "e" not in text.lower():
+        hint = "; it looks like nanoseconds: this file's times are seconds"
+    raise ValueError(f"time {text[:40]!r} s is out of range (|t| < 9.2e9 s){hint}")
 
 
 def check_stamp_ns(stamp_ns: int, text: str) -> int:
     """``stamp_ns`` when an int64 holds it; ValueError otherwise (``text``: as written)."""
     if -_INT64_LIMIT <= stamp_ns < _INT64_LIMIT:
         return stamp_ns
-    hint = ""
-    if abs(stamp_ns) >= 10**26:  # 1e17 seconds: a stamp in nanoseconds read as seconds
-        hint = "; this file's times are seconds: is it nanoseconds?"
-    raise ValueError(f"time {text[:40]!r} is out of range (|t| < 9.2e9 s){hint}")
+    raise ValueError(f"time {text[:40]!r} is out of range (an int64 of nanoseconds)")
 
 
 def format_stamp_s(stamp_ns: int) -> str:
