@@ -744,12 +744,12 @@ def run_to_directory(
     if load_map is not None:
         prior_map = read_map(load_map)
     pipeline = Pipeline(config, sinks=[trajectory, *extra_sinks], prior_map=prior_map)
-    last_report = time.perf_counter()
+    last_report: float | None = None  # the first frame is reported at once
     interval = config.pipeline.progress_interval_s
     try:
         for result in pipeline.run(frames, stop):
             now = time.perf_counter()
-            if on_progress is not None and now - last_report >= interval:
+            if on_progress is not None and (last_report is None or now - last_report >= interval):
                 last_report = now
                 s = pipeline.stats()
                 on_progress(Progress(s.frames_read, total, s.fps, result.state, s.frames_lost))

@@ -3,7 +3,9 @@
 Each network becomes one single-file ONNX model (weights inside, no external data) with a
 dynamic input height and width. Exports are keyed by everything baked into the graph — the
 weights' sha256, the detection parameters and :data:`GRAPH_VERSION` (bumped whenever the
-graph code changes) — so a cache entry is never stale; runtimes export on demand.
+graph code changes) — so a cache entry is never stale; runtimes export on demand. Each file's
+content hash is recorded beside it, and an entry whose content no longer matches (a truncated
+file) is exported again.
 
 The extractor graph is :class:`~slamfront.frontend.models.keypoints.SparseDetector`:
 input ``image`` (1, C, H, W) float32 in [0, 1] with H, W multiples of the network stride;
@@ -32,6 +34,7 @@ from slamfront.frontend.models.specs import (
     WEIGHT_FILES,
     extractor_weights,
 )
+from slamfront.frontend.runtime.cache_digest import digest_path, is_intact, record_digest
 from slamfront.frontend.runtime.extractor_base import INPUT_NAME, OUTPUT_NAMES
 from slamfront.frontend.runtime.lightglue_export import graphs_digest, lightglue_graphs
 from slamfront.weights import sha256_of, user_cache
@@ -77,10 +80,13 @@ def extractor_onnx_path(cfg: ExtractorConfig) -> Path:
 
 
 def ensure_extractor_onnx(cfg: ExtractorConfig) -> Path:
-    """The cached extractor graph of ``cfg``, exported first if it is not there yet."""
+    """The cached extractor graph of ``cfg``, exported first if it is not there yet or its
+    content no longer has the hash recorded at export (a truncated or damaged file)."""
     path = extractor_onnx_path(cfg)
-    if path.is_file():
+    if is_intact(path):
         return path
+    if path.exists():
+        log.warning("%s: damaged or unverified ONNX cache entry; exporting it again", path)
     return export_extractor(cfg, path)
 
 
@@ -97,12 +103,12 @@ def export_extractor(cfg: ExtractorConfig, path: str | os.PathLike[str] | None =
     weights_sha = sha256_of(extractor_weights(cfg))
     target = Path(path) if path is not None else extractor_onnx_path(cfg)
     target.parent.mkdir(parents=True, exist_ok=True)
+    log.info("exporting the %s extractor to ONNX (once; cached as %s)", cfg.model, target)
     detector = build_detector(cfg)
     example = torch.rand(1, spec.input_channels, 4 * spec.stride_px, 5 * spec.stride_px)
     rows = torch.export.Dim("rows", min=1, max=_MAX_BLOCKS)
     cols = torch.export.Dim("cols", min=1, max=_MAX_BLOCKS)
     dynamic = {"image": {2: spec.stride_px * rows, 3: spec.stride_px * cols}}
-    log.info("exporting %s extractor graph to %s", cfg.model, target)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as tmp:
         raw = Path(tmp) / "raw.onnx"
         # The exporter reports progress on stdout and warns about optional packages; the
@@ -147,7 +153,9 @@ def export_extractor(cfg: ExtractorConfig, path: str | os.PathLike[str] | None =
         onnx.checker.check_model(model)
         final = Path(tmp) / "final.onnx"
         onnx.save(model, str(final))
+        digest_path(target).unlink(missing_ok=True)  # no stale hash beside a new file
         os.replace(final, target)
+        record_digest(target)
     return target
 
 

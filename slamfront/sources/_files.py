@@ -8,6 +8,7 @@ lookups, and camera intrinsics from ``config.camera``.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -19,6 +20,7 @@ import numpy as np
 from slamfront.errors import SourceError
 from slamfront.geometry import RemapTables, undistortion_maps
 from slamfront.sources.base import Source
+from slamfront.sources.calibration import Calibration, read_calibration
 from slamfront.types import CameraModel
 
 if TYPE_CHECKING:
@@ -44,8 +46,38 @@ def require_file(path: Path, what: str) -> Path:
     return path
 
 
+def dataset_path(folder: Path, name: str, where: str) -> Path:
+    """``folder / name`` for a file an index names; SourceError (naming ``where``, the index's
+    ``file:line``) when the name is absolute or climbs out of ``folder`` with ``..``."""
+    parts = Path(name).parts
+    if Path(name).is_absolute() or name.startswith(("/", "\\")) or ".." in parts:
+        raise SourceError(
+            f"{where}: names {name!r}, outside the dataset folder {folder} (index files may "
+            "only name files inside it, by relative paths without '..')"
+        )
+    return folder / name
+
+
+def check_image_size(width_px: int, height_px: int, config: SourceConfig, where: str) -> None:
+    """SourceError when an image is larger than ``source.max_image_side_px`` (its frames would
+    cost seconds and gigabytes each)."""
+    limit = config.max_image_side_px
+    if limit and max(width_px, height_px) > limit:
+        raise SourceError(
+            f"{where}: images are {width_px}x{height_px}, larger than "
+            f"source.max_image_side_px={limit}; resize them (about 640-1280 px wide tracks "
+            "best) or raise source.max_image_side_px"
+        )
+
+
 def select_indices(count: int, config: SourceConfig) -> list[int]:
-    """Indices of the recorded frames to yield: start, then every ``stride``-th, at most max."""
+    """Indices of the recorded frames to yield: start, then every ``stride``-th, at most max.
+    SourceError when ``source.start_frame`` is past the end of a recording."""
+    if config.start_frame > 0 and config.start_frame >= count:
+        raise SourceError(
+            f"source.start_frame={config.start_frame} is past the end: the recording has "
+            f"{count} frames (0 to {count - 1})"
+        )
     picked = list(range(config.start_frame, count, config.stride))
     if config.max_frames is not None:
         picked = picked[: config.max_frames]
@@ -129,18 +161,40 @@ def first_image_size(paths: Sequence[Path], mode: ImageMode, what: str) -> tuple
     raise SourceError(f"{shown}: none of the first {min(len(paths), 10)} {what} can be read")
 
 
+def calibration_from_config(
+    camera: CameraConfig, width_px: int, height_px: int, where: str
+) -> Calibration | None:
+    """The file ``camera.calibration`` names (checked against the image size), None when
+    unset; SourceError when ``camera.fx``... are given as well."""
+    if not camera.calibration:
+        return None
+    given = [k for k in ("fx", "fy", "cx", "cy") if getattr(camera, k) is not None]
+    if camera.distortion != "none" or camera.dist_coeffs:
+        given.append("distortion")
+    if given:
+        raise SourceError(
+            f"{where}: camera.calibration and camera.{given[0]} both set; give one of them"
+        )
+    return read_calibration(camera.calibration, (width_px, height_px))
+
+
 def camera_from_config(
     camera: CameraConfig, width_px: int, height_px: int, where: str
 ) -> CameraModel:
-    """Intrinsics for sources that carry none; SourceError naming the missing keys. The
-    shutter is global unless ``camera.readout_ms`` says otherwise."""
+    """Intrinsics for sources that carry none, from ``camera.calibration`` or ``camera.fx``...;
+    SourceError naming the missing keys. The shutter is global unless ``camera.readout_ms``
+    says otherwise."""
+    calibration = calibration_from_config(camera, width_px, height_px, where)
+    if calibration is not None:
+        readout_s = (camera.readout_ms or 0.0) * 1e-3
+        return dataclasses.replace(calibration.camera, readout_s=readout_s)
     missing = [k for k in ("fx", "fy", "cx", "cy") if getattr(camera, k) is None]
     if missing:
         keys = ", ".join(f"camera.{k}" for k in missing)
         raise SourceError(
             f"{where}: this source has no intrinsics; set {keys} in the config or on the "
             "command line (camera.fx=525 camera.fy=525 camera.cx=319.5 camera.cy=239.5; "
-            "optionally camera.distortion and camera.dist_coeffs)"
+            "optionally camera.distortion and camera.dist_coeffs), or camera.calibration=FILE"
         )
     assert camera.fx is not None and camera.fy is not None
     assert camera.cx is not None and camera.cy is not None

@@ -172,7 +172,7 @@ def test_ctrl_c_during_a_served_run_leaves_no_process(tmp_path: Path) -> None:
     url = _url_in(cli.wait_for("rerun: open"))
     with urllib.request.urlopen(url, timeout=10) as page:
         assert page.status == 200
-    cli.wait_for("frames ")  # tracking is under way
+    cli.wait_for("frame/s")  # the progress bar: tracking is under way
     os.killpg(cli.process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     assert cli.finish() == 130
     _assert_group_gone(cli.process.pid)
@@ -214,6 +214,15 @@ def test_view_serves_a_saved_recording_until_ctrl_c(tmp_path: Path) -> None:
 
 def test_view_without_a_recording_is_an_error(tmp_path: Path) -> None:
     assert main(["view", str(tmp_path)]) == 2
+
+
+def test_view_of_a_file_that_is_not_a_recording_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a recording\n")
+    assert main(["view", str(notes), "--web", "--web-port", "0", "--grpc-port", "0"]) == 2
+    assert "notes.txt: not a Rerun recording (.rrd)" in capsys.readouterr().err
 
 
 def test_bad_rerun_mode_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
