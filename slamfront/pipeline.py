@@ -325,21 +325,27 @@ class Pipeline:
             stopped_early=self._stopped,
         )
 
-    def close(self) -> None:
-        """Flush and close the sinks. Safe to call twice."""
+    def close(self, hurry: threading.Event | None = None) -> bool:
+        """Let the back end finish, then flush and close the sinks. Safe to call twice.
+
+        The back end finishes on a thread of its own while this one waits (so a signal
+        handler on this thread still runs); when ``hurry`` is set before it is done, its
+        final poses are given up (it is left to end with the process) and the sinks keep
+        the tracker's. Returns False then, else True."""
         if self._closed:
-            return
+            return True
         self._closed = True
         errors: list[BaseException] = []
         final = None
+        finished = True
         try:
             if self._back_end is not None:
                 frames = self._tracked_frames if self._tracked_frames is not None else ()
-                final = self._back_end.finish(frames)
+                final, finished = _wait_for(lambda: self._back_end_finish(frames), hurry)
         except Exception as exc:  # the sinks still get closed and write their files
             errors.append(exc)
         finally:
-            if self._tracked_frames is not None:
+            if self._tracked_frames is not None and finished:
                 self._tracked_frames.close()
         self._final_poses = final
         for sink in self._sinks:
@@ -354,6 +360,11 @@ class Pipeline:
                 errors.append(exc)
         if errors:
             raise errors[0]
+        return finished
+
+    def _back_end_finish(self, frames: Iterable[TrackedFrame]) -> OptimizedPoses | None:
+        assert self._back_end is not None
+        return self._back_end.finish(frames)
 
     def save_map(self, path: str | os.PathLike[str]) -> int:
         """Write the run's map (after :meth:`close`): keyframes on their optimised poses,
@@ -769,7 +780,7 @@ def run_to_directory(
     finally:
         try:
             if not forced:
-                forced = not _close_interruptibly(pipeline, hurry)
+                forced = not pipeline.close(hurry)
         except KeyboardInterrupt:
             forced = True
             raise
@@ -779,40 +790,50 @@ def run_to_directory(
                 note = (
                     "stopped at once (interrupted again while ending): trajectory.tum holds "
                     "the tracker's poses, not the back end's"
+                    + ("; no map saved" if save_map is not None else "")
                 )
                 stats = replace(stats, notes=(*stats.notes, note), stopped_early=True)
             _write_json(out / "stats.json", stats.to_json())
     if save_map is not None and not forced:
-        saved_to = _save_map_somewhere(pipeline, Path(save_map), out)
-        stats = replace(stats, map_saved_to=str(saved_to))
-        if saved_to != Path(save_map):
-            note = f"the map could not be saved to {save_map}; it is in {saved_to}"
-            stats = replace(stats, notes=(*stats.notes, note))
+        try:
+            saved_to = _save_map_somewhere(pipeline, Path(save_map), out)
+        except MapFileError as exc:
+            if not stats.stopped_early:
+                raise
+            # a run stopped before its first keyframe has no map: said, not an error
+            stats = replace(stats, notes=(*stats.notes, f"no map saved: {exc}"))
+        else:
+            stats = replace(stats, map_saved_to=str(saved_to))
+            if saved_to != Path(save_map):
+                note = f"the map could not be saved to {save_map}; it is in {saved_to}"
+                stats = replace(stats, notes=(*stats.notes, note))
         _write_json(out / "stats.json", stats.to_json())
     return stats
 
 
-def _close_interruptibly(pipeline: Pipeline, hurry: threading.Event | None) -> bool:
-    """``pipeline.close()`` on a thread of its own, so that the caller's thread stays
-    responsive to signals while the back end finishes (gtsam holds the thread it runs on);
-    False when ``hurry`` was set before it finished (it is left to run, a daemon)."""
+def _wait_for(
+    work: Callable[[], OptimizedPoses | None], hurry: threading.Event | None
+) -> tuple[OptimizedPoses | None, bool]:
+    """``work()`` on a daemon thread, waited for in short steps; ``(result, True)``, or
+    ``(None, False)`` when ``hurry`` was set first. Its exception is re-raised here."""
+    results: list[OptimizedPoses | None] = []
     errors: list[BaseException] = []
 
-    def close() -> None:
+    def run() -> None:
         try:
-            pipeline.close()
-        except BaseException as exc:  # re-raised on the caller's thread
+            results.append(work())
+        except BaseException as exc:  # re-raised on the waiting thread
             errors.append(exc)
 
-    thread = threading.Thread(target=close, name="slamfront-close", daemon=True)
+    thread = threading.Thread(target=run, name="slamfront-finish", daemon=True)
     thread.start()
     while thread.is_alive():
         if hurry is not None and hurry.is_set():
-            return False
+            return None, False
         thread.join(0.1)
     if errors:
         raise errors[0]
-    return True
+    return results[0], True
 
 
 def _save_map_somewhere(pipeline: Pipeline, target: Path, out: Path) -> Path:
