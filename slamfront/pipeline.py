@@ -181,6 +181,7 @@ class Pipeline:
         self._mono = False
         self._depth_watch = _DepthWatch()
         self._stopped = False
+        self._back_end_failure = ""
 
     # ------------------------------------------------------------------ public
 
@@ -296,6 +297,12 @@ class Pipeline:
         notes: tuple[str, ...] = ("monocular: trajectory scale is arbitrary",) if self._mono else ()
         if self._depth_watch.note is not None:
             notes = (*notes, self._depth_watch.note)
+        if self._back_end_failure:
+            notes = (
+                *notes,
+                f"the back end failed ({self._back_end_failure}): the trajectories hold the "
+                "tracker's poses, not optimised ones",
+            )
         final = self._final_poses
         per_map: Counter[int] = Counter()
         for map_id, count in c.poses_per_map.items():
@@ -342,6 +349,10 @@ class Pipeline:
             if self._back_end is not None:
                 frames = self._tracked_frames if self._tracked_frames is not None else ()
                 final, finished = _wait_for(lambda: self._back_end_finish(frames), hurry)
+        except RuntimeError as exc:  # gtsam's numerical failures: the tracker's poses stay
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            self._back_end_failure = f"{type(exc).__name__}: {first_line}"
+            log.warning("the back end failed: %s", exc)
         except Exception as exc:  # the sinks still get closed and write their files
             errors.append(exc)
         finally:

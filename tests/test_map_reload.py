@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import slamfront as sf
+from slamfront.backend.back_end import BackEnd
 from slamfront.backend.map_store import load_map
 from slamfront.geometry import invert_pose
 from slamfront.io.trajectory import read_tum_trajectory
@@ -93,3 +94,19 @@ def test_a_run_the_map_never_recognises_starts_a_map_of_its_own(
     assert stats.final_map_id == 1
     maps = {kf.map_id for kf in load_map(tmp_path / "both.map").keyframes}
     assert maps == {0, 1}
+
+
+def test_a_failing_pose_graph_keeps_the_run_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The safety net for what is left: gtsam failing on a system (RuntimeError, as for an
+    indeterminate one) no longer loses the run; its files hold the tracker's poses and the
+    run's notes say why."""
+
+    def fail(self: BackEnd, keyframe: sf.Keyframe) -> None:
+        raise RuntimeError("Indeterminate linear system detected near k1")
+
+    monkeypatch.setattr(BackEnd, "step", fail)
+    stats, _ = run(tmp_path, "sim.frames=12")
+    assert len(read_tum_trajectory(tmp_path / "trajectory.tum")) == stats.frames_tracked == 12
+    assert any("back end failed (RuntimeError: Indeterminate" in n for n in stats.notes)
