@@ -91,7 +91,8 @@ def _add_run(sub: Any) -> None:
         "run",
         help="run the pipeline on a source and write trajectory, config and stats",
         description="SOURCE: tum:PATH, euroc:PATH, kitti:PATH[:SEQ], images:PATH, video:PATH, "
-        "sim[:NAME], realsense[:SERIAL], realsense-file:PATH",
+        "bag:PATH (ROS 1 .bag, ROS 2 folder/.db3/.mcap), sim[:NAME], realsense[:SERIAL], "
+        "realsense-file:PATH",
     )
     p.add_argument(
         "source", metavar="SOURCE", nargs="?", help="optional with a --profile naming one"
@@ -189,6 +190,9 @@ def _run_source(
     if save_map:
         check_file_target(save_map, "--save-map")
     with open_source(spec, config) as source:
+        description = getattr(source, "description", None)  # what a source chose (bag topics)
+        if description and not quiet:
+            print(f"source: {description}")
         try:
             total: int | None = len(source)  # type: ignore[arg-type]
         except TypeError:

@@ -521,10 +521,13 @@ class BackendConfig:
 
 @dataclass(frozen=True)
 class CameraConfig:
-    """Intrinsics for sources that carry none (image folders, video); null = not given.
-    ``readout_ms`` applies to every source but the simulator (which renders a global
-    shutter)."""
+    """Intrinsics for sources that carry none (image folders, video, bags without CameraInfo);
+    null = not given. ``readout_ms`` applies to every source but the simulator (which renders
+    a global shutter)."""
 
+    calibration: str | None = None
+    """Calibration file (ROS camera_info YAML, Kalibr camchain, OpenCV/ORB-SLAM3 settings) for
+    ``images:``, ``video:`` and ``bag:``; excludes fx/fy/cx/cy/distortion/dist_coeffs."""
     fx: float | None = None
     fy: float | None = None
     cx: float | None = None
@@ -566,6 +569,34 @@ class SourceConfig:
         _check(self.fps > 0, "fps", "must be positive")
         _check(self.start_frame >= 0, "start_frame", "must be >= 0")
         _check(self.max_frames is None or self.max_frames > 0, "max_frames", "must be > 0")
+
+
+@dataclass(frozen=True)
+class BagConfig:
+    """ROS 1 / ROS 2 bags (``bag:PATH``). A topic left empty is picked from the bag's topic
+    list (message type and the usual driver and dataset names); ``none`` turns a stream off."""
+
+    image_topic: str = ""
+    """Colour / grey (left) images: sensor_msgs/Image or CompressedImage."""
+    right_topic: str = ""
+    """Right images of a stereo pair."""
+    depth_topic: str = ""
+    """Depth registered to the image topic (16UC1 in depth_scale units, or 32FC1 metres)."""
+    imu_topic: str = ""
+    camera_info_topic: str = ""
+    """CameraInfo of the image topic (default: its namespace's camera_info)."""
+    right_camera_info_topic: str = ""
+    depth_scale: float = 1000.0
+    """Units per metre of 16-bit depth (ROS drivers publish millimetres). > 0."""
+    depth_max_time_diff_s: float = 0.02
+    """An image and its depth pair up when their stamps differ by at most this. > 0."""
+    stereo_max_time_diff_s: float = 0.001
+    """A left and a right image pair up when their stamps differ by at most this. > 0."""
+
+    def __post_init__(self) -> None:
+        _check(self.depth_scale > 0, "depth_scale", "must be positive")
+        _check(self.depth_max_time_diff_s > 0, "depth_max_time_diff_s", "must be positive")
+        _check(self.stereo_max_time_diff_s > 0, "stereo_max_time_diff_s", "must be positive")
 
 
 @dataclass(frozen=True)
@@ -720,6 +751,7 @@ class Config:
     backend: BackendConfig = field(default_factory=BackendConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
+    bag: BagConfig = field(default_factory=BagConfig)
     realsense: RealSenseConfig = field(default_factory=RealSenseConfig)
     sim: SimConfig = field(default_factory=SimConfig)
     rerun: RerunConfig = field(default_factory=RerunConfig)

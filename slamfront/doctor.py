@@ -26,7 +26,8 @@ def _version_of(module_name: str) -> tuple[object | None, str]:
 
 
 def diagnose() -> list[Check]:
-    """Probe torch/CUDA, ONNX Runtime, TensorRT, pycuda, gtsam, rerun, pyrealsense2 and ray."""
+    """Probe torch/CUDA, ONNX Runtime, TensorRT, pycuda, gtsam, rerun, pyrealsense2, ray and
+    rosbags."""
     checks: list[Check] = []
     torch, detail = _version_of("torch")
     cuda = False
@@ -71,6 +72,8 @@ def diagnose() -> list[Check]:
     checks.append(Check("pyrealsense2", rs is not None, detail))
     ray, detail = _version_of("ray")
     checks.append(Check("ray", ray is not None, detail))
+    rosbags, detail = _version_of("rosbags")  # bag: sources
+    checks.append(Check("rosbags", rosbags is not None, detail))
     report = runtime_report()  # the choice the extractor and matcher builders make
     checks.append(
         Check(

@@ -1,8 +1,9 @@
 """Frame sources: each is an iterator of :class:`~slamfront.types.Frame` and a context manager.
 
 ``open_source(spec)`` takes the same strings as the CLI: ``tum:PATH``, ``euroc:PATH``,
-``kitti:PATH[:SEQ]``, ``images:PATH``, ``video:PATH``, ``sim[:NAME]``, ``realsense[:SERIAL]``,
-``realsense-file:PATH``. Each source module is imported only when its scheme is used.
+``kitti:PATH[:SEQ]``, ``images:PATH``, ``video:PATH``, ``bag:PATH`` (ROS 1 / ROS 2),
+``sim[:NAME]``, ``realsense[:SERIAL]``, ``realsense-file:PATH``. Each source module is
+imported only when its scheme is used.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ _SCHEMES = {
     "kitti": "slamfront.sources.kitti:KittiSource",
     "images": "slamfront.sources.images:ImageFolderSource",
     "video": "slamfront.sources.images:VideoSource",
+    "bag": "slamfront.sources.bag:BagSource",
     "sim": "slamfront.sources.sim:SimSource",
     "realsense": "slamfront.sources.realsense:RealSenseSource",
     "realsense-file": "slamfront.sources.realsense:RealSenseSource",

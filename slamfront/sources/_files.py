@@ -8,6 +8,7 @@ lookups, and camera intrinsics from ``config.camera``.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -19,6 +20,7 @@ import numpy as np
 from slamfront.errors import SourceError
 from slamfront.geometry import RemapTables, undistortion_maps
 from slamfront.sources.base import Source
+from slamfront.sources.calibration import Calibration, read_calibration
 from slamfront.types import CameraModel
 
 if TYPE_CHECKING:
@@ -129,18 +131,40 @@ def first_image_size(paths: Sequence[Path], mode: ImageMode, what: str) -> tuple
     raise SourceError(f"{shown}: none of the first {min(len(paths), 10)} {what} can be read")
 
 
+def calibration_from_config(
+    camera: CameraConfig, width_px: int, height_px: int, where: str
+) -> Calibration | None:
+    """The file ``camera.calibration`` names (checked against the image size), None when
+    unset; SourceError when ``camera.fx``... are given as well."""
+    if not camera.calibration:
+        return None
+    given = [k for k in ("fx", "fy", "cx", "cy") if getattr(camera, k) is not None]
+    if camera.distortion != "none" or camera.dist_coeffs:
+        given.append("distortion")
+    if given:
+        raise SourceError(
+            f"{where}: camera.calibration and camera.{given[0]} both set; give one of them"
+        )
+    return read_calibration(camera.calibration, (width_px, height_px))
+
+
 def camera_from_config(
     camera: CameraConfig, width_px: int, height_px: int, where: str
 ) -> CameraModel:
-    """Intrinsics for sources that carry none; SourceError naming the missing keys. The
-    shutter is global unless ``camera.readout_ms`` says otherwise."""
+    """Intrinsics for sources that carry none, from ``camera.calibration`` or ``camera.fx``...;
+    SourceError naming the missing keys. The shutter is global unless ``camera.readout_ms``
+    says otherwise."""
+    calibration = calibration_from_config(camera, width_px, height_px, where)
+    if calibration is not None:
+        readout_s = (camera.readout_ms or 0.0) * 1e-3
+        return dataclasses.replace(calibration.camera, readout_s=readout_s)
     missing = [k for k in ("fx", "fy", "cx", "cy") if getattr(camera, k) is None]
     if missing:
         keys = ", ".join(f"camera.{k}" for k in missing)
         raise SourceError(
             f"{where}: this source has no intrinsics; set {keys} in the config or on the "
             "command line (camera.fx=525 camera.fy=525 camera.cx=319.5 camera.cy=239.5; "
-            "optionally camera.distortion and camera.dist_coeffs)"
+            "optionally camera.distortion and camera.dist_coeffs), or camera.calibration=FILE"
         )
     assert camera.fx is not None and camera.fy is not None
     assert camera.cx is not None and camera.cy is not None

@@ -1,7 +1,8 @@
 """Monocular sources without calibration files: ``images:PATH`` and ``video:PATH``.
 
-Both take intrinsics from ``config.camera`` (``camera.fx``, ``fy``, ``cx``, ``cy``, optional
-``distortion`` / ``dist_coeffs``); without them opening fails with a SourceError naming the
+Both take intrinsics from ``config.camera``: ``camera.calibration`` (a calibration file, see
+:mod:`slamfront.sources.calibration`) or ``camera.fx``, ``fy``, ``cx``, ``cy``, optional
+``distortion`` / ``dist_coeffs``; without them opening fails with a SourceError naming the
 missing keys. A distorted camera is undistorted to a pinhole when ``source.undistort``.
 ``groundtruth()`` reads ``source.groundtruth`` when given (TUM, KITTI or EuRoC csv; a KITTI file
 is stamped like the frames).
