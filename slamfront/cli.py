@@ -191,7 +191,7 @@ def _run_source(
         check_file_target(save_map, "--save-map")
     with open_source(spec, config) as source:
         description = getattr(source, "description", None)  # what a source chose (bag topics)
-        if description and not quiet:
+        if description and not args.quiet:
             print(f"source: {description}")
         try:
             total: int | None = len(source)  # type: ignore[arg-type]
