@@ -32,6 +32,9 @@ def check_output_folder(path: str | os.PathLike[str], overwrite: bool = False) -
             )
         # replacing it (or writing into it) needs both it and its parent writable
         _probe_writable(out, f"--out {out}")
+        cwd = Path.cwd()
+        if overwrite and out.resolve() in (cwd, *cwd.parents):
+            raise OutputError(f"--out {out}: will not replace the current folder or one above it")
         if overwrite:
             _probe_writable(_parent(out), f"--out {out}: its parent folder")
         return

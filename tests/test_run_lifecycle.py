@@ -240,3 +240,13 @@ def test_a_stop_event_ends_the_run_with_every_output(tmp_path: Path) -> None:
     assert stats.stopped_early and 6 <= stats.frames_read < 12
     assert len(read_tum_trajectory(tmp_path / "trajectory.tum")) == stats.frames_tracked
     assert json.loads((tmp_path / "stats.json").read_text())["stopped_early"] is True
+
+
+def test_overwrite_never_replaces_the_current_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "keep.txt").write_text("mine\n")
+    assert run(Path("."), "--overwrite") == 2
+    assert "current folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
