@@ -919,6 +919,8 @@ class _RunSignals:
         self.stop = threading.Event()
         self.hurry = threading.Event()
         self.signum: int | None = None
+        self._received = 0  # signals since the folder was claimed (``stop`` is also set
+        # by the pipeline itself when its frames end)
         self._claimed = False
         self._previous: dict[int, Any] = {}
 
@@ -944,10 +946,11 @@ class _RunSignals:
     def _handle(self, signum: int, frame: object) -> None:
         if self.signum is None and self._claimed:
             self.signum = signum
-        if not self._claimed or self.hurry.is_set():
+        if not self._claimed or self._received >= 2:
             raise _Interrupted(signum)
+        self._received += 1
         name = signal_name(signum)
-        if not self.stop.is_set():
+        if self._received == 1:
             self.stop.set()
             message = f"slamfront: {name}: ending the run (again to stop at once)\n"
         else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import threading
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 
 import slamfront as sf
 from slamfront.backend.map_store import load_map
-from slamfront.cli import EXIT_NOTHING_TRACKED, main
+from slamfront.cli import EXIT_NOTHING_TRACKED, _RunSignals, main
 from slamfront.io.trajectory import read_tum_trajectory
 from slamfront.pipeline import run_to_directory
 
@@ -250,3 +251,18 @@ def test_overwrite_never_replaces_the_current_folder(
     assert run(Path("."), "--overwrite") == 2
     assert "current folder" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_signals_count_themselves_not_the_stop_event() -> None:
+    """The pipeline sets ``stop`` itself when its frames end: a first signal during the end
+    of a complete run must not count as a second (it used to drop the back end's poses)."""
+    with _RunSignals() as signals:
+        signals.claimed()
+        signals.stop.set()  # as the pipeline does when the source ends
+        signal.raise_signal(signal.SIGTERM)
+        assert not signals.hurry.is_set() and signals.signum == signal.SIGTERM
+        signal.raise_signal(signal.SIGINT)
+        assert signals.hurry.is_set()
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
