@@ -266,3 +266,18 @@ def test_signals_count_themselves_not_the_stop_event() -> None:
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGTERM)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_the_rgbd_profile_on_a_tum_folder_without_depth_is_refused(
+    tmp_path: Path, shared: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 21's reproduction: it tracked 0 of 20 frames, exited 0 and stats.json said
+    "monocular" while config.yaml said rgbd."""
+    clip = shared / "data" / "tum" / "rgbd_dataset_freiburg2_desk_clip"
+    if not clip.is_dir():
+        pytest.skip(f"{clip} not found")
+    profile = Path(__file__).resolve().parent.parent / "launch" / "replay_tum_rgbd.yaml"
+    out = tmp_path / "run"
+    assert main(["run", "--profile", str(profile), f"tum:{clip}", "--out", str(out)]) == 2
+    assert "no depth stream" in capsys.readouterr().err
+    assert not out.exists()
