@@ -346,9 +346,10 @@ class Pipeline:
         final = None
         finished = True
         try:
-            if self._back_end is not None:
+            back_end = self._back_end
+            if back_end is not None:
                 frames = self._tracked_frames if self._tracked_frames is not None else ()
-                final, finished = _wait_for(lambda: self._back_end_finish(frames), hurry)
+                final, finished = _wait_for(lambda: back_end.finish(frames), hurry)
         except RuntimeError as exc:  # gtsam's numerical failures: the tracker's poses stay
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             self._back_end_failure = f"{type(exc).__name__}: {first_line}"
@@ -372,10 +373,6 @@ class Pipeline:
         if errors:
             raise errors[0]
         return finished
-
-    def _back_end_finish(self, frames: Iterable[TrackedFrame]) -> OptimizedPoses | None:
-        assert self._back_end is not None
-        return self._back_end.finish(frames)
 
     def save_map(self, path: str | os.PathLike[str]) -> int:
         """Write the run's map (after :meth:`close`): keyframes on their optimised poses,
