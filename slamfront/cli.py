@@ -318,6 +318,7 @@ def _add_demo(sub: Any) -> None:
         default=DEMO_OUT,
         help=f"output folder (default {DEMO_OUT}, replaced)",
     )
+    _add_overwrite_arg(p)
     p.add_argument("--quiet", action="store_true")
     _add_rerun_arg(p)
     _add_config_args(p)
@@ -330,7 +331,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     spec = f"sim:{config.sim.trajectory}"
     print(f"slamfront demo: {spec} ({config.sim.sensor}, preset {config.preset}) -> {out}")
     # the demo's own folder is replaced on each run; another one must be empty
-    overwrite = args.out == DEMO_OUT
+    overwrite = args.overwrite or args.out == DEMO_OUT
     with _RunSignals() as signals, _RerunViewer(config, out) as viewer:
         stats = _run_source(spec, config, out, args, signals, viewer, overwrite)
         _print_stats(stats, out, signals)
