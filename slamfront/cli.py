@@ -207,9 +207,8 @@ def _run_source(
         if not args.quiet:
             print(f"mode: {choice.mode} ({choice.reason})", file=sys.stderr, flush=True)
         parts = load_run_parts(config, getattr(args, "load_map", None))
-        with _signals_held():  # the folder swap is never cut in half
+        with signals.claiming():  # the folder swap is never cut in half
             claim_output_folder(out, overwrite)
-            signals.claimed()
         viewer.open()
         stats = run_to_directory(
             itertools.chain([first], frames),
@@ -923,6 +922,8 @@ class _RunSignals:
         self._received = 0  # signals since the folder was claimed (``stop`` is also set
         # by the pipeline itself when its frames end)
         self._claimed = False
+        self._held = False
+        self._pending: int | None = None
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _RunSignals:
@@ -936,15 +937,29 @@ class _RunSignals:
             signal.signal(number, previous)
         self._previous.clear()
 
-    def claimed(self) -> None:
-        """The output folder is the run's now: from here a signal ends the run cleanly."""
+    @contextlib.contextmanager
+    def claiming(self) -> Iterator[None]:
+        """Around claiming the output folder: a signal meanwhile waits until it is done,
+        then counts as one during the run (which then ends after its first frame)."""
+        self._held = True
+        try:
+            yield
+        except BaseException:
+            self._held = False
+            raise
+        self._held = False
         self._claimed = True
+        if self._pending is not None:
+            self._handle(self._pending, None)
 
     def ignore_from_now(self) -> None:
         """The run is over (its summary printed): a later signal only ends the viewer."""
         self._claimed = False
 
     def _handle(self, signum: int, frame: object) -> None:
+        if self._held:
+            self._pending = signum
+            return
         if self.signum is None and self._claimed:
             self.signum = signum
         if not self._claimed or self._received >= 2:
@@ -958,16 +973,6 @@ class _RunSignals:
             self.hurry.set()
             message = f"slamfront: {name}: stopping at once\n"
         os.write(sys.stderr.fileno(), message.encode())
-
-
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """The stop signals wait (blocked) until the block ends, then arrive."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class _Interrupted(KeyboardInterrupt):

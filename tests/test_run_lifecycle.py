@@ -257,7 +257,8 @@ def test_signals_count_themselves_not_the_stop_event() -> None:
     """The pipeline sets ``stop`` itself when its frames end: a first signal during the end
     of a complete run must not count as a second (it used to drop the back end's poses)."""
     with _RunSignals() as signals:
-        signals.claimed()
+        with signals.claiming():
+            pass
         signals.stop.set()  # as the pipeline does when the source ends
         signal.raise_signal(signal.SIGTERM)
         assert not signals.hurry.is_set() and signals.signum == signal.SIGTERM
@@ -281,3 +282,11 @@ def test_the_rgbd_profile_on_a_tum_folder_without_depth_is_refused(
     assert main(["run", "--profile", str(profile), f"tum:{clip}", "--out", str(out)]) == 2
     assert "no depth stream" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_signal_while_the_folder_is_claimed_waits_for_the_claim() -> None:
+    with _RunSignals() as signals:
+        with signals.claiming():
+            signal.raise_signal(signal.SIGTERM)  # no exception in the middle of the swap
+            assert not signals.stop.is_set()
+        assert signals.stop.is_set() and signals.signum == signal.SIGTERM
