@@ -94,6 +94,14 @@ def test_a_run_the_map_never_recognises_starts_a_map_of_its_own(
     assert stats.final_map_id == 1
     maps = {kf.map_id for kf in load_map(tmp_path / "both.map").keyframes}
     assert maps == {0, 1}
+    # a map file of two unconnected maps reloads too: the view is placed in the second
+    again, _ = run(
+        tmp_path / "again",
+        "source.start_frame=270",
+        "sim.frames=285",
+        load_map=tmp_path / "both.map",
+    )
+    assert again.frames_tracked == 15 and again.final_map_id == 1
 
 
 def test_a_failing_pose_graph_keeps_the_run_and_says_so(
