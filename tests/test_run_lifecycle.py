@@ -4,6 +4,7 @@ preset (no network weights), through the CLI's ``main`` in this process."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import signal
@@ -214,10 +215,11 @@ def test_eight_bit_depth_is_noticed(tmp_path: Path) -> None:
     """Depth read from 8-bit images (every value under 256 / 5000 m) is called out."""
     config = sf.load_config("classic", ["sim.frames=11", "sim.width_px=320", "sim.height_px=240"])
     with sf.open_source("sim:loop", config) as source:
-        frames = [f for f in source]
+        frames = list(source)
+    # an 8-bit PNG holds 0-255, scaled by the TUM factor 5000: at most 5 cm
     shallow = [
-        sf.Frame(**{**{k: getattr(f, k) for k in f.__dataclass_fields__}, "depth_m": d})
-        for f, d in ((f, np.round(np.asarray(f.depth_m) * 50) / 5000) for f in frames)
+        dataclasses.replace(f, depth_m=(np.round(f.depth_m * 50) / 5000).astype(np.float32))
+        for f in frames
     ]
     stats = run_to_directory(shallow, config, tmp_path)
     assert any("8-bit" in note for note in stats.notes)
