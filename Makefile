@@ -11,18 +11,24 @@ SHARED ?= $(abspath ../shared)
 
 .PHONY: demo test lint setup setup-dev clean
 
+# pip's own lines show what a first setup is doing (downloads, with their progress bars).
+PIP    := $(BIN)/pip install --disable-pip-version-check --progress-bar on
+
 $(BIN)/python:
+	@echo "setup: creating $(VENV) (once)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e .
+	@echo "setup: installing $(TORCH) (CPU) and slamfront with its dependencies (once; minutes)"
+	$(PIP) "$(TORCH)"
+	$(PIP) -e .
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[dev,realsense,ray]"
+	@echo "setup: installing $(TORCH) (CPU), slamfront, dev tools and extras (once; minutes)"
+	$(PIP) "$(TORCH)"
+	$(PIP) -e ".[dev,realsense,ray]"
 	touch $@ $(VENV)/.installed
 
 setup: $(VENV)/.installed

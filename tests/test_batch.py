@@ -146,10 +146,8 @@ def test_markdown_table_has_every_row_and_marks_progress() -> None:
     ]
     text = format_markdown(rows, total=3)
     lines = text.splitlines()
-    assert lines[0].startswith("| sequence | preset | status |") and "ATE m" in lines[0]
-    assert (
-        lines[2] == "| a | fast | ok | se3 | 0.0123 | 0.500 | 0.0010 | 0.020 | 12.3 | 10 | 0 |  |"
-    )
+    assert lines[0].startswith("| sequence | preset | status |") and "ATE mm" in lines[0]
+    assert lines[2] == "| a | fast | ok | se3 | 12.3 | 0.500 | 1.00 | 0.0200 | 12.3 | 10 | 0 |  |"
     assert "x \\| y" in lines[3] and "2 of 3 jobs finished" in text
 
 

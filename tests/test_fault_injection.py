@@ -124,7 +124,9 @@ def assert_outputs_whole(out: Path, handled: bool) -> None:
         written = sum(
             read_tum_trajectory_or_empty(out / n)
             for n in names
-            if n.startswith("trajectory") and not n.startswith("trajectory_raw")
+            if n.startswith("trajectory")
+            and n.endswith(".tum")
+            and not n.startswith("trajectory_raw")
         )
         assert written == tracked, (written, tracked)
 
@@ -171,7 +173,7 @@ def test_a_signal_mid_run_ends_it_like_the_end_of_its_source(
     target = old_map(earlier, tmp_path)
     args = ["sim:loop", "sim.frames=300", *SIM, *PROGRESS, "--out", "run"]
     cli = Cli([*args, "--save-map", target.name], tmp_path)
-    cli.wait_for("frames ")
+    cli.wait_for("frame/s")
     cli.signal(number)
     assert cli.finish() == 128 + number, cli.seen
     out = tmp_path / "run"
@@ -191,7 +193,7 @@ def test_a_second_signal_stops_at_once_and_keeps_the_old_map(
     target = old_map(earlier, tmp_path)
     args = ["sim:loop", "sim.frames=300", *SIM, *PROGRESS, "--out", "run"]
     cli = Cli([*args, "--save-map", target.name], tmp_path)
-    cli.wait_for("frames ")
+    cli.wait_for("frame/s")
     cli.signal(signal.SIGTERM)
     cli.wait_for("ending the run")
     cli.signal(signal.SIGTERM)
@@ -244,9 +246,9 @@ def test_sigkill_leaves_whole_files_and_the_old_or_new_map(
     args = ["sim:loop", frames, *SIM, *PROGRESS, "--out", "run", "--save-map", target.name]
     cli = Cli(args, tmp_path)
     if moment == "mid-run":
-        cli.wait_for("frames ")
+        cli.wait_for("frame/s")
     elif moment == "ending":
-        cli.wait_for("frames ")
+        cli.wait_for("frame/s")
         cli.signal(signal.SIGTERM)
         cli.wait_for("ending the run")
     else:  # the map's temporary file appears beside it

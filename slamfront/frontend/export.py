@@ -97,12 +97,12 @@ def export_extractor(cfg: ExtractorConfig, path: str | os.PathLike[str] | None =
     weights_sha = sha256_of(extractor_weights(cfg))
     target = Path(path) if path is not None else extractor_onnx_path(cfg)
     target.parent.mkdir(parents=True, exist_ok=True)
+    log.info("exporting the %s extractor to ONNX (once; cached as %s)", cfg.model, target)
     detector = build_detector(cfg)
     example = torch.rand(1, spec.input_channels, 4 * spec.stride_px, 5 * spec.stride_px)
     rows = torch.export.Dim("rows", min=1, max=_MAX_BLOCKS)
     cols = torch.export.Dim("cols", min=1, max=_MAX_BLOCKS)
     dynamic = {"image": {2: spec.stride_px * rows, 3: spec.stride_px * cols}}
-    log.info("exporting %s extractor graph to %s", cfg.model, target)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as tmp:
         raw = Path(tmp) / "raw.onnx"
         # The exporter reports progress on stdout and warns about optional packages; the

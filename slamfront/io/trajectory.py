@@ -10,6 +10,8 @@ Formats (one pose per line, ``#`` starts a comment line):
 - **EuRoC**: csv ``t_ns, px, py, pz, qw, qx, qy, qz[, ...]`` (``state_groundtruth_estimate0``
   layout; extra columns such as velocities and biases are ignored), stamps in nanoseconds.
 
+:func:`convert_tum_file` writes a run's TUM file again in the other two formats.
+
 Readers return a :class:`~slamfront.types.Trajectory` and raise
 :class:`~slamfront.errors.SourceError` naming ``file:line`` on a malformed line or on stamps
 that go back in time (repeated stamps are accepted: real ground-truth files have them).
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import TracebackType
@@ -416,6 +419,36 @@ def write_trajectory(
         write_euroc_trajectory(path, trajectory)
     else:
         raise ValueError(f"unknown trajectory format {fmt!r} (tum, kitti, euroc, auto)")
+
+
+def write_kitti_times(path: str | os.PathLike[str], stamps_ns: np.ndarray) -> None:
+    """Write a KITTI times file (one time in seconds a line, nanosecond digits), atomically."""
+    _write_atomic(path, "".join(f"{format_stamp_s(int(s))}\n" for s in stamps_ns))
+
+
+def convert_tum_file(
+    path: str | os.PathLike[str], formats: Iterable[TrajectoryFormat]
+) -> list[Path]:
+    """Write the TUM trajectory ``path`` again beside it in each of ``formats``: KITTI as
+    ``<stem>.kitti`` with its stamps in ``<stem>_times.txt`` (KITTI poses carry none), EuRoC
+    as ``<stem>.csv``; 'tum' is the file itself. Returns the files written."""
+    source = Path(path)
+    trajectory = read_tum_trajectory(source)
+    written: list[Path] = []
+    for kind in dict.fromkeys(formats):
+        if kind == "kitti":
+            target = source.with_suffix(".kitti")
+            write_kitti_trajectory(target, trajectory)
+            times = source.with_name(f"{source.stem}_times.txt")
+            write_kitti_times(times, trajectory.stamps_ns)
+            written += [target, times]
+        elif kind == "euroc":
+            target = source.with_suffix(".csv")
+            write_euroc_trajectory(target, trajectory)
+            written.append(target)
+        elif kind != "tum":
+            raise ValueError(f"unknown trajectory format {kind!r} (tum, kitti, euroc)")
+    return written
 
 
 class TumTrajectoryWriter:

@@ -26,6 +26,24 @@ _SCHEMES = {
     "realsense-file": "slamfront.sources.realsense:RealSenseSource",
 }
 
+# One example spec per scheme, for `slamfront --help` (a scheme without one shows SCHEME:PATH).
+_EXAMPLES = {
+    "tum": "tum:data/rgbd_dataset_freiburg1_xyz",
+    "euroc": "euroc:data/V1_01_easy (the folder holding mav0/)",
+    "kitti": "kitti:data/dataset:06 (dataset root and sequence, or a sequence folder)",
+    "images": "images:frames/ camera.calibration=camchain.yaml (or camera.fx=... fy cx cy)",
+    "video": "video:clip.mp4 camera.fx=525 camera.fy=525 camera.cx=319.5 camera.cy=239.5",
+    "bag": "bag:walk.bag (ROS 1 .bag, ROS 2 folder/.db3/.mcap; topics picked by type and name)",
+    "sim": "sim:loop (synthetic rig; sim.sensor=rgbd|stereo|mono)",
+    "realsense": "realsense or realsense:SERIAL (a live camera)",
+    "realsense-file": "realsense-file:walk.db3 (a RealSense recording, .db3 or .bag)",
+}
+
+
+def source_examples() -> list[tuple[str, str]]:
+    """(scheme, an example spec) for every source scheme ``open_source`` takes."""
+    return [(scheme, _EXAMPLES.get(scheme, f"{scheme}:PATH")) for scheme in _SCHEMES]
+
 
 def split_spec(spec: str) -> tuple[str, str]:
     """('tum', '/path') from 'tum:/path'; ('sim', '') from 'sim'."""
@@ -75,4 +93,4 @@ def open_source(spec: str, config: Config | None = None) -> Source:
     return source
 
 
-__all__ = ["Source", "open_source", "resolve_spec", "split_spec"]
+__all__ = ["Source", "open_source", "resolve_spec", "source_examples", "split_spec"]

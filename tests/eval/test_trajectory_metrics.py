@@ -15,6 +15,8 @@ from slamfront.eval.trajectory_metrics import (
     evaluate_files,
     evaluate_trajectories,
     format_evaluation,
+    format_length_m,
+    three_significant,
 )
 from slamfront.geometry import make_pose, so3_exp
 from slamfront.types import Trajectory
@@ -68,7 +70,9 @@ def test_reproduces_evo_saved_results(shared: Path, name: str) -> None:
             "rpe_delta_unit": "m",
             "rpe_pairs": "evo2018",
         }
-    result = evaluate_files(shared / EVO / estimate, shared / EVO / "KITTI_00_gt.txt", **options)
+    result = evaluate_files(
+        reference=shared / EVO / "KITTI_00_gt.txt", estimate=shared / EVO / estimate, **options
+    )
     ours = result.ate_m if kind == "ape" else result.rpe_m
     assert ours is not None and ours.unit == "m"
     assert ours.num == errors.size
@@ -81,7 +85,7 @@ def test_reproduces_evo_saved_results(shared: Path, name: str) -> None:
     if name == "orb_ape.zip":  # the figure quoted in issue 2, and how the CLI shows it
         assert result.ate_m.rmse == pytest.approx(1.3034497, abs=1e-6)
         text = format_evaluation(result)
-        assert "rmse 1.3034" in text and "SE(3) aligned" in text and "4541" in text
+        assert "rmse 1.30 m" in text and "SE(3) aligned" in text and "4541" in text
 
 
 def test_tum_files_match_evo_association_and_alignment(shared: Path) -> None:
@@ -97,7 +101,7 @@ def test_tum_files_match_evo_association_and_alignment(shared: Path) -> None:
     est.align(gt, correct_scale=False)
     ape = metrics.APE(metrics.PoseRelation.translation_part)
     ape.process_data((gt, est))
-    result = evaluate_files(est_path, gt_path, align="se3", max_time_diff_s=0.02)
+    result = evaluate_files(reference=gt_path, estimate=est_path, align="se3", max_time_diff_s=0.02)
     assert result.num_matched_poses == gt.num_poses == 786
     assert result.ate_m.rmse == pytest.approx(
         ape.get_statistic(metrics.StatisticsType.rmse), abs=1e-9
@@ -129,10 +133,10 @@ def test_rigid_offset_vanishes_with_se3_alignment_only() -> None:
     gt = _path()
     offset = make_pose(so3_exp(np.array([0.1, -0.4, 0.7])), np.array([5.0, -1.0, 2.0]))
     est = _moved(gt, offset)
-    aligned = evaluate_trajectories(est, gt, align="se3")
+    aligned = evaluate_trajectories(reference=gt, estimate=est, align="se3")
     assert aligned.ate_m.rmse < 1e-9 and aligned.ate_deg.rmse < 1e-6
-    np.testing.assert_allclose(aligned.gt_from_estimate, np.linalg.inv(offset), atol=1e-9)
-    raw = evaluate_trajectories(est, gt, align="none")
+    np.testing.assert_allclose(aligned.reference_from_estimate, np.linalg.inv(offset), atol=1e-9)
+    raw = evaluate_trajectories(reference=gt, estimate=est, align="none")
     assert raw.ate_m.rmse > 1.0
     # relative errors do not depend on a rigid change of world frame
     assert raw.rpe_m is not None and raw.rpe_m.rmse < 1e-9
@@ -143,11 +147,11 @@ def test_sim3_recovers_a_monocular_scale() -> None:
     gt = _path()
     offset = make_pose(so3_exp(np.array([0.0, 0.3, 0.0])), np.array([1.0, 2.0, 3.0]))
     est = _moved(gt, offset, scale=0.25)
-    result = evaluate_trajectories(est, gt, align="sim3")
+    result = evaluate_trajectories(reference=gt, estimate=est, align="sim3")
     assert result.scale == pytest.approx(4.0, rel=1e-9)
     assert result.ate_m.rmse < 1e-9
     assert result.rpe_m is not None and result.rpe_m.rmse < 1e-9  # RPE after the scale fix
-    assert evaluate_trajectories(est, gt, align="se3").ate_m.rmse > 0.5
+    assert evaluate_trajectories(reference=gt, estimate=est, align="se3").ate_m.rmse > 0.5
     assert "Sim(3) aligned, scale 4.0000" in format_evaluation(result)
 
 
@@ -155,7 +159,9 @@ def test_known_translation_error_statistics() -> None:
     gt = _path(10)
     poses = gt.world_from_body.copy()
     poses[1::2, 0, 3] += 0.3  # every other pose 0.3 m off
-    result = evaluate_trajectories(Trajectory(gt.stamps_ns, poses), gt, align="none")
+    result = evaluate_trajectories(
+        reference=gt, estimate=Trajectory(gt.stamps_ns, poses), align="none"
+    )
     assert result.ate_m.max == pytest.approx(0.3)
     assert result.ate_m.min == pytest.approx(0.0)
     assert result.ate_m.mean == pytest.approx(0.15)
@@ -168,10 +174,12 @@ def test_known_translation_error_statistics() -> None:
 def test_association_by_time_with_tolerance_and_offset() -> None:
     gt = _path(40)
     est = Trajectory(gt.stamps_ns[::2] + 15_000_000, gt.world_from_body[::2])  # 15 ms late
-    assert evaluate_trajectories(est, gt).num_matched_poses == 20
+    assert evaluate_trajectories(reference=gt, estimate=est).num_matched_poses == 20
     with pytest.raises(InputError, match=r"no estimate pose lies within 0\.01 s"):
-        evaluate_trajectories(est, gt, max_time_diff_s=0.01)
-    shifted = evaluate_trajectories(est, gt, max_time_diff_s=0.001, time_offset_s=-0.015)
+        evaluate_trajectories(reference=gt, estimate=est, max_time_diff_s=0.01)
+    shifted = evaluate_trajectories(
+        reference=gt, estimate=est, max_time_diff_s=0.001, time_offset_s=-0.015
+    )
     assert shifted.num_matched_poses == 20 and shifted.ate_m.rmse < 1e-9
 
 
@@ -179,34 +187,71 @@ def test_rpe_delta_units_and_pairs() -> None:
     gt = _path(60)
     est = _moved(gt, np.eye(4))
     est.world_from_body[:, :3, 3] += np.random.default_rng(0).normal(0, 0.01, (60, 3))
-    frames = evaluate_trajectories(est, gt, rpe_delta=5)
+    frames = evaluate_trajectories(reference=gt, estimate=est, rpe_delta=5)
     assert frames.rpe_m is not None and frames.rpe_m.num == 11  # pairs (0,5), (5,10) ... (50,55)
-    every = evaluate_trajectories(est, gt, rpe_delta=5, rpe_pairs="all")
+    every = evaluate_trajectories(reference=gt, estimate=est, rpe_delta=5, rpe_pairs="all")
     assert every.rpe_m is not None and every.rpe_m.num == 55
-    metres = evaluate_trajectories(est, gt, rpe_delta=2.0, rpe_delta_unit="m")
-    legacy = evaluate_trajectories(est, gt, rpe_delta=2.0, rpe_delta_unit="m", rpe_pairs="evo2018")
+    metres = evaluate_trajectories(reference=gt, estimate=est, rpe_delta=2.0, rpe_delta_unit="m")
+    legacy = evaluate_trajectories(
+        reference=gt, estimate=est, rpe_delta=2.0, rpe_delta_unit="m", rpe_pairs="evo2018"
+    )
     assert metres.rpe_m is not None and legacy.rpe_m is not None
     assert legacy.rpe_m.num == metres.rpe_m.num - 1
-    too_long = evaluate_trajectories(est, gt, rpe_delta=1000.0, rpe_delta_unit="m")
+    too_long = evaluate_trajectories(
+        reference=gt, estimate=est, rpe_delta=1000.0, rpe_delta_unit="m"
+    )
     assert too_long.rpe_m is None and "n/a" in format_evaluation(too_long)
 
 
 def test_bad_options_and_inputs() -> None:
     gt = _path(10)
     with pytest.raises(InputError, match="align must be one of"):
-        evaluate_trajectories(gt, gt, align="umeyama")  # type: ignore[arg-type]
+        evaluate_trajectories(reference=gt, estimate=gt, align="umeyama")  # type: ignore[arg-type]
     with pytest.raises(InputError, match="whole number"):
-        evaluate_trajectories(gt, gt, rpe_delta=1.5)
+        evaluate_trajectories(reference=gt, estimate=gt, rpe_delta=1.5)
     with pytest.raises(InputError, match="estimate trajectory is empty"):
-        evaluate_trajectories(Trajectory(np.zeros(0, np.int64), np.zeros((0, 4, 4))), gt)
+        evaluate_trajectories(
+            reference=gt, estimate=Trajectory(np.zeros(0, np.int64), np.zeros((0, 4, 4)))
+        )
     two = Trajectory(gt.stamps_ns[:2], gt.world_from_body[:2])
     with pytest.raises(InputError, match="se3 alignment needs 3"):
-        evaluate_trajectories(two, gt)
+        evaluate_trajectories(reference=gt, estimate=two)
 
 
 def test_summary_is_json_ready(tmp_path: Path) -> None:
-    result = evaluate_trajectories(_path(), _path())
+    result = evaluate_trajectories(reference=_path(), estimate=_path())
     text = json.dumps(result.summary())
     back = json.loads(text)
     assert back["ate_m"]["rmse"] < 1e-9 and back["align"] == "se3"
-    assert len(back["gt_from_estimate"]) == 4
+    assert len(back["reference_from_estimate"]) == 4
+
+
+def test_lengths_print_in_millimetres_to_three_significant_figures() -> None:
+    assert format_length_m(0.000264) == "0.264 mm"
+    assert format_length_m(0.0134) == "13.4 mm"
+    assert format_length_m(0.181) == "181 mm"
+    assert format_length_m(0.9996) == "1000 mm"
+    assert format_length_m(59.9) == "59.9 m"
+    assert format_length_m(3724.187) == "3724 m"
+    assert three_significant(0.00123) == "0.00123" and three_significant(0.0) == "0"
+
+
+def test_orientations_aligned_alone_ignore_positions() -> None:
+    gt = _path()
+    offset = make_pose(so3_exp(np.array([0.3, -0.2, 0.5])), np.array([1.0, 2.0, 3.0]))
+    est = _moved(gt, offset)
+    est.world_from_body[:, :3, 3] += np.random.default_rng(1).normal(0, 0.5, (len(gt), 3))
+    result = evaluate_trajectories(reference=gt, estimate=est, align="se3")
+    # positions this noisy tilt the SE(3) rotation; the orientations alone are exact
+    assert result.ate_deg.rmse > 1.0
+    assert result.ate_deg_orientations.rmse < 1e-6
+    assert result.aligned.estimate_xyz_m.shape == (len(gt), 3)
+    assert result.aligned.translation_error_m.max() == pytest.approx(result.ate_m.max)
+
+
+def test_a_denser_estimate_is_noted_in_the_result() -> None:
+    gt = _path(40)
+    sparse = Trajectory(gt.stamps_ns[::4], gt.world_from_body[::4])
+    swapped = evaluate_trajectories(reference=sparse, estimate=gt)
+    assert any("ground truth is usually the denser one" in w for w in swapped.warnings)
+    assert not evaluate_trajectories(reference=gt, estimate=sparse).warnings

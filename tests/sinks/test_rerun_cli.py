@@ -200,7 +200,7 @@ def test_ctrl_c_during_a_served_run_leaves_no_process(tmp_path: Path) -> None:
         assert page.status == 200
     server = _children(cli.process.pid)
     assert len(server) == 1
-    cli.wait_for("frames ")  # tracking is under way
+    cli.wait_for("frame/s")  # the progress bar: tracking is under way
     os.killpg(cli.process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     assert cli.finish() == 130
     _assert_group_gone(cli.process.pid)

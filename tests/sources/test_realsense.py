@@ -614,6 +614,8 @@ def test_pipeline_runs_end_to_end_on_a_recording_of_the_synthetic_rig(tmp_path: 
     assert stats.frames_read == 45 and stats.frames_lost == 0
     assert stats.frames_tracked >= 43
     write_tum_trajectory(out / "groundtruth.tum", truth)
-    result = evaluate_files(out / "trajectory.tum", out / "groundtruth.tum", align="se3")
+    result = evaluate_files(
+        reference=out / "groundtruth.tum", estimate=out / "trajectory.tum", align="se3"
+    )
     assert result.ate_m.num >= 43  # the stamps survived the round trip: poses pair up
     assert result.ate_m.rmse < 0.02

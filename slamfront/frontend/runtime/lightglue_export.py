@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 
     from slamfront.config import MatcherConfig
     from slamfront.frontend.models.lightglue import LightGlue
+
+log = logging.getLogger(__name__)
 
 GRAPH_VERSION = 2
 """Bumped whenever the exported graphs change; part of the cache folder name."""
@@ -98,6 +101,7 @@ def export_lightglue(
     if manifest.is_file() and _complete(graphs):
         return graphs
     target.parent.mkdir(parents=True, exist_ok=True)
+    log.info("exporting the matcher to ONNX, one graph per stage (once; cached in %s)", target)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
         staged = GlueGraphs(tmp, arch.n_layers, arch.input_dim, arch.descriptor_dim, masked)
