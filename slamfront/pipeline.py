@@ -130,6 +130,7 @@ class _Counters:
     poses_per_map: Counter[int] = field(default_factory=Counter)
     last_map_id: int = 0
     mode: str = ""
+    map_ids: set[int] = field(default_factory=set)  # the maps this run's keyframes started in
 
 
 class Pipeline:
@@ -324,7 +325,10 @@ class Pipeline:
             notes=notes,
             frames_lost_by_cause=dict(c.lost_by_cause),
             frames_initializing_by_cause=dict(c.initializing_by_cause),
-            maps_made=self._tracker.maps_made,
+            # with a saved map the tracker also counts the saved maps: only this run's here
+            maps_made=(
+                self._tracker.maps_made if self._prior_map is None else max(1, len(c.map_ids))
+            ),
             maps_merged=self._back_end.maps_merged if self._back_end is not None else 0,
             poses_per_map=dict(sorted(per_map.items())),
             final_map_id=final_map,
@@ -459,6 +463,7 @@ class Pipeline:
                 kf for kf in self._tracker.keyframes() if kf.keyframe_id > self._last_keyframe_id
             ]
             c.keyframes += len(new_keyframes)
+            c.map_ids.update(kf.map_id for kf in new_keyframes)
             self._last_keyframe_id = new_keyframes[-1].keyframe_id
         t0 = time.perf_counter()
         corrected = self._exchange_with_back_end(new_keyframes)

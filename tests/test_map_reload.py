@@ -53,6 +53,7 @@ def test_a_forty_frame_map_reloads_and_the_run_is_in_its_frame(
     estimate = read_tum_trajectory(tmp_path / "trajectory.tum")
     assert stats.frames_tracked == len(estimate) >= 18
     assert stats.final_map_id == 0
+    assert stats.maps_made == 1  # it went on in the saved map (the saved one is not counted)
     to_map = saved[1]
     pose_of = dict(zip(truth.stamps_ns.tolist(), truth.world_from_body, strict=True))
     errors_m = [
@@ -93,7 +94,7 @@ def test_a_run_the_map_never_recognises_starts_a_map_of_its_own(
         save_map=tmp_path / "both.map",
     )
     assert stats.frames_tracked >= 35
-    assert stats.final_map_id == 1
+    assert stats.final_map_id == 1 and stats.maps_made == 1
     maps = {kf.map_id for kf in load_map(tmp_path / "both.map").keyframes}
     assert maps == {0, 1}
     # a map file of two unconnected maps reloads too: the view is placed in the second
