@@ -8,6 +8,7 @@ Presets live in ``configs/<name>.yaml``; a preset may start from another with ``
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import types
@@ -15,7 +16,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from slamfront.errors import ConfigError
 
@@ -27,14 +28,95 @@ def _check(condition: bool, key: str, message: str) -> None:
         raise ValueError(f"{key}: {message}")
 
 
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """The values a numeric field takes: limits (``ge``/``gt`` below, ``le``/``lt`` above) and
+    values outside them that have a meaning of their own (``also``, e.g. -1 = off). Every
+    value must be finite unless ``also`` names an infinity."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    also: tuple[float, ...] = ()
+
+    def admits(self, value: float) -> bool:
+        if value in self.also:
+            return True
+        if not math.isfinite(value):
+            return False
+        return not (
+            (self.ge is not None and value < self.ge)
+            or (self.gt is not None and value <= self.gt)
+            or (self.le is not None and value > self.le)
+            or (self.lt is not None and value >= self.lt)
+        )
+
+    def describe(self) -> str:
+        parts = [
+            f"{op} {limit:g}"
+            for op, limit in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+            if limit is not None
+        ]
+        text = " and ".join(parts) if parts else "finite"
+        if self.also:
+            text += " (or " + ", ".join(f"{v:g}" for v in self.also) + ")"
+        return text
+
+
+_T = TypeVar("_T")
+
+
+def bounded(
+    default: _T,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    also: tuple[float, ...] = (),
+) -> _T:
+    """A numeric config field with its bounds (checked on every construction; a tuple's bounds
+    hold for each element, None passes)."""
+    bounds = Bounds(ge=ge, gt=gt, le=le, lt=lt, also=also)
+    return field(default=default, metadata={"bounds": bounds})
+
+
+def _check_bounds(section: Any) -> None:
+    """ValueError naming the first field of ``section`` outside its bounds or not finite."""
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        bounds: Bounds | None = f.metadata.get("bounds")
+        items = value if isinstance(value, tuple) else (value,)
+        for item in items:
+            if item is None or isinstance(item, bool) or not isinstance(item, int | float):
+                continue
+            if bounds is not None and not bounds.admits(item):
+                raise ValueError(f"{f.name}: must be {bounds.describe()}, got {item!r}")
+            if bounds is None and isinstance(item, float) and not math.isfinite(item):
+                raise ValueError(f"{f.name}: must be a finite number, got {item!r}")
+
+
+class _Section:
+    """Base of every config section: on construction each field is checked against its
+    :func:`bounded` limits, then the rules that tie fields together (:meth:`_validate`)."""
+
+    def __post_init__(self) -> None:
+        _check_bounds(self)
+        self._validate()
+
+    def _validate(self) -> None:
+        """Rules across fields; ValueError ``"field: message"`` when one is broken."""
+
+
 @dataclass(frozen=True)
-class ExtractorConfig:
+class ExtractorConfig(_Section):
     model: Literal["xfeat", "disk", "superpoint", "orb"] = "xfeat"
     runtime: Runtime = "auto"
-    max_keypoints: int = 1024
-    detection_threshold: float = 0.05
-    nms_radius_px: int = 2
-    border_px: int = 4
+    max_keypoints: int = bounded(1024, ge=1, le=1_000_000)
+    detection_threshold: float = bounded(0.05, ge=0, lt=1)
+    nms_radius_px: int = bounded(2, ge=0, le=64)
+    border_px: int = bounded(4, ge=0, le=1024)
     subpixel: bool = True
     weights: str | None = None
     """Explicit weights file; None resolves by name (see README "Weights")."""
@@ -42,21 +124,17 @@ class ExtractorConfig:
     """Where exported ONNX models are kept; None is ~/.cache/slamfront/onnx."""
     device: Literal["cpu", "cuda"] = "cpu"
     """torch runtime: where the network runs."""
-    threads: int = 0
+    threads: int = bounded(0, ge=0, le=1024)
     """onnxruntime: intra-op threads (0 = half of the cores: matching runs at the same time)."""
     engine_dir: str | None = None
     """Where TensorRT engines are kept; None is ~/.cache/slamfront/tensorrt."""
     tensorrt_fp16: bool = True
-    tensorrt_min_size_px: tuple[int, ...] = (64, 64)
+    tensorrt_min_size_px: tuple[int, ...] = bounded((64, 64), ge=1, le=16384)
     """TensorRT optimisation profile, network input (width, height): smallest, usual, largest."""
-    tensorrt_opt_size_px: tuple[int, ...] = (640, 480)
-    tensorrt_max_size_px: tuple[int, ...] = (1280, 1024)
+    tensorrt_opt_size_px: tuple[int, ...] = bounded((640, 480), ge=1, le=16384)
+    tensorrt_max_size_px: tuple[int, ...] = bounded((1280, 1024), ge=1, le=16384)
 
-    def __post_init__(self) -> None:
-        _check(self.max_keypoints > 0, "max_keypoints", "must be positive")
-        _check(self.nms_radius_px >= 0, "nms_radius_px", "must be >= 0")
-        _check(self.border_px >= 0, "border_px", "must be >= 0")
-        _check(self.threads >= 0, "threads", "must be >= 0")
+    def _validate(self) -> None:
         sizes = (self.tensorrt_min_size_px, self.tensorrt_opt_size_px, self.tensorrt_max_size_px)
         _check(
             all(len(s) == 2 and min(s) > 0 for s in sizes),
@@ -71,23 +149,23 @@ class ExtractorConfig:
 
 
 @dataclass(frozen=True)
-class MatcherConfig:
+class MatcherConfig(_Section):
     model: Literal["lightglue", "mnn", "orb_bf"] = "lightglue"
     runtime: Runtime = "auto"
-    depth_confidence: float = 0.95
+    depth_confidence: float = bounded(0.95, gt=0, le=1, also=(-1.0,))
     """Early exit: stop when this share of points is confident (-1 = off)."""
-    width_confidence: float = 0.99
+    width_confidence: float = bounded(0.99, gt=0, le=1, also=(-1.0,))
     """Pruning: drop points confidently unmatchable at this level (-1 = off)."""
-    filter_threshold: float = 0.1
+    filter_threshold: float = bounded(0.1, ge=0, lt=1)
     """Minimum match score."""
-    min_cosine: float = 0.8
+    min_cosine: float = bounded(0.8, ge=-1, le=1)
     """Mutual nearest neighbour: minimum cosine similarity (float descriptors)."""
-    ratio: float = 0.9
+    ratio: float = bounded(0.9, gt=0, le=1)
     """Nearest neighbour ratio test (1.0 = off)."""
     weights: str | None = None
     device: Literal["cpu", "cuda"] = "cpu"
     """torch runtime: where the network runs."""
-    threads: int = 0
+    threads: int = bounded(0, ge=0, le=1024)
     """onnxruntime: intra-op threads of the layer and assignment graphs (0 = half of the
     cores: extraction runs at the same time)."""
     onnx_dir: str | None = None
@@ -95,144 +173,106 @@ class MatcherConfig:
     engine_dir: str | None = None
     """Where TensorRT engines are kept; None is ~/.cache/slamfront/tensorrt."""
 
-    def __post_init__(self) -> None:
-        for key in ("depth_confidence", "width_confidence"):
-            value = getattr(self, key)
-            _check(value == -1 or 0.0 < value <= 1.0, key, "must be in (0, 1] or -1 (off)")
-        _check(0.0 <= self.filter_threshold < 1.0, "filter_threshold", "must be in [0, 1)")
-        _check(0.0 < self.ratio <= 1.0, "ratio", "must be in (0, 1]")
-        _check(self.threads >= 0, "threads", "must be >= 0")
-
 
 @dataclass(frozen=True)
-class KeyframeConfig:
-    min_tracked_ratio: float = 0.6
+class KeyframeConfig(_Section):
+    min_tracked_ratio: float = bounded(0.6, ge=0, le=1)
     """New keyframe when fewer than this share of the reference's landmarks are tracked."""
-    max_translation_ratio: float = 0.095
+    max_translation_ratio: float = bounded(0.095, gt=0)
     """New keyframe when the camera moved farther from the reference than this share of the
     reference keyframe's median landmark depth (scale-free: a room, a car, a monocular map).
     The default is the earlier fixed 0.25 m in the room-sized scenes it was chosen in."""
-    max_rotation_deg: float = 15.0
-    min_frames_between: int = 1
-
-    def __post_init__(self) -> None:
-        _check(0.0 <= self.min_tracked_ratio <= 1.0, "min_tracked_ratio", "must be in [0, 1]")
-        _check(self.max_translation_ratio > 0, "max_translation_ratio", "must be positive")
-        _check(self.max_rotation_deg > 0, "max_rotation_deg", "must be positive")
-        _check(self.min_frames_between >= 0, "min_frames_between", "must be >= 0")
+    max_rotation_deg: float = bounded(15.0, gt=0, le=180)
+    min_frames_between: int = bounded(1, ge=0)
 
 
 @dataclass(frozen=True)
-class DepthConfig:
+class DepthConfig(_Section):
     """Depth measured at keypoints (RGB-D depth image or stereo pair)."""
 
-    min_m: float = 0.1
+    min_m: float = bounded(0.1, gt=0)
     """Nearer measurements are ignored (metres)."""
-    max_m: float | None = None
+    max_m: float | None = bounded(None, gt=0)
     """Farther measurements are ignored (metres). None: the sensor's own range (for stereo,
     where the disparity falls to ``stereo.min_disparity_px``)."""
-    edge_ratio: float = 0.05
+    edge_ratio: float = bounded(0.05, gt=0)
     """Keypoints whose 3x3 depth neighbourhood varies more than this share are skipped."""
-    rgbd_sigma_m: float = 0.002
+    rgbd_sigma_m: float = bounded(0.002, gt=0)
     """RGB-D depth noise floor (metres)."""
-    rgbd_sigma_quadratic: float = 0.0015
+    rgbd_sigma_quadratic: float = bounded(0.0015, ge=0)
     """RGB-D depth sigma = max(rgbd_sigma_m, rgbd_sigma_quadratic * z^2) (per metre)."""
 
-    def __post_init__(self) -> None:
-        _check(self.min_m > 0, "min_m", "must be positive")
+    def _validate(self) -> None:
         _check(self.max_m is None or self.max_m > self.min_m, "max_m", "must exceed min_m")
-        _check(self.edge_ratio > 0, "edge_ratio", "must be positive")
-        _check(self.rgbd_sigma_m > 0, "rgbd_sigma_m", "must be positive")
-        _check(self.rgbd_sigma_quadratic >= 0, "rgbd_sigma_quadratic", "must be >= 0")
 
 
 @dataclass(frozen=True)
-class StereoConfig:
-    max_row_diff_px: float = 1.5
+class StereoConfig(_Section):
+    max_row_diff_px: float = bounded(1.5, gt=0)
     """Left and right keypoints of a pair lie at most this far apart vertically."""
-    disparity_sigma_px: float = 0.5
+    disparity_sigma_px: float = bounded(0.5, gt=0)
     """Disparity noise: stereo depth sigma = sigma_px * z^2 / (fx * baseline)."""
-    min_disparity_px: float = 1.0
+    min_disparity_px: float = bounded(1.0, gt=0)
     """Smallest disparity measured (the far end of the stereo range without depth.max_m)."""
 
-    def __post_init__(self) -> None:
-        _check(self.max_row_diff_px > 0, "max_row_diff_px", "must be positive")
-        _check(self.disparity_sigma_px > 0, "disparity_sigma_px", "must be positive")
-        _check(self.min_disparity_px > 0, "min_disparity_px", "must be positive")
-
 
 @dataclass(frozen=True)
-class SearchConfig:
+class SearchConfig(_Section):
     """Local-map search: window landmarks projected and looked for near their projection."""
 
-    radius_px: float = 6.0
+    radius_px: float = bounded(6.0, gt=0)
     """Window around each projected landmark."""
-    max_distance: float = 0.35
+    max_distance: float = bounded(0.35, gt=0, le=2)
     """Largest descriptor distance (1 - cosine; share of bits for binary), in [0, 2]."""
-    ratio: float = 0.9
+    ratio: float = bounded(0.9, gt=0, le=1)
     """Best over second-best descriptor distance, in (0, 1]."""
-
-    def __post_init__(self) -> None:
-        _check(self.radius_px > 0, "radius_px", "must be positive")
-        _check(0 < self.max_distance <= 2, "max_distance", "must be in (0, 2]")
-        _check(0 < self.ratio <= 1, "ratio", "must be in (0, 1]")
 
 
 @dataclass(frozen=True)
-class MotionConfig:
+class MotionConfig(_Section):
     """The constant-velocity motion model: tracking from its prediction, and its sanity gate."""
 
-    search_radius_px: float = 12.0
+    search_radius_px: float = bounded(12.0, gt=0)
     """Without the matcher (``match_every_frame`` false): search window around each landmark
     projected at the predicted pose."""
-    min_share: float = 0.6
+    min_share: float = bounded(0.6, ge=0, le=1)
     """Without the matcher: the search must find this share of the landmarks the previous
     frame tracked (and at least 2 x min_inliers), else the matcher runs. In [0, 1]."""
-    max_jump_share: float = 0.2
+    max_jump_share: float = bounded(0.2, gt=0, le=1)
     """A pose whose landmarks land farther from where the prediction put them than this share
     of the image diagonal (median over its inliers) is a tracking failure. Applied only while
     the model has a velocity, within ``max_gap_s`` of the last pose. In (0, 1]."""
-    max_gap_s: float = 0.25
+    max_gap_s: float = bounded(0.25, gt=0)
     """Beyond this time since the last pose the prediction is not trusted (seconds)."""
-
-    def __post_init__(self) -> None:
-        _check(self.search_radius_px > 0, "search_radius_px", "must be positive")
-        _check(0 <= self.min_share <= 1, "min_share", "must be in [0, 1]")
-        _check(0 < self.max_jump_share <= 1, "max_jump_share", "must be in (0, 1]")
-        _check(self.max_gap_s > 0, "max_gap_s", "must be positive")
 
 
 @dataclass(frozen=True)
-class ShutterConfig:
+class ShutterConfig(_Section):
     """Rolling-shutter correction of cameras with a readout (``camera.readout_ms``): each
     frame is moved to its global-shutter image by the camera's angular rate, the gyro's when
     frames carry IMU samples, else measured from the tracked poses."""
 
-    rate_intervals: int = 2
+    rate_intervals: int = bounded(2, ge=1, le=1000)
     """Frame intervals the tracked poses' angular rate is averaged over (more is smoother,
     but lags a turning hand). >= 1."""
-    resolve_px: float | None = 2.0
+    resolve_px: float | None = bounded(2.0, gt=0)
     """Without a gyro: when the rate a frame's solved pose gives (the intervals ending at it)
     moves an edge row's correction by more than this from the predicted rate's, pixels, the
     frame is corrected by it and tracked again (> 0); null: never."""
 
-    def __post_init__(self) -> None:
-        _check(self.rate_intervals >= 1, "rate_intervals", "must be >= 1")
-        _check(self.resolve_px is None or self.resolve_px > 0, "resolve_px", "must be > 0 or null")
-
 
 @dataclass(frozen=True)
-class AlignmentConfig:
+class AlignmentConfig(_Section):
     """Sub-pixel refinement of correspondences by image alignment (pyramidal Lucas-Kanade)."""
 
     enabled: bool = True
-    window_px: int = 9
+    window_px: int = bounded(9, ge=3, le=101)
     """Side of the aligned window (odd, pixels)."""
-    levels: int = 1
+    levels: int = bounded(1, ge=0, le=8)
     """Pyramid levels above the full image."""
-    max_shift_px: float = 4.0
+    max_shift_px: float = bounded(4.0, gt=0)
     """Alignment may move a matched keypoint at most this far; farther is a failure."""
-    max_round_trip_px: float | None = 0.3
+    max_round_trip_px: float | None = bounded(0.3, gt=0)
     """Forward-backward check: aligned back, a window must land this close to its start
     (None: no check)."""
     prewarp: bool = True
@@ -244,82 +284,60 @@ class AlignmentConfig:
     triangulation), keep pairs whose alignment failed, at the detector's precision. Tracking
     always keeps them, weighted by the noise they show."""
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         _check(self.window_px >= 3 and self.window_px % 2 == 1, "window_px", "must be odd, >= 3")
-        _check(self.levels >= 0, "levels", "must be >= 0")
-        _check(self.max_shift_px > 0, "max_shift_px", "must be positive")
-        _check(
-            self.max_round_trip_px is None or self.max_round_trip_px > 0,
-            "max_round_trip_px",
-            "must be positive or null",
-        )
 
 
 @dataclass(frozen=True)
-class MonoConfig:
-    min_parallax_px: float = 20.0
+class MonoConfig(_Section):
+    min_parallax_px: float = bounded(20.0, ge=0)
     """Initialisation waits for this median image motion between its two views."""
-    init_angle_deg: float = 3.0
+    init_angle_deg: float = bounded(3.0, ge=0, lt=180)
     """Initialisation waits until ``min_map_points`` of its landmarks are seen under at least
     this ray angle (degrees, >= 0)."""
-    min_angle_deg: float = 1.0
+    min_angle_deg: float = bounded(1.0, ge=0, lt=180)
     """Smallest ray angle of a triangulated landmark."""
-    adjustment_iterations: int = 20
+    adjustment_iterations: int = bounded(20, ge=0, le=1000)
     """At each keyframe, Levenberg-Marquardt iterations of a joint bundle adjustment of the
     window's keyframe poses and landmarks, the two oldest keyframes held (they fix the gauge
     and the scale; alternation cannot hold a monocular scale). 0 = off."""
 
-    def __post_init__(self) -> None:
-        _check(self.min_parallax_px >= 0, "min_parallax_px", "must be >= 0")
-        _check(self.init_angle_deg >= 0, "init_angle_deg", "must be >= 0")
-        _check(self.min_angle_deg >= 0, "min_angle_deg", "must be >= 0")
-        _check(self.adjustment_iterations >= 0, "adjustment_iterations", "must be >= 0")
-
 
 @dataclass(frozen=True)
-class WindowConfig:
+class WindowConfig(_Section):
     """The local map: the last few keyframes and the landmarks they observe."""
 
-    keyframes: int = 5
-    adjustment_rounds: int = 2
+    keyframes: int = bounded(5, ge=2, le=1000)
+    adjustment_rounds: int = bounded(2, ge=0, le=100)
     """RGB-D and stereo: at each keyframe, rounds of alternating keyframe-pose / landmark
     refinement over the window (a local bundle adjustment; 0 = landmarks only)."""
 
-    def __post_init__(self) -> None:
-        _check(self.keyframes >= 2, "keyframes", "must be >= 2")
-        _check(self.adjustment_rounds >= 0, "adjustment_rounds", "must be >= 0")
-
 
 @dataclass(frozen=True)
-class RelocalizationConfig:
-    keyframes: int = 4
+class RelocalizationConfig(_Section):
+    keyframes: int = bounded(4, ge=1, le=1000)
     """Window keyframes tried first, newest first, to relocalise when lost."""
-    candidates: int = 3
+    candidates: int = bounded(3, ge=0, le=1000)
     """Then this many keyframes of any map, those that look most like the frame (place
     recognition over every keyframe of the run), each in a window rebuilt around it."""
-    new_map_after_s: float = 1.0
+    new_map_after_s: float = bounded(1.0, ge=0)
     """Lost for longer than this (seconds of the sensor's clock), tracking starts a new map
     and keeps going there; maps merge when a loop closure later connects them."""
 
-    def __post_init__(self) -> None:
-        _check(self.keyframes >= 1, "keyframes", "must be >= 1")
-        _check(self.candidates >= 0, "candidates", "must be >= 0")
-        _check(self.new_map_after_s >= 0, "new_map_after_s", "must be >= 0")
-
 
 @dataclass(frozen=True)
-class TrackerConfig:
+class TrackerConfig(_Section):
     mode: Literal["auto", "rgbd", "stereo", "mono"] = "auto"
     """auto: rgbd when frames carry depth, stereo when they carry a right image, else mono."""
-    min_inliers: int = 25
+    min_inliers: int = bounded(25, ge=6)
     """Fewer pose inliers than this is a tracking failure."""
-    min_map_points: int = 50
+    min_map_points: int = bounded(50, ge=6)
     """Landmarks a first keyframe needs before tracking starts."""
-    ransac_reprojection_px: float = 2.0
+    ransac_reprojection_px: float = bounded(2.0, gt=0)
     """Inlier threshold of PnP, of the pose refinement and of triangulation (pixels)."""
-    huber_px: float = 2.0
+    huber_px: float = bounded(2.0, gt=0)
     """Robust loss width of the pose refinement (pixels)."""
-    match_keypoints: int | None = None
+    match_keypoints: int | None = bounded(None, ge=6, le=65536)
     """Keypoints per image handed to the matcher (best by score; None = all). Extracting more
     than this gives the local-map search and new landmarks more points at no matching cost."""
     match_every_frame: bool = True
@@ -336,17 +354,6 @@ class TrackerConfig:
     window: WindowConfig = field(default_factory=WindowConfig)
     relocalization: RelocalizationConfig = field(default_factory=RelocalizationConfig)
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
-
-    def __post_init__(self) -> None:
-        _check(self.min_inliers >= 6, "min_inliers", "must be >= 6")
-        _check(self.min_map_points >= 6, "min_map_points", "must be >= 6")
-        _check(self.ransac_reprojection_px > 0, "ransac_reprojection_px", "must be positive")
-        _check(self.huber_px > 0, "huber_px", "must be positive")
-        _check(
-            self.match_keypoints is None or self.match_keypoints >= 6,
-            "match_keypoints",
-            "must be >= 6 or null",
-        )
 
 
 MOVED_KEYS = {
@@ -398,129 +405,88 @@ REMOVED_KEYS = {
 
 
 @dataclass(frozen=True)
-class LoopClosureConfig:
+class LoopClosureConfig(_Section):
     enabled: bool = True
     vocabulary: str | None = None
     """VLAD vocabulary (.npz); None: the one packaged for extractor.model."""
-    min_keyframe_gap: int = 15
+    min_keyframe_gap: int = bounded(15, ge=1)
     """Keyframes this recent (by id) are never loop candidates."""
-    min_similarity: float = 0.4
+    min_similarity: float = bounded(0.4, ge=-1, le=1)
     """Smallest global-descriptor similarity (centred VLAD dot product) of a candidate, in
     [-1, 1]."""
-    candidates: int = 3
+    candidates: int = bounded(3, ge=1, le=1000)
     """Best candidates geometrically verified per query keyframe, best first."""
-    min_inliers: int = 40
-    min_inlier_ratio: float = 0.4
+    min_inliers: int = bounded(40, ge=6)
+    min_inlier_ratio: float = bounded(0.4, ge=0, le=1)
     """PnP inliers over the matches that have a 3-D point in the candidate."""
-    ransac_reprojection_px: float = 3.0
-    ransac_iterations: int = 500
-    match_keypoints: int | None = 1024
+    ransac_reprojection_px: float = bounded(3.0, gt=0)
+    ransac_iterations: int = bounded(500, ge=1, le=1000000)
+    match_keypoints: int | None = bounded(1024, ge=6, le=65536)
     """Each keyframe of a pair is matched with its strongest this many keypoints (the
     candidate's among those with a 3-D point); None: all. A loop is verified on a background
     thread, but on the same cores as tracking."""
     align_subpixel: bool = True
     """Refit a verified loop on correspondences aligned to sub-pixel precision (the two
     keyframes' grey images, pyramidal Lucas-Kanade) instead of the raw keypoints."""
-    consistency: int = 2
+    consistency: int = bounded(2, ge=1, le=1000)
     """Consecutive query keyframes that must each verify a loop to the same place (1 = off)."""
-    consistency_max_keyframe_gap: int = 5
+    consistency_max_keyframe_gap: int = bounded(5, ge=0)
     """Matched keyframes of consecutive confirmations are at most this many ids apart."""
-    consistency_translation_m: float = 0.2
-    consistency_rotation_deg: float = 5.0
+    consistency_translation_m: float = bounded(0.2, gt=0)
+    consistency_rotation_deg: float = bounded(5.0, gt=0, le=180)
     """Largest disagreement between the odometry of consecutive queries and the motion their
     loops imply."""
-    max_drift_ratio: float | None = 0.1
+    max_drift_ratio: float | None = bounded(0.1, ge=0)
     """Plausibility gate: a loop may move the query keyframe by at most max_drift_m plus this
     share of the path travelled since the matched keyframe (None: no gate). Not applied to
     keyframes pre-loaded from a saved map."""
-    max_drift_m: float = 0.3
-
-    def __post_init__(self) -> None:
-        _check(self.min_keyframe_gap >= 1, "min_keyframe_gap", "must be >= 1")
-        _check(-1.0 <= self.min_similarity <= 1.0, "min_similarity", "must be in [-1, 1]")
-        _check(self.candidates >= 1, "candidates", "must be >= 1")
-        _check(self.min_inliers >= 6, "min_inliers", "must be >= 6")
-        _check(0.0 <= self.min_inlier_ratio <= 1.0, "min_inlier_ratio", "must be in [0, 1]")
-        _check(self.ransac_reprojection_px > 0, "ransac_reprojection_px", "must be positive")
-        _check(self.ransac_iterations >= 1, "ransac_iterations", "must be >= 1")
-        _check(
-            self.match_keypoints is None or self.match_keypoints >= 6,
-            "match_keypoints",
-            "must be >= 6 or null",
-        )
-        _check(self.consistency >= 1, "consistency", "must be >= 1")
-        _check(
-            self.consistency_max_keyframe_gap >= 0, "consistency_max_keyframe_gap", "must be >= 0"
-        )
-        _check(
-            self.max_drift_ratio is None or self.max_drift_ratio >= 0,
-            "max_drift_ratio",
-            "must be >= 0 or null",
-        )
-        _check(self.max_drift_m >= 0, "max_drift_m", "must be >= 0")
+    max_drift_m: float = bounded(0.3, ge=0)
 
 
 @dataclass(frozen=True)
-class BackendConfig:
+class BackendConfig(_Section):
     enabled: bool = True
     robust_kernel: Literal["cauchy", "huber", "none"] = "cauchy"
     """Kernel on loop-closure factors ("none": plain Gaussian, for comparison only)."""
-    robust_kernel_scale: float = 3.0
+    robust_kernel_scale: float = bounded(3.0, gt=0)
     """Kernel width in whitened units (Mahalanobis distance of the loop residual)."""
-    prior_sigma_m: float = 1e-4
-    prior_sigma_rad: float = 1e-5
+    prior_sigma_m: float = bounded(1e-4, gt=0)
+    prior_sigma_rad: float = bounded(1e-5, gt=0)
     """Prior holding the first keyframe (fixes the gauge)."""
-    relinearize_threshold: float = 1e-4
+    relinearize_threshold: float = bounded(1e-4, gt=0)
     """iSAM2 relinearises a keyframe whose update exceeds this (radians / metres). Keep it
     below the corrections a loop brings: robust loop weights are only recomputed at a
     relinearisation."""
-    loop_iterations: int = 4
+    loop_iterations: int = bounded(4, ge=0, le=1000)
     """Extra iSAM2 relinearisation passes after a loop factor (no new factors)."""
-    odometry_min_sigma_px: float = 0.5
+    odometry_min_sigma_px: float = bounded(0.5, gt=0)
     """Floor on the pixel noise used to turn a tracker's inliers into an information matrix."""
     final_adjustment: bool = True
     """At the end of a run, bundle-adjust every keyframe pose with the landmarks it observes
     (seeded by the pose graph). The graph can only spread each keyframe's odometry error;
     landmarks seen from many keyframes remove it."""
-    final_adjustment_iterations: int = 4
+    final_adjustment_iterations: int = bounded(4, ge=1, le=1000)
     """Levenberg-Marquardt iterations of the final adjustment's last pass (>= 1)."""
-    final_adjustment_passes: int = 6
+    final_adjustment_passes: int = bounded(6, ge=1, le=1000)
     """Most passes of the final adjustment (>= 1). Each pass but the last (one iteration)
     measures the noise of the pixels and of the depths from their residuals and re-weights
     both for the next, until the weights settle, so that depth is trusted as much as the
     sensor deserves, whatever the tracker's configured depth noise says."""
-    adjustment_sigma_px: float = 0.3
+    adjustment_sigma_px: float = bounded(0.3, gt=0)
     """Pixel noise of an observation in the first pass of the final adjustment."""
-    adjustment_range_baseline_m: float = 3.0
+    adjustment_range_baseline_m: float = bounded(3.0, gt=0)
     """A measured depth enters the final adjustment as the disparity a stereo camera of this
     baseline would see, with the pixels' noise: the first pass's weight, which later passes
     re-weight. Start by trusting the depth: its residuals then show its noise (from a small
     weight they show only the poses' error)."""
-    adjustment_odometry_weight: float = 0.01
+    adjustment_odometry_weight: float = bounded(0.01, gt=0)
     """Scale of the odometry information in the final adjustment (it only holds a keyframe
     with few observations; the observations carry the same information)."""
     loop_closure: LoopClosureConfig = field(default_factory=LoopClosureConfig)
 
-    def __post_init__(self) -> None:
-        _check(self.robust_kernel_scale > 0, "robust_kernel_scale", "must be positive")
-        _check(self.prior_sigma_m > 0, "prior_sigma_m", "must be positive")
-        _check(self.prior_sigma_rad > 0, "prior_sigma_rad", "must be positive")
-        _check(self.relinearize_threshold > 0, "relinearize_threshold", "must be positive")
-        _check(self.loop_iterations >= 0, "loop_iterations", "must be >= 0")
-        _check(self.odometry_min_sigma_px > 0, "odometry_min_sigma_px", "must be positive")
-        _check(self.final_adjustment_iterations >= 1, "final_adjustment_iterations", "must be >= 1")
-        _check(self.final_adjustment_passes >= 1, "final_adjustment_passes", "must be >= 1")
-        _check(self.adjustment_sigma_px > 0, "adjustment_sigma_px", "must be positive")
-        _check(
-            self.adjustment_range_baseline_m > 0, "adjustment_range_baseline_m", "must be positive"
-        )
-        _check(
-            self.adjustment_odometry_weight > 0, "adjustment_odometry_weight", "must be positive"
-        )
-
 
 @dataclass(frozen=True)
-class CameraConfig:
+class CameraConfig(_Section):
     """Intrinsics for sources that carry none (image folders, video, bags without CameraInfo);
     null = not given. ``readout_ms`` applies to every source but the simulator (which renders
     a global shutter)."""
@@ -528,51 +494,45 @@ class CameraConfig:
     calibration: str | None = None
     """Calibration file (ROS camera_info YAML, Kalibr camchain, OpenCV/ORB-SLAM3 settings) for
     ``images:``, ``video:`` and ``bag:``; excludes fx/fy/cx/cy/distortion/dist_coeffs."""
-    fx: float | None = None
-    fy: float | None = None
-    cx: float | None = None
-    cy: float | None = None
+    fx: float | None = bounded(None, gt=0)
+    fy: float | None = bounded(None, gt=0)
+    cx: float | None = bounded(None, gt=-1e6, lt=1e6)
+    cy: float | None = bounded(None, gt=-1e6, lt=1e6)
     distortion: Literal["none", "radtan", "equidistant"] = "none"
-    dist_coeffs: tuple[float, ...] = ()
-    readout_ms: float | None = None
+    dist_coeffs: tuple[float, ...] = bounded((), gt=-1e6, lt=1e6)
+    readout_ms: float | None = bounded(None, ge=0, le=1000)
     """Rolling-shutter readout of the (colour / left) camera: milliseconds from the exposure
     of its first row to that of its last; 0 = global shutter; null = the source's default
     for its sensor (0 where it knows of none). >= 0."""
 
-    def __post_init__(self) -> None:
-        _check(self.readout_ms is None or self.readout_ms >= 0, "readout_ms", "must be >= 0")
-
 
 @dataclass(frozen=True)
-class SourceConfig:
+class SourceConfig(_Section):
     spec: str | None = None
     """Source a profile runs when none is given on the command line (``realsense``,
     ``realsense-file:rec.db3``); a bare scheme such as ``tum:`` takes its path from there."""
-    max_frames: int | None = None
-    start_frame: int = 0
-    stride: int = 1
+    max_frames: int | None = bounded(None, ge=1)
+    start_frame: int = bounded(0, ge=0)
+    stride: int = bounded(1, ge=1)
     realtime: bool = False
     """Replay at the recorded rate instead of as fast as possible."""
-    tum_max_time_diff_s: float = 0.02
-    tum_depth_scale: float = 5000.0
+    tum_max_time_diff_s: float = bounded(0.02, ge=0, le=3600)
+    tum_depth_scale: float = bounded(5000.0, gt=0)
     tum_intrinsics: Literal["auto", "fr1", "fr2", "fr3", "ros"] = "auto"
     stereo_rectify: bool = True
     undistort: bool = True
     """Remap distorted images (TUM fr1/fr2, EuRoC, camera.dist_coeffs) to a pinhole camera."""
-    fps: float = 30.0
+    fps: float = bounded(30.0, ge=1e-3, le=1e6)
     """Frame rate for stamps of image folders without times.txt and videos without stamps."""
+    max_image_side_px: int = bounded(4096, ge=0)
+    """Images wider or taller than this (pixels) are refused when the source opens (each such
+    frame costs seconds and gigabytes); 0 = no limit."""
     groundtruth: str | None = None
     """Ground-truth trajectory file (TUM, KITTI or EuRoC csv); EuRoC: world_from_body poses."""
 
-    def __post_init__(self) -> None:
-        _check(self.stride >= 1, "stride", "must be >= 1")
-        _check(self.fps > 0, "fps", "must be positive")
-        _check(self.start_frame >= 0, "start_frame", "must be >= 0")
-        _check(self.max_frames is None or self.max_frames > 0, "max_frames", "must be > 0")
-
 
 @dataclass(frozen=True)
-class BagConfig:
+class BagConfig(_Section):
     """ROS 1 / ROS 2 bags (``bag:PATH``). A topic left empty is picked from the bag's topic
     list (message type and the usual driver and dataset names); ``none`` turns a stream off."""
 
@@ -586,21 +546,16 @@ class BagConfig:
     camera_info_topic: str = ""
     """CameraInfo of the image topic (default: its namespace's camera_info)."""
     right_camera_info_topic: str = ""
-    depth_scale: float = 1000.0
+    depth_scale: float = bounded(1000.0, gt=0)
     """Units per metre of 16-bit depth (ROS drivers publish millimetres). > 0."""
-    depth_max_time_diff_s: float = 0.02
+    depth_max_time_diff_s: float = bounded(0.02, gt=0, le=3600)
     """An image and its depth pair up when their stamps differ by at most this. > 0."""
-    stereo_max_time_diff_s: float = 0.001
+    stereo_max_time_diff_s: float = bounded(0.001, gt=0, le=3600)
     """A left and a right image pair up when their stamps differ by at most this. > 0."""
-
-    def __post_init__(self) -> None:
-        _check(self.depth_scale > 0, "depth_scale", "must be positive")
-        _check(self.depth_max_time_diff_s > 0, "depth_max_time_diff_s", "must be positive")
-        _check(self.stereo_max_time_diff_s > 0, "stereo_max_time_diff_s", "must be positive")
 
 
 @dataclass(frozen=True)
-class RealSenseConfig:
+class RealSenseConfig(_Section):
     """Intel RealSense D400 live capture and playback of its recordings (``realsense`` sources)."""
 
     mode: Literal["auto", "rgbd", "stereo"] = "auto"
@@ -608,35 +563,27 @@ class RealSenseConfig:
     auto: rgbd live, and for a recording rgbd when it has colour + depth, else stereo."""
     serial: str | None = None
     """Device to open (``realsense:SERIAL`` wins); None takes the only / first device."""
-    width_px: int = 640
-    height_px: int = 480
-    fps: int = 30
+    width_px: int = bounded(640, ge=1, le=16384)
+    height_px: int = bounded(480, ge=1, le=16384)
+    fps: int = bounded(30, ge=1, le=1000)
     emitter: bool = True
     """Infrared dot projector (helps depth, but its dots show in the infrared images)."""
     imu: bool = True
     """Gyro + accelerometer when the device has them (D435i, D455)."""
-    gyro_hz: int = 200
-    accel_hz: int = 0
+    gyro_hz: int = bounded(200, ge=0, le=100000)
+    accel_hz: int = bounded(0, ge=0, le=100000)
     """0: the device's lowest accelerometer rate (D435i 63 Hz, D455 100 Hz)."""
-    timeout_s: float = 5.0
+    timeout_s: float = bounded(5.0, gt=0)
     """A device (or recording) silent for longer ends the source with a DeviceError."""
-    first_frame_timeout_s: float = 15.0
+    first_frame_timeout_s: float = bounded(15.0, gt=0)
     """Allowance for the first frame (auto-exposure and USB start-up are slow)."""
-    queue_frames: int = 4
+    queue_frames: int = bounded(4, ge=1, le=1024)
     """Frames buffered between the device and the consumer; a live source drops the oldest
     (counted) when the consumer is slower; a non-real-time playback waits instead."""
 
-    def __post_init__(self) -> None:
-        _check(self.width_px > 0 and self.height_px > 0, "width_px", "must be positive")
-        _check(self.fps > 0, "fps", "must be positive")
-        _check(self.gyro_hz >= 0 and self.accel_hz >= 0, "gyro_hz", "must be >= 0")
-        _check(self.timeout_s > 0, "timeout_s", "must be positive")
-        _check(self.first_frame_timeout_s > 0, "first_frame_timeout_s", "must be positive")
-        _check(self.queue_frames >= 1, "queue_frames", "must be >= 1")
-
 
 @dataclass(frozen=True)
-class SimConfig:
+class SimConfig(_Section):
     """The synthetic rig (``sim:NAME``); see slamfront/sim/ for scenes and trajectories."""
 
     trajectory: str = "loop"
@@ -644,102 +591,78 @@ class SimConfig:
     scene: Literal["auto", "room", "repeated"] = "auto"
     """auto: the scene the trajectory is made for."""
     sensor: Literal["rgbd", "stereo", "mono"] = "rgbd"
-    frames: int | None = None
+    frames: int | None = bounded(None, ge=1, le=1000000)
     """None: the trajectory's own length."""
-    width_px: int = 640
-    height_px: int = 480
-    hfov_deg: float = 70.0
+    width_px: int = bounded(640, ge=64, le=8192)
+    height_px: int = bounded(480, ge=64, le=8192)
+    hfov_deg: float = bounded(70.0, ge=10, le=150)
     """Horizontal field of view; fx = fy = (width_px / 2) / tan(hfov_deg / 2)."""
-    fps: float = 30.0
-    baseline_m: float = 0.1
-    seed: int = 0
-    image_noise_std: float = 2.0
+    fps: float = bounded(30.0, ge=1e-3, le=1e6)
+    baseline_m: float = bounded(0.1, gt=0)
+    seed: int = bounded(0, ge=0, lt=2**32)
+    image_noise_std: float = bounded(2.0, ge=0, le=255)
     """Gaussian pixel noise, grey levels (0-255)."""
     motion_blur: bool = True
-    exposure_ms: float = 10.0
+    exposure_ms: float = bounded(10.0, ge=0, le=10000)
     """Shutter time that motion_blur integrates over (centred on the frame's pose)."""
-    depth_noise_std_m: float = 0.0
-    blank_start: int | None = None
+    depth_noise_std_m: float = bounded(0.0, ge=0)
+    blank_start: int | None = bounded(None, ge=0)
     """First of ``blank_count`` all-black frames (zero depth; ground truth and IMU kept)."""
-    blank_count: int = 0
-    imu_rate_hz: float = 200.0
-    gyro_noise_std_rad_s: float = 0.002
+    blank_count: int = bounded(0, ge=0)
+    imu_rate_hz: float = bounded(200.0, gt=0, le=100000)
+    gyro_noise_std_rad_s: float = bounded(0.002, ge=0)
     """Per-sample white-noise standard deviation (not a density)."""
-    accel_noise_std_m_s2: float = 0.02
-    gyro_bias_rad_s: tuple[float, ...] = (0.001, -0.002, 0.0015)
-    accel_bias_m_s2: tuple[float, ...] = (0.02, -0.01, 0.03)
+    accel_noise_std_m_s2: float = bounded(0.02, ge=0)
+    gyro_bias_rad_s: tuple[float, ...] = bounded((0.001, -0.002, 0.0015), gt=-100, lt=100)
+    accel_bias_m_s2: tuple[float, ...] = bounded((0.02, -0.01, 0.03), gt=-1000, lt=1000)
 
-    def __post_init__(self) -> None:
-        _check(self.width_px >= 64 and self.height_px >= 64, "width_px", "image too small")
-        _check(self.fps > 0, "fps", "must be positive")
-        _check(10.0 <= self.hfov_deg <= 150.0, "hfov_deg", "must be in [10, 150]")
-        _check(self.frames is None or self.frames > 0, "frames", "must be > 0")
-        _check(self.baseline_m > 0, "baseline_m", "must be positive")
-        _check(self.image_noise_std >= 0, "image_noise_std", "must be >= 0")
-        _check(self.exposure_ms >= 0, "exposure_ms", "must be >= 0")
-        _check(self.depth_noise_std_m >= 0, "depth_noise_std_m", "must be >= 0")
-        _check(self.blank_start is None or self.blank_start >= 0, "blank_start", "must be >= 0")
-        _check(self.blank_count >= 0, "blank_count", "must be >= 0")
-        _check(self.imu_rate_hz > 0, "imu_rate_hz", "must be positive")
-        _check(self.gyro_noise_std_rad_s >= 0, "gyro_noise_std_rad_s", "must be >= 0")
-        _check(self.accel_noise_std_m_s2 >= 0, "accel_noise_std_m_s2", "must be >= 0")
+    def _validate(self) -> None:
         _check(len(self.gyro_bias_rad_s) == 3, "gyro_bias_rad_s", "needs 3 values")
         _check(len(self.accel_bias_m_s2) == 3, "accel_bias_m_s2", "needs 3 values")
 
 
 @dataclass(frozen=True)
-class RerunConfig:
+class RerunConfig(_Section):
     """The Rerun viewer sink (``--rerun MODE``); see slamfront/sinks/rerun_sink.py."""
 
     mode: str = "off"
     """off | save[:FILE.rrd] | serve | connect[:ADDR]; ``save`` alone: RUN_DIR/recording.rrd."""
-    image_scale: float = 0.5
+    image_scale: float = bounded(0.5, gt=0, le=1)
     """Logged images (current image, matches view) are resized by this factor, (0, 1]."""
-    jpeg_quality: int | None = 80
+    jpeg_quality: int | None = bounded(80, ge=1, le=100)
     """None: raw pixels; 1-100: logged images are JPEG-compressed at this quality."""
-    queue_size: int = 8
+    queue_size: int = bounded(8, ge=1, le=4096)
     """Per-frame results waiting for the viewer thread; further ones are dropped and counted."""
-    web_port: int = 9090
+    web_port: int = bounded(9090, ge=0, le=65535)
     """serve: HTTP port of the web viewer on localhost (0: a free port)."""
-    grpc_port: int = 9876
+    grpc_port: int = bounded(9876, ge=0, le=65535)
     """serve: gRPC port on localhost the web viewer reads from (0: a free port)."""
     server_memory_limit: str = "1GiB"
     """serve: data the server keeps for late viewers (oldest dropped first)."""
     keep_serving: bool = True
     """serve from the CLI: after the run, keep the viewer up until Ctrl-C."""
-    frustum_depth_m: float = 0.1
+    frustum_depth_m: float = bounded(0.1, gt=0)
     """Drawn depth of camera and keyframe frustums."""
-    max_match_lines: int = 200
+    max_match_lines: int = bounded(200, ge=0)
     """Matches view: at most this many lines (the highest-scoring matches)."""
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         scheme = self.mode.partition(":")[0]
         _check(
             scheme in ("off", "save", "serve", "connect"),
             "mode",
             f"must be off, save[:FILE.rrd], serve or connect[:ADDR], got {self.mode!r}",
         )
-        _check(0.0 < self.image_scale <= 1.0, "image_scale", "must be in (0, 1]")
-        _check(
-            self.jpeg_quality is None or 1 <= self.jpeg_quality <= 100,
-            "jpeg_quality",
-            "must be null or 1-100",
-        )
-        _check(self.queue_size >= 1, "queue_size", "must be >= 1")
-        _check(0 <= self.web_port <= 65535, "web_port", "must be a port (0: any free one)")
-        _check(0 <= self.grpc_port <= 65535, "grpc_port", "must be a port (0: any free one)")
         _check(bool(self.server_memory_limit), "server_memory_limit", "must not be empty")
-        _check(self.frustum_depth_m > 0, "frustum_depth_m", "must be positive")
-        _check(self.max_match_lines >= 0, "max_match_lines", "must be >= 0")
 
 
 @dataclass(frozen=True)
-class PipelineConfig:
-    queue_size: int = 4
+class PipelineConfig(_Section):
+    queue_size: int = bounded(4, ge=1, le=4096)
     read_thread: bool = False
     """Read the source on a thread of its own (a third one) instead of the reader thread:
     worth it when the tracking thread has time to spare, a cost when both cores are busy."""
-    progress_interval_s: float = 0.5
+    progress_interval_s: float = bounded(0.5, gt=0)
     """Seconds between progress reports of a run (the command line's progress bar)."""
 
 
@@ -838,12 +761,18 @@ def _read_preset(
     if base is not None:
         if not isinstance(base, str):
             raise ConfigError(f"{path}:{lines.get('extends', '?')}: 'extends' must be a name")
+        if Path(base).suffix in (".yaml", ".yml") and not Path(base).is_absolute():
+            base = str(path.parent / base)  # a file is found beside the one that names it
         _read_preset(base, data, sources, (*seen, str(path.resolve())))
     for key, value in _flatten(content):
         _set_dotted(data, key, value)
         sources[key] = f"{path}:{lines.get(key, '?')}"
     if "preset" not in content:
         data["preset"] = path.stem
+
+
+_MAX_YAML_KEYS = 10_000
+"""More keys than any config has: a file over it is refused (a YAML alias bomb)."""
 
 
 def _load_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
@@ -857,6 +786,8 @@ def _load_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
     if node is None:
         return {}, {}
     if not isinstance(node, yaml.MappingNode):
@@ -864,11 +795,19 @@ def _load_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     lines: dict[str, int] = {}
     constructor = yaml.SafeLoader(text)
 
+    visited = [0]
+
     def walk(mapping: yaml.MappingNode, prefix: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key_node, value_node in mapping.value:
+            line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise ConfigError(f"{path}:{line}: a key must be a name, not a list or mapping")
+            visited[0] += 1
+            if visited[0] > _MAX_YAML_KEYS:  # aliases of mappings can multiply keys
+                raise ConfigError(f"{path}:{line}: more than {_MAX_YAML_KEYS} keys")
             key = f"{prefix}{key_node.value}"
-            lines[key] = key_node.start_mark.line + 1
+            lines[key] = line
             if key_node.value in out:
                 raise ConfigError(f"{path}:{lines[key]}: duplicate key {key!r}")
             if isinstance(value_node, yaml.MappingNode):
@@ -877,7 +816,15 @@ def _load_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
                 out[key_node.value] = constructor.construct_object(value_node, deep=True)
         return out
 
-    return walk(node, ""), lines
+    try:
+        return walk(node, ""), lines
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
+    except yaml.YAMLError as exc:  # e.g. a tag the safe loader refuses (!!python/object)
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: {problem}") from exc
 
 
 def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -908,6 +855,8 @@ def _parse_scalar(raw: str, origin: str) -> Any:
         return yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"{origin}: cannot parse value: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"{origin}: cannot parse value: nested too deeply") from None
 
 
 def _origin(sources: Mapping[str, str], key: str) -> str:

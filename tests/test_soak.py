@@ -51,6 +51,42 @@ def test_short_soak_still_is_flat_and_leaves_nothing_behind(soak_tool: ModuleTyp
     assert abs(report.rss_change_pct) < 10.0 and report.rss_slope_mb_per_1000 < 5.0
 
 
+def test_short_soak_loop_closes_loops_under_other_settings(soak_tool: ModuleType) -> None:
+    """One lap and a bit of sim:loop (loop closures, a growing map) with a queue of one and
+    frames tracked from the motion model first."""
+    lap = ["sim.fps=10", "backend.final_adjustment=false"]
+    other = ["pipeline.queue_size=1", "tracker.match_every_frame=false"]
+    report = soak_tool.soak(
+        "sim:loop",
+        "classic",
+        frames=180,
+        overrides=[*SMALL, *lap, *other],
+        baseline_frames=40,
+        every=20,
+    )
+    assert report.ok, "\n".join(report.lines())
+    assert report.loops >= 1 and report.frames_lost == 0
+    assert report.keyframes_after_baseline > 10  # the map grew: the rss check allowed for it
+    assert "new keyframes" in next(c.detail for c in report.checks if c.name == "rss")
+    assert max(s.in_flight for s in report.samples) <= 1 + 2  # pipeline.queue_size + 2
+
+
+def test_the_matrix_covers_queues_motion_model_and_loops(soak_tool: ModuleType) -> None:
+    scenarios = soak_tool.MATRIX
+    overrides = [o for sc in scenarios for o in sc.overrides]
+    assert {sc.source for sc in scenarios} == {"sim:still", "sim:loop"}
+    assert {"pipeline.queue_size=1", "pipeline.queue_size=16"} <= set(overrides)
+    assert "tracker.match_every_frame=false" in overrides
+    assert any(sc.source == "sim:loop" and not sc.overrides for sc in scenarios)
+    two = [soak_tool.Scenario("a", "sim:still"), scenarios[1]]
+    results = soak_tool.soak_matrix(
+        "classic", 40, SMALL, scenarios=two, baseline_frames=20, every=20
+    )
+    assert [sc.name for sc, _ in results] == ["a", scenarios[1].name]
+    assert all(report.ok for _, report in results)
+    assert results[1][1].overrides[0] == "pipeline.queue_size=1"
+
+
 class _LeakySink:
     """Keeps ``bytes_per_frame`` per frame, opens a file every 50 frames, leaves a thread at
     close."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -30,6 +31,15 @@ from slamfront.types import CameraModel, Features, Keyframe
 MAP_FORMAT = "slamfront-map"
 MAP_FORMAT_VERSION = 1
 _HEADER = "header.json"
+MAX_HEADER_BYTES = 64 << 20
+"""Largest header.json read."""
+MAX_MAP_BYTES = 16 << 30
+"""Largest total of the arrays a map file may declare (16 GiB)."""
+MAX_COMPRESSION_RATIO = 20
+"""Members are written stored (uncompressed); one that declares more than this many times its
+compressed size (and over a megabyte) is refused as a decompression bomb before it is read."""
+_NPY_HEADER_SLACK = 1 << 16
+_DTYPES = frozenset({"<f4", "<f8", "<i8", "|u1", "|b1"})
 _EDGE_KINDS: tuple[EdgeKind, ...] = ("odometry", "loop")
 
 
@@ -134,17 +144,18 @@ def load_map(path: str | os.PathLike[str]) -> SavedMap:
     try:
         with zipfile.ZipFile(source, "r") as archive:
             header = _read_header(archive, source)
+            _check_sizes(archive, source, header["arrays"])
             arrays = {
                 name: _read_array(archive, source, name, spec)
                 for name, spec in header["arrays"].items()
             }
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError) as exc:
         raise MapFileError(f"{source}: corrupt or truncated map file ({exc})") from exc
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, RuntimeError, ValueError) as exc:
         raise MapFileError(f"{source}: cannot read map file ({exc})") from exc
     try:
         return _unpack(arrays, header)
-    except (KeyError, ValueError, IndexError, TypeError) as exc:
+    except (KeyError, ValueError, IndexError, TypeError, OverflowError) as exc:
         raise MapFileError(f"{source}: inconsistent map contents: {exc}") from exc
 
 
@@ -260,11 +271,23 @@ def _fsync_folder(folder: Path) -> None:
 # ----------------------------------------------------------------------------- reading
 
 
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """The member's bytes, reading no more than it declares (the size was checked first)."""
+    with archive.open(info) as handle:
+        blob = handle.read(info.file_size + 1)
+    if len(blob) != info.file_size:
+        raise zipfile.BadZipFile(f"{info.filename} is not the {info.file_size} bytes it declares")
+    return blob
+
+
 def _read_header(archive: zipfile.ZipFile, source: Path) -> dict[str, Any]:
     try:
-        raw = archive.read(_HEADER)
+        info = archive.getinfo(_HEADER)
     except KeyError:
         raise MapFileError(f"{source}: not a slamfront map (no {_HEADER})") from None
+    if info.file_size > MAX_HEADER_BYTES:
+        raise MapFileError(f"{source}: {_HEADER} declares {info.file_size} bytes (too large)")
+    raw = _read_member(archive, info)
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -272,27 +295,85 @@ def _read_header(archive: zipfile.ZipFile, source: Path) -> dict[str, Any]:
     if not isinstance(header, dict) or header.get("format") != MAP_FORMAT:
         raise MapFileError(f"{source}: not a slamfront map (format field is not {MAP_FORMAT!r})")
     version = header.get("version")
-    if version != MAP_FORMAT_VERSION:
+    if type(version) is not int or version != MAP_FORMAT_VERSION:
         raise MapFileError(
             f"{source}: map format version {version!r}; this slamfront reads version "
             f"{MAP_FORMAT_VERSION} only"
         )
     if not isinstance(header.get("arrays"), dict) or not isinstance(header.get("cameras"), list):
         raise MapFileError(f"{source}: {_HEADER} lacks the 'arrays' or 'cameras' table")
+    for key in ("descriptor_kind", "vocabulary_id"):
+        if not isinstance(header.get(key, ""), str):
+            raise MapFileError(f"{source}: {_HEADER}: {key} must be a string")
+    for name, spec in header["arrays"].items():
+        if not (
+            isinstance(spec, dict)
+            and isinstance(spec.get("sha256"), str)
+            and isinstance(spec.get("dtype"), str)
+            and spec["dtype"] in _DTYPES
+            and isinstance(spec.get("shape"), list)
+            and len(spec["shape"]) <= 3
+            and all(type(n) is int and 0 <= n < 1 << 40 for n in spec["shape"])
+        ):
+            raise MapFileError(
+                f"{source}: {_HEADER}: array {name!r} needs sha256, dtype (one of "
+                f"{', '.join(sorted(_DTYPES))}) and shape (a list of sizes)"
+            )
     return header
+
+
+def _check_sizes(archive: zipfile.ZipFile, source: Path, specs: dict[str, Any]) -> None:
+    """Refuse, before reading any array, a member larger than its header entry allows, one
+    compressed suspiciously well, or arrays adding up to more than MAX_MAP_BYTES."""
+    total = 0
+    for name, spec in specs.items():
+        member = f"{name}.npy"
+        try:
+            info = archive.getinfo(member)
+        except KeyError:
+            raise MapFileError(f"{source}: array {member} is missing") from None
+        expected = int(np.prod(spec["shape"], dtype=object)) * np.dtype(spec["dtype"]).itemsize
+        if info.file_size > expected + _NPY_HEADER_SLACK:
+            raise MapFileError(
+                f"{source}: {member} declares {info.file_size} bytes, more than its "
+                f"{spec['dtype']}{spec['shape']} array needs"
+            )
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > 1 << 20 and ratio > MAX_COMPRESSION_RATIO:
+            raise MapFileError(
+                f"{source}: {member} declares {info.file_size} bytes in {info.compress_size} "
+                f"compressed (ratio {ratio:.0f}): refused as a decompression bomb"
+            )
+        total += info.file_size
+    if total > MAX_MAP_BYTES:
+        raise MapFileError(
+            f"{source}: the arrays declare {total} bytes, over the {MAX_MAP_BYTES}-byte limit"
+        )
 
 
 def _read_array(archive: zipfile.ZipFile, source: Path, name: str, spec: Any) -> np.ndarray:
     member = f"{name}.npy"
-    try:
-        blob = archive.read(member)
-    except KeyError:
-        raise MapFileError(f"{source}: array {member} is missing") from None
-    if not isinstance(spec, dict) or hashlib.sha256(blob).hexdigest() != spec.get("sha256"):
+    blob = _read_member(archive, archive.getinfo(member))
+    if hashlib.sha256(blob).hexdigest() != spec["sha256"]:
         raise MapFileError(f"{source}: checksum mismatch in {member} (file is corrupt)")
     try:
+        stream = io.BytesIO(blob)
+        version = np.lib.format.read_magic(stream)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"npy format version {version}")
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read_header(stream)  # the array's header only, no data
+        if dtype.str != spec["dtype"] or list(shape) != spec["shape"]:
+            raise MapFileError(
+                f"{source}: {member} is {dtype.str}{list(shape)}, the header says "
+                f"{spec['dtype']}{spec['shape']}"
+            )
         array = np.load(io.BytesIO(blob), allow_pickle=False)
-    except ValueError as exc:
+    except (ValueError, TypeError, SyntaxError) as exc:
         raise MapFileError(f"{source}: {member} is not a readable array ({exc})") from exc
     if array.dtype.str != spec.get("dtype") or list(array.shape) != spec.get("shape"):
         raise MapFileError(
@@ -302,11 +383,107 @@ def _read_array(archive: zipfile.ZipFile, source: Path, name: str, spec: Any) ->
     return array
 
 
+# Array name -> (dtype kinds allowed, shape). Sizes: K keyframes, F features, L landmarks,
+# E edges, "K+1" offsets, None any.
+_LAYOUT: dict[str, tuple[str, tuple[str | int | None, ...]]] = {
+    "keyframe_id": ("i", ("K",)),
+    "keyframe_frame_index": ("i", ("K",)),
+    "keyframe_stamp_ns": ("i", ("K",)),
+    "keyframe_world_from_cam": ("f", ("K", 4, 4)),
+    "keyframe_camera": ("i", ("K",)),
+    "keyframe_image_size": ("i", ("K", 2)),
+    "keyframe_reprojection_rmse_px": ("f", ("K",)),
+    "keyframe_map_id": ("i", ("K",)),
+    "keyframe_offsets": ("i", ("K+1",)),
+    "keyframe_global_descriptor": ("f", ("K", None)),
+    "keyframe_has_global_descriptor": ("b", ("K",)),
+    "feature_keypoints": ("f", ("F", 2)),
+    "feature_scores": ("f", ("F",)),
+    "feature_descriptors": ("fu", ("F", None)),
+    "feature_points_cam_m": ("f", ("F", 3)),
+    "landmark_positions_world_m": ("f", ("L", 3)),
+    "landmark_observations": ("i", (None, 3)),
+    "landmark_descriptors": ("fu", ("L", None)),
+    "landmark_colors_rgb": ("u", ("L", 3)),
+    "edge_ids": ("i", ("E", 2)),
+    "edge_from_from_to": ("f", ("E", 4, 4)),
+    "edge_information": ("f", ("E", 6, 6)),
+    "edge_kind": ("u", ("E",)),
+}
+# Arrays that must hold finite numbers only (points_cam_m uses NaN for "unknown").
+_FINITE = (
+    "keyframe_world_from_cam",
+    "keyframe_global_descriptor",
+    "feature_keypoints",
+    "feature_scores",
+    "feature_descriptors",
+    "landmark_positions_world_m",
+    "landmark_descriptors",
+    "edge_from_from_to",
+    "edge_information",
+)
+
+
+def _check_layout(arrays: dict[str, np.ndarray]) -> None:
+    """ValueError naming the first array of the wrong kind, shape, or with NaN/inf values."""
+
+    def rows(name: str) -> int:
+        return int(arrays[name].shape[0]) if arrays[name].ndim else -1
+
+    sizes = {
+        "K": rows("keyframe_id"),
+        "F": rows("feature_keypoints"),
+        "L": rows("landmark_positions_world_m"),
+        "E": rows("edge_ids"),
+    }
+    for name, (kinds, dims) in _LAYOUT.items():
+        if name not in arrays:
+            if name in ("keyframe_map_id", "landmark_descriptors", "landmark_colors_rgb"):
+                continue  # optional
+            raise KeyError(f"array {name} is missing")
+        array = arrays[name]
+        want = tuple(
+            sizes["K"] + 1 if d == "K+1" else sizes[d] if isinstance(d, str) else d for d in dims
+        )
+        if array.dtype.kind not in kinds or len(array.shape) != len(want):
+            raise ValueError(f"{name} is {array.dtype.str}{list(array.shape)}")
+        if any(w is not None and n != w for n, w in zip(array.shape, want, strict=True)):
+            raise ValueError(f"{name} has shape {list(array.shape)}, expected {list(want)}")
+    for name in _FINITE:
+        values = arrays.get(name)
+        if values is not None and values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+            raise ValueError(f"{name} holds NaN or infinite values")
+    if np.any(np.isinf(arrays["feature_points_cam_m"])):
+        raise ValueError("feature_points_cam_m holds infinite values")
+    poses = arrays["keyframe_world_from_cam"]
+    rotations = poses[:, :3, :3]
+    gram = np.einsum("kji,kjl->kil", rotations, rotations)
+    if not (
+        np.allclose(poses[:, 3], [0.0, 0.0, 0.0, 1.0])
+        and np.allclose(gram, np.eye(3), atol=1e-4)
+        and np.all(np.linalg.det(rotations) > 0)
+    ):
+        raise ValueError("keyframe_world_from_cam holds a matrix that is not a rigid pose")
+
+
+def _camera_from_json(entry: Any) -> CameraModel:
+    if not isinstance(entry, dict):
+        raise ValueError(f"a camera entry must be a mapping, got {entry!r:.80}")
+    numbers = [entry.get(k) for k in ("width_px", "height_px", "fx", "fy", "cx", "cy")]
+    coeffs = entry.get("dist_coeffs")
+    if not isinstance(coeffs, list):
+        raise ValueError("a camera's dist_coeffs must be a list")
+    values = [*numbers, *coeffs]
+    if not all(
+        type(v) in (int, float) and math.isfinite(v) and abs(v) < 1e9 for v in values
+    ) or not all(type(v) is int for v in numbers[:2]):
+        raise ValueError(f"a camera entry holds a wrong or non-finite number: {entry!r:.200}")
+    return CameraModel(**{**entry, "dist_coeffs": tuple(coeffs)})
+
+
 def _unpack(arrays: dict[str, np.ndarray], header: dict[str, Any]) -> SavedMap:
-    cameras = [
-        CameraModel(**{**entry, "dist_coeffs": tuple(entry["dist_coeffs"])})
-        for entry in header["cameras"]
-    ]
+    cameras = [_camera_from_json(entry) for entry in header["cameras"]]
+    _check_layout(arrays)
     ids = arrays["keyframe_id"]
     offsets = arrays["keyframe_offsets"]
     count = ids.shape[0]

@@ -341,8 +341,12 @@ def evaluate_trajectories(
         raise InputError(f"rpe_delta_unit must be frames, m or deg, got {rpe_delta_unit!r}")
     if rpe_pairs not in ("consecutive", "all", "evo2018"):
         raise InputError(f"rpe_pairs must be consecutive, all or evo2018, got {rpe_pairs!r}")
-    if not rpe_delta > 0:
-        raise InputError(f"rpe_delta must be positive, got {rpe_delta}")
+    if not 0 < rpe_delta < math.inf:
+        raise InputError(f"rpe_delta must be positive and finite, got {rpe_delta}")
+    if not 0 <= max_time_diff_s < math.inf:
+        raise InputError(f"max_time_diff_s must be >= 0 and finite, got {max_time_diff_s}")
+    if not abs(time_offset_s) < 1e9:
+        raise InputError(f"time_offset_s must be finite (under 1e9 s), got {time_offset_s}")
     if rpe_delta_unit == "frames" and float(rpe_delta) != int(rpe_delta):
         raise InputError(f"rpe_delta in frames must be a whole number, got {rpe_delta}")
     ref_all = _to_evo(reference, "reference")

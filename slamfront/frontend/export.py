@@ -3,7 +3,9 @@
 Each network becomes one single-file ONNX model (weights inside, no external data) with a
 dynamic input height and width. Exports are keyed by everything baked into the graph — the
 weights' sha256, the detection parameters and :data:`GRAPH_VERSION` (bumped whenever the
-graph code changes) — so a cache entry is never stale; runtimes export on demand.
+graph code changes) — so a cache entry is never stale; runtimes export on demand. Each file's
+content hash is recorded beside it, and an entry whose content no longer matches (a truncated
+file) is exported again.
 
 The extractor graph is :class:`~slamfront.frontend.models.keypoints.SparseDetector`:
 input ``image`` (1, C, H, W) float32 in [0, 1] with H, W multiples of the network stride;
@@ -32,6 +34,7 @@ from slamfront.frontend.models.specs import (
     WEIGHT_FILES,
     extractor_weights,
 )
+from slamfront.frontend.runtime.cache_digest import digest_path, is_intact, record_digest
 from slamfront.frontend.runtime.extractor_base import INPUT_NAME, OUTPUT_NAMES
 from slamfront.frontend.runtime.lightglue_export import graphs_digest, lightglue_graphs
 from slamfront.weights import sha256_of, user_cache
@@ -77,10 +80,13 @@ def extractor_onnx_path(cfg: ExtractorConfig) -> Path:
 
 
 def ensure_extractor_onnx(cfg: ExtractorConfig) -> Path:
-    """The cached extractor graph of ``cfg``, exported first if it is not there yet."""
+    """The cached extractor graph of ``cfg``, exported first if it is not there yet or its
+    content no longer has the hash recorded at export (a truncated or damaged file)."""
     path = extractor_onnx_path(cfg)
-    if path.is_file():
+    if is_intact(path):
         return path
+    if path.exists():
+        log.warning("%s: damaged or unverified ONNX cache entry; exporting it again", path)
     return export_extractor(cfg, path)
 
 
@@ -147,7 +153,9 @@ def export_extractor(cfg: ExtractorConfig, path: str | os.PathLike[str] | None =
         onnx.checker.check_model(model)
         final = Path(tmp) / "final.onnx"
         onnx.save(model, str(final))
+        digest_path(target).unlink(missing_ok=True)  # no stale hash beside a new file
         os.replace(final, target)
+        record_digest(target)
     return target
 
 

@@ -40,6 +40,7 @@ TrajectoryFormat = Literal["tum", "kitti", "euroc"]
 
 _SIMPLE_DECIMAL = re.compile(r"[+-]?\d+(\.\d*)?")
 _NS_PER_S = 1_000_000_000
+_INT64_LIMIT = 1 << 63
 
 
 # ----------------------------------------------------------------------------- stamps
@@ -49,21 +50,45 @@ def parse_stamp_s(text: str) -> int:
     """Integer nanoseconds of a time in seconds written as text, without float rounding.
 
     Accepts ``1311868169.163498``, ``1.403715529112143517e+09``, ``0``; digits beyond the
-    nanosecond are rounded half-even. Raises ValueError on anything else.
+    nanosecond are rounded half-even. Raises ValueError on anything else, and on times an
+    int64 of nanoseconds cannot hold (beyond about 292 years from 1970, e.g. nanoseconds
+    written where seconds belong).
     """
     text = text.strip()
-    if _SIMPLE_DECIMAL.fullmatch(text):
+    if _SIMPLE_DECIMAL.fullmatch(text) and len(text) <= 40:
         whole, _, frac = text.lstrip("+-").partition(".")
         if len(frac) <= 9:
             sign = -1 if text.startswith("-") else 1
-            return sign * (int(whole) * _NS_PER_S + int((frac + "000000000")[:9]))
+            return _seconds_in_range(
+                sign * (int(whole) * _NS_PER_S + int((frac + "000000000")[:9])), text
+            )
+    if len(text) > 80:
+        raise ValueError(f"not a time in seconds: {text[:40]!r}...")
     try:
         value = Decimal(text)
     except InvalidOperation as exc:
         raise ValueError(f"not a time in seconds: {text!r}") from exc
     if not value.is_finite():
         raise ValueError(f"not a finite time: {text!r}")
-    return int((value * _NS_PER_S).to_integral_value())
+    if value.adjusted() >= 10:  # |t| >= 1e10 s: beyond int64 nanoseconds
+        _seconds_in_range(_INT64_LIMIT, text)
+    return _seconds_in_range(int((value * _NS_PER_S).to_integral_value()), text)
+
+
+def _seconds_in_range(stamp_ns: int, text: str) -> int:
+    if -_INT64_LIMIT <= stamp_ns < _INT64_LIMIT:
+        return stamp_ns
+    hint = ""
+    if 10**26 <= abs(stamp_ns) < 10**29 and "." not in text and "e" not in text.lower():
+        hint = "; it looks like nanoseconds: this file's times are seconds"
+    raise ValueError(f"time {text[:40]!r} s is out of range (|t| < 9.2e9 s){hint}")
+
+
+def check_stamp_ns(stamp_ns: int, text: str) -> int:
+    """``stamp_ns`` when an int64 holds it; ValueError otherwise (``text``: as written)."""
+    if -_INT64_LIMIT <= stamp_ns < _INT64_LIMIT:
+        return stamp_ns
+    raise ValueError(f"time {text[:40]!r} is out of range (an int64 of nanoseconds)")
 
 
 def format_stamp_s(stamp_ns: int) -> str:
@@ -197,10 +222,10 @@ def read_euroc_trajectory(path: str | os.PathLike[str]) -> Trajectory:
                 f"'t_ns, px, py, pz, qw, qx, qy, qz', got {len(fields)}"
             )
         try:
-            stamps.append(int(fields[0]))
+            stamps.append(check_stamp_ns(int(fields[0]), fields[0]))
         except ValueError as exc:
             raise SourceError(
-                f"{target}:{number}: timestamp must be integer nanoseconds: {fields[0]!r}"
+                f"{target}:{number}: timestamp must be integer nanoseconds: {exc}"
             ) from exc
         values.append(_floats(target, number, fields[1:8], "pose"))
         numbers.append(number)

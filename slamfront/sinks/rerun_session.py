@@ -112,22 +112,38 @@ def web_viewer_url(web_port: int, grpc_port: int) -> str:
 
 def find_recording(target: str | os.PathLike[str]) -> Path:
     """The ``.rrd`` of a run directory (``recording.rrd``, else its only ``.rrd``) or the
-    file itself."""
+    file itself; InputError when there is none or the file is not a Rerun recording."""
     path = Path(target)
     if path.is_file():
-        return path
+        return _check_recording(path)
     if path.is_dir():
         default = path / DEFAULT_RECORDING_NAME
         if default.is_file():
-            return default
+            return _check_recording(default)
         found = sorted(path.glob("*.rrd"))
         if len(found) == 1:
-            return found[0]
+            return _check_recording(found[0])
         if found:
             names = ", ".join(p.name for p in found)
             raise InputError(f"{path}: several recordings ({names}); name one")
         raise InputError(f"{path}: no .rrd recording here (record one with --rerun save)")
     raise InputError(f"{path}: no such file or directory")
+
+
+RRD_MAGIC = b"RRF"
+"""Every Rerun recording file starts with these bytes (then a format digit)."""
+
+
+def _check_recording(path: Path) -> Path:
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc}") from exc
+    if not head.startswith(RRD_MAGIC):
+        what = "an empty file" if not head else "not a Rerun recording (.rrd)"
+        raise InputError(f"{path}: {what}; record one with --rerun save")
+    return path
 
 
 def rerun_binary() -> Path:

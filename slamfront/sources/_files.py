@@ -46,8 +46,38 @@ def require_file(path: Path, what: str) -> Path:
     return path
 
 
+def dataset_path(folder: Path, name: str, where: str) -> Path:
+    """``folder / name`` for a file an index names; SourceError (naming ``where``, the index's
+    ``file:line``) when the name is absolute or climbs out of ``folder`` with ``..``."""
+    parts = Path(name).parts
+    if Path(name).is_absolute() or name.startswith(("/", "\\")) or ".." in parts:
+        raise SourceError(
+            f"{where}: names {name!r}, outside the dataset folder {folder} (index files may "
+            "only name files inside it, by relative paths without '..')"
+        )
+    return folder / name
+
+
+def check_image_size(width_px: int, height_px: int, config: SourceConfig, where: str) -> None:
+    """SourceError when an image is larger than ``source.max_image_side_px`` (its frames would
+    cost seconds and gigabytes each)."""
+    limit = config.max_image_side_px
+    if limit and max(width_px, height_px) > limit:
+        raise SourceError(
+            f"{where}: images are {width_px}x{height_px}, larger than "
+            f"source.max_image_side_px={limit}; resize them (about 640-1280 px wide tracks "
+            "best) or raise source.max_image_side_px"
+        )
+
+
 def select_indices(count: int, config: SourceConfig) -> list[int]:
-    """Indices of the recorded frames to yield: start, then every ``stride``-th, at most max."""
+    """Indices of the recorded frames to yield: start, then every ``stride``-th, at most max.
+    SourceError when ``source.start_frame`` is past the end of a recording."""
+    if config.start_frame > 0 and config.start_frame >= count:
+        raise SourceError(
+            f"source.start_frame={config.start_frame} is past the end: the recording has "
+            f"{count} frames (0 to {count - 1})"
+        )
     picked = list(range(config.start_frame, count, config.stride))
     if config.max_frames is not None:
         picked = picked[: config.max_frames]

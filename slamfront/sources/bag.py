@@ -63,6 +63,7 @@ from slamfront.sources._files import (
     Undistorter,
     calibration_from_config,
     camera_from_config,
+    check_image_size,
     select_indices,
 )
 from slamfront.sources.bag_messages import (
@@ -288,6 +289,7 @@ class BagSource(Source):
         self._selected = select_indices(len(self._frames), cfg)
 
         size = self._raw_size = scan.sizes[t.image]
+        check_image_size(size[0], size[1], cfg, f"{self.path}: {t.image}")
         calibration = self._with_static_transforms(
             self._calibration(scan.infos, size, config), scan
         )

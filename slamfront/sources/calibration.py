@@ -57,7 +57,10 @@ def load_yaml(path: Path) -> dict[str, Any]:
         pass
 
     def matrix(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
-        assert isinstance(node, yaml.MappingNode)
+        if not isinstance(node, yaml.MappingNode):
+            raise yaml.constructor.ConstructorError(
+                None, None, "an !!opencv-matrix must be a mapping", node.start_mark
+            )
         return {str(k): v for k, v in loader.construct_mapping(node, deep=True).items()}
 
     _Loader.add_constructor("tag:yaml.org,2002:opencv-matrix", matrix)
@@ -72,6 +75,8 @@ def load_yaml(path: Path) -> dict[str, Any]:
         data = yaml.load("\n".join(lines), Loader=_Loader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise SourceError(f"{path}: invalid YAML: {exc}") from exc
+    except RecursionError:
+        raise SourceError(f"{path}: invalid YAML: nested too deeply") from None
     if not isinstance(data, dict):
         raise SourceError(f"{path}: expected a mapping of keys")
     return data

@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,8 +35,20 @@ import numpy as np
 
 from slamfront.errors import SourceError
 from slamfront.geometry import StereoRectification, invert_pose, rectify_stereo
-from slamfront.io.trajectory import check_stamps_increase, read_data_lines, read_trajectory
-from slamfront.sources._files import IndexedSource, Undistorter, read_image, require_dir
+from slamfront.io.trajectory import (
+    check_stamp_ns,
+    check_stamps_increase,
+    read_data_lines,
+    read_trajectory,
+)
+from slamfront.sources._files import (
+    IndexedSource,
+    Undistorter,
+    check_image_size,
+    dataset_path,
+    read_image,
+    require_dir,
+)
 from slamfront.sources.base import with_readout
 from slamfront.types import CameraModel, Frame, ImuSample, StereoRig, Trajectory
 
@@ -58,7 +71,10 @@ def load_sensor_yaml(path: Path) -> dict[str, Any]:
         pass
 
     def matrix(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
-        assert isinstance(node, yaml.MappingNode)
+        if not isinstance(node, yaml.MappingNode):
+            raise yaml.constructor.ConstructorError(
+                None, None, "an !!opencv-matrix must be a mapping", node.start_mark
+            )
         return {str(k): v for k, v in loader.construct_mapping(node, deep=True).items()}
 
     _Loader.add_constructor("tag:yaml.org,2002:opencv-matrix", matrix)
@@ -73,6 +89,8 @@ def load_sensor_yaml(path: Path) -> dict[str, Any]:
         data = yaml.load("\n".join(lines), Loader=_Loader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise SourceError(f"{path}: invalid YAML: {exc}") from exc
+    except RecursionError:
+        raise SourceError(f"{path}: invalid YAML: nested too deeply") from None
     if not isinstance(data, dict):
         raise SourceError(f"{path}: expected a mapping of keys")
     return data
@@ -91,9 +109,12 @@ def _numbers(value: Any, count: int | tuple[int, ...], key: str, path: Path) -> 
             f"{path}: {key} must be a list of {' or '.join(map(str, counts))} numbers"
         )
     try:
-        return [float(v) for v in value]
+        numbers = [float(v) for v in value]
     except (TypeError, ValueError) as exc:
         raise SourceError(f"{path}: {key} holds a non-number: {exc}") from exc
+    if not all(math.isfinite(v) and abs(v) < 1e9 for v in numbers):
+        raise SourceError(f"{path}: {key} holds a non-finite or absurdly large number")
+    return numbers
 
 
 def read_transform(data: dict[str, Any], path: Path, key: str = "T_BS") -> np.ndarray:
@@ -178,12 +199,12 @@ def read_camera_index(folder: Path, check_files: bool = True) -> _CameraIndex:
         if len(fields) < 2:
             raise SourceError(f"{csv}:{number}: expected 'timestamp_ns,filename', got {line!r}")
         try:
-            stamps.append(int(fields[0]))
+            stamps.append(check_stamp_ns(int(fields[0]), fields[0]))
         except ValueError as exc:
             raise SourceError(
-                f"{csv}:{number}: timestamp must be integer nanoseconds, got {fields[0]!r}"
+                f"{csv}:{number}: timestamp must be integer nanoseconds, got {fields[0][:40]!r}"
             ) from exc
-        path = folder / "data" / fields[1]
+        path = dataset_path(folder / "data", fields[1], f"{csv}:{number}")
         if check_files and not path.is_file():
             raise SourceError(f"{csv}:{number}: names {fields[1]!r}, which does not exist")
         paths.append(path)
@@ -237,7 +258,7 @@ def read_imu_csv(csv: Path) -> ImuLog:
                 f"{csv}:{number}: expected 7 values 't_ns,wx,wy,wz,ax,ay,az', got {len(fields)}"
             )
         try:
-            stamps.append(int(fields[0]))
+            stamps.append(check_stamp_ns(int(fields[0]), fields[0]))
             values.append([float(f) for f in fields[1:]])
         except ValueError as exc:
             raise SourceError(f"{csv}:{number}: cannot parse IMU sample: {exc}") from exc
@@ -296,6 +317,7 @@ class EurocSource(IndexedSource):
         self._groundtruth_file = cfg.groundtruth
         cam0_dir = require_dir(self.mav0 / "cam0", "EuRoC cam0 folder")
         left_raw, body_from_cam0, self.rate_hz = read_camera(cam0_dir / "sensor.yaml")
+        check_image_size(left_raw.width_px, left_raw.height_px, cfg, str(cam0_dir / "sensor.yaml"))
         left_raw = with_readout(left_raw, config.camera, 0.0)  # global-shutter imagers
         left_index = read_camera_index(cam0_dir)
 

@@ -36,6 +36,7 @@ from slamfront.sources._files import (
     Pacer,
     Undistorter,
     camera_from_config,
+    check_image_size,
     first_image_size,
     image_size,
     read_image,
@@ -89,6 +90,7 @@ class ImageFolderSource(IndexedSource):
         else:
             stamps = np.round(np.arange(len(self._paths)) * (1e9 / cfg.fps)).astype(np.int64)
         width, height = first_image_size(self._paths, "any", "images")
+        check_image_size(width, height, cfg, str(self._paths[0]))
         self._undistort = Undistorter(
             camera_from_config(config.camera, width, height, f"images:{self.folder}"),
             cfg.undistort,
@@ -146,7 +148,13 @@ class VideoSource(Source):
         finally:
             capture.release()
         self.frame_count_hint: int | None = count if count > 0 else None
+        if self.frame_count_hint is not None and 0 < self._config.start_frame >= count:
+            raise SourceError(
+                f"{self.path}: source.start_frame={self._config.start_frame} is past the end "
+                f"of the video ({count} frames)"
+            )
         width, height = image_size(first)
+        check_image_size(width, height, self._config, str(self.path))
         self._undistort = Undistorter(
             camera_from_config(config.camera, width, height, f"video:{self.path}"),
             self._config.undistort,

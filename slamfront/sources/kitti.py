@@ -30,6 +30,7 @@ from slamfront.io.trajectory import (
 )
 from slamfront.sources._files import (
     IndexedSource,
+    check_image_size,
     first_image_size,
     read_image,
     require_dir,
@@ -62,6 +63,8 @@ def read_calib(path: Path) -> dict[str, np.ndarray]:
             out[name.strip()] = np.array([float(v) for v in fields]).reshape(3, 4)
         except ValueError as exc:
             raise SourceError(f"{path}:{number}: cannot parse {name.strip()}: {exc}") from exc
+        if not np.all(np.isfinite(out[name.strip()])):
+            raise SourceError(f"{path}:{number}: {name.strip()} holds a non-finite number")
     return out
 
 
@@ -118,6 +121,7 @@ class KittiSource(IndexedSource):
             raise SourceError(f"{calib_path}: no P0 line")
         p0 = calib["P0"]
         width, height = first_image_size(self._left_paths, "grey", "image_0 images")
+        check_image_size(width, height, config.source, str(self._left_paths[0]))
         try:
             camera = CameraModel(
                 width, height, float(p0[0, 0]), float(p0[1, 1]), float(p0[0, 2]), float(p0[1, 2])

@@ -34,7 +34,13 @@ from slamfront.io.trajectory import (
     read_data_lines,
     read_trajectory,
 )
-from slamfront.sources._files import IndexedSource, Undistorter, read_image, require_dir
+from slamfront.sources._files import (
+    IndexedSource,
+    Undistorter,
+    dataset_path,
+    read_image,
+    require_dir,
+)
 from slamfront.sources.base import with_readout
 from slamfront.types import CameraModel, Frame, Trajectory
 
@@ -104,7 +110,7 @@ def read_file_index(folder: Path, name: str) -> tuple[np.ndarray, list[Path], li
             stamps.append(parse_stamp_s(fields[0]))
         except ValueError as exc:
             raise SourceError(f"{index}:{number}: cannot parse timestamp: {exc}") from exc
-        path = folder / fields[1]
+        path = dataset_path(folder, fields[1], f"{index}:{number}")
         if not path.is_file():
             raise SourceError(f"{index}:{number}: names {fields[1]!r}, which does not exist")
         paths.append(path)

@@ -247,6 +247,15 @@ def test_view_without_a_recording_is_an_error(tmp_path: Path) -> None:
     assert main(["view", str(tmp_path)]) == 2
 
 
+def test_view_of_a_file_that_is_not_a_recording_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a recording\n")
+    assert main(["view", str(notes), "--web", "--web-port", "0", "--grpc-port", "0"]) == 2
+    assert "notes.txt: not a Rerun recording (.rrd)" in capsys.readouterr().err
+
+
 def test_bad_rerun_mode_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["run", "sim:loop", "--out", str(tmp_path), "--rerun", "display"])
     assert code == 2

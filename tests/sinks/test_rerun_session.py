@@ -78,17 +78,29 @@ def test_find_recording(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"no \.rrd"):
         find_recording(tmp_path)
     other = tmp_path / "other.rrd"
-    other.write_bytes(b"")
+    other.write_bytes(b"RRF2\0\0")
     assert find_recording(tmp_path) == other
-    (tmp_path / "more.rrd").write_bytes(b"")
+    (tmp_path / "more.rrd").write_bytes(b"RRF2\0\0")
     with pytest.raises(InputError, match="several"):
         find_recording(tmp_path)
     default = tmp_path / "recording.rrd"
-    default.write_bytes(b"")
+    default.write_bytes(b"RRF2\0\0")
     assert find_recording(tmp_path) == default
     assert find_recording(other) == other
     with pytest.raises(InputError, match="no such"):
         find_recording(tmp_path / "missing")
+
+
+def test_a_file_that_is_not_a_recording_is_refused(tmp_path: Path) -> None:
+    random = tmp_path / "random.rrd"
+    random.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(InputError, match=r"random\.rrd: not a Rerun recording"):
+        find_recording(random)
+    empty = tmp_path / "run" / "recording.rrd"
+    empty.parent.mkdir()
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match="an empty file"):
+        find_recording(empty.parent)
 
 
 def test_rerun_binary_is_the_real_executable() -> None:

@@ -862,3 +862,15 @@ def test_cli_runs_a_written_bag(tmp_path: Path, capsys: pytest.CaptureFixture[st
     trajectory = read_trajectory(out / "trajectory.tum")
     assert len(trajectory.stamps_ns) >= 28
     assert set(trajectory.stamps_ns.tolist()) <= {f.stamp_ns for f in frames}
+
+
+def test_bag_images_over_the_size_limit_are_refused(tmp_path: Path, recorded: ModuleType) -> None:
+    bag = tmp_path / "wide.bag"
+    writer = BagWriter(bag, "ros1")
+    writer.image("/cam0/image_raw", 10**18, recorded.textured(48, 64, 0, 1))
+    writer.close()
+    overrides = ["camera.fx=50", "camera.fy=50", "camera.cx=32", "camera.cy=24"]
+    with pytest.raises(SourceError, match=r"wide\.bag: /cam0/image_raw: images are 64x48"):
+        open_source(f"bag:{bag}", load_config("fast", [*overrides, "source.max_image_side_px=60"]))
+    with open_source(f"bag:{bag}", load_config("fast", overrides)) as source:
+        assert len(list(source)) == 1

@@ -92,13 +92,13 @@ def export_lightglue(
 ) -> GlueGraphs:
     """Write every stage graph of ``net`` into ``folder`` (atomically) and return it.
 
-    An existing complete export in ``folder`` is reused as is.
+    An existing export in ``folder`` whose graphs still have the content hashes its manifest
+    recorded is reused as is; otherwise (missing, truncated, damaged) it is exported again.
     """
     target = Path(folder)
     arch = net.arch
     graphs = GlueGraphs(target, arch.n_layers, arch.input_dim, arch.descriptor_dim, masked)
-    manifest = target / "manifest.json"
-    if manifest.is_file() and _complete(graphs):
+    if _intact(graphs):
         return graphs
     target.parent.mkdir(parents=True, exist_ok=True)
     log.info("exporting the matcher to ONNX, one graph per stage (once; cached in %s)", target)
@@ -116,6 +116,7 @@ def export_lightglue(
                     "descriptor_dim": arch.descriptor_dim,
                     "num_heads": arch.num_heads,
                     "masked": masked,
+                    "sha256": {p.name: sha256_of(p) for p in sorted(tmp.glob("*.onnx"))},
                 },
                 indent=1,
             )
@@ -129,13 +130,19 @@ def export_lightglue(
     return graphs
 
 
-def _complete(graphs: GlueGraphs) -> bool:
+def _intact(graphs: GlueGraphs) -> bool:
+    """True when every graph of ``graphs`` is there with the content hash its manifest
+    recorded (a truncated or damaged graph, or a manifest without hashes, is exported again)."""
     paths = [graphs.path("input")]
     for i in range(graphs.n_layers):
         paths += [graphs.path("layer", i), graphs.path("assign", i)]
         if i < graphs.n_layers - 1:
             paths.append(graphs.path("confidence", i))
-    return all(p.is_file() for p in paths)
+    try:
+        hashes = json.loads((graphs.folder / "manifest.json").read_text())["sha256"]
+        return all(p.is_file() and sha256_of(p) == hashes[p.name] for p in paths)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def lightglue_graphs(
@@ -150,7 +157,7 @@ def lightglue_graphs(
     folder = graphs_folder(
         root if root is not None else cfg.onnx_dir, extractor_model, sha256_of(weights), masked
     )
-    if (folder / "manifest.json").is_file():
+    try:
         manifest = json.loads((folder / "manifest.json").read_text())
         graphs = GlueGraphs(
             folder,
@@ -159,8 +166,10 @@ def lightglue_graphs(
             int(manifest["descriptor_dim"]),
             bool(manifest["masked"]),
         )
-        if _complete(graphs):
+        if _intact(graphs):
             return graphs
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no export yet, or a damaged one: export again
     from slamfront.frontend.models.lightglue import load_lightglue  # imports torch
 
     return export_lightglue(load_lightglue(weights, extractor_model), folder, masked=masked)
