@@ -1065,6 +1065,8 @@ class _RunSignals:
         self._claimed = False
         self._held = False
         self._pending: int | None = None
+        self._early: int | None = None  # a signal before the claim (its exception may be
+        # swallowed by library code that catches broadly; the claim then refuses to start)
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _RunSignals:
@@ -1081,7 +1083,10 @@ class _RunSignals:
     @contextlib.contextmanager
     def claiming(self) -> Iterator[None]:
         """Around claiming the output folder: a signal meanwhile waits until it is done,
-        then counts as one during the run (which then ends after its first frame)."""
+        then counts as one during the run (which then ends after its first frame). A signal
+        that came earlier ends the command here, before anything is written."""
+        if self._early is not None:
+            raise _Interrupted(self._early)
         self._held = True
         try:
             yield
@@ -1101,9 +1106,12 @@ class _RunSignals:
         if self._held:
             self._pending = signum
             return
-        if self.signum is None and self._claimed:
+        if not self._claimed:
+            self._early = signum
+            raise _Interrupted(signum)
+        if self.signum is None:
             self.signum = signum
-        if not self._claimed or self._received >= 2:
+        if self._received >= 2:
             raise _Interrupted(signum)
         self._received += 1
         name = signal_name(signum)

@@ -4,6 +4,7 @@ preset (no network weights), through the CLI's ``main`` in this process."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -292,3 +293,13 @@ def test_a_signal_while_the_folder_is_claimed_waits_for_the_claim() -> None:
             signal.raise_signal(signal.SIGTERM)  # no exception in the middle of the swap
             assert not signals.stop.is_set()
         assert signals.stop.is_set() and signals.signum == signal.SIGTERM
+
+
+def test_a_signal_at_start_up_is_not_lost_when_library_code_swallows_it() -> None:
+    """Start-up code may catch the KeyboardInterrupt a signal raises; the claim of the
+    output folder then still refuses to go on."""
+    with _RunSignals() as signals:
+        with contextlib.suppress(KeyboardInterrupt):  # as a broad except in a loader would
+            signal.raise_signal(signal.SIGTERM)
+        with pytest.raises(KeyboardInterrupt), signals.claiming():
+            pytest.fail("the folder must not be claimed")
