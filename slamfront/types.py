@@ -300,6 +300,9 @@ class Keyframe:
     """The keyframe this one was tracked against (None for a first or relocalised one)."""
     reference_from_cam: np.ndarray | None = None
     """4x4 pose of this keyframe in ``reference_keyframe_id``'s camera (the odometry)."""
+    reference_information: np.ndarray | None = None
+    """6x6 information of ``reference_from_cam`` when it was not tracked but verified (the
+    first keyframe placed in a saved map); None: the back end derives it from the points."""
     landmark_ids: np.ndarray | None = None
     """(N,) int64 the tracker's landmark of each keypoint, -1 where none."""
     grey: np.ndarray | None = None
@@ -320,6 +323,12 @@ class MapPlacement:
 
     world_from_cam: np.ndarray
     map_id: int = 0
+    keyframe_id: int | None = None
+    """The saved keyframe that recognised the view (None: unknown)."""
+    keyframe_from_cam: np.ndarray | None = None
+    """4x4 pose of the camera in that keyframe's camera, as verified."""
+    information: np.ndarray | None = None
+    """6x6 information of ``keyframe_from_cam`` (gtsam Pose3 tangent order)."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -76,7 +76,11 @@ class TrajectorySink:
             by_map = {int(m): _subset(trajectory, map_ids == m) for m in np.unique(map_ids)}
             self._publish(self.path, set(self._writers), by_map, int(map_ids[-1]))
             assert self._raw_path is not None
-            raw = {m: read_tum_trajectory(_map_path(self._raw_path, m)) for m in self._raw}
+            raw = {  # a map of the run may have no pose of its own (a saved map's)
+                m: read_tum_trajectory(_map_path(self._raw_path, m))
+                for m, writer in self._raw.items()
+                if writer.num_written
+            }
             self._publish(self._raw_path, set(self._raw), raw, self._last_map_id)
         else:
             for path, written in ((self.path, self._writers), (self._raw_path, self._raw)):
