@@ -308,6 +308,50 @@ class RelocalizationConfig:
 
 
 @dataclass(frozen=True)
+class ImuConfig:
+    """The IMU in the tracker: gyro (and, once gravity is known, accelerometer) integration
+    between frames predicts the pose, and carries it through brief visual failures."""
+
+    enabled: Literal["auto", True, False] = "auto"
+    """auto: used when frames carry IMU samples and the IMU-camera extrinsic; true (on): the
+    same, but a frame without them is an error; false (off): never used."""
+    max_propagation_s: float = 0.5
+    """Longest time a pose is propagated by the IMU alone after vision fails (seconds,
+    [0, 5]; 0: never)."""
+    time_offset_s: float = 0.0
+    """Camera-IMU clock offset: a frame stamped t was taken at IMU time t + offset (seconds,
+    |offset| <= 0.1)."""
+    max_sample_gap_s: float = 0.05
+    """Samples farther apart than this are a gap: nothing is integrated across it (seconds)."""
+    init_window_s: float = 0.5
+    """IMU time the gravity/gyro-bias initialisation gathers before deciding (seconds)."""
+    static_gyro_rad_s: float = 0.05
+    """Initialisation: the rig counts as static while the gyro's spread stays below this."""
+    gyro_noise_density: float = 1.7e-4
+    """rad/s/sqrt(Hz); used when the source gives no calibration (EuRoC's sensor.yaml does)."""
+    gyro_random_walk: float = 2.0e-5
+    """rad/s^2/sqrt(Hz), as above."""
+    accel_noise_density: float = 2.0e-3
+    """m/s^2/sqrt(Hz), as above."""
+    accel_random_walk: float = 3.0e-3
+    """m/s^3/sqrt(Hz), as above."""
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.max_propagation_s <= 5, "max_propagation_s", "must be in [0, 5]")
+        _check(abs(self.time_offset_s) <= 0.1, "time_offset_s", "must be in [-0.1, 0.1]")
+        _check(self.max_sample_gap_s > 0, "max_sample_gap_s", "must be positive")
+        _check(0 < self.init_window_s <= 10, "init_window_s", "must be in (0, 10]")
+        _check(self.static_gyro_rad_s > 0, "static_gyro_rad_s", "must be positive")
+        for key in (
+            "gyro_noise_density",
+            "gyro_random_walk",
+            "accel_noise_density",
+            "accel_random_walk",
+        ):
+            _check(getattr(self, key) > 0, key, "must be positive")
+
+
+@dataclass(frozen=True)
 class TrackerConfig:
     mode: Literal["auto", "rgbd", "stereo", "mono"] = "auto"
     """auto: rgbd when frames carry depth, stereo when they carry a right image, else mono."""
@@ -336,6 +380,7 @@ class TrackerConfig:
     window: WindowConfig = field(default_factory=WindowConfig)
     relocalization: RelocalizationConfig = field(default_factory=RelocalizationConfig)
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
+    imu: ImuConfig = field(default_factory=ImuConfig)
 
     def __post_init__(self) -> None:
         _check(self.min_inliers >= 6, "min_inliers", "must be >= 6")

@@ -79,6 +79,8 @@ class RunStats:
     """Frames with a pose in each final map (after merges), by map id."""
     final_map_id: int = 0
     """The map the run ended in: ``trajectory.tum`` holds its poses."""
+    frames_imu_propagated: int = 0
+    """Frames vision lost whose pose the IMU propagated (not in ``frames_tracked``)."""
 
     def to_json(self) -> dict[str, object]:
         out = asdict(self)
@@ -113,6 +115,7 @@ class _Counters:
     read: int = 0
     tracked: int = 0
     lost: int = 0
+    imu_propagated: int = 0
     initializing: int = 0
     keyframes: int = 0
     timings: list[tuple[float, ...]] = field(default_factory=list)
@@ -298,6 +301,7 @@ class Pipeline:
             maps_merged=self._back_end.maps_merged if self._back_end is not None else 0,
             poses_per_map=dict(sorted(per_map.items())),
             final_map_id=final_map,
+            frames_imu_propagated=c.imu_propagated,
         )
 
     def close(self) -> None:
@@ -396,6 +400,10 @@ class Pipeline:
         elif result.state == TrackingState.LOST:
             c.lost += 1
             c.lost_by_cause[cause] += 1
+        elif result.state == TrackingState.IMU_PROPAGATED:
+            c.imu_propagated += 1
+            c.poses_per_map[result.map_id] += 1
+            c.last_map_id = result.map_id
         else:
             c.initializing += 1
             c.initializing_by_cause[cause] += 1

@@ -92,6 +92,23 @@ class ImuSample:
     accel_m_s2: tuple[float, float, float]
 
 
+@dataclass(frozen=True)
+class ImuNoise:
+    """An IMU's noise model as calibrations state it (Kalibr / EuRoC ``sensor.yaml``):
+    white-noise densities and bias random walks, continuous time."""
+
+    gyro_noise_density: float
+    """rad/s/sqrt(Hz)."""
+    gyro_random_walk: float
+    """rad/s^2/sqrt(Hz)."""
+    accel_noise_density: float
+    """m/s^2/sqrt(Hz)."""
+    accel_random_walk: float
+    """m/s^3/sqrt(Hz)."""
+    rate_hz: float
+    """Nominal sample rate."""
+
+
 @dataclass(frozen=True, eq=False)
 class Frame:
     """One time step of a sensor rig.
@@ -100,7 +117,8 @@ class Frame:
     metres, 0 = invalid) is registered to it; ``image_right`` with ``stereo`` describes a stereo
     pair (rectified when ``stereo.rectified``). ``imu`` holds the samples after the previous
     frame up to and including this frame's stamp. ``body_from_cam`` is the IMU-camera
-    extrinsic (4x4) when the rig has an IMU.
+    extrinsic (4x4) when the rig has an IMU, ``imu_noise`` its calibrated noise model when
+    the source knows it.
     """
 
     index: int
@@ -113,6 +131,7 @@ class Frame:
     imu: tuple[ImuSample, ...] = ()
     body_from_cam: np.ndarray | None = None
     source_path: str = ""
+    imu_noise: ImuNoise | None = None
 
     @property
     def stamp_s(self) -> float:
@@ -185,6 +204,9 @@ class TrackingState(enum.Enum):
     INITIALIZING = "initializing"
     OK = "ok"
     LOST = "lost"
+    IMU_PROPAGATED = "imu_propagated"
+    """Vision failed on this frame; its pose is the IMU's propagation from the last tracked
+    one (for a bounded time). Never counted as visually tracked."""
 
 
 class FrameIssue(enum.Enum):
@@ -274,6 +296,9 @@ class TrackResult:
     map_id: int = 0
     """The map the pose is in: a run starts a new map when it stays lost, and maps merge when
     they meet (their poses then share the older map's frame)."""
+    gravity_world: np.ndarray | None = None
+    """(3,) unit vector of gravity's direction in the map's world frame, once the IMU is
+    initialised (None without an IMU or before)."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -80,7 +80,12 @@ _TRACKED_RGB = (40, 220, 80)
 _NEW_RGB = (255, 150, 30)
 _GREY_RGB = (170, 170, 170)
 _KEYFRAME_RGB = (230, 60, 200)
-_STATE_VALUE = {TrackingState.OK: 1.0, TrackingState.INITIALIZING: 0.0, TrackingState.LOST: -1.0}
+_STATE_VALUE = {
+    TrackingState.OK: 1.0,
+    TrackingState.IMU_PROPAGATED: 0.5,
+    TrackingState.INITIALIZING: 0.0,
+    TrackingState.LOST: -1.0,
+}
 _EPOCH_2000_NS = 946_684_800 * 10**9
 _FPS_WINDOW = 30
 _KEPT_KEYFRAME_IMAGES = 8
