@@ -277,9 +277,10 @@ class Tracker:
         assert self._imu is not None
         if self._config.imu.enabled is True and (not frame.imu or frame.body_from_cam is None):
             missing = "IMU samples" if not frame.imu else "the IMU-camera extrinsic"
+            where = frame.source_path or "source"
             raise InputError(
-                f"tracker.imu.enabled=true, but frame {frame.index} ({frame.source_path or 'source'})"
-                f" has no {missing}; use tracker.imu.enabled=auto or false"
+                f"tracker.imu.enabled=true, but frame {frame.index} ({where}) has no {missing};"
+                " use tracker.imu.enabled=auto or false"
             )
         self._imu.integrate(frame)
 
