@@ -544,6 +544,9 @@ class BackendConfig:
     adjustment_odometry_weight: float = 0.01
     """Scale of the odometry information in the final adjustment (it only holds a keyframe
     with few observations; the observations carry the same information)."""
+    imu_factors: bool = True
+    """With an IMU (``tracker.imu``) and once the tracker knows gravity: a preintegrated IMU
+    factor between consecutive keyframes, with velocity and bias variables."""
     loop_closure: LoopClosureConfig = field(default_factory=LoopClosureConfig)
 
     def __post_init__(self) -> None:

@@ -31,6 +31,7 @@ from slamfront.config import Config, dump_config
 from slamfront.errors import ConfigError, MapFileError
 from slamfront.frontend.base import Extractor, Matcher
 from slamfront.frontend.extractors import build_extractor
+from slamfront.frontend.keyframe_imu import KeyframeImuLinks
 from slamfront.frontend.matchers import build_matcher
 from slamfront.frontend.tracker import Tracker, sensing_mode
 from slamfront.sinks import Sink
@@ -166,6 +167,7 @@ class Pipeline:
         # what the back end's finish needs to give every tracked frame its final pose
         self._tracked_frames = TrackedFrames() if config.backend.enabled else None
         self._last_keyframe_id = -1
+        self._imu_links = KeyframeImuLinks(config.tracker.imu)
         self._sinks = list(sinks)
         self._counters = _Counters()
         self._start = time.perf_counter()
@@ -417,6 +419,8 @@ class Pipeline:
             ]
             c.keyframes += len(new_keyframes)
             self._last_keyframe_id = new_keyframes[-1].keyframe_id
+        if self.config.backend.imu_factors:
+            new_keyframes = self._imu_links.step(frame, result, new_keyframes)
         t0 = time.perf_counter()
         corrected = self._exchange_with_back_end(new_keyframes)
         if self._tracked_frames is not None and not self._mono:  # mono: never a back end

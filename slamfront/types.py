@@ -302,6 +302,24 @@ class TrackResult:
 
 
 @dataclass(frozen=True, eq=False)
+class KeyframeImu:
+    """The inertial link of a keyframe to the previous keyframe of its chain: every IMU sample
+    after that keyframe's stamp up to this one's (no gap between), and what is needed to
+    integrate them."""
+
+    previous_keyframe_id: int
+    previous_stamp_ns: int
+    samples: tuple[ImuSample, ...]
+    body_from_cam: np.ndarray
+    """4x4 IMU (body) from camera."""
+    noise: ImuNoise
+    gravity_world: np.ndarray
+    """(3,) gravity in the map's world frame, m/s^2, as the tracker estimated it."""
+    time_offset_s: float = 0.0
+    """A frame stamped t was taken at IMU time t + offset."""
+
+
+@dataclass(frozen=True, eq=False)
 class Keyframe:
     """A frame kept for mapping and loop closure. Its keypoints are in the undistorted
     (pinhole) image of ``camera``, as the tracker uses them.
@@ -337,6 +355,8 @@ class Keyframe:
     """(N,) float32 standard deviation of ``depth_m`` (0 where none)."""
     map_id: int = 0
     """The map the keyframe was made in."""
+    imu: KeyframeImu | None = None
+    """The IMU since the previous keyframe of its chain (None: no inertial link)."""
 
 
 @dataclass(frozen=True, eq=False)

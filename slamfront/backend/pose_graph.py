@@ -2,9 +2,13 @@
 
 Variables are keyframe poses ``world_from_cam`` (gtsam ``Pose3``, one key per keyframe_id).
 Factors: a prior on the first keyframe, one odometry ``BetweenFactorPose3`` per new keyframe
-weighted by the tracker's own information matrix, and loop-closure factors behind a robust
-kernel (``backend.robust_kernel``). Every :meth:`PoseGraph.optimize` hands iSAM2 only the
-factors and values added since the previous call.
+weighted by the tracker's own information matrix, loop-closure factors behind a robust
+kernel (``backend.robust_kernel``), and with an IMU a ``CombinedImuFactor`` between
+consecutive keyframes (velocity ``v`` and bias ``b`` variables per keyframe, the samples
+preintegrated by ``PreintegratedCombinedMeasurements`` with the rig's noise model; the IMU
+sits at ``cam_from_body`` in the pose variables' camera frame). Every
+:meth:`PoseGraph.optimize` hands iSAM2 only the factors and values added since the previous
+call.
 
 :func:`adjust_keyframes` is the final keyframe bundle adjustment (poses and landmarks from
 pixel observations, batch Levenberg-Marquardt), seeded by the graph's estimate.
@@ -29,8 +33,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from slamfront.errors import InputError
-from slamfront.geometry import orthonormalized, project, projection_jacobian
-from slamfront.types import LoopCandidate, OptimizedPoses
+from slamfront.geometry import invert_pose, orthonormalized, project, projection_jacobian
+from slamfront.types import KeyframeImu, LoopCandidate, OptimizedPoses
 
 if TYPE_CHECKING:
     from slamfront.config import BackendConfig
@@ -121,6 +125,7 @@ class PoseGraph:
         self._num_loops = 0
         self._pending_loops = 0
         self._revision = 0
+        self._inertial: dict[int, int] = {}  # keyframe id -> map, with velocity and bias
 
     # ----------------------------------------------------------------------------- inputs
 
@@ -186,6 +191,55 @@ class PoseGraph:
         self._id_set.add(keyframe_id)
         self._map_of[keyframe_id] = map_id
 
+    def add_imu(self, keyframe_id: int, link: KeyframeImu) -> None:
+        """A preintegrated IMU factor from ``link.previous_keyframe_id`` to ``keyframe_id``
+        (both added): velocity and bias variables are created as needed (a chain's first
+        with a weak velocity prior and a bias prior at zero)."""
+        gtsam = self._gtsam
+        prev_id, cur_id = int(link.previous_keyframe_id), int(keyframe_id)
+        for kid in (prev_id, cur_id):
+            if kid not in self._id_set:
+                raise InputError(f"IMU factor {prev_id}->{cur_id}: unknown keyframe {kid}")
+        if cur_id in self._inertial:
+            raise InputError(f"keyframe {cur_id} already has an IMU factor")
+        pim = _preintegrated(gtsam, link, self._bias_of(prev_id))
+        if pim is None:
+            return
+        map_id = self._map_of[cur_id]
+        v, b = partial(gtsam.symbol, "v"), partial(gtsam.symbol, "b")
+        prev_pose = self._current_pose(prev_id)
+        cur_pose = self._current_pose(cur_id)
+        dt_s = (link.samples[-1].stamp_ns - link.previous_stamp_ns) * 1e-9
+        if prev_id not in self._inertial:
+            guess = (cur_pose[:3, 3] - prev_pose[:3, 3]) / max(pim.deltaTij(), dt_s, 1e-3)
+            self._new_values.insert(v(prev_id), guess)
+            self._new_values.insert(b(prev_id), gtsam.imuBias.ConstantBias())
+            self._add(
+                gtsam.PriorFactorVector(
+                    v(prev_id), guess, gtsam.noiseModel.Isotropic.Sigma(3, _VELOCITY_PRIOR_M_S)
+                ),
+                map_id,
+            )
+            self._add(
+                gtsam.PriorFactorConstantBias(
+                    b(prev_id),
+                    gtsam.imuBias.ConstantBias(),
+                    gtsam.noiseModel.Diagonal.Sigmas(_BIAS_PRIOR_SIGMAS),
+                ),
+                map_id,
+            )
+            self._inertial[prev_id] = map_id
+        bias = self._bias_of(prev_id)
+        state = gtsam.NavState(gtsam.Pose3(prev_pose), self.velocity_of(prev_id))
+        self._new_values.insert(v(cur_id), pim.predict(state, bias).velocity())
+        self._new_values.insert(b(cur_id), bias)
+        self._inertial[cur_id] = map_id
+        factor = gtsam.CombinedImuFactor(
+            gtsam.symbol("k", prev_id), v(prev_id), gtsam.symbol("k", cur_id), v(cur_id),
+            b(prev_id), b(cur_id), pim,
+        )  # fmt: skip
+        self._add(factor, map_id)
+
     def add_loop(self, candidate: LoopCandidate, information: np.ndarray | None = None) -> None:
         """Add a verified loop ``match_from_query`` as a robust factor (see ``robust_kernel``).
 
@@ -245,6 +299,11 @@ class PoseGraph:
         self.optimize()
         self.add_loop(connection)
         values = gtsam.Values()
+        # the absorbed map's IMU factors go with its gauge (their gravity is in its frame)
+        self._inertial = {k: m for k, m in self._inertial.items() if m != absorbed}
+        for kid in self._inertial:
+            values.insert(gtsam.symbol("v", kid), self.velocity_of(kid))
+            values.insert(gtsam.symbol("b", kid), self._bias_of(kid))
         for kid in self._ids:
             pose = self._current_pose(kid)
             if self._map_of[kid] == absorbed:
@@ -313,10 +372,61 @@ class PoseGraph:
                 map_id = into
         return map_id
 
+    def velocity_of(self, keyframe_id: int) -> np.ndarray:
+        """(3,) a keyframe's IMU velocity estimate in the world, m/s (it needs an IMU factor)."""
+        key = self._gtsam.symbol("v", keyframe_id)
+        values = self._new_values if self._new_values.exists(key) else self._estimate
+        return np.asarray(values.atVector(key), dtype=np.float64)
+
+    def _bias_of(self, keyframe_id: int) -> Any:
+        """The keyframe's current bias estimate (zero without one)."""
+        gtsam = self._gtsam
+        key = gtsam.symbol("b", keyframe_id)
+        for values in (self._new_values, self._estimate):
+            if values.exists(key):
+                return values.atConstantBias(key)
+        return gtsam.imuBias.ConstantBias()
+
     def _current_pose(self, keyframe_id: int) -> np.ndarray:
         key = self._gtsam.symbol("k", keyframe_id)
         values = self._new_values if self._new_values.exists(key) else self._estimate
         return np.asarray(values.atPose3(key).matrix(), dtype=np.float64)
+
+
+_VELOCITY_PRIOR_M_S = 1.0
+"""A chain's first velocity: only a weak guess from the keyframe poses."""
+_BIAS_PRIOR_SIGMAS = np.array([0.1, 0.1, 0.1, 0.01, 0.01, 0.01])
+"""A chain's first bias, about zero: accelerometer (m/s^2) then gyroscope (rad/s)."""
+
+
+def _preintegrated(gtsam: Any, link: KeyframeImu, bias: Any) -> Any:
+    """The link's samples preintegrated from the previous keyframe's stamp to the last sample
+    (IMU clock), each measurement held until the next sample; None without any interval."""
+    noise = link.noise
+    eye = np.eye(3)
+    params = gtsam.PreintegrationCombinedParams(np.asarray(link.gravity_world, np.float64))
+    params.setGyroscopeCovariance(noise.gyro_noise_density**2 * eye)
+    params.setAccelerometerCovariance(noise.accel_noise_density**2 * eye)
+    params.setIntegrationCovariance(1e-8 * eye)
+    params.setBiasOmegaCovariance(noise.gyro_random_walk**2 * eye)
+    params.setBiasAccCovariance(noise.accel_random_walk**2 * eye)
+    params.setBodyPSensor(gtsam.Pose3(invert_pose(link.body_from_cam)))
+    pim = gtsam.PreintegratedCombinedMeasurements(params, bias)
+    offset_ns = round(link.time_offset_s * 1e9)
+    start_ns = link.previous_stamp_ns + offset_ns
+    samples = link.samples
+    stamps = [s.stamp_ns for s in samples]
+    integrated = False
+    for k, sample in enumerate(samples):
+        begin = max(stamps[k], start_ns)
+        end = stamps[k + 1] if k + 1 < len(samples) else begin
+        if end <= begin:
+            continue
+        pim.integrateMeasurement(
+            np.asarray(sample.accel_m_s2), np.asarray(sample.gyro_rad_s), (end - begin) * 1e-9
+        )
+        integrated = True
+    return pim if integrated else None
 
 
 @dataclass(frozen=True, eq=False)
