@@ -396,6 +396,10 @@ class PoseGraph:
 _VELOCITY_PRIOR_M_S = 1.0
 """A chain's first velocity: only a weak guess from the keyframe poses."""
 _BIAS_PRIOR_SIGMAS = np.array([0.1, 0.1, 0.1, 0.01, 0.01, 0.01])
+_MIN_GYRO_WALK = 1e-5
+_MIN_ACCEL_WALK = 1e-4
+"""Floors on the bias random walks (rad/s^2/sqrt(Hz), m/s^3/sqrt(Hz)): a rig declaring an
+almost constant bias would otherwise make the bias links too stiff for iSAM2 to solve."""
 """A chain's first bias, about zero: accelerometer (m/s^2) then gyroscope (rad/s)."""
 
 
@@ -408,8 +412,10 @@ def _preintegrated(gtsam: Any, link: KeyframeImu, bias: Any) -> Any:
     params.setGyroscopeCovariance(noise.gyro_noise_density**2 * eye)
     params.setAccelerometerCovariance(noise.accel_noise_density**2 * eye)
     params.setIntegrationCovariance(1e-8 * eye)
-    params.setBiasOmegaCovariance(noise.gyro_random_walk**2 * eye)
-    params.setBiasAccCovariance(noise.accel_random_walk**2 * eye)
+    gyro_walk = max(noise.gyro_random_walk, _MIN_GYRO_WALK)
+    accel_walk = max(noise.accel_random_walk, _MIN_ACCEL_WALK)
+    params.setBiasOmegaCovariance(gyro_walk**2 * eye)
+    params.setBiasAccCovariance(accel_walk**2 * eye)
     params.setBodyPSensor(gtsam.Pose3(invert_pose(link.body_from_cam)))
     pim = gtsam.PreintegratedCombinedMeasurements(params, bias)
     offset_ns = round(link.time_offset_s * 1e9)

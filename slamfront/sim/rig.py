@@ -90,13 +90,13 @@ class SimRig:
             accel_noise_std_m_s2=config.accel_noise_std_m_s2,
         )
         # the rig's calibration as a data sheet states it: densities from per-sample deviations
-        # (std = density x sqrt(rate)); the biases are constant, so their walks are tiny
+        # (std = density x sqrt(rate)); the biases are constant: small walks
         root_rate = math.sqrt(config.imu_rate_hz)
         self.imu_noise = ImuNoise(
             gyro_noise_density=max(config.gyro_noise_std_rad_s / root_rate, 1e-6),
-            gyro_random_walk=1e-6,
+            gyro_random_walk=1e-5,
             accel_noise_density=max(config.accel_noise_std_m_s2 / root_rate, 1e-5),
-            accel_random_walk=1e-5,
+            accel_random_walk=1e-4,
             rate_hz=config.imu_rate_hz,
         )
         bank_rng = np.random.default_rng([config.seed, 0x5EED])
