@@ -4,9 +4,9 @@ Variables are keyframe poses ``world_from_cam`` (gtsam ``Pose3``, one key per ke
 Factors: a prior on the first keyframe, one odometry ``BetweenFactorPose3`` per new keyframe
 weighted by the tracker's own information matrix, loop-closure factors behind a robust
 kernel (``backend.robust_kernel``), and with an IMU a ``CombinedImuFactor`` between
-consecutive keyframes (velocity ``v`` and bias ``b`` variables per keyframe, the samples
-preintegrated by ``PreintegratedCombinedMeasurements`` with the rig's noise model; the IMU
-sits at ``cam_from_body`` in the pose variables' camera frame). Every
+consecutive keyframes (velocity ``v`` of the camera and bias ``b`` variables per keyframe,
+the samples moved to the camera's frame and origin, then preintegrated by
+``PreintegratedCombinedMeasurements`` with the rig's noise model). Every
 :meth:`PoseGraph.optimize` hands iSAM2 only the factors and values added since the previous
 call.
 
@@ -33,7 +33,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from slamfront.errors import InputError
-from slamfront.geometry import invert_pose, orthonormalized, project, projection_jacobian
+from slamfront.geometry import (
+    orthonormalized,
+    project,
+    projection_jacobian,
+    so3_exp,
+)
 from slamfront.types import KeyframeImu, LoopCandidate, OptimizedPoses
 
 if TYPE_CHECKING:
@@ -405,7 +410,7 @@ almost constant bias would otherwise make the bias links too stiff for iSAM2 to 
 
 def _preintegrated(gtsam: Any, link: KeyframeImu, bias: Any) -> Any:
     """The link's samples preintegrated from the previous keyframe's stamp to the last sample
-    (IMU clock), each measurement held until the next sample; None without any interval."""
+    (IMU clock), measurements linear between samples; None without any interval."""
     noise = link.noise
     eye = np.eye(3)
     params = gtsam.PreintegrationCombinedParams(np.asarray(link.gravity_world, np.float64))
@@ -416,23 +421,38 @@ def _preintegrated(gtsam: Any, link: KeyframeImu, bias: Any) -> Any:
     accel_walk = max(noise.accel_random_walk, _MIN_ACCEL_WALK)
     params.setBiasOmegaCovariance(gyro_walk**2 * eye)
     params.setBiasAccCovariance(accel_walk**2 * eye)
-    params.setBodyPSensor(gtsam.Pose3(invert_pose(link.body_from_cam)))
     pim = gtsam.PreintegratedCombinedMeasurements(params, bias)
     offset_ns = round(link.time_offset_s * 1e9)
     start_ns = link.previous_stamp_ns + offset_ns
-    samples = link.samples
-    stamps = [s.stamp_ns for s in samples]
-    integrated = False
-    for k, sample in enumerate(samples):
-        begin = max(stamps[k], start_ns)
-        end = stamps[k + 1] if k + 1 < len(samples) else begin
-        if end <= begin:
-            continue
-        pim.integrateMeasurement(
-            np.asarray(sample.accel_m_s2), np.asarray(sample.gyro_rad_s), (end - begin) * 1e-9
-        )
-        integrated = True
-    return pim if integrated else None
+    stamps = np.array([sample.stamp_ns for sample in link.samples], np.int64)
+    if stamps.size < 2 or stamps[-1] <= start_ns:
+        return None
+    gyro = np.array([sample.gyro_rad_s for sample in link.samples], np.float64)
+    accel = np.array([sample.accel_m_s2 for sample in link.samples], np.float64)
+    # pieces from the start (interpolated) through every later sample, each integrated at
+    # its midpoint's measurement (the mean of its ends), moved to the camera: rotated into its
+    # frame, the specific force at its origin (lever arm with angular acceleration and
+    # centripetal terms). gtsam applies the acceleration in the piece's starting attitude, so
+    # it is handed over turned from the midpoint's into it.
+    knots = np.concatenate([[start_ns], stamps[stamps > start_ns]])
+    t = (stamps - stamps[0]).astype(np.float64)
+    tk = (knots - stamps[0]).astype(np.float64)
+    gyro_k = np.stack([np.interp(tk, t, gyro[:, a]) for a in range(3)], axis=1)
+    accel_k = np.stack([np.interp(tk, t, accel[:, a]) for a in range(3)], axis=1)
+    cam_from_body_rot = link.body_from_cam[:3, :3].T
+    lever_body_m = link.body_from_cam[:3, 3]
+    gyro_bias_cam = np.asarray(bias.gyroscope(), np.float64)
+    for k in range(knots.size - 1):
+        dt_s = (knots[k + 1] - knots[k]) * 1e-9
+        omega_body = 0.5 * (gyro_k[k] + gyro_k[k + 1])
+        alpha_body = (gyro_k[k + 1] - gyro_k[k]) / dt_s
+        force_body = 0.5 * (accel_k[k] + accel_k[k + 1])
+        force_body = force_body + np.cross(alpha_body, lever_body_m)
+        force_body = force_body + np.cross(omega_body, np.cross(omega_body, lever_body_m))
+        omega_cam = cam_from_body_rot @ omega_body
+        turn = so3_exp((omega_cam - gyro_bias_cam) * (0.5 * dt_s))
+        pim.integrateMeasurement(turn @ (cam_from_body_rot @ force_body), omega_cam, dt_s)
+    return pim
 
 
 @dataclass(frozen=True, eq=False)

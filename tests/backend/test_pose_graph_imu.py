@@ -67,10 +67,29 @@ def test_imu_factors_correct_a_drifting_odometry() -> None:
     assert turned_odometry > 3.0
     assert turned_inertial < 0.1 * turned_odometry
     assert moved_inertial < 0.3 * moved_odometry
-    # the velocity of the IMU (body) at each keyframe (about 0.6 m/s)
-    motion = body_motion(get_trajectory("loop"), BODY_FROM_CAM, np.array(stamps) * 1e-9)
+    # the camera's velocity at each keyframe (about 0.6 m/s)
+    motion = body_motion(get_trajectory("loop"), np.eye(4), np.array(stamps) * 1e-9)
     for k, truth_m_s in enumerate(motion.velocity_world_m_s):
         assert np.linalg.norm(inertial.velocity_of(k) - truth_m_s) < 0.1
+
+
+def test_exact_imu_gives_the_exact_velocities() -> None:
+    """Two keyframes at their true poses, a noise-free IMU 4.4 cm from the camera and turned
+    against it: the factor holds at the true camera velocities (lever arm included)."""
+    model = get_trajectory("headturn")
+    stamps = [1_600_000_000, 1_900_000_000]  # inside the first fast turn
+    truth = [model.world_from_cam(s * 1e-9) for s in stamps]
+    graph = PoseGraph(BackendConfig())
+    graph.add_keyframe(0, truth[0])
+    exact = np.diag([1e8] * 6)
+    graph.add_keyframe(1, truth[1], invert_pose(truth[0]) @ truth[1], exact)
+    stamps_imu = imu_stamps_ns(stamps[0] - 5_000_000, stamps[1], RATE_HZ)
+    samples = imu_samples(model, BODY_FROM_CAM, stamps_imu, ImuErrors(), None)
+    graph.add_imu(1, KeyframeImu(0, stamps[0], samples, BODY_FROM_CAM, NOISE, GRAVITY_WORLD_M_S2))
+    graph.optimize()
+    motion = body_motion(model, np.eye(4), np.array(stamps) * 1e-9)
+    for k in (0, 1):
+        assert np.linalg.norm(graph.velocity_of(k) - motion.velocity_world_m_s[k]) < 0.003
 
 
 def test_imu_factor_needs_both_keyframes() -> None:
