@@ -4,7 +4,8 @@ Variables are keyframe poses ``world_from_cam`` (gtsam ``Pose3``, one key per ke
 Factors: a prior on the first keyframe, one odometry ``BetweenFactorPose3`` per new keyframe
 weighted by the tracker's own information matrix, loop-closure factors behind a robust
 kernel (``backend.robust_kernel``), and with an IMU a ``CombinedImuFactor`` between
-consecutive keyframes (velocity ``v`` of the camera and bias ``b`` variables per keyframe,
+consecutive keyframes (velocity ``v`` of the camera and bias ``b`` variables per keyframe, a
+gravity direction ``g`` per map,
 the samples moved to the camera's frame and origin, then preintegrated by
 ``PreintegratedCombinedMeasurements`` with the rig's noise model). Every
 :meth:`PoseGraph.optimize` hands iSAM2 only the factors and values added since the previous
@@ -131,6 +132,7 @@ class PoseGraph:
         self._pending_loops = 0
         self._revision = 0
         self._inertial: dict[int, int] = {}  # keyframe id -> map, with velocity and bias
+        self._gravity_maps: set[int] = set()  # maps with a gravity-direction variable
 
     # ----------------------------------------------------------------------------- inputs
 
@@ -239,9 +241,16 @@ class PoseGraph:
         self._new_values.insert(v(cur_id), pim.predict(state, bias).velocity())
         self._new_values.insert(b(cur_id), bias)
         self._inertial[cur_id] = map_id
-        factor = gtsam.CombinedImuFactor(
+        gravity_key = gtsam.symbol("g", map_id)
+        if map_id not in self._gravity_maps:
+            direction = gtsam.Unit3(np.asarray(link.gravity_world, np.float64))
+            self._new_values.insert(gravity_key, direction)
+            prior = gtsam.noiseModel.Isotropic.Sigma(2, _GRAVITY_PRIOR_RAD)
+            self._add(gtsam.PriorFactorUnit3(gravity_key, direction, prior), map_id)
+            self._gravity_maps.add(map_id)
+        factor = gtsam.CombinedImuFactorWithGravityDirection(
             gtsam.symbol("k", prev_id), v(prev_id), gtsam.symbol("k", cur_id), v(cur_id),
-            b(prev_id), b(cur_id), pim,
+            b(prev_id), b(cur_id), gravity_key, pim, float(np.linalg.norm(link.gravity_world)),
         )  # fmt: skip
         self._add(factor, map_id)
 
@@ -306,6 +315,10 @@ class PoseGraph:
         values = gtsam.Values()
         # the absorbed map's IMU factors go with its gauge (their gravity is in its frame)
         self._inertial = {k: m for k, m in self._inertial.items() if m != absorbed}
+        self._gravity_maps.discard(absorbed)
+        for map_id in self._gravity_maps:
+            key = gtsam.symbol("g", map_id)
+            values.insert(key, self._estimate.atUnit3(key))
         for kid in self._inertial:
             values.insert(gtsam.symbol("v", kid), self.velocity_of(kid))
             values.insert(gtsam.symbol("b", kid), self._bias_of(kid))
@@ -401,6 +414,8 @@ class PoseGraph:
 _VELOCITY_PRIOR_M_S = 1.0
 """A chain's first velocity: only a weak guess from the keyframe poses."""
 _BIAS_PRIOR_SIGMAS = np.array([0.1, 0.1, 0.1, 0.01, 0.01, 0.01])
+_GRAVITY_PRIOR_RAD = 0.02
+"""The tracker's gravity direction for a map, refined by its IMU factors."""
 _MIN_GYRO_WALK = 1e-5
 _MIN_ACCEL_WALK = 1e-4
 """Floors on the bias random walks (rad/s^2/sqrt(Hz), m/s^3/sqrt(Hz)): a rig declaring an
