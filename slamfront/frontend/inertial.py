@@ -73,6 +73,7 @@ class InertialOdometry:
         self._window: list[_Interval] = []
         self._window_samples: list[ImuSamples] = []
         self._last_visual_ns: int | None = None
+        self._metric = True  # whether the poses have a metric scale
         self.samples_dropped = 0
         self.gaps = 0
 
@@ -154,11 +155,14 @@ class InertialOdometry:
         out: np.ndarray = body[0] @ body_from_cam
         return out
 
-    def update(self, stamp_ns: int, world_from_cam: np.ndarray) -> None:
+    def update(self, stamp_ns: int, world_from_cam: np.ndarray, metric: bool = True) -> None:
         """A visually tracked pose: the new state; the velocity from the IMU-propagated one
-        blended with the one the last two poses imply; the initialisation window grows."""
+        blended with the one the last two poses imply; the initialisation window grows.
+        Poses of unknown scale (``metric`` false: monocular) give no velocity and no moving
+        start: the IMU then predicts rotations only."""
         if self._body_from_cam is None:
             return
+        self._metric = metric
         world_from_body = world_from_cam @ invert_pose(self._body_from_cam)
         state, delta = self._state, self._delta
         velocity = None
@@ -170,7 +174,7 @@ class InertialOdometry:
         if linked and state is not None and delta is not None:
             if self._gravity_world is None:
                 self._grow_window(state, delta, stamp_ns, world_from_body)
-            else:
+            elif metric:
                 velocity = self._velocity(state, delta, world_from_body)
         if self._gravity_world is None and self._gravity_body is not None:
             self._gravity_world = world_from_body[:3, :3] @ self._gravity_body
@@ -302,8 +306,8 @@ class InertialOdometry:
         if static is not None:
             gravity_body, self.gyro_bias_rad_s = static
             self._gravity_world = world_from_body[:3, :3] @ gravity_body
-            velocity = np.zeros(3)
-        elif len(self._window) >= 3:
+            velocity = np.zeros(3) if self._metric else None
+        elif self._metric and len(self._window) >= 3:
             moving = moving_initialisation(self._window)
             if moving is not None:
                 self.gyro_bias_rad_s, self._gravity_world, velocity = moving

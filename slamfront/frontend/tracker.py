@@ -122,7 +122,7 @@ class Tracker:
         else:
             outcome, inp = self._track(captured)
         if self._imu is not None:
-            outcome = self._imu_outcome(frame.stamp_ns, outcome)
+            outcome = self._imu_outcome(inp, outcome)
         self._state = outcome.state
         if outcome.state == TrackingState.OK:
             self._lost_since_ns = None
@@ -284,12 +284,13 @@ class Tracker:
             )
         self._imu.integrate(frame)
 
-    def _imu_outcome(self, stamp_ns: int, outcome: Outcome) -> Outcome:
+    def _imu_outcome(self, inp: FrameInput, outcome: Outcome) -> Outcome:
         """The IMU learns the frame's pose; a frame vision lost in a map is propagated by it
         when it can (never counted as tracked)."""
         assert self._imu is not None
+        stamp_ns = inp.frame.stamp_ns
         if outcome.state == TrackingState.OK and outcome.world_from_cam is not None:
-            self._imu.update(stamp_ns, outcome.world_from_cam)
+            self._imu.update(stamp_ns, outcome.world_from_cam, metric=not inp.mono)
             return outcome
         if outcome.state == TrackingState.LOST and self._map.keyframes:
             world_from_cam = self._imu.propagate(stamp_ns)

@@ -159,3 +159,24 @@ def test_config_rejects_bad_values() -> None:
         ImuConfig(max_propagation_s=-1.0)
     with pytest.raises(ValueError, match="time_offset_s"):
         ImuConfig(time_offset_s=0.5)
+
+
+def test_poses_of_unknown_scale_get_rotation_prediction_only() -> None:
+    """Monocular poses (arbitrary scale): no moving start, no velocity, no propagation, but
+    the gyro still predicts the rotation."""
+    name = "loop"
+    imu = InertialOdometry(ImuConfig(init_window_s=0.5))
+    frames = _frames(name, 40)
+    for frame in frames[:-1]:
+        imu.integrate(frame)
+        pose = _truth(name, frame).copy()
+        pose[:3, 3] *= 0.3  # the scale a monocular start happened to pick
+        imu.update(frame.stamp_ns, pose, metric=False)
+    assert imu.gravity_world is None
+    imu.integrate(frames[-1])
+    previous = _truth(name, frames[-2])
+    predicted = imu.predict(previous)
+    assert predicted is not None
+    truth = _truth(name, frames[-1])
+    assert rotation_angle_deg(predicted[:3, :3].T @ truth[:3, :3]) < 0.05
+    assert imu.propagate(frames[-1].stamp_ns) is None
