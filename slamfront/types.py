@@ -309,6 +309,8 @@ class KeyframeImu:
 
     previous_keyframe_id: int
     previous_stamp_ns: int
+    stamp_ns: int
+    """This keyframe's stamp (the link spans previous_stamp_ns to it, camera clock)."""
     samples: tuple[ImuSample, ...]
     body_from_cam: np.ndarray
     """4x4 IMU (body) from camera."""

@@ -216,7 +216,7 @@ class PoseGraph:
         v, b = partial(gtsam.symbol, "v"), partial(gtsam.symbol, "b")
         prev_pose = self._current_pose(prev_id)
         cur_pose = self._current_pose(cur_id)
-        dt_s = (link.samples[-1].stamp_ns - link.previous_stamp_ns) * 1e-9
+        dt_s = (link.stamp_ns - link.previous_stamp_ns) * 1e-9
         if prev_id not in self._inertial:
             guess = (cur_pose[:3, 3] - prev_pose[:3, 3]) / max(pim.deltaTij(), dt_s, 1e-3)
             self._new_values.insert(v(prev_id), guess)
@@ -424,8 +424,9 @@ almost constant bias would otherwise make the bias links too stiff for iSAM2 to 
 
 
 def _preintegrated(gtsam: Any, link: KeyframeImu, bias: Any) -> Any:
-    """The link's samples preintegrated from the previous keyframe's stamp to the last sample
-    (IMU clock), measurements linear between samples; None without any interval."""
+    """The link's samples preintegrated from the previous keyframe's stamp to this one's (IMU
+    clock), measurements linear between samples (held beyond the last); None without any
+    interval."""
     noise = link.noise
     eye = np.eye(3)
     params = gtsam.PreintegrationCombinedParams(np.asarray(link.gravity_world, np.float64))
@@ -438,9 +439,9 @@ def _preintegrated(gtsam: Any, link: KeyframeImu, bias: Any) -> Any:
     params.setBiasAccCovariance(accel_walk**2 * eye)
     pim = gtsam.PreintegratedCombinedMeasurements(params, bias)
     offset_ns = round(link.time_offset_s * 1e9)
-    start_ns = link.previous_stamp_ns + offset_ns
+    start_ns, end_ns = link.previous_stamp_ns + offset_ns, link.stamp_ns + offset_ns
     stamps = np.array([sample.stamp_ns for sample in link.samples], np.int64)
-    if stamps.size < 2 or stamps[-1] <= start_ns:
+    if stamps.size < 2 or end_ns <= start_ns:
         return None
     gyro = np.array([sample.gyro_rad_s for sample in link.samples], np.float64)
     accel = np.array([sample.accel_m_s2 for sample in link.samples], np.float64)
@@ -449,7 +450,8 @@ def _preintegrated(gtsam: Any, link: KeyframeImu, bias: Any) -> Any:
     # frame, the specific force at its origin (lever arm with angular acceleration and
     # centripetal terms). gtsam applies the acceleration in the piece's starting attitude, so
     # it is handed over turned from the midpoint's into it.
-    knots = np.concatenate([[start_ns], stamps[stamps > start_ns]])
+    inside = (stamps > start_ns) & (stamps < end_ns)
+    knots = np.concatenate([[start_ns], stamps[inside], [end_ns]])
     t = (stamps - stamps[0]).astype(np.float64)
     tk = (knots - stamps[0]).astype(np.float64)
     gyro_k = np.stack([np.interp(tk, t, gyro[:, a]) for a in range(3)], axis=1)

@@ -51,6 +51,7 @@ class KeyframeImuLinks:
                 link = KeyframeImu(
                     previous_keyframe_id=anchor[0],
                     previous_stamp_ns=anchor[1],
+                    stamp_ns=keyframe.stamp_ns,
                     samples=tuple(self._samples),
                     body_from_cam=frame.body_from_cam,
                     noise=frame.imu_noise or self._default_noise,

@@ -44,7 +44,7 @@ def _graph(with_imu: bool) -> tuple[PoseGraph, list[np.ndarray], list[int]]:
                 ERRORS, rng,
             )  # fmt: skip
             link = KeyframeImu(
-                k - 1, stamps[k - 1], samples, BODY_FROM_CAM, NOISE, GRAVITY_WORLD_M_S2
+                k - 1, stamps[k - 1], stamp, samples, BODY_FROM_CAM, NOISE, GRAVITY_WORLD_M_S2
             )
             graph.add_imu(k, link)
     return graph, truth, stamps
@@ -77,7 +77,7 @@ def test_exact_imu_gives_the_exact_velocities() -> None:
     """Two keyframes at their true poses, a noise-free IMU 4.4 cm from the camera and turned
     against it: the factor holds at the true camera velocities (lever arm included)."""
     model = get_trajectory("headturn")
-    stamps = [1_600_000_000, 1_900_000_000]  # inside the first fast turn
+    stamps = [1_601_700_000, 1_903_300_000]  # inside the first fast turn, between samples
     truth = [model.world_from_cam(s * 1e-9) for s in stamps]
     graph = PoseGraph(BackendConfig())
     graph.add_keyframe(0, truth[0])
@@ -85,7 +85,9 @@ def test_exact_imu_gives_the_exact_velocities() -> None:
     graph.add_keyframe(1, truth[1], invert_pose(truth[0]) @ truth[1], exact)
     stamps_imu = imu_stamps_ns(stamps[0] - 5_000_000, stamps[1], RATE_HZ)
     samples = imu_samples(model, BODY_FROM_CAM, stamps_imu, ImuErrors(), None)
-    graph.add_imu(1, KeyframeImu(0, stamps[0], samples, BODY_FROM_CAM, NOISE, GRAVITY_WORLD_M_S2))
+    graph.add_imu(
+        1, KeyframeImu(0, stamps[0], stamps[1], samples, BODY_FROM_CAM, NOISE, GRAVITY_WORLD_M_S2)
+    )
     graph.optimize()
     motion = body_motion(model, np.eye(4), np.array(stamps) * 1e-9)
     for k in (0, 1):
@@ -95,7 +97,7 @@ def test_exact_imu_gives_the_exact_velocities() -> None:
 def test_imu_factor_needs_both_keyframes() -> None:
     graph = PoseGraph(BackendConfig())
     graph.add_keyframe(0, np.eye(4))
-    link = KeyframeImu(0, 0, (), BODY_FROM_CAM, NOISE, GRAVITY_WORLD_M_S2)
+    link = KeyframeImu(0, 0, 10, (), BODY_FROM_CAM, NOISE, GRAVITY_WORLD_M_S2)
     with pytest.raises(Exception, match="unknown keyframe 1"):
         graph.add_imu(1, link)
 
@@ -120,7 +122,9 @@ def test_maps_with_imu_factors_merge() -> None:
         stamps_imu = imu_stamps_ns(stamps[k - 1] - 5_000_000, stamp, RATE_HZ)
         samples = imu_samples(model, BODY_FROM_CAM, stamps_imu, ImuErrors(), None)
         gravity = frame_from_world[:3, :3] @ GRAVITY_WORLD_M_S2
-        graph.add_imu(k, KeyframeImu(k - 1, stamps[k - 1], samples, BODY_FROM_CAM, NOISE, gravity))
+        graph.add_imu(
+            k, KeyframeImu(k - 1, stamps[k - 1], stamp, samples, BODY_FROM_CAM, NOISE, gravity)
+        )
     before = graph.optimize()
     np.testing.assert_allclose(before.world_from_cam[6], np.eye(4), atol=1e-6)
     loop = invert_pose(truth[0]) @ truth[11]
