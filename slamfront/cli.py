@@ -190,9 +190,12 @@ def _run_source(
 
 def _print_stats(stats: RunStats, out: Path) -> None:
     med = stats.median_ms
+    propagated = stats.frames_imu_propagated
+    bridged = f"{propagated} IMU-propagated, " if propagated else ""
     print(
-        f"{stats.frames_read} frames ({stats.frames_tracked} tracked, {stats.frames_lost} lost, "
-        f"{stats.frames_skipped} skipped), {stats.keyframes} keyframes, {stats.fps:.1f} fps"
+        f"{stats.frames_read} frames ({stats.frames_tracked} tracked, {bridged}"
+        f"{stats.frames_lost} lost, {stats.frames_skipped} skipped), {stats.keyframes} keyframes, "
+        f"{stats.fps:.1f} fps"
     )
     print(
         f"median ms: read {med.read_ms:.1f}  extract {med.extract_ms:.1f}  "
