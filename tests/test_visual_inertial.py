@@ -12,6 +12,8 @@ import pytest
 import slamfront as sf
 from slamfront.eval.trajectory_metrics import evaluate_trajectories
 from slamfront.geometry import invert_pose, rotation_angle_deg
+from slamfront.io.trajectory import read_tum_trajectory
+from slamfront.pipeline import run_to_directory
 from slamfront.types import FrameIssue
 
 pytestmark = pytest.mark.slow
@@ -105,3 +107,20 @@ def test_euroc_gravity_from_the_real_imu(shared: Path, shared_weights: Path) -> 
         assert math.degrees(math.acos(min(cos, 1.0))) < 1.0
         compared += 1
     assert compared >= 60
+
+
+@pytest.mark.parametrize("sensor", ["rgbd", "stereo"])
+def test_imu_never_hurts_on_the_loop(tmp_path: Path, shared_weights: Path, sensor: str) -> None:
+    """The sim loop with the back end, visual-inertial (IMU in the tracker and IMU factors in
+    the graph) against visual only: as accurate, within run-to-run variation. (That the back
+    end halves the tracker's error, IMU on by default, is tests/test_end_to_end.py's bar.)"""
+    ate_mm: dict[str, float] = {}
+    for imu in ("true", "false"):
+        config = sf.load_config("fast", [f"sim.sensor={sensor}", f"tracker.imu.enabled={imu}"])
+        with sf.open_source("sim:loop", config) as source:
+            stats = run_to_directory(source, config, tmp_path / imu)
+        assert stats.frames_tracked == stats.frames_read
+        truth = read_tum_trajectory(tmp_path / imu / "groundtruth.tum")
+        estimate = read_tum_trajectory(tmp_path / imu / "trajectory.tum")
+        ate_mm[imu] = 1e3 * evaluate_trajectories(estimate, truth).ate_m.rmse
+    assert ate_mm["true"] <= 1.05 * ate_mm["false"], ate_mm
