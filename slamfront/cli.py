@@ -332,8 +332,11 @@ def _print_stats(stats: RunStats, out: Path, signals: _RunSignals | None = None)
     med = stats.median_ms
     if signals is not None and signals.signum is not None and stats.stopped_early:
         print(f"stopped by {signal_name(signals.signum)} after {stats.frames_read} frames")
+    propagated = stats.frames_imu_propagated
+    bridged = f"{propagated} IMU-propagated, " if propagated else ""
     print(
-        f"{stats.frames_read} frames ({stats.frames_tracked} tracked, {stats.frames_lost} lost, "
+        f"{stats.frames_read} frames ({stats.frames_tracked} tracked, {bridged}"
+        f"{stats.frames_lost} lost, "
         f"{stats.frames_skipped} skipped), {stats.keyframes} keyframes, {stats.fps:.1f} fps, "
         f"mode {stats.mode or '-'}"
     )

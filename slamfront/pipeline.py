@@ -32,6 +32,7 @@ from slamfront.config import Config, dump_config
 from slamfront.errors import ConfigError, MapFileError
 from slamfront.frontend.base import Extractor, Matcher
 from slamfront.frontend.extractors import build_extractor
+from slamfront.frontend.keyframe_imu import KeyframeImuLinks
 from slamfront.frontend.matchers import build_matcher
 from slamfront.frontend.tracker import Tracker, sensing_mode
 from slamfront.sinks import Sink
@@ -88,6 +89,8 @@ class RunStats:
     """The run was stopped (a signal, a ``stop`` event) before the source ended."""
     map_saved_to: str = ""
     """Where the map was saved (``--save-map``), "" when not saved."""
+    frames_imu_propagated: int = 0
+    """Frames vision lost whose pose the IMU propagated (not in ``frames_tracked``)."""
 
     def to_json(self) -> dict[str, object]:
         out = asdict(self)
@@ -122,6 +125,7 @@ class _Counters:
     read: int = 0
     tracked: int = 0
     lost: int = 0
+    imu_propagated: int = 0
     initializing: int = 0
     keyframes: int = 0
     timings: list[tuple[float, ...]] = field(default_factory=list)
@@ -174,6 +178,7 @@ class Pipeline:
         # what the back end's finish needs to give every tracked frame its final pose
         self._tracked_frames = TrackedFrames() if config.backend.enabled else None
         self._last_keyframe_id = -1
+        self._imu_links = KeyframeImuLinks(config.tracker.imu)
         self._sinks = list(sinks)
         self._counters = _Counters()
         self._start = time.perf_counter()
@@ -334,6 +339,7 @@ class Pipeline:
             final_map_id=final_map,
             mode=c.mode,
             stopped_early=self._stopped,
+            frames_imu_propagated=c.imu_propagated,
         )
 
     def close(self, hurry: threading.Event | None = None) -> bool:
@@ -444,6 +450,10 @@ class Pipeline:
         elif result.state == TrackingState.LOST:
             c.lost += 1
             c.lost_by_cause[cause] += 1
+        elif result.state == TrackingState.IMU_PROPAGATED:
+            c.imu_propagated += 1
+            c.poses_per_map[result.map_id] += 1
+            c.last_map_id = result.map_id
         else:
             c.initializing += 1
             c.initializing_by_cause[cause] += 1
@@ -465,6 +475,8 @@ class Pipeline:
             c.keyframes += len(new_keyframes)
             c.map_ids.update(kf.map_id for kf in new_keyframes)
             self._last_keyframe_id = new_keyframes[-1].keyframe_id
+        if self.config.backend.imu_factors:
+            new_keyframes = self._imu_links.step(frame, result, new_keyframes)
         t0 = time.perf_counter()
         corrected = self._exchange_with_back_end(new_keyframes)
         if self._tracked_frames is not None and not self._mono:  # mono: never a back end

@@ -113,6 +113,9 @@ class BackEnd:
                 keyframe.reference_keyframe_id,
                 map_id=keyframe.map_id,
             )
+        link = keyframe.imu
+        if link is not None and link.previous_keyframe_id in self.keyframes:
+            self._graph.add_imu(keyframe.keyframe_id, link)
         candidate = self._detector(keyframe) if self._detector is not None else None
         self.keyframes[keyframe.keyframe_id] = keyframe
         if candidate is not None:

@@ -17,6 +17,9 @@ from slamfront.types import (
     Trajectory,
 )
 
+# a propagated pose is the IMU's estimate, not an invented one
+_WITH_POSE = (TrackingState.OK, TrackingState.IMU_PROPAGATED)
+
 
 class TrajectorySink:
     """Writes the tracker's pose of every tracked frame, one flushed TUM line each; frames
@@ -49,7 +52,7 @@ class TrajectorySink:
         return sum(writer.num_written for writer in self._writers.values())
 
     def on_result(self, frame: Frame, result: TrackResult) -> None:
-        if result.state != TrackingState.OK or result.world_from_cam is None:
+        if result.world_from_cam is None or result.state not in _WITH_POSE:
             return
         map_id = result.map_id
         self._last_map_id = map_id
