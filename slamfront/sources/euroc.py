@@ -50,6 +50,7 @@ from slamfront.sources._files import (
     require_dir,
 )
 from slamfront.sources.base import with_readout
+from slamfront.sources.calibration import load_yaml
 from slamfront.types import CameraModel, Frame, ImuNoise, ImuSample, StereoRig, Trajectory
 
 if TYPE_CHECKING:
@@ -62,38 +63,8 @@ PAIR_TOLERANCE_NS = 1_000_000
 
 # ----------------------------------------------------------------------------- yaml
 
-
-def load_sensor_yaml(path: Path) -> dict[str, Any]:
-    """Mapping of a EuRoC/Kalibr/OpenCV sensor yaml (``%YAML:1.0`` header allowed)."""
-    import yaml
-
-    class _Loader(yaml.SafeLoader):
-        pass
-
-    def matrix(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
-        if not isinstance(node, yaml.MappingNode):
-            raise yaml.constructor.ConstructorError(
-                None, None, "an !!opencv-matrix must be a mapping", node.start_mark
-            )
-        return {str(k): v for k, v in loader.construct_mapping(node, deep=True).items()}
-
-    _Loader.add_constructor("tag:yaml.org,2002:opencv-matrix", matrix)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SourceError(f"{path}: cannot read: {exc}") from exc
-    lines = text.splitlines()
-    if lines and lines[0].startswith("%YAML:"):
-        lines[0] = "# " + lines[0]  # OpenCV's header is not valid YAML 1.1; keep line numbers
-    try:
-        data = yaml.load("\n".join(lines), Loader=_Loader)  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise SourceError(f"{path}: invalid YAML: {exc}") from exc
-    except RecursionError:
-        raise SourceError(f"{path}: invalid YAML: nested too deeply") from None
-    if not isinstance(data, dict):
-        raise SourceError(f"{path}: expected a mapping of keys")
-    return data
+# A EuRoC/Kalibr/OpenCV sensor yaml is read like any calibration file.
+load_sensor_yaml = load_yaml
 
 
 def _field(data: dict[str, Any], key: str, path: Path) -> Any:
