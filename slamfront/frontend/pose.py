@@ -18,7 +18,7 @@ from slamfront.geometry import (
     make_pose,
     pose_jacobian,
     project,
-    projection_jacobian,
+    projected_pose_jacobian,
     reprojection_error_sq,
     so3_exp,
     transform_points,
@@ -167,8 +167,10 @@ def refine_pose(
             disparity[active] if disparity is not None else None,
             focal_baseline,
         )
+        points_cam = transform_points(pose, points_world)
+        diff = project(camera_k, points_cam, MIN_DEPTH_M) - pixels
         residuals = np.sqrt(
-            _residual_sq(pose, points_world, pixels, camera_k, disparity, focal_baseline)
+            _residual_sq(points_cam, diff, pose, points_world, disparity, focal_baseline)
         )
         inliers = residuals < inlier_px
         if round_index + 1 == rounds or int(inliers.sum()) < 6 or np.array_equal(inliers, active):
@@ -193,7 +195,6 @@ def _levenberg_marquardt(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(pose, Gauss-Newton Hessian at it) minimising the Huber reprojection cost, plus the
     disparity residual ``focal_baseline / z - disparity`` where ``disparity`` is finite."""
-    pose = cam_from_world.copy()
     cost_of = partial(
         _robust_cost,
         points_world=points_world,
@@ -205,12 +206,12 @@ def _levenberg_marquardt(
         focal_baseline=focal_baseline,
     )
     lam = 1e-3
-    cost = cost_of(pose)
+    # the accepted candidate's camera-frame points and pixel residuals serve the next step
+    cost, pc, res = cost_of(cam_from_world)
+    pose = cam_from_world.copy()
     hessian = np.zeros((6, 6))
     for _ in range(iterations):
-        pc = transform_points(pose, points_world)
-        res = project(camera_k, pc, MIN_DEPTH_M) - pixels
-        j = pose_jacobian(projection_jacobian(camera_k, pc, MIN_DEPTH_M), pc)
+        j = projected_pose_jacobian(camera_k, pc, MIN_DEPTH_M)
         if disparity is not None:
             # d(f b / z) / d(point_cam) = (0, 0, -f b / z^2)
             ranged = np.isfinite(disparity)
@@ -235,10 +236,14 @@ def _levenberg_marquardt(
         accepted, cost, lam = damped_step(propose, cost, lam)
         if accepted is None:
             break
-        pose, step = accepted
+        pose, step, pc, res = accepted
         if np.linalg.norm(step) < 1e-10 or previous - cost < 1e-9 * previous:
             break
     return pose, hessian
+
+
+_Evaluated = tuple[float, np.ndarray, np.ndarray]
+"""A pose's robust cost, camera-frame points (N, 3) and pixel residuals (N, 2)."""
 
 
 def _pose_candidate(
@@ -246,12 +251,14 @@ def _pose_candidate(
     pose: np.ndarray,
     hessian: np.ndarray,
     gradient: np.ndarray,
-    cost: Callable[[np.ndarray], float],
-) -> tuple[tuple[np.ndarray, np.ndarray], float]:
-    """The pose after a damped Gauss-Newton step (and the step), with its cost."""
+    cost: Callable[[np.ndarray], _Evaluated],
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], float]:
+    """The pose after a damped Gauss-Newton step (and the step, the pose's camera-frame
+    points and pixel residuals), with its cost."""
     step = np.linalg.solve(hessian + damping * np.diag(np.diag(hessian) + 1e-9), -gradient)
     candidate = make_pose(so3_exp(step[3:]), step[:3]) @ pose
-    return (candidate, step), cost(candidate)
+    value, points_cam, residuals = cost(candidate)
+    return (candidate, step, points_cam, residuals), value
 
 
 def damped_step(
@@ -277,23 +284,27 @@ def _robust_cost(
     inv_sigma: np.ndarray,
     disparity: np.ndarray | None,
     focal_baseline: float,
-) -> float:
-    sq = _residual_sq(pose, points_world, pixels, camera_k, disparity, focal_baseline)
+) -> _Evaluated:
+    """The pose's Huber cost, with its camera-frame points and pixel residuals."""
+    points_cam = transform_points(pose, points_world)
+    diff = project(camera_k, points_cam, MIN_DEPTH_M) - pixels
+    sq = _residual_sq(points_cam, diff, pose, points_world, disparity, focal_baseline)
     err = np.sqrt(sq) * inv_sigma
-    return huber_sum(np.where(np.isfinite(err), err, 1e6), huber_px)
+    return huber_sum(np.where(np.isfinite(err), err, 1e6), huber_px), points_cam, diff
 
 
 def _residual_sq(
+    points_cam: np.ndarray,
+    diff: np.ndarray,
     cam_from_world: np.ndarray,
     points_world: np.ndarray,
-    pixels: np.ndarray,
-    camera_k: np.ndarray,
     disparity: np.ndarray | None,
     focal_baseline: float,
 ) -> np.ndarray:
-    """Squared reprojection error, plus the squared disparity error where ``disparity``
+    """Squared reprojection error (of pixel residuals ``diff`` of camera-frame points,
+    infinite for points not in front), plus the squared disparity error where ``disparity``
     (measured, pixels) is given and finite."""
-    err2 = reprojection_error_sq(camera_k, cam_from_world, points_world, pixels, MIN_DEPTH_M)
+    err2 = np.where(points_cam[:, 2] > MIN_DEPTH_M, diff[:, 0] ** 2 + diff[:, 1] ** 2, np.inf)
     if disparity is None:
         return err2
     z = points_world @ cam_from_world[2, :3] + cam_from_world[2, 3]
@@ -305,7 +316,7 @@ def _residual_sq(
 def huber_weight(residuals: np.ndarray, huber_px: float) -> np.ndarray:
     """(N,) iteratively-reweighted least-squares weights of the Huber loss of the norms of
     (N, R) residual rows: 1 inside ``huber_px``, ``huber_px / norm`` outside."""
-    norm = np.linalg.norm(residuals, axis=1)
+    norm = np.sqrt(np.add.reduce(residuals * residuals, axis=1))  # np.linalg.norm's sum
     weight: np.ndarray = np.where(norm <= huber_px, 1.0, huber_px / np.maximum(norm, 1e-12))
     return weight
 
