@@ -159,7 +159,7 @@ def _warped_tiles(
     du, dv = np.meshgrid(offsets, offsets)  # (side, side): column and row offsets
     centre = reference_px.astype(np.float32)
     # current offsets -> reference offsets
-    inverse = None if warp is None else np.linalg.inv(warp).astype(np.float32)
+    inverse = None if warp is None else _inverse2(warp).astype(np.float32)
     tiles = np.zeros((count, side, side), np.uint8)
     for image_index in np.unique(reference_index):
         members = np.flatnonzero(reference_index == image_index)
@@ -181,3 +181,15 @@ def _warped_tiles(
             )
             tiles[group] = sampled.reshape(group.size, side, side)
     return tiles
+
+
+def _inverse2(m: np.ndarray) -> np.ndarray:
+    """(N, 2, 2) inverses of invertible (N, 2, 2) matrices, in closed form."""
+    det = m[:, 0, 0] * m[:, 1, 1] - m[:, 0, 1] * m[:, 1, 0]
+    out = np.empty_like(m, dtype=np.float64)
+    out[:, 0, 0] = m[:, 1, 1]
+    out[:, 0, 1] = -m[:, 0, 1]
+    out[:, 1, 0] = -m[:, 1, 0]
+    out[:, 1, 1] = m[:, 0, 0]
+    result: np.ndarray = out / det[:, None, None]
+    return result
