@@ -147,7 +147,8 @@ def refine_pose(
     ``depths_m`` (N,) adds each measured depth (0: none) as a third residual, the disparity
     a stereo camera of ``range_baseline_m`` would see (pixels; the residuals above include it).
     """
-    inv_sigma = 1.0 / pixel_sigma if pixel_sigma is not None else np.ones(points_world.shape[0])
+    # None: every residual at 1 px (no scaling to apply)
+    inv_sigma = None if pixel_sigma is None or np.all(pixel_sigma == 1.0) else 1.0 / pixel_sigma
     focal_baseline = camera_k[0, 0] * range_baseline_m
     disparity: np.ndarray | None = None  # measured, pixels; NaN where none
     if depths_m is not None and range_baseline_m > 0 and (depths_m > 0).any():
@@ -162,7 +163,7 @@ def refine_pose(
             pixels[active],
             camera_k,
             huber_px,
-            inv_sigma[active],
+            inv_sigma[active] if inv_sigma is not None else None,
             iterations,
             disparity[active] if disparity is not None else None,
             focal_baseline,
@@ -188,7 +189,7 @@ def _levenberg_marquardt(
     pixels: np.ndarray,
     camera_k: np.ndarray,
     huber_px: float,
-    inv_sigma: np.ndarray,
+    inv_sigma: np.ndarray | None,
     iterations: int,
     disparity: np.ndarray | None,
     focal_baseline: float,
@@ -221,10 +222,12 @@ def _levenberg_marquardt(
             d_point[:, 0, 2] = -focal_baseline * inv_z * inv_z * ranged
             res = np.concatenate([res, res_d[:, None]], axis=1)
             j = np.concatenate([j, pose_jacobian(d_point, pc)], axis=1)
-        res *= inv_sigma[:, None]
+        if inv_sigma is not None:
+            res *= inv_sigma[:, None]
         weight = huber_weight(res, huber_px)
         weight = np.where(pc[:, 2] > MIN_DEPTH_M, weight, 0.0)
-        j *= inv_sigma[:, None, None]
+        if inv_sigma is not None:
+            j *= inv_sigma[:, None, None]
         # J^T W J and J^T W r over all 2N residual rows, as matrix products (BLAS)
         wj = (j * weight[:, None, None]).reshape(-1, 6)
         hessian = wj.T @ j.reshape(-1, 6)
@@ -281,7 +284,7 @@ def _robust_cost(
     pixels: np.ndarray,
     camera_k: np.ndarray,
     huber_px: float,
-    inv_sigma: np.ndarray,
+    inv_sigma: np.ndarray | None,
     disparity: np.ndarray | None,
     focal_baseline: float,
 ) -> _Evaluated:
@@ -289,7 +292,7 @@ def _robust_cost(
     points_cam = transform_points(pose, points_world)
     diff = project(camera_k, points_cam, MIN_DEPTH_M) - pixels
     sq = _residual_sq(points_cam, diff, pose, points_world, disparity, focal_baseline)
-    err = np.sqrt(sq) * inv_sigma
+    err = np.sqrt(sq) if inv_sigma is None else np.sqrt(sq) * inv_sigma
     return huber_sum(np.where(np.isfinite(err), err, 1e6), huber_px), points_cam, diff
 
 
