@@ -37,7 +37,6 @@ def solve_in_window(
     twice ``min_inliers``, and if it does worse, the search's pose stands."""
     cfg = config
     attempt = MatchAttempt()
-    align = _search_aligns(inp, cfg)
     fit = searched = None
     if search_first and prediction is not None:
         seed = PoseEstimate(
@@ -45,7 +44,7 @@ def solve_in_window(
         )
         searched = search_local_map(
             lmap, inp, PoseFit(Correspondences.empty(), seed), anchors, cfg,
-            cfg.motion.search_radius_px, align=align,
+            cfg.motion.search_radius_px,
         )  # fmt: skip
         needed = max(2 * cfg.min_inliers, cfg.motion.min_share * last_inliers)
         fit = searched if searched.num_inliers >= needed else None
@@ -55,8 +54,7 @@ def solve_in_window(
         if len(corr) >= cfg.min_inliers:
             estimate = estimate_pose(corr, inp.camera, prediction, cfg)
         if estimate is not None and estimate.num_inliers >= cfg.min_inliers:
-            matched = PoseFit.inliers_of(corr, estimate)
-            fit = search_local_map(lmap, inp, matched, anchors, cfg, align=align)
+            fit = search_local_map(lmap, inp, PoseFit.inliers_of(corr, estimate), anchors, cfg)
         elif searched is not None and searched.num_inliers >= cfg.min_inliers:
             fit = searched  # the matcher did worse than the search it was to back up
         elif len(corr) < cfg.min_inliers:
@@ -94,22 +92,12 @@ def resolve_shutter(
         return fit, inp
     again = to_global_shutter(captured, solved_rate)
     seed = PoseFit(Correspondences.empty(), fit.estimate)
-    refit = search_local_map(
-        lmap, again, seed, anchors, config, config.motion.search_radius_px,
-        align=_search_aligns(again, config),
-    )  # fmt: skip
+    refit = search_local_map(lmap, again, seed, anchors, config, config.motion.search_radius_px)
     if config.alignment.prewarp:
         refit = align_warped(lmap, again, refit, anchors, config)
     if refit.num_inliers < config.min_inliers:
         return fit, inp
     return refit, again
-
-
-def _search_aligns(inp: FrameInput, config: TrackerConfig) -> bool:
-    """Whether the local-map search aligns what it finds: not where the warped alignment
-    that follows measures every correspondence again from the search's pose (metric rigs;
-    a monocular pose keeps its sub-pixel start)."""
-    return not config.alignment.prewarp or inp.mono
 
 
 def strays_from_prediction(

@@ -24,13 +24,10 @@ def search_local_map(
     anchors: Anchors,
     config: TrackerConfig,
     radius_px: float | None = None,
-    *,
-    align: bool = True,
 ) -> PoseFit:
     """``fit`` extended by the window landmarks it does not hold yet, found within
     ``radius_px`` (default ``search.radius_px``) of their projection at its pose, and the
-    pose refined on all of them. With ``align`` false the landmarks found keep their
-    keypoints' positions (for a caller that aligns every correspondence again)."""
+    pose refined on all of them."""
     from scipy.spatial import cKDTree
 
     features, camera = inp.features, inp.camera
@@ -74,13 +71,9 @@ def search_local_map(
     first = np.ones(order.size, bool)
     first[1:] = best_kp[order][1:] != best_kp[order][:-1]
     chosen = order[first]
-    if align:
-        pixels, aligned = _align_to_anchors(
-            lmap, inp, rows[chosen], features.keypoints[best_kp[chosen]], anchors, config
-        )
-    else:
-        pixels = features.keypoints[best_kp[chosen]].astype(np.float64)
-        aligned = np.zeros(chosen.size, bool)
+    pixels, aligned = _align_to_anchors(
+        lmap, inp, rows[chosen], features.keypoints[best_kp[chosen]], anchors, config
+    )
     found = Correspondences(
         best_kp[chosen], lmap.ids[rows[chosen]], lmap.positions_world[rows[chosen]], pixels, aligned
     )
