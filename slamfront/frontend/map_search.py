@@ -155,7 +155,7 @@ def _align_to_anchors(
             anchors.pixel[rows[chosen]],
             inp.grey,
             pixels[chosen],
-            np.broadcast_to(np.eye(2), (chosen.size, 2, 2)),
+            None,
             align.max_shift_px,
             align.window_px,
             align.max_round_trip_px,
