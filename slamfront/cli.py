@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import logging
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +43,7 @@ from slamfront.eval.trajectory_metrics import evaluate_files, format_evaluation,
 from slamfront.frontend import load_extractor, load_matcher
 from slamfront.frontend.runtime import limit_blas_threads
 from slamfront.io.trajectory import TrajectoryFormat, convert_tum_file, write_tum_trajectory
+from slamfront.run_folder import check_file_target, check_output_folder, claim_output_folder
 from slamfront.sim.trajectories import TRAJECTORY_NAMES
 from slamfront.sinks.rerun_session import (
     RerunProcess,
@@ -105,6 +110,7 @@ def _add_run(sub: Any) -> None:
         "source", metavar="SOURCE", nargs="?", help="optional with a --profile naming one"
     )
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/<source>-<time>)")
+    _add_overwrite_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--profile", metavar="FILE", help="a launch profile (launch/*.yaml): config + source.spec"
@@ -128,6 +134,7 @@ def _add_live(sub: Any) -> None:
         help="launch profile (default launch/d435i_rgbd.yaml)",
     )
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/live-<time>)")
+    _add_overwrite_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_format_arg(p)
     _add_map_args(p)
@@ -193,6 +200,14 @@ def _add_map_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_overwrite_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a non-empty --out folder whole (refused otherwise)",
+    )
+
+
 def _add_format_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format",
@@ -219,40 +234,61 @@ def _run_source(
     spec: str,
     config: Config,
     out: Path,
-    quiet: bool,
-    extra_sinks: Sequence[Sink] = (),
-    args: argparse.Namespace | None = None,
+    args: argparse.Namespace,
+    signals: _RunSignals,
+    viewer: _RerunViewer,
+    overwrite: bool = False,
 ) -> RunStats:
+    """Check everything a run needs (output folder, map target, source, tracker mode, map,
+    weights) before writing anything; then claim ``out``, open the viewer and run."""
     # the pipeline loads the tracker, back end and network runtimes: on a run, not for --help
-    from slamfront.pipeline import run_to_directory
+    from slamfront.pipeline import choose_mode, load_run_parts, run_to_directory
 
     formats = _trajectory_formats(getattr(args, "format", "tum"))
-    if not quiet:
+    save_map = getattr(args, "save_map", None)
+    check_output_folder(out, overwrite)
+    if save_map:
+        check_file_target(save_map, "--save-map")
+    if not args.quiet:
         _say(f"{spec} -> {out}/ (preset {config.preset}); opening the source")
     with open_source(spec, config) as source:
         description = getattr(source, "description", None)  # what a source chose (bag topics)
-        if description and not quiet:
+        if description and not args.quiet:
             print(f"source: {description}")
         try:
             total: int | None = len(source)  # type: ignore[arg-type]
         except TypeError:
             total = None
-        if not quiet:
-            frames = f"{total} frames" if total is not None else "frames until the source ends"
-            _say(f"{frames}; loading the networks")
-        bar = None if quiet else _ProgressBar(total)
+        frames = iter(source)
+        first = next(frames, None)
+        if first is None:
+            raise SourceError(
+                f"{spec}: the source gave no frame (source.start_frame past its end?)"
+            )
+        choice = choose_mode(first, config.tracker.mode)
+        if not args.quiet:
+            _say(f"mode: {choice.mode} ({choice.reason})")
+            count = f"{total} frames" if total is not None else "frames until the source ends"
+            _say(f"{count}; loading the networks")
+        parts = load_run_parts(config, getattr(args, "load_map", None))
+        with signals.claiming():  # the folder swap is never cut in half
+            claim_output_folder(out, overwrite)
+        viewer.open()
+        bar = None if args.quiet else _ProgressBar(total)
         stats = None
         try:
             stats = run_to_directory(
-                source,
+                itertools.chain([first], frames),
                 config,
                 out,
                 frames_skipped=lambda: source.frames_skipped,
                 total=total,
                 on_progress=bar,
-                extra_sinks=extra_sinks,
-                load_map=getattr(args, "load_map", None),
-                save_map=getattr(args, "save_map", None),
+                extra_sinks=viewer.sinks,
+                stop=signals.stop,
+                hurry=signals.hurry,
+                save_map=save_map,
+                parts=parts,
             )
         finally:
             if bar is not None:
@@ -260,9 +296,16 @@ def _run_source(
         truth = source.groundtruth()
         if truth is not None and len(truth):
             write_tum_trajectory(out / "groundtruth.tum", truth)
-    for tum in sorted(out.glob("*.tum")):
-        convert_tum_file(tum, formats)
+    others = [kind for kind in formats if kind != "tum"]
+    for tum in sorted(out.glob("*.tum")) if others else ():
+        if _has_poses(tum):  # a run that tracked nothing leaves a header alone
+            convert_tum_file(tum, others)
     return stats
+
+
+def _has_poses(tum: Path) -> bool:
+    with tum.open() as lines:
+        return any(line.strip() and not line.startswith("#") for line in lines)
 
 
 def _say(message: str) -> None:
@@ -286,11 +329,17 @@ def _print_accuracy(out: Path) -> None:
         print(f"note: trajectory.png not drawn ({exc})")
 
 
-def _print_stats(stats: RunStats, out: Path) -> None:
+def _print_stats(stats: RunStats, out: Path, signals: _RunSignals | None = None) -> None:
     med = stats.median_ms
+    if signals is not None and signals.signum is not None and stats.stopped_early:
+        print(f"stopped by {signal_name(signals.signum)} after {stats.frames_read} frames")
+    propagated = stats.frames_imu_propagated
+    bridged = f"{propagated} IMU-propagated, " if propagated else ""
     print(
-        f"{stats.frames_read} frames ({stats.frames_tracked} tracked, {stats.frames_lost} lost, "
-        f"{stats.frames_skipped} skipped), {stats.keyframes} keyframes, {stats.fps:.1f} fps"
+        f"{stats.frames_read} frames ({stats.frames_tracked} tracked, {bridged}"
+        f"{stats.frames_lost} lost, "
+        f"{stats.frames_skipped} skipped), {stats.keyframes} keyframes, {stats.fps:.1f} fps, "
+        f"mode {stats.mode or '-'}"
     )
     print(
         f"median ms: read {med.read_ms:.1f}  extract {med.extract_ms:.1f}  "
@@ -315,9 +364,26 @@ def _print_stats(stats: RunStats, out: Path) -> None:
         )
     for note in stats.notes:
         print(f"note: {note}")
+    if stats.map_saved_to:
+        print(f"map: {stats.map_saved_to}")
     _print_accuracy(out)
     written = sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.endswith(".tmp"))
-    print(f"outputs: {out}/ " + ", ".join(written))
+    print(f"outputs: {out}/ " + ", ".join(written), flush=True)
+
+
+def _exit_status(stats: RunStats, signals: _RunSignals) -> int:
+    """128 + the signal's number for a run a signal ended; 3 for a run that tracked no
+    frame; else 0."""
+    if signals.signum is not None:
+        return 128 + signals.signum
+    if stats.frames_tracked == 0:
+        print(
+            f"slamfront: error: the run tracked no frame of {stats.frames_read} "
+            "(see the causes above)",
+            file=sys.stderr,
+        )
+        return EXIT_NOTHING_TRACKED
+    return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -325,11 +391,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     spec = resolve_spec(args.source, config)
     out = Path(args.out) if args.out else _default_out(spec)
-    with _RerunViewer(config, out) as viewer:
-        stats = _run_source(spec, config, out, args.quiet, viewer.sinks, args)
-        _print_stats(stats, out)
-        viewer.linger()
-    return 0
+    with _RunSignals() as signals, _RerunViewer(config, out) as viewer:
+        stats = _run_source(spec, config, out, args, signals, viewer, args.overwrite)
+        _print_stats(stats, out, signals)
+        status = _exit_status(stats, signals)
+        viewer.linger(signals)
+    return status
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
@@ -340,18 +407,25 @@ def _cmd_live(args: argparse.Namespace) -> int:
             f"{args.profile}: source.spec is {spec!r}; `live` needs a camera (realsense[:SERIAL])"
         )
     out = Path(args.out) if args.out else _default_out("live")
-    with _RerunViewer(config, out) as viewer:
-        stats = _run_source(spec, config, out, args.quiet, viewer.sinks, args)
-        _print_stats(stats, out)
-        viewer.linger()
-    return 0
+    with _RunSignals() as signals, _RerunViewer(config, out) as viewer:
+        stats = _run_source(spec, config, out, args, signals, viewer, args.overwrite)
+        _print_stats(stats, out, signals)
+        status = _exit_status(stats, signals)
+        viewer.linger(signals)
+    return status
 
 
 def _add_demo(sub: Any) -> None:
     p = sub.add_parser(
         "demo", help="run the synthetic loop end to end and evaluate it against ground truth"
     )
-    p.add_argument("--out", metavar="DIR", default="runs/demo")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        default=DEMO_OUT,
+        help=f"output folder (default {DEMO_OUT}, replaced)",
+    )
+    _add_overwrite_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_format_arg(p)
     _add_rerun_arg(p)
@@ -365,11 +439,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     spec = f"sim:{config.sim.trajectory}"
     if not args.quiet:
         _say(f"demo: the synthetic {config.sim.trajectory} ({config.sim.sensor} rig), then its ATE")
-    with _RerunViewer(config, out) as viewer:
-        stats = _run_source(spec, config, out, args.quiet, viewer.sinks, args)
-        _print_stats(stats, out)
-        viewer.linger()
-    return 0
+    # the demo's own folder is replaced on each run; another one must be empty
+    overwrite = args.overwrite or args.out == DEMO_OUT
+    with _RunSignals() as signals, _RerunViewer(config, out) as viewer:
+        stats = _run_source(spec, config, out, args, signals, viewer, overwrite)
+        _print_stats(stats, out, signals)
+        status = _exit_status(stats, signals)
+        viewer.linger(signals)
+    return status
 
 
 def _add_doctor(sub: Any) -> None:
@@ -1021,28 +1098,130 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+class _RunSignals:
+    """SIGINT, SIGTERM and SIGHUP during a run (installed on the main thread only).
+
+    Before the output folder is claimed a signal aborts at once (nothing was written). After
+    it, the first one sets ``stop``: the run ends after the frame being tracked and finishes
+    like a run whose source ended (back end, every output, the summary). A second one sets
+    ``hurry``: the end of the run stops waiting for the back end. A third raises at once.
+    The process then exits with 128 + the first signal's number.
+    """
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.hurry = threading.Event()
+        self.signum: int | None = None
+        self._received = 0  # signals since the folder was claimed (``stop`` is also set
+        # by the pipeline itself when its frames end)
+        self._claimed = False
+        self._held = False
+        self._pending: int | None = None
+        self._early: int | None = None  # a signal before the claim (its exception may be
+        # swallowed by library code that catches broadly; the claim then refuses to start)
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _RunSignals:
+        if threading.current_thread() is threading.main_thread():
+            for number in _STOP_SIGNALS:
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for number, previous in self._previous.items():
+            signal.signal(number, previous)
+        self._previous.clear()
+
+    @contextlib.contextmanager
+    def claiming(self) -> Iterator[None]:
+        """Around claiming the output folder: a signal meanwhile waits until it is done,
+        then counts as one during the run (which then ends after its first frame). A signal
+        that came earlier ends the command here, before anything is written."""
+        if self._early is not None:
+            raise _Interrupted(self._early)
+        self._held = True
+        try:
+            yield
+        except BaseException:
+            self._held = False
+            raise
+        self._held = False
+        self._claimed = True
+        if self._pending is not None:
+            self._handle(self._pending, None)
+
+    def ignore_from_now(self) -> None:
+        """The run is over (its summary printed): a later signal only ends the viewer."""
+        self._claimed = False
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self._held:
+            self._pending = signum
+            return
+        if not self._claimed:
+            self._early = signum
+            raise _Interrupted(signum)
+        if self.signum is None:
+            self.signum = signum
+        if self._received >= 2:
+            raise _Interrupted(signum)
+        self._received += 1
+        name = signal_name(signum)
+        if self._received == 1:
+            self.stop.set()
+            message = f"slamfront: {name}: ending the run (again to stop at once)\n"
+        else:
+            self.hurry.set()
+            message = f"slamfront: {name}: stopping at once\n"
+        os.write(sys.stderr.fileno(), message.encode())
+
+
+class _Interrupted(KeyboardInterrupt):
+    """A signal that ends the command at once; the exit status is 128 + ``signum``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+EXIT_ERROR = 2
+"""Exit status of a run refused or failed with an error message."""
+EXIT_NOTHING_TRACKED = 3
+"""Exit status of a run that went through its source and tracked no frame."""
+DEMO_OUT = "runs/demo"
+
+
 class _RerunViewer:
-    """The Rerun side of one CLI run: opens the session (``config.rerun.mode``), hands the
-    queued sink to the pipeline, keeps a served viewer up after the run until Ctrl-C
-    (``rerun.keep_serving``), and on exit (also Ctrl-C / SIGTERM) flushes the recording and
-    stops the server it started."""
+    """The Rerun side of one CLI run: :meth:`open` opens the session (``config.rerun.mode``)
+    once the output folder is the run's, and hands the queued sink to the pipeline; keeps a
+    served viewer up after the run until a signal (``rerun.keep_serving``), and on exit
+    flushes the recording and stops the server it started."""
 
     def __init__(self, config: Config, out: Path) -> None:
         self._config = config
         self._out = out
         self._session: RerunSession | None = None
-        self._signals = contextlib.ExitStack()
         self.sinks: list[Sink] = []
 
     def __enter__(self) -> _RerunViewer:
+        return self
+
+    def open(self) -> None:
         cfg = self._config.rerun
         if cfg.mode == "off":
-            return self
+            return
         # the pipeline loads the tracker, back end and network runtimes: on a run, not for --help
         from slamfront.pipeline import QueuedSink
 
         mode = parse_mode(cfg.mode, run_dir=self._out)
-        self._signals.enter_context(_sigterm_interrupts())
         try:
             self._session = RerunSession(
                 mode, cfg, recording_name=self._out.name, blueprint=default_blueprint()
@@ -1058,13 +1237,16 @@ class _RerunViewer:
             print(f"rerun: open {url} in a browser", file=sys.stderr, flush=True)
         else:
             print(f"rerun: streaming to {mode.address}", file=sys.stderr, flush=True)
-        return self
 
-    def linger(self) -> None:
-        """After a served run: wait for Ctrl-C (or the server's end) before stopping it."""
+    def linger(self, signals: _RunSignals) -> None:
+        """After a served run that ended on its own: wait for a signal (or the server's
+        end) before stopping it."""
+        signals.ignore_from_now()
         session = self._session
         if session is None or session.server is None or not self._config.rerun.keep_serving:
             return
+        if signals.signum is not None:
+            return  # a signal ended the run: it ends the viewer too
         import time
 
         print(
@@ -1084,7 +1266,6 @@ class _RerunViewer:
                 self._session.close()
         finally:
             self._session = None
-            self._signals.close()
 
 
 def _add_view(sub: Any) -> None:
@@ -1233,10 +1414,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except SlamfrontError as exc:
         print(f"slamfront: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
+    except _Interrupted as exc:
+        print(f"slamfront: interrupted ({signal_name(exc.signum)})", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("slamfront: interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGINT
 
 
 # Each entry adds one subcommand: a parser whose defaults carry ``handler=_cmd_<name>``.

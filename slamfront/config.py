@@ -330,6 +330,36 @@ class RelocalizationConfig(_Section):
 
 
 @dataclass(frozen=True)
+class ImuConfig(_Section):
+    """The IMU in the tracker: gyro (and, once gravity is known, accelerometer) integration
+    between frames predicts the pose, and carries it through brief visual failures."""
+
+    enabled: Literal["auto", True, False] = "auto"
+    """auto: used when frames carry IMU samples and the IMU-camera extrinsic; true (on): the
+    same, but a frame without them is an error; false (off): never used."""
+    max_propagation_s: float = bounded(0.5, ge=0, le=5)
+    """Longest time a pose is propagated by the IMU alone after vision fails (seconds,
+    [0, 5]; 0: never)."""
+    time_offset_s: float = bounded(0.0, ge=-0.1, le=0.1)
+    """Camera-IMU clock offset: a frame stamped t was taken at IMU time t + offset (seconds,
+    |offset| <= 0.1)."""
+    max_sample_gap_s: float = bounded(0.05, gt=0, le=10)
+    """Samples farther apart than this are a gap: nothing is integrated across it (seconds)."""
+    init_window_s: float = bounded(0.5, gt=0, le=10)
+    """IMU time the gravity/gyro-bias initialisation gathers before deciding (seconds)."""
+    static_gyro_rad_s: float = bounded(0.05, gt=0, le=10)
+    """Initialisation: the rig counts as static while the gyro's spread stays below this."""
+    gyro_noise_density: float = bounded(1.7e-4, gt=0, le=1)
+    """rad/s/sqrt(Hz); used when the source gives no calibration (EuRoC's sensor.yaml does)."""
+    gyro_random_walk: float = bounded(2.0e-5, gt=0, le=1)
+    """rad/s^2/sqrt(Hz), as above."""
+    accel_noise_density: float = bounded(2.0e-3, gt=0, le=10)
+    """m/s^2/sqrt(Hz), as above."""
+    accel_random_walk: float = bounded(3.0e-3, gt=0, le=10)
+    """m/s^3/sqrt(Hz), as above."""
+
+
+@dataclass(frozen=True)
 class TrackerConfig(_Section):
     mode: Literal["auto", "rgbd", "stereo", "mono"] = "auto"
     """auto: rgbd when frames carry depth, stereo when they carry a right image, else mono."""
@@ -358,6 +388,7 @@ class TrackerConfig(_Section):
     window: WindowConfig = field(default_factory=WindowConfig)
     relocalization: RelocalizationConfig = field(default_factory=RelocalizationConfig)
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
+    imu: ImuConfig = field(default_factory=ImuConfig)
 
 
 MOVED_KEYS = {
@@ -486,6 +517,9 @@ class BackendConfig(_Section):
     adjustment_odometry_weight: float = bounded(0.01, gt=0)
     """Scale of the odometry information in the final adjustment (it only holds a keyframe
     with few observations; the observations carry the same information)."""
+    imu_factors: bool = True
+    """With an IMU (``tracker.imu``) and once the tracker knows gravity: a preintegrated IMU
+    factor between consecutive keyframes, with velocity and bias variables."""
     loop_closure: LoopClosureConfig = field(default_factory=LoopClosureConfig)
 
 

@@ -33,3 +33,7 @@ class MapFileError(SlamfrontError):
 
 class DeviceError(SlamfrontError):
     """A live sensor is missing, unplugged or silent."""
+
+
+class OutputError(SlamfrontError):
+    """An output folder or file cannot be written: not a folder, not empty, not writable."""

@@ -194,6 +194,32 @@ def pose_jacobian(d_point_cam: np.ndarray, points_cam: np.ndarray) -> np.ndarray
     return jac
 
 
+def projected_pose_jacobian(
+    camera_k: np.ndarray, points_cam: np.ndarray, min_depth_m: float | None = None
+) -> np.ndarray:
+    """(N, 2, 6) :func:`pose_jacobian` of :func:`projection_jacobian`, built in one pass
+    (the same values, without the products by the projection's zero entries)."""
+    fx, fy = camera_k[0, 0], camera_k[1, 1]
+    inv_z = 1.0 / _depth(points_cam, min_depth_m)
+    px, py, pz = points_cam[:, 0], points_cam[:, 1], points_cam[:, 2]
+    u_x = fx * inv_z
+    u_z = -fx * (px * inv_z) * inv_z
+    v_y = fy * inv_z
+    v_z = -fy * (py * inv_z) * inv_z
+    jac = np.zeros((points_cam.shape[0], 2, 6))
+    jac[:, 0, 0] = u_x
+    jac[:, 0, 2] = u_z
+    jac[:, 0, 3] = py * u_z
+    jac[:, 0, 4] = pz * u_x - px * u_z
+    jac[:, 0, 5] = -(py * u_x)
+    jac[:, 1, 1] = v_y
+    jac[:, 1, 2] = v_z
+    jac[:, 1, 3] = py * v_z - pz * v_y
+    jac[:, 1, 4] = -(px * v_z)
+    jac[:, 1, 5] = px * v_y
+    return jac
+
+
 def reprojection_error_sq(
     camera_k: np.ndarray,
     cam_from_world: np.ndarray,

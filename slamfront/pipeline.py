@@ -18,6 +18,7 @@ ahead (the tracker needs it at keyframes) so that the tracker does not do it on 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import threading
@@ -39,6 +40,7 @@ from slamfront.config import Config, ExtractorConfig, dump_config
 from slamfront.errors import ConfigError, MapFileError
 from slamfront.frontend.base import Extractor, Matcher
 from slamfront.frontend.extractors import build_extractor
+from slamfront.frontend.keyframe_imu import KeyframeImuLinks
 from slamfront.frontend.matchers import build_matcher
 from slamfront.frontend.runtime.availability import pick_runtime
 from slamfront.frontend.tracker import Tracker, sensing_mode
@@ -56,6 +58,8 @@ from slamfront.types import (
     TrackingState,
     TrackResult,
 )
+
+log = logging.getLogger(__name__)
 
 _STAGES = ("read_ms", "extract_ms", "match_ms", "pose_ms", "backend_ms", "sinks_ms")
 
@@ -94,6 +98,14 @@ class RunStats:
     """Frames with a pose in each final map (after merges), by map id."""
     final_map_id: int = 0
     """The map the run ended in: ``trajectory.tum`` holds its poses."""
+    mode: str = ""
+    """The mode the tracker ran in (rgbd, stereo, mono; "" before any frame)."""
+    stopped_early: bool = False
+    """The run was stopped (a signal, a ``stop`` event) before the source ended."""
+    map_saved_to: str = ""
+    """Where the map was saved (``--save-map``), "" when not saved."""
+    frames_imu_propagated: int = 0
+    """Frames vision lost whose pose the IMU propagated (not in ``frames_tracked``)."""
 
     def to_json(self) -> dict[str, object]:
         out = asdict(self)
@@ -128,6 +140,7 @@ class _Counters:
     read: int = 0
     tracked: int = 0
     lost: int = 0
+    imu_propagated: int = 0
     initializing: int = 0
     keyframes: int = 0
     timings: list[tuple[float, ...]] = field(default_factory=list)
@@ -136,6 +149,8 @@ class _Counters:
     initializing_by_cause: Counter[str] = field(default_factory=Counter)
     poses_per_map: Counter[int] = field(default_factory=Counter)
     last_map_id: int = 0
+    mode: str = ""
+    map_ids: set[int] = field(default_factory=set)  # the maps this run's keyframes started in
 
 
 class Pipeline:
@@ -194,12 +209,16 @@ class Pipeline:
         # what the back end's finish needs to give every tracked frame its final pose
         self._tracked_frames = TrackedFrames() if config.backend.enabled else None
         self._last_keyframe_id = -1
+        self._imu_links = KeyframeImuLinks(config.tracker.imu)
         self._sinks = list(sinks)
         self._counters = _Counters()
         self._start = time.perf_counter()
         self._first_step: float | None = None
         self._closed = False
         self._mono = False
+        self._depth_watch = _DepthWatch()
+        self._stopped = False
+        self._back_end_failure = ""
 
     # ------------------------------------------------------------------ public
 
@@ -301,8 +320,17 @@ class Pipeline:
             thread.start()
         try:
             while True:
-                item = items.get()
+                try:
+                    item = items.get(timeout=0.1)
+                except queue.Empty:
+                    if stop.is_set():  # stopped from outside: end after the frame tracked
+                        self._stopped = True
+                        break
+                    continue
                 if item is None:
+                    break
+                if stop.is_set():
+                    self._stopped = True
                     break
                 if isinstance(item, BaseException):
                     raise item
@@ -339,7 +367,15 @@ class Pipeline:
             if frame_ms.size
             else (0.0, 0.0, 0.0)
         )
-        notes = ("monocular: trajectory scale is arbitrary",) if self._mono else ()
+        notes: tuple[str, ...] = ("monocular: trajectory scale is arbitrary",) if self._mono else ()
+        if self._depth_watch.note is not None:
+            notes = (*notes, self._depth_watch.note)
+        if self._back_end_failure:
+            notes = (
+                *notes,
+                f"the back end failed ({self._back_end_failure}): the trajectories hold the "
+                "tracker's poses, not optimised ones",
+            )
         final = self._final_poses
         per_map: Counter[int] = Counter()
         for map_id, count in c.poses_per_map.items():
@@ -365,27 +401,44 @@ class Pipeline:
             notes=notes,
             frames_lost_by_cause=dict(c.lost_by_cause),
             frames_initializing_by_cause=dict(c.initializing_by_cause),
-            maps_made=self._tracker.maps_made,
+            # with a saved map the tracker also counts the saved maps: only this run's here
+            maps_made=(
+                self._tracker.maps_made if self._prior_map is None else max(1, len(c.map_ids))
+            ),
             maps_merged=self._back_end.maps_merged if self._back_end is not None else 0,
             poses_per_map=dict(sorted(per_map.items())),
             final_map_id=final_map,
+            mode=c.mode,
+            stopped_early=self._stopped,
+            frames_imu_propagated=c.imu_propagated,
         )
 
-    def close(self) -> None:
-        """Flush and close the sinks. Safe to call twice."""
+    def close(self, hurry: threading.Event | None = None) -> bool:
+        """Let the back end finish, then flush and close the sinks. Safe to call twice.
+
+        The back end finishes on a thread of its own while this one waits (so a signal
+        handler on this thread still runs); when ``hurry`` is set before it is done, its
+        final poses are given up (it is left to end with the process) and the sinks keep
+        the tracker's. Returns False then, else True."""
         if self._closed:
-            return
+            return True
         self._closed = True
         errors: list[BaseException] = []
         final = None
+        finished = True
         try:
-            if self._back_end is not None:
+            back_end = self._back_end
+            if back_end is not None:
                 frames = self._tracked_frames if self._tracked_frames is not None else ()
-                final = self._back_end.finish(frames)
+                final, finished = _wait_for(lambda: back_end.finish(frames), hurry)
+        except RuntimeError as exc:  # gtsam's numerical failures: the tracker's poses stay
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            self._back_end_failure = f"{type(exc).__name__}: {first_line}"
+            log.warning("the back end failed: %s", exc)
         except Exception as exc:  # the sinks still get closed and write their files
             errors.append(exc)
         finally:
-            if self._tracked_frames is not None:
+            if self._tracked_frames is not None and finished:
                 self._tracked_frames.close()
         self._final_poses = final
         for sink in self._sinks:
@@ -400,6 +453,7 @@ class Pipeline:
                 errors.append(exc)
         if errors:
             raise errors[0]
+        return finished
 
     def save_map(self, path: str | os.PathLike[str]) -> int:
         """Write the run's map (after :meth:`close`): keyframes on their optimised poses,
@@ -467,11 +521,22 @@ class Pipeline:
         elif result.state == TrackingState.LOST:
             c.lost += 1
             c.lost_by_cause[cause] += 1
+        elif result.state == TrackingState.IMU_PROPAGATED:
+            c.imu_propagated += 1
+            c.poses_per_map[result.map_id] += 1
+            c.last_map_id = result.map_id
         else:
             c.initializing += 1
             c.initializing_by_cause[cause] += 1
-        if sensing_mode(frame, self.config.tracker.mode) == "mono":
+        mode = sensing_mode(frame, self.config.tracker.mode)
+        if not c.mode:
+            c.mode = mode
+        if mode == "mono":
             self._mono = True  # also a stereo or RGB-D source forced to tracker.mode=mono
+        elif mode == "rgbd":
+            warning = self._depth_watch(frame)
+            if warning is not None:
+                log.warning("%s", warning)
         new_keyframes = []
         if result.is_keyframe:
             # usually one; a monocular start makes its first two at once
@@ -479,7 +544,10 @@ class Pipeline:
                 kf for kf in self._tracker.keyframes() if kf.keyframe_id > self._last_keyframe_id
             ]
             c.keyframes += len(new_keyframes)
+            c.map_ids.update(kf.map_id for kf in new_keyframes)
             self._last_keyframe_id = new_keyframes[-1].keyframe_id
+        if self.config.backend.imu_factors:
+            new_keyframes = self._imu_links.step(frame, result, new_keyframes)
         t0 = time.perf_counter()
         corrected = self._exchange_with_back_end(new_keyframes)
         if self._tracked_frames is not None and not self._mono:  # mono: never a back end
@@ -716,6 +784,105 @@ def _put(items: queue.Queue[object], item: object, stop: threading.Event) -> Non
             continue
 
 
+@dataclass(frozen=True, eq=False)
+class RunParts:
+    """What a run loads before it writes anything: its networks and the saved map it starts
+    in (see :func:`load_run_parts`)."""
+
+    extractor: Extractor
+    matcher: Matcher
+    prior_map: SavedMap | None = None
+
+
+def load_run_parts(config: Config, load_map: str | os.PathLike[str] | None = None) -> RunParts:
+    """Load and check the saved map (if any) and the networks (weights), so that a fault in
+    either is an error before a run touches its output folder."""
+    prior_map = read_map(load_map) if load_map is not None else None
+    model = config.extractor.model
+    if prior_map is not None and prior_map.descriptor_kind not in ("", model):
+        raise MapFileError(
+            f"{load_map}: the map holds {prior_map.descriptor_kind!r} descriptors; this run "
+            f"extracts {model!r} (use the preset the map was made with)"
+        )
+    extractor = build_extractor(config.extractor)
+    matcher = build_matcher(config.matcher, extractor_model=model)
+    return RunParts(extractor, matcher, prior_map)
+
+
+@dataclass(frozen=True)
+class ModeChoice:
+    """The tracker mode a source's frames are tracked in, and why (for ``auto``)."""
+
+    mode: str
+    reason: str
+
+
+def choose_mode(frame: Frame, configured: str) -> ModeChoice:
+    """The mode ``frame`` will be tracked in; a ConfigError naming the missing stream when
+    the configured mode needs one the frame lacks (depth for rgbd, a right image for
+    stereo)."""
+    has_depth = frame.depth_m is not None
+    has_right = frame.image_right is not None and frame.stereo is not None
+    if configured == "rgbd" and not has_depth:
+        raise ConfigError(
+            "tracker.mode is rgbd but the source has no depth stream (its first frame "
+            "carries no depth image); use tracker.mode=auto or mono"
+        )
+    if configured == "stereo" and not has_right:
+        raise ConfigError(
+            "tracker.mode is stereo but the source has no right image stream (its first "
+            "frame is not a rectified stereo pair); use tracker.mode=auto or mono"
+        )
+    if configured != "auto":
+        return ModeChoice(configured, "tracker.mode")
+    mode = sensing_mode(frame, configured)
+    reason = {
+        "rgbd": "auto: the source gives depth images",
+        "stereo": "auto: the source gives a rectified stereo pair",
+        "mono": "auto: the source gives neither depth nor a right image",
+    }[mode]
+    return ModeChoice(mode, reason)
+
+
+class _DepthWatch:
+    """Notices early a depth stream tracking cannot use: in each of the first frames that
+    carry depth, (almost) no valid pixel or all of it within a few centimetres (an 8-bit
+    image read as depth, or a wrong depth scale). Returns its warning once."""
+
+    FRAMES = 10
+    MIN_VALID_SHARE = 0.01
+    MIN_MEDIAN_M = 0.1
+
+    def __init__(self) -> None:
+        self._seen = 0
+        self._bad = 0
+        self._valid_share = 0.0
+        self._median_m = 0.0
+        self.note: str | None = None
+
+    def __call__(self, frame: Frame) -> str | None:
+        depth = frame.depth_m
+        if depth is None or self._seen >= self.FRAMES:
+            return None
+        self._seen += 1
+        valid = depth[depth > 0]
+        share = valid.size / max(depth.size, 1)
+        median_m = float(np.median(valid)) if valid.size else 0.0
+        self._valid_share = max(self._valid_share, share)
+        self._median_m = max(self._median_m, median_m)
+        if share < self.MIN_VALID_SHARE or median_m < self.MIN_MEDIAN_M:
+            self._bad += 1
+        if self._seen < self.FRAMES or self._bad < self.FRAMES:
+            return None
+        self.note = (
+            f"depth: none of the first {self.FRAMES} frames has usable depth (at most "
+            f"{100 * self._valid_share:.1f} % valid pixels, median at most "
+            f"{self._median_m:.3f} m): an empty or 8-bit depth stream, or a wrong depth scale "
+            "(source.tum_depth_scale)?"
+        )
+        return self.note
+
+
 def run_to_directory(
     frames: Iterable[Frame],
     config: Config,
@@ -727,12 +894,25 @@ def run_to_directory(
     stop: threading.Event | None = None,
     load_map: str | os.PathLike[str] | None = None,
     save_map: str | os.PathLike[str] | None = None,
+    parts: RunParts | None = None,
+    hurry: threading.Event | None = None,
 ) -> RunStats:
     """Run the pipeline over ``frames`` and write the run's outputs to ``out_dir``:
     ``config.yaml`` (the resolved config, first), ``trajectory.tum`` (one flushed line per
     tracked frame, so a crash keeps every pose so far; with the back end it is rewritten at
     the end with the optimised poses and ``trajectory_raw.tum`` keeps the tracker's) and
-    ``stats.json`` (at the end, also when the run fails part-way)."""
+    ``stats.json`` (at the end, also when the run fails part-way).
+
+    ``parts`` (:func:`load_run_parts`, which otherwise runs here with ``load_map``) are
+    loaded before the folder is touched; a caller that wants the folder to itself claims it
+    first (:func:`slamfront.run_folder.claim_output_folder`). ``stop`` ends the run after the
+    frame being tracked, which then finishes as if the source had ended. ``hurry`` (or a
+    ``KeyboardInterrupt``) while the run ends stops at once: the back end's final poses are
+    dropped, ``trajectory.tum`` keeps the tracker's poses, no map is saved and
+    ``stats.json`` says so. A map ``save_map`` cannot take is written into ``out_dir``
+    instead (``RunStats.map_saved_to``)."""
+    if parts is None:
+        parts = load_run_parts(config, load_map)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dump_config(config, out / "config.yaml")
@@ -740,12 +920,16 @@ def run_to_directory(
     trajectory = TrajectorySink(
         out / "trajectory.tum", out / "trajectory_raw.tum" if with_back_end else None
     )
-    prior_map = None
-    if load_map is not None:
-        prior_map = read_map(load_map)
-    pipeline = Pipeline(config, sinks=[trajectory, *extra_sinks], prior_map=prior_map)
+    pipeline = Pipeline(
+        config,
+        sinks=[trajectory, *extra_sinks],
+        extractor=parts.extractor,
+        matcher=parts.matcher,
+        prior_map=parts.prior_map,
+    )
     last_report: float | None = None  # the first frame is reported at once
     interval = config.pipeline.progress_interval_s
+    forced = False
     try:
         for result in pipeline.run(frames, stop):
             now = time.perf_counter()
@@ -753,15 +937,82 @@ def run_to_directory(
                 last_report = now
                 s = pipeline.stats()
                 on_progress(Progress(s.frames_read, total, s.fps, result.state, s.frames_lost))
+    except KeyboardInterrupt:
+        forced = True
+        raise
     finally:
         try:
-            pipeline.close()
+            if not forced:
+                forced = not pipeline.close(hurry)
+        except KeyboardInterrupt:
+            forced = True
+            raise
         finally:
             stats = pipeline.stats(frames_skipped())
+            if forced:
+                note = (
+                    "stopped at once (interrupted again while ending): trajectory.tum holds "
+                    "the tracker's poses, not the back end's"
+                    + ("; no map saved" if save_map is not None else "")
+                )
+                stats = replace(stats, notes=(*stats.notes, note), stopped_early=True)
             _write_json(out / "stats.json", stats.to_json())
-    if save_map is not None:
-        pipeline.save_map(save_map)
+    if save_map is not None and not forced:
+        try:
+            saved_to = _save_map_somewhere(pipeline, Path(save_map), out)
+        except MapFileError as exc:
+            if not stats.stopped_early:
+                raise
+            # a run stopped before its first keyframe has no map: said, not an error
+            stats = replace(stats, notes=(*stats.notes, f"no map saved: {exc}"))
+        else:
+            stats = replace(stats, map_saved_to=str(saved_to))
+            if saved_to != Path(save_map):
+                note = f"the map could not be saved to {save_map}; it is in {saved_to}"
+                stats = replace(stats, notes=(*stats.notes, note))
+        _write_json(out / "stats.json", stats.to_json())
     return stats
+
+
+def _wait_for(
+    work: Callable[[], OptimizedPoses | None], hurry: threading.Event | None
+) -> tuple[OptimizedPoses | None, bool]:
+    """``work()`` on a daemon thread, waited for in short steps; ``(result, True)``, or
+    ``(None, False)`` when ``hurry`` was set first. Its exception is re-raised here."""
+    results: list[OptimizedPoses | None] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(work())
+        except BaseException as exc:  # re-raised on the waiting thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="slamfront-finish", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        if hurry is not None and hurry.is_set():
+            return None, False
+        thread.join(0.1)
+    if errors:
+        raise errors[0]
+    return results[0], True
+
+
+def _save_map_somewhere(pipeline: Pipeline, target: Path, out: Path) -> Path:
+    """Save the map to ``target``, or when that place cannot take it, into ``out``."""
+    if (target.parent if str(target.parent) else Path(".")).is_dir():
+        try:
+            pipeline.save_map(target)
+            return target
+        except OSError as exc:
+            reason = str(exc.strerror or exc)
+    else:
+        reason = "its folder does not exist"
+    fallback = out / (target.name or "map.map")
+    log.warning("cannot save the map to %s (%s); saving it to %s", target, reason, fallback)
+    pipeline.save_map(fallback)
+    return fallback
 
 
 def _write_json(path: Path, data: dict[str, object]) -> None:

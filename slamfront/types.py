@@ -92,6 +92,23 @@ class ImuSample:
     accel_m_s2: tuple[float, float, float]
 
 
+@dataclass(frozen=True)
+class ImuNoise:
+    """An IMU's noise model as calibrations state it (Kalibr / EuRoC ``sensor.yaml``):
+    white-noise densities and bias random walks, continuous time."""
+
+    gyro_noise_density: float
+    """rad/s/sqrt(Hz)."""
+    gyro_random_walk: float
+    """rad/s^2/sqrt(Hz)."""
+    accel_noise_density: float
+    """m/s^2/sqrt(Hz)."""
+    accel_random_walk: float
+    """m/s^3/sqrt(Hz)."""
+    rate_hz: float
+    """Nominal sample rate."""
+
+
 @dataclass(frozen=True, eq=False)
 class Frame:
     """One time step of a sensor rig.
@@ -100,7 +117,8 @@ class Frame:
     metres, 0 = invalid) is registered to it; ``image_right`` with ``stereo`` describes a stereo
     pair (rectified when ``stereo.rectified``). ``imu`` holds the samples after the previous
     frame up to and including this frame's stamp. ``body_from_cam`` is the IMU-camera
-    extrinsic (4x4) when the rig has an IMU.
+    extrinsic (4x4) when the rig has an IMU, ``imu_noise`` its calibrated noise model when
+    the source knows it.
     """
 
     index: int
@@ -113,6 +131,7 @@ class Frame:
     imu: tuple[ImuSample, ...] = ()
     body_from_cam: np.ndarray | None = None
     source_path: str = ""
+    imu_noise: ImuNoise | None = None
 
     @property
     def stamp_s(self) -> float:
@@ -185,6 +204,9 @@ class TrackingState(enum.Enum):
     INITIALIZING = "initializing"
     OK = "ok"
     LOST = "lost"
+    IMU_PROPAGATED = "imu_propagated"
+    """Vision failed on this frame; its pose is the IMU's propagation from the last tracked
+    one (for a bounded time). Never counted as visually tracked."""
 
 
 class FrameIssue(enum.Enum):
@@ -274,6 +296,29 @@ class TrackResult:
     map_id: int = 0
     """The map the pose is in: a run starts a new map when it stays lost, and maps merge when
     they meet (their poses then share the older map's frame)."""
+    gravity_world: np.ndarray | None = None
+    """(3,) unit vector of gravity's direction in the map's world frame, once the IMU is
+    initialised (None without an IMU or before)."""
+
+
+@dataclass(frozen=True, eq=False)
+class KeyframeImu:
+    """The inertial link of a keyframe to the previous keyframe of its chain: every IMU sample
+    after that keyframe's stamp up to this one's (no gap between), and what is needed to
+    integrate them."""
+
+    previous_keyframe_id: int
+    previous_stamp_ns: int
+    stamp_ns: int
+    """This keyframe's stamp (the link spans previous_stamp_ns to it, camera clock)."""
+    samples: tuple[ImuSample, ...]
+    body_from_cam: np.ndarray
+    """4x4 IMU (body) from camera."""
+    noise: ImuNoise
+    gravity_world: np.ndarray
+    """(3,) gravity in the map's world frame, m/s^2, as the tracker estimated it."""
+    time_offset_s: float = 0.0
+    """A frame stamped t was taken at IMU time t + offset."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -300,6 +345,9 @@ class Keyframe:
     """The keyframe this one was tracked against (None for a first or relocalised one)."""
     reference_from_cam: np.ndarray | None = None
     """4x4 pose of this keyframe in ``reference_keyframe_id``'s camera (the odometry)."""
+    reference_information: np.ndarray | None = None
+    """6x6 information of ``reference_from_cam`` when it was not tracked but verified (the
+    first keyframe placed in a saved map); None: the back end derives it from the points."""
     landmark_ids: np.ndarray | None = None
     """(N,) int64 the tracker's landmark of each keypoint, -1 where none."""
     grey: np.ndarray | None = None
@@ -312,6 +360,8 @@ class Keyframe:
     """(N,) float32 standard deviation of ``depth_m`` (0 where none)."""
     map_id: int = 0
     """The map the keyframe was made in."""
+    imu: KeyframeImu | None = None
+    """The IMU since the previous keyframe of its chain (None: no inertial link)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -320,6 +370,12 @@ class MapPlacement:
 
     world_from_cam: np.ndarray
     map_id: int = 0
+    keyframe_id: int | None = None
+    """The saved keyframe that recognised the view (None: unknown)."""
+    keyframe_from_cam: np.ndarray | None = None
+    """4x4 pose of the camera in that keyframe's camera, as verified."""
+    information: np.ndarray | None = None
+    """6x6 information of ``keyframe_from_cam`` (gtsam Pose3 tangent order)."""
 
 
 @dataclass(frozen=True, eq=False)

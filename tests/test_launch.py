@@ -22,6 +22,7 @@ EXPECTED = {
         "realsense.imu": True,
         "tracker.mode": "stereo",
         "realsense.width_px": 848,
+        "tracker.imu.enabled": True,
     },
     "d455_rgbd": {"realsense.mode": "rgbd", "realsense.accel_hz": 100, "source.undistort": True},
     "jetson_orin_d435i": {
@@ -33,7 +34,11 @@ EXPECTED = {
     },
     "replay_realsense": {"source.spec": "realsense-file:", "source.realtime": False},
     "replay_tum_rgbd": {"source.spec": "tum:", "tracker.mode": "rgbd"},
-    "replay_euroc": {"source.spec": "euroc:", "tracker.mode": "stereo"},
+    "replay_euroc": {
+        "source.spec": "euroc:",
+        "tracker.mode": "stereo",
+        "tracker.imu.enabled": "auto",
+    },
     "replay_kitti": {"source.spec": "kitti:", "tracker.mode": "stereo"},
 }
 

@@ -85,16 +85,17 @@ class BackEnd:
         if self._camera_k is None:
             self._camera_k = keyframe.camera.K
         known = keyframe.reference_keyframe_id in self.keyframes
-        information: np.ndarray | None = None
-        try:
-            information = pose_information(
-                keyframe.points_cam_m,
-                keyframe.camera.fx,
-                keyframe.reprojection_rmse_px,
-                self._config.odometry_min_sigma_px,
-            )
-        except InputError:
-            information = None  # too few points: a weak link, see below
+        information = keyframe.reference_information
+        if information is None:
+            try:
+                information = pose_information(
+                    keyframe.points_cam_m,
+                    keyframe.camera.fx,
+                    keyframe.reprojection_rmse_px,
+                    self._config.odometry_min_sigma_px,
+                )
+            except InputError:
+                information = None  # too few points: a weak link, see below
         if self.keyframes and (not known or information is None):
             # a chain the tracker restarted (or could not measure): held only weakly, so a
             # later loop can pull it into place; the first keyframe of a new map holds that
@@ -112,6 +113,9 @@ class BackEnd:
                 keyframe.reference_keyframe_id,
                 map_id=keyframe.map_id,
             )
+        link = keyframe.imu
+        if link is not None and link.previous_keyframe_id in self.keyframes:
+            self._graph.add_imu(keyframe.keyframe_id, link)
         candidate = self._detector(keyframe) if self._detector is not None else None
         self.keyframes[keyframe.keyframe_id] = keyframe
         if candidate is not None:

@@ -22,6 +22,9 @@ from slamfront.frontend.pose import refine_pose
 from slamfront.geometry import invert_pose
 from slamfront.types import OptimizedPoses, TrackingState, TrackResult, Trajectory
 
+_WITH_POSE = (TrackingState.OK, TrackingState.IMU_PROPAGATED)
+"""States whose pose is kept (an IMU-propagated one is placed on its reference keyframe)."""
+
 _MIN_REFIT_POINTS = 20
 """A frame is refitted only if at least this many of its landmarks were adjusted."""
 
@@ -78,7 +81,7 @@ class TrackedFrames:
         return self._count
 
     def append(self, result: TrackResult) -> None:
-        if result.state != TrackingState.OK or result.world_from_cam is None:
+        if result.world_from_cam is None or result.state not in _WITH_POSE:
             return
         if self._file is None:
             self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())

@@ -70,7 +70,11 @@ class MapLocalizer:
             found = verify_loop(query, candidate, self._matcher, self._config)
             if found is not None:
                 return MapPlacement(
-                    candidate.world_from_cam @ found.match_from_query, candidate.map_id
+                    candidate.world_from_cam @ found.match_from_query,
+                    candidate.map_id,
+                    candidate.keyframe_id,
+                    found.match_from_query,
+                    found.information,
                 )
         return None
 

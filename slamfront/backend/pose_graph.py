@@ -2,9 +2,14 @@
 
 Variables are keyframe poses ``world_from_cam`` (gtsam ``Pose3``, one key per keyframe_id).
 Factors: a prior on the first keyframe, one odometry ``BetweenFactorPose3`` per new keyframe
-weighted by the tracker's own information matrix, and loop-closure factors behind a robust
-kernel (``backend.robust_kernel``). Every :meth:`PoseGraph.optimize` hands iSAM2 only the
-factors and values added since the previous call.
+weighted by the tracker's own information matrix, loop-closure factors behind a robust
+kernel (``backend.robust_kernel``), and with an IMU a ``CombinedImuFactor`` between
+consecutive keyframes (velocity ``v`` of the camera and bias ``b`` variables per keyframe, a
+gravity direction ``g`` per map,
+the samples moved to the camera's frame and origin, then preintegrated by
+``PreintegratedCombinedMeasurements`` with the rig's noise model). Every
+:meth:`PoseGraph.optimize` hands iSAM2 only the factors and values added since the previous
+call.
 
 :func:`adjust_keyframes` is the final keyframe bundle adjustment (poses and landmarks from
 pixel observations, batch Levenberg-Marquardt), seeded by the graph's estimate.
@@ -29,8 +34,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from slamfront.errors import InputError
-from slamfront.geometry import orthonormalized, project, projection_jacobian
-from slamfront.types import LoopCandidate, OptimizedPoses
+from slamfront.geometry import (
+    orthonormalized,
+    project,
+    projection_jacobian,
+    so3_exp,
+)
+from slamfront.types import KeyframeImu, LoopCandidate, OptimizedPoses
 
 if TYPE_CHECKING:
     from slamfront.config import BackendConfig
@@ -121,6 +131,8 @@ class PoseGraph:
         self._num_loops = 0
         self._pending_loops = 0
         self._revision = 0
+        self._inertial: dict[int, int] = {}  # keyframe id -> map, with velocity and bias
+        self._gravity_maps: set[int] = set()  # maps with a gravity-direction variable
 
     # ----------------------------------------------------------------------------- inputs
 
@@ -186,6 +198,62 @@ class PoseGraph:
         self._id_set.add(keyframe_id)
         self._map_of[keyframe_id] = map_id
 
+    def add_imu(self, keyframe_id: int, link: KeyframeImu) -> None:
+        """A preintegrated IMU factor from ``link.previous_keyframe_id`` to ``keyframe_id``
+        (both added): velocity and bias variables are created as needed (a chain's first
+        with a weak velocity prior and a bias prior at zero)."""
+        gtsam = self._gtsam
+        prev_id, cur_id = int(link.previous_keyframe_id), int(keyframe_id)
+        for kid in (prev_id, cur_id):
+            if kid not in self._id_set:
+                raise InputError(f"IMU factor {prev_id}->{cur_id}: unknown keyframe {kid}")
+        if cur_id in self._inertial:
+            raise InputError(f"keyframe {cur_id} already has an IMU factor")
+        pim = _preintegrated(gtsam, link, self._bias_of(prev_id))
+        if pim is None:
+            return
+        map_id = self._map_of[cur_id]
+        v, b = partial(gtsam.symbol, "v"), partial(gtsam.symbol, "b")
+        prev_pose = self._current_pose(prev_id)
+        cur_pose = self._current_pose(cur_id)
+        dt_s = (link.stamp_ns - link.previous_stamp_ns) * 1e-9
+        if prev_id not in self._inertial:
+            guess = (cur_pose[:3, 3] - prev_pose[:3, 3]) / max(pim.deltaTij(), dt_s, 1e-3)
+            self._new_values.insert(v(prev_id), guess)
+            self._new_values.insert(b(prev_id), gtsam.imuBias.ConstantBias())
+            self._add(
+                gtsam.PriorFactorVector(
+                    v(prev_id), guess, gtsam.noiseModel.Isotropic.Sigma(3, _VELOCITY_PRIOR_M_S)
+                ),
+                map_id,
+            )
+            self._add(
+                gtsam.PriorFactorConstantBias(
+                    b(prev_id),
+                    gtsam.imuBias.ConstantBias(),
+                    gtsam.noiseModel.Diagonal.Sigmas(_BIAS_PRIOR_SIGMAS),
+                ),
+                map_id,
+            )
+            self._inertial[prev_id] = map_id
+        bias = self._bias_of(prev_id)
+        state = gtsam.NavState(gtsam.Pose3(prev_pose), self.velocity_of(prev_id))
+        self._new_values.insert(v(cur_id), pim.predict(state, bias).velocity())
+        self._new_values.insert(b(cur_id), bias)
+        self._inertial[cur_id] = map_id
+        gravity_key = gtsam.symbol("g", map_id)
+        if map_id not in self._gravity_maps:
+            direction = gtsam.Unit3(np.asarray(link.gravity_world, np.float64))
+            self._new_values.insert(gravity_key, direction)
+            prior = gtsam.noiseModel.Isotropic.Sigma(2, _GRAVITY_PRIOR_RAD)
+            self._add(gtsam.PriorFactorUnit3(gravity_key, direction, prior), map_id)
+            self._gravity_maps.add(map_id)
+        factor = gtsam.CombinedImuFactorWithGravityDirection(
+            gtsam.symbol("k", prev_id), v(prev_id), gtsam.symbol("k", cur_id), v(cur_id),
+            b(prev_id), b(cur_id), gravity_key, pim, float(np.linalg.norm(link.gravity_world)),
+        )  # fmt: skip
+        self._add(factor, map_id)
+
     def add_loop(self, candidate: LoopCandidate, information: np.ndarray | None = None) -> None:
         """Add a verified loop ``match_from_query`` as a robust factor (see ``robust_kernel``).
 
@@ -245,6 +313,15 @@ class PoseGraph:
         self.optimize()
         self.add_loop(connection)
         values = gtsam.Values()
+        # the absorbed map's IMU factors go with its gauge (their gravity is in its frame)
+        self._inertial = {k: m for k, m in self._inertial.items() if m != absorbed}
+        self._gravity_maps.discard(absorbed)
+        for map_id in self._gravity_maps:
+            key = gtsam.symbol("g", map_id)
+            values.insert(key, self._estimate.atUnit3(key))
+        for kid in self._inertial:
+            values.insert(gtsam.symbol("v", kid), self.velocity_of(kid))
+            values.insert(gtsam.symbol("b", kid), self._bias_of(kid))
         for kid in self._ids:
             pose = self._current_pose(kid)
             if self._map_of[kid] == absorbed:
@@ -313,10 +390,86 @@ class PoseGraph:
                 map_id = into
         return map_id
 
+    def velocity_of(self, keyframe_id: int) -> np.ndarray:
+        """(3,) a keyframe's IMU velocity estimate in the world, m/s (it needs an IMU factor)."""
+        key = self._gtsam.symbol("v", keyframe_id)
+        values = self._new_values if self._new_values.exists(key) else self._estimate
+        return np.asarray(values.atVector(key), dtype=np.float64)
+
+    def _bias_of(self, keyframe_id: int) -> Any:
+        """The keyframe's current bias estimate (zero without one)."""
+        gtsam = self._gtsam
+        key = gtsam.symbol("b", keyframe_id)
+        for values in (self._new_values, self._estimate):
+            if values.exists(key):
+                return values.atConstantBias(key)
+        return gtsam.imuBias.ConstantBias()
+
     def _current_pose(self, keyframe_id: int) -> np.ndarray:
         key = self._gtsam.symbol("k", keyframe_id)
         values = self._new_values if self._new_values.exists(key) else self._estimate
         return np.asarray(values.atPose3(key).matrix(), dtype=np.float64)
+
+
+_VELOCITY_PRIOR_M_S = 1.0
+"""A chain's first velocity: only a weak guess from the keyframe poses."""
+_BIAS_PRIOR_SIGMAS = np.array([0.1, 0.1, 0.1, 0.01, 0.01, 0.01])
+_GRAVITY_PRIOR_RAD = 0.02
+"""The tracker's gravity direction for a map, refined by its IMU factors."""
+_MIN_GYRO_WALK = 1e-5
+_MIN_ACCEL_WALK = 1e-4
+"""Floors on the bias random walks (rad/s^2/sqrt(Hz), m/s^3/sqrt(Hz)): a rig declaring an
+almost constant bias would otherwise make the bias links too stiff for iSAM2 to solve."""
+"""A chain's first bias, about zero: accelerometer (m/s^2) then gyroscope (rad/s)."""
+
+
+def _preintegrated(gtsam: Any, link: KeyframeImu, bias: Any) -> Any:
+    """The link's samples preintegrated from the previous keyframe's stamp to this one's (IMU
+    clock), measurements linear between samples (held beyond the last); None without any
+    interval."""
+    noise = link.noise
+    eye = np.eye(3)
+    params = gtsam.PreintegrationCombinedParams(np.asarray(link.gravity_world, np.float64))
+    params.setGyroscopeCovariance(noise.gyro_noise_density**2 * eye)
+    params.setAccelerometerCovariance(noise.accel_noise_density**2 * eye)
+    params.setIntegrationCovariance(1e-8 * eye)
+    gyro_walk = max(noise.gyro_random_walk, _MIN_GYRO_WALK)
+    accel_walk = max(noise.accel_random_walk, _MIN_ACCEL_WALK)
+    params.setBiasOmegaCovariance(gyro_walk**2 * eye)
+    params.setBiasAccCovariance(accel_walk**2 * eye)
+    pim = gtsam.PreintegratedCombinedMeasurements(params, bias)
+    offset_ns = round(link.time_offset_s * 1e9)
+    start_ns, end_ns = link.previous_stamp_ns + offset_ns, link.stamp_ns + offset_ns
+    stamps = np.array([sample.stamp_ns for sample in link.samples], np.int64)
+    if stamps.size < 2 or end_ns <= start_ns:
+        return None
+    gyro = np.array([sample.gyro_rad_s for sample in link.samples], np.float64)
+    accel = np.array([sample.accel_m_s2 for sample in link.samples], np.float64)
+    # pieces from the start (interpolated) through every later sample, each integrated at
+    # its midpoint's measurement (the mean of its ends), moved to the camera: rotated into its
+    # frame, the specific force at its origin (lever arm with angular acceleration and
+    # centripetal terms). gtsam applies the acceleration in the piece's starting attitude, so
+    # it is handed over turned from the midpoint's into it.
+    inside = (stamps > start_ns) & (stamps < end_ns)
+    knots = np.concatenate([[start_ns], stamps[inside], [end_ns]])
+    t = (stamps - stamps[0]).astype(np.float64)
+    tk = (knots - stamps[0]).astype(np.float64)
+    gyro_k = np.stack([np.interp(tk, t, gyro[:, a]) for a in range(3)], axis=1)
+    accel_k = np.stack([np.interp(tk, t, accel[:, a]) for a in range(3)], axis=1)
+    cam_from_body_rot = link.body_from_cam[:3, :3].T
+    lever_body_m = link.body_from_cam[:3, 3]
+    gyro_bias_cam = np.asarray(bias.gyroscope(), np.float64)
+    for k in range(knots.size - 1):
+        dt_s = (knots[k + 1] - knots[k]) * 1e-9
+        omega_body = 0.5 * (gyro_k[k] + gyro_k[k + 1])
+        alpha_body = (gyro_k[k + 1] - gyro_k[k]) / dt_s
+        force_body = 0.5 * (accel_k[k] + accel_k[k + 1])
+        force_body = force_body + np.cross(alpha_body, lever_body_m)
+        force_body = force_body + np.cross(omega_body, np.cross(omega_body, lever_body_m))
+        omega_cam = cam_from_body_rot @ omega_body
+        turn = so3_exp((omega_cam - gyro_bias_cam) * (0.5 * dt_s))
+        pim.integrateMeasurement(turn @ (cam_from_body_rot @ force_body), omega_cam, dt_s)
+    return pim
 
 
 @dataclass(frozen=True, eq=False)

@@ -16,8 +16,12 @@ def pair_distance(desc_a: np.ndarray, desc_b: np.ndarray) -> np.ndarray:
     if is_binary(desc_a):
         bits = desc_a.shape[-1] * 8
         return np.bitwise_count(desc_a ^ desc_b).sum(-1, dtype=np.int32) / bits
-    product = desc_a.astype(np.float32, copy=False) * desc_b.astype(np.float32, copy=False)
-    return 1.0 - np.sum(product, axis=-1)
+    # one pass, without the broadcast product array
+    a = desc_a.astype(np.float32, copy=False)
+    b = desc_b.astype(np.float32, copy=False)
+    dot = np.einsum("...d,...d->...", a, b)
+    out: np.ndarray = 1.0 - dot
+    return out
 
 
 def cross_distance(desc_a: np.ndarray, desc_b: np.ndarray) -> np.ndarray:

@@ -36,8 +36,7 @@ def search_epipolar(
     px1 = features1.keypoints[index1].astype(np.float32)
     lines = px0 @ fundamental[:, :2].T + fundamental[:, 2]  # (N0, 3) epipolar lines in view 1
     lines /= np.maximum(np.linalg.norm(lines[:, :2], axis=1, keepdims=True), 1e-12)
-    line_px = np.abs(lines[:, :2] @ px1.T + lines[:, 2:])  # (N0, N1) point-line distances
-    rows, cols = np.nonzero(line_px <= max_line_px)
+    rows, cols = _near_lines(lines, px1, max_line_px)
     if rows.size < 2:
         return none
     distance = pair_distance(
@@ -52,6 +51,30 @@ def search_epipolar(
     return np.stack([index0[chosen], index1[best_col[chosen]]], axis=1).astype(np.int64)
 
 
+def _near_lines(
+    lines: np.ndarray, points: np.ndarray, max_px: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(line, point) index pairs of the (N0, 3) normalised lines and (N1, 2) points at most
+    ``max_px`` apart, by line then point; the distance matrix a block of lines at a time,
+    small enough to stay in cache."""
+    block = max(1, _BLOCK_ELEMENTS // max(points.shape[0], 1))
+    x, y = points[:, 0], points[:, 1]
+    rows, cols = [], []
+    for start in range(0, lines.shape[0], block):
+        a, b, c = lines[start : start + block, :, None].transpose(1, 0, 2)
+        distance = np.abs(a * x + b * y + c)
+        r, col = np.nonzero(distance <= max_px)
+        rows.append(r + start)
+        cols.append(col)
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(rows), np.concatenate(cols)
+
+
+_BLOCK_ELEMENTS = 1 << 14
+"""Line-point distances computed at a time by :func:`_near_lines`."""
+
+
 def _two_nearest(
     keys: np.ndarray, others: np.ndarray, distance: np.ndarray, count: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -61,8 +84,9 @@ def _two_nearest(
     best = np.full(count, np.inf)
     second = np.full(count, np.inf)
     partner = np.full(count, -1, np.int64)
-    order = np.argsort(keys, kind="stable")
-    keys, others, distance = keys[order], others[order], distance[order]
+    if keys.size > 1 and np.any(keys[1:] < keys[:-1]):  # pairs come sorted by line
+        order = np.argsort(keys, kind="stable")
+        keys, others, distance = keys[order], others[order], distance[order]
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
     present = keys[starts]
     lowest = np.minimum.reduceat(distance, starts)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from slamfront.config import TrackerConfig
 from slamfront.frontend.descriptors import pair_distance
@@ -28,8 +29,6 @@ def search_local_map(
     """``fit`` extended by the window landmarks it does not hold yet, found within
     ``radius_px`` (default ``search.radius_px``) of their projection at its pose, and the
     pose refined on all of them."""
-    from scipy.spatial import cKDTree
-
     features, camera = inp.features, inp.camera
     if len(lmap) == 0 or lmap.descriptors is None or len(features) == 0:
         return fit
@@ -155,7 +154,7 @@ def _align_to_anchors(
             anchors.pixel[rows[chosen]],
             inp.grey,
             pixels[chosen],
-            np.broadcast_to(np.eye(2), (chosen.size, 2, 2)),
+            None,
             align.max_shift_px,
             align.window_px,
             align.max_round_trip_px,

@@ -4,6 +4,7 @@ that map recognises the view), or its first two from a monocular two-view start.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -110,6 +111,7 @@ class MapStart:
     def _first_keyframe(self, inp: FrameInput) -> Outcome:
         """The first keyframe of a metric rig, its landmarks from measured depth."""
         world_from_cam = np.eye(4)
+        found = None
         if self._localize is not None:
             found = self._localize(inp.features, inp.camera)
             if found is not None:
@@ -127,6 +129,14 @@ class MapStart:
         entry = self._mapper.insert(
             inp.frame, inp.features, world_from_cam, depth, Correspondences.empty(), inp.grey
         )
+        if found is not None and found.keyframe_id is not None:
+            # the back end ties the keyframe to the saved one that placed it
+            entry.keyframe = replace(
+                entry.keyframe,
+                reference_keyframe_id=found.keyframe_id,
+                reference_from_cam=found.keyframe_from_cam,
+                reference_information=found.information,
+            )
         self._unplaced_since_ns = None
         self._motion.update(inp.frame.stamp_ns, world_from_cam)
         return Outcome(TrackingState.OK, world_from_cam=world_from_cam, keyframe=entry.keyframe)

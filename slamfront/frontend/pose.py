@@ -18,7 +18,7 @@ from slamfront.geometry import (
     make_pose,
     pose_jacobian,
     project,
-    projection_jacobian,
+    projected_pose_jacobian,
     reprojection_error_sq,
     so3_exp,
     transform_points,
@@ -147,7 +147,8 @@ def refine_pose(
     ``depths_m`` (N,) adds each measured depth (0: none) as a third residual, the disparity
     a stereo camera of ``range_baseline_m`` would see (pixels; the residuals above include it).
     """
-    inv_sigma = 1.0 / pixel_sigma if pixel_sigma is not None else np.ones(points_world.shape[0])
+    # None: every residual at 1 px (no scaling to apply)
+    inv_sigma = None if pixel_sigma is None or np.all(pixel_sigma == 1.0) else 1.0 / pixel_sigma
     focal_baseline = camera_k[0, 0] * range_baseline_m
     disparity: np.ndarray | None = None  # measured, pixels; NaN where none
     if depths_m is not None and range_baseline_m > 0 and (depths_m > 0).any():
@@ -162,13 +163,15 @@ def refine_pose(
             pixels[active],
             camera_k,
             huber_px,
-            inv_sigma[active],
+            inv_sigma[active] if inv_sigma is not None else None,
             iterations,
             disparity[active] if disparity is not None else None,
             focal_baseline,
         )
+        points_cam = transform_points(pose, points_world)
+        diff = project(camera_k, points_cam, MIN_DEPTH_M) - pixels
         residuals = np.sqrt(
-            _residual_sq(pose, points_world, pixels, camera_k, disparity, focal_baseline)
+            _residual_sq(points_cam, diff, pose, points_world, disparity, focal_baseline)
         )
         inliers = residuals < inlier_px
         if round_index + 1 == rounds or int(inliers.sum()) < 6 or np.array_equal(inliers, active):
@@ -186,14 +189,13 @@ def _levenberg_marquardt(
     pixels: np.ndarray,
     camera_k: np.ndarray,
     huber_px: float,
-    inv_sigma: np.ndarray,
+    inv_sigma: np.ndarray | None,
     iterations: int,
     disparity: np.ndarray | None,
     focal_baseline: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(pose, Gauss-Newton Hessian at it) minimising the Huber reprojection cost, plus the
     disparity residual ``focal_baseline / z - disparity`` where ``disparity`` is finite."""
-    pose = cam_from_world.copy()
     cost_of = partial(
         _robust_cost,
         points_world=points_world,
@@ -205,12 +207,12 @@ def _levenberg_marquardt(
         focal_baseline=focal_baseline,
     )
     lam = 1e-3
-    cost = cost_of(pose)
+    # the accepted candidate's camera-frame points and pixel residuals serve the next step
+    cost, pc, res = cost_of(cam_from_world)
+    pose = cam_from_world.copy()
     hessian = np.zeros((6, 6))
     for _ in range(iterations):
-        pc = transform_points(pose, points_world)
-        res = project(camera_k, pc, MIN_DEPTH_M) - pixels
-        j = pose_jacobian(projection_jacobian(camera_k, pc, MIN_DEPTH_M), pc)
+        j = projected_pose_jacobian(camera_k, pc, MIN_DEPTH_M)
         if disparity is not None:
             # d(f b / z) / d(point_cam) = (0, 0, -f b / z^2)
             ranged = np.isfinite(disparity)
@@ -220,10 +222,12 @@ def _levenberg_marquardt(
             d_point[:, 0, 2] = -focal_baseline * inv_z * inv_z * ranged
             res = np.concatenate([res, res_d[:, None]], axis=1)
             j = np.concatenate([j, pose_jacobian(d_point, pc)], axis=1)
-        res *= inv_sigma[:, None]
+        if inv_sigma is not None:
+            res *= inv_sigma[:, None]
         weight = huber_weight(res, huber_px)
         weight = np.where(pc[:, 2] > MIN_DEPTH_M, weight, 0.0)
-        j *= inv_sigma[:, None, None]
+        if inv_sigma is not None:
+            j *= inv_sigma[:, None, None]
         # J^T W J and J^T W r over all 2N residual rows, as matrix products (BLAS)
         wj = (j * weight[:, None, None]).reshape(-1, 6)
         hessian = wj.T @ j.reshape(-1, 6)
@@ -235,10 +239,14 @@ def _levenberg_marquardt(
         accepted, cost, lam = damped_step(propose, cost, lam)
         if accepted is None:
             break
-        pose, step = accepted
+        pose, step, pc, res = accepted
         if np.linalg.norm(step) < 1e-10 or previous - cost < 1e-9 * previous:
             break
     return pose, hessian
+
+
+_Evaluated = tuple[float, np.ndarray, np.ndarray]
+"""A pose's robust cost, camera-frame points (N, 3) and pixel residuals (N, 2)."""
 
 
 def _pose_candidate(
@@ -246,12 +254,14 @@ def _pose_candidate(
     pose: np.ndarray,
     hessian: np.ndarray,
     gradient: np.ndarray,
-    cost: Callable[[np.ndarray], float],
-) -> tuple[tuple[np.ndarray, np.ndarray], float]:
-    """The pose after a damped Gauss-Newton step (and the step), with its cost."""
+    cost: Callable[[np.ndarray], _Evaluated],
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], float]:
+    """The pose after a damped Gauss-Newton step (and the step, the pose's camera-frame
+    points and pixel residuals), with its cost."""
     step = np.linalg.solve(hessian + damping * np.diag(np.diag(hessian) + 1e-9), -gradient)
     candidate = make_pose(so3_exp(step[3:]), step[:3]) @ pose
-    return (candidate, step), cost(candidate)
+    value, points_cam, residuals = cost(candidate)
+    return (candidate, step, points_cam, residuals), value
 
 
 def damped_step(
@@ -274,26 +284,30 @@ def _robust_cost(
     pixels: np.ndarray,
     camera_k: np.ndarray,
     huber_px: float,
-    inv_sigma: np.ndarray,
+    inv_sigma: np.ndarray | None,
     disparity: np.ndarray | None,
     focal_baseline: float,
-) -> float:
-    sq = _residual_sq(pose, points_world, pixels, camera_k, disparity, focal_baseline)
-    err = np.sqrt(sq) * inv_sigma
-    return huber_sum(np.where(np.isfinite(err), err, 1e6), huber_px)
+) -> _Evaluated:
+    """The pose's Huber cost, with its camera-frame points and pixel residuals."""
+    points_cam = transform_points(pose, points_world)
+    diff = project(camera_k, points_cam, MIN_DEPTH_M) - pixels
+    sq = _residual_sq(points_cam, diff, pose, points_world, disparity, focal_baseline)
+    err = np.sqrt(sq) if inv_sigma is None else np.sqrt(sq) * inv_sigma
+    return huber_sum(np.where(np.isfinite(err), err, 1e6), huber_px), points_cam, diff
 
 
 def _residual_sq(
+    points_cam: np.ndarray,
+    diff: np.ndarray,
     cam_from_world: np.ndarray,
     points_world: np.ndarray,
-    pixels: np.ndarray,
-    camera_k: np.ndarray,
     disparity: np.ndarray | None,
     focal_baseline: float,
 ) -> np.ndarray:
-    """Squared reprojection error, plus the squared disparity error where ``disparity``
+    """Squared reprojection error (of pixel residuals ``diff`` of camera-frame points,
+    infinite for points not in front), plus the squared disparity error where ``disparity``
     (measured, pixels) is given and finite."""
-    err2 = reprojection_error_sq(camera_k, cam_from_world, points_world, pixels, MIN_DEPTH_M)
+    err2 = np.where(points_cam[:, 2] > MIN_DEPTH_M, diff[:, 0] ** 2 + diff[:, 1] ** 2, np.inf)
     if disparity is None:
         return err2
     z = points_world @ cam_from_world[2, :3] + cam_from_world[2, 3]
@@ -305,7 +319,7 @@ def _residual_sq(
 def huber_weight(residuals: np.ndarray, huber_px: float) -> np.ndarray:
     """(N,) iteratively-reweighted least-squares weights of the Huber loss of the norms of
     (N, R) residual rows: 1 inside ``huber_px``, ``huber_px / norm`` outside."""
-    norm = np.linalg.norm(residuals, axis=1)
+    norm = np.sqrt(np.add.reduce(residuals * residuals, axis=1))  # np.linalg.norm's sum
     weight: np.ndarray = np.where(norm <= huber_px, 1.0, huber_px / np.maximum(norm, 1e-12))
     return weight
 

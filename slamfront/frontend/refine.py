@@ -89,7 +89,7 @@ def refine_positions_warped(
     reference_px: np.ndarray,
     current: np.ndarray,
     current_px: np.ndarray,
-    warp: np.ndarray,
+    warp: np.ndarray | None,
     max_shift_px: float,
     window_px: int = 9,
     max_round_trip_px: float | None = None,
@@ -102,7 +102,8 @@ def refine_positions_warped(
 
     Point ``i``'s window is in the grey image ``references[reference_index[i]]`` around
     ``reference_px[i]``; ``warp`` (N, 2, 2) is its local linear map from reference to
-    current pixel offsets (see :func:`slamfront.geometry.view_warp`). Full resolution only:
+    current pixel offsets (see :func:`slamfront.geometry.view_warp`), None for the identity
+    (the window as it is in its reference image). Full resolution only:
     the start is expected within a pixel or two.
     """
     count = reference_px.shape[0]
@@ -144,36 +145,51 @@ def _warped_tiles(
     references: Sequence[np.ndarray],
     reference_index: np.ndarray,
     reference_px: np.ndarray,
-    warp: np.ndarray,
+    warp: np.ndarray | None,
     half_px: int,
 ) -> np.ndarray:
     """(N, side, side) uint8: each point's reference image around it, seen through its warp
-    (tile pixel (r, c) is the reference at ``reference_px + warp^-1 (c - half, r - half)``)."""
+    (tile pixel (r, c) is the reference at ``reference_px + warp^-1 (c - half, r - half)``;
+    ``warp`` None: the identity)."""
     import cv2
 
     count = reference_px.shape[0]
     side = 2 * half_px + 1
     offsets = np.arange(-half_px, half_px + 1, dtype=np.float32)
     du, dv = np.meshgrid(offsets, offsets)  # (side, side): column and row offsets
-    inverse = np.linalg.inv(warp).astype(np.float32)  # current offsets -> reference offsets
-    maps = (
-        reference_px.astype(np.float32)[:, :, None, None]
-        + inverse[:, :, 0, None, None] * du
-        + inverse[:, :, 1, None, None] * dv
-    )  # (N, 2, side, side)
+    centre = reference_px.astype(np.float32)
+    # current offsets -> reference offsets
+    inverse = None if warp is None else _inverse2(warp).astype(np.float32)
     tiles = np.zeros((count, side, side), np.uint8)
     for image_index in np.unique(reference_index):
-        for start in range(0, count, 1024):  # remap wants images under 32767 pixels a side
-            group = np.flatnonzero(reference_index[start : start + 1024] == image_index) + start
-            if group.size == 0:
-                continue
-            strip = maps[group].transpose(1, 0, 2, 3).reshape(2, group.size * side, side)
+        members = np.flatnonzero(reference_index == image_index)
+        for start in range(0, members.size, 1024):  # remap wants images under 32767 pixels a side
+            group = members[start : start + 1024]
+            u0, v0 = centre[group, 0, None, None], centre[group, 1, None, None]
+            if inverse is None:
+                map_u, map_v = u0 + du, v0 + dv
+            else:
+                a = inverse[group]
+                map_u = u0 + a[:, 0, 0, None, None] * du + a[:, 0, 1, None, None] * dv
+                map_v = v0 + a[:, 1, 0, None, None] * du + a[:, 1, 1, None, None] * dv
             sampled = cv2.remap(
                 references[int(image_index)],
-                strip[0],
-                strip[1],
+                map_u.reshape(group.size * side, side),
+                map_v.reshape(group.size * side, side),
                 cv2.INTER_LINEAR,
                 borderMode=cv2.BORDER_REPLICATE,
             )
             tiles[group] = sampled.reshape(group.size, side, side)
     return tiles
+
+
+def _inverse2(m: np.ndarray) -> np.ndarray:
+    """(N, 2, 2) inverses of invertible (N, 2, 2) matrices, in closed form."""
+    det = m[:, 0, 0] * m[:, 1, 1] - m[:, 0, 1] * m[:, 1, 0]
+    out = np.empty_like(m, dtype=np.float64)
+    out[:, 0, 0] = m[:, 1, 1]
+    out[:, 0, 1] = -m[:, 0, 1]
+    out[:, 1, 0] = -m[:, 1, 0]
+    out[:, 1, 1] = m[:, 0, 0]
+    result: np.ndarray = out / det[:, None, None]
+    return result

@@ -28,7 +28,7 @@ from slamfront.sim.imu import ImuErrors, imu_samples, imu_stamps_ns
 from slamfront.sim.renderer import Renderer
 from slamfront.sim.scene import Scene, build_scene
 from slamfront.sim.trajectories import TrajectoryModel, get_trajectory
-from slamfront.types import CameraModel, Frame, StereoRig
+from slamfront.types import CameraModel, Frame, ImuNoise, StereoRig
 
 BODY_FROM_CAM = make_pose(so3_exp(np.array([0.012, -0.02, 0.008])), np.array([0.04, -0.015, 0.01]))
 """The IMU-camera extrinsic of the rig: a small rotation (about 1.4 deg) and 4.4 cm offset."""
@@ -88,6 +88,16 @@ class SimRig:
             accel_bias_m_s2=_triple(config.accel_bias_m_s2),
             gyro_noise_std_rad_s=config.gyro_noise_std_rad_s,
             accel_noise_std_m_s2=config.accel_noise_std_m_s2,
+        )
+        # the rig's calibration as a data sheet states it: densities from per-sample deviations
+        # (std = density x sqrt(rate)); the biases are constant: small walks
+        root_rate = math.sqrt(config.imu_rate_hz)
+        self.imu_noise = ImuNoise(
+            gyro_noise_density=max(config.gyro_noise_std_rad_s / root_rate, 1e-6),
+            gyro_random_walk=1e-5,
+            accel_noise_density=max(config.accel_noise_std_m_s2 / root_rate, 1e-5),
+            accel_random_walk=1e-4,
+            rate_hz=config.imu_rate_hz,
         )
         bank_rng = np.random.default_rng([config.seed, 0x5EED])
         h, w = config.height_px, config.width_px
@@ -161,6 +171,7 @@ class SimRig:
             stereo=self.stereo,
             imu=imu,
             body_from_cam=self.body_from_cam.copy(),
+            imu_noise=self.imu_noise,
             source_path=f"sim:{self.trajectory.name}",
         )
 

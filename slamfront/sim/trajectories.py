@@ -15,6 +15,8 @@ Trajectories by name:
 - ``still`` (scene ``room``): the camera at rest for 10 s (no motion at all).
 - ``repeated`` (scene ``repeated``): 24 s sideways along the corridor past five identical
   boxes; x only increases, so no real place is ever revisited.
+- ``headturn`` (scene ``room``): a headset wearer standing still for 1 s, then swaying
+  slowly and turning the head left and right in quick turns (peaks above 200 deg/s), 8 s.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-TRAJECTORY_NAMES = ("loop", "figure8", "still", "repeated")
+TRAJECTORY_NAMES = ("loop", "figure8", "still", "repeated", "headturn")
 
 # Camera axes in the world for yaw = pitch = roll = 0: looking along +x, right = -y, down = -z.
 _WORLD_FROM_CAM_LEVEL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
@@ -60,6 +62,7 @@ def get_trajectory(name: str) -> TrajectoryModel:
         "figure8": _figure8,
         "still": _still,
         "repeated": _repeated,
+        "headturn": _headturn,
     }
     if name not in builders:
         raise ValueError(f"unknown trajectory {name!r}; known: {', '.join(TRAJECTORY_NAMES)}")
@@ -153,3 +156,31 @@ def _repeated() -> TrajectoryModel:
         return look_poses(np.stack([x, y, z], 1), yaw, pitch, roll)
 
     return TrajectoryModel("repeated", "repeated", 24.0, None, pose)
+
+
+# (start s, duration s, yaw change deg) of each head turn; peak rate 2 x change / duration
+_HEAD_TURNS = ((1.5, 0.45, 60.0), (2.6, 0.35, -70.0), (3.8, 0.3, -60.0), (4.9, 0.35, 70.0),
+               (6.0, 0.45, 55.0), (7.0, 0.3, -65.0))  # fmt: skip
+
+
+def _turn_angle(t: np.ndarray, start_s: float, length_s: float, change_rad: float) -> np.ndarray:
+    """A turn whose rate rises and falls as 1 - cos (angular acceleration continuous)."""
+    s = np.clip((t - start_s) / length_s, 0.0, 1.0)
+    out: np.ndarray = change_rad * (s - np.sin(2.0 * math.pi * s) / (2.0 * math.pi))
+    return out
+
+
+def _headturn() -> TrajectoryModel:
+    def pose(t: np.ndarray) -> np.ndarray:
+        moving = np.clip(t - 1.0, 0.0, None) ** 3 / (1.0 + np.clip(t - 1.0, 0.0, None) ** 2)
+        x = 0.3 + 0.08 * np.sin(0.9 * moving)
+        y = -0.4 + 0.06 * np.sin(0.7 * moving + 0.3) - 0.06 * math.sin(0.3)
+        z = 1.6 + 0.02 * np.sin(1.7 * moving)
+        yaw = np.full_like(t, math.radians(-50.0))
+        for start_s, length_s, change_deg in _HEAD_TURNS:
+            yaw = yaw + _turn_angle(t, start_s, length_s, math.radians(change_deg))
+        pitch = math.radians(-8.0) + math.radians(4.0) * np.sin(0.8 * moving)
+        roll = math.radians(2.0) * np.sin(0.6 * moving)
+        return look_poses(np.stack([x, y, z], 1), yaw, pitch, roll)
+
+    return TrajectoryModel("headturn", "room", 8.0, None, pose)

@@ -9,8 +9,8 @@
   wrapper on PATH) as ``rerun --serve-web --bind 127.0.0.1``: a gRPC server and the web
   viewer over HTTP, localhost only, no internet needed. The recording streams to it;
   :attr:`RerunSession.viewer_url` is the address to open in a browser. The server is a
-  child in the caller's process group: ``close()`` terminates it (SIGTERM, then SIGKILL),
-  and a Ctrl-C in the terminal reaches it with the rest of the group.
+  child in a process group of its own: ``close()`` terminates it (SIGTERM, then SIGKILL),
+  and it gets SIGTERM when the caller dies (see :class:`RerunProcess`).
 - ``connect``: streams to a viewer (or server) already running at ADDR
   (``rerun+http://HOST:PORT/proxy``, ``HOST:PORT`` or ``PORT``; default port 9876).
 
@@ -28,9 +28,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -181,10 +183,14 @@ def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
 
 
 class RerunProcess:
-    """A ``rerun`` binary run as a child process (same process group as the caller).
+    """A ``rerun`` binary run as a child process, in a process group of its own: a Ctrl-C
+    in the terminal reaches the caller, which ends the run and then stops the child.
 
-    Its output goes to an anonymous temporary file (shown in errors). ``stop()`` sends
-    SIGTERM, waits, then SIGKILL; it is safe to call twice.
+    On Linux the child gets SIGTERM when the caller dies (``PR_SET_PDEATHSIG``; strictly,
+    when the thread that started it ends: start it from a thread that lives as long as it
+    should), so that it never outlives a killed caller and holds on to its ports. Its
+    output goes to an anonymous temporary file (shown in errors). ``stop()`` sends SIGTERM,
+    waits, then SIGKILL; it is safe to call twice.
     """
 
     def __init__(self, args: list[str]) -> None:
@@ -196,6 +202,8 @@ class RerunProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=self._output,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent(),  # only async-signal-safe calls
             )
         except OSError as exc:
             self._output.close()
@@ -248,6 +256,25 @@ class RerunProcess:
         _terminate(self._process)
         with contextlib.suppress(OSError, ValueError):
             self._output.close()
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """For ``preexec_fn`` on Linux: the child asks the kernel for SIGTERM when its parent
+    thread dies, and exits at once if the parent is already gone. None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+    parent_pid = os.getpid()
+    pr_set_pdeathsig = 1
+
+    def set_death_signal() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+    return set_death_signal
 
 
 def _terminate(process: subprocess.Popen[bytes]) -> None:

@@ -80,7 +80,15 @@ _TRACKED_RGB = (40, 220, 80)
 _NEW_RGB = (255, 150, 30)
 _GREY_RGB = (170, 170, 170)
 _KEYFRAME_RGB = (230, 60, 200)
-_STATE_VALUE = {TrackingState.OK: 1.0, TrackingState.INITIALIZING: 0.0, TrackingState.LOST: -1.0}
+_WITH_POSE = (TrackingState.OK, TrackingState.IMU_PROPAGATED)
+GRAVITY_ARROW_M = 0.3
+"""Drawn length of the gravity arrow at the camera."""
+_STATE_VALUE = {
+    TrackingState.OK: 1.0,
+    TrackingState.IMU_PROPAGATED: 0.5,
+    TrackingState.INITIALIZING: 0.0,
+    TrackingState.LOST: -1.0,
+}
 _EPOCH_2000_NS = 946_684_800 * 10**9
 _FPS_WINDOW = 30
 _KEPT_KEYFRAME_IMAGES = 8
@@ -211,13 +219,21 @@ class RerunSink:
             ),
         )
 
-        if result.state == TrackingState.OK and result.world_from_cam is not None:
+        if result.state in _WITH_POSE and result.world_from_cam is not None:
             pose = result.world_from_cam
             self._rec.log(
                 "world/cam",
                 rr.Transform3D(translation=pose[:3, 3], mat3x3=pose[:3, :3]),
             )
             self._extend_raw_trajectory(pose[:3, 3])
+            if result.gravity_world is not None:
+                self._rec.log(
+                    "world/gravity",
+                    rr.Arrows3D(
+                        origins=[pose[:3, 3]],
+                        vectors=[GRAVITY_ARROW_M * np.asarray(result.gravity_world)],
+                    ),
+                )
         else:
             self._raw_broken = True
 

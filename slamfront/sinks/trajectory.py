@@ -17,6 +17,9 @@ from slamfront.types import (
     Trajectory,
 )
 
+# a propagated pose is the IMU's estimate, not an invented one
+_WITH_POSE = (TrackingState.OK, TrackingState.IMU_PROPAGATED)
+
 
 class TrajectorySink:
     """Writes the tracker's pose of every tracked frame, one flushed TUM line each; frames
@@ -49,7 +52,7 @@ class TrajectorySink:
         return sum(writer.num_written for writer in self._writers.values())
 
     def on_result(self, frame: Frame, result: TrackResult) -> None:
-        if result.state != TrackingState.OK or result.world_from_cam is None:
+        if result.world_from_cam is None or result.state not in _WITH_POSE:
             return
         map_id = result.map_id
         self._last_map_id = map_id
@@ -76,7 +79,11 @@ class TrajectorySink:
             by_map = {int(m): _subset(trajectory, map_ids == m) for m in np.unique(map_ids)}
             self._publish(self.path, set(self._writers), by_map, int(map_ids[-1]))
             assert self._raw_path is not None
-            raw = {m: read_tum_trajectory(_map_path(self._raw_path, m)) for m in self._raw}
+            raw = {  # a map of the run may have no pose of its own (a saved map's)
+                m: read_tum_trajectory(_map_path(self._raw_path, m))
+                for m, writer in self._raw.items()
+                if writer.num_written
+            }
             self._publish(self._raw_path, set(self._raw), raw, self._last_map_id)
         else:
             for path, written in ((self.path, self._writers), (self._raw_path, self._raw)):

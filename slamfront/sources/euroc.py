@@ -50,7 +50,8 @@ from slamfront.sources._files import (
     require_dir,
 )
 from slamfront.sources.base import with_readout
-from slamfront.types import CameraModel, Frame, ImuSample, StereoRig, Trajectory
+from slamfront.sources.calibration import load_yaml
+from slamfront.types import CameraModel, Frame, ImuNoise, ImuSample, StereoRig, Trajectory
 
 if TYPE_CHECKING:
     from slamfront.config import Config
@@ -62,38 +63,8 @@ PAIR_TOLERANCE_NS = 1_000_000
 
 # ----------------------------------------------------------------------------- yaml
 
-
-def load_sensor_yaml(path: Path) -> dict[str, Any]:
-    """Mapping of a EuRoC/Kalibr/OpenCV sensor yaml (``%YAML:1.0`` header allowed)."""
-    import yaml
-
-    class _Loader(yaml.SafeLoader):
-        pass
-
-    def matrix(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
-        if not isinstance(node, yaml.MappingNode):
-            raise yaml.constructor.ConstructorError(
-                None, None, "an !!opencv-matrix must be a mapping", node.start_mark
-            )
-        return {str(k): v for k, v in loader.construct_mapping(node, deep=True).items()}
-
-    _Loader.add_constructor("tag:yaml.org,2002:opencv-matrix", matrix)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SourceError(f"{path}: cannot read: {exc}") from exc
-    lines = text.splitlines()
-    if lines and lines[0].startswith("%YAML:"):
-        lines[0] = "# " + lines[0]  # OpenCV's header is not valid YAML 1.1; keep line numbers
-    try:
-        data = yaml.load("\n".join(lines), Loader=_Loader)  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise SourceError(f"{path}: invalid YAML: {exc}") from exc
-    except RecursionError:
-        raise SourceError(f"{path}: invalid YAML: nested too deeply") from None
-    if not isinstance(data, dict):
-        raise SourceError(f"{path}: expected a mapping of keys")
-    return data
+# A EuRoC/Kalibr/OpenCV sensor yaml is read like any calibration file.
+load_sensor_yaml = load_yaml
 
 
 def _field(data: dict[str, Any], key: str, path: Path) -> Any:
@@ -246,6 +217,33 @@ class ImuLog:
         )
 
 
+_IMU_NOISE_KEYS = (
+    "gyroscope_noise_density",
+    "gyroscope_random_walk",
+    "accelerometer_noise_density",
+    "accelerometer_random_walk",
+)
+
+
+def read_imu_noise(data: dict[str, Any], path: Path) -> ImuNoise | None:
+    """The noise model of an IMU sensor.yaml (Kalibr names); None when it states none; a
+    SourceError naming the file and key for a missing, non-numeric or non-positive value."""
+    if not any(key in data for key in _IMU_NOISE_KEYS):
+        return None
+    values = []
+    for key in (*_IMU_NOISE_KEYS, "rate_hz"):
+        try:
+            value = float(data[key])
+        except KeyError:
+            raise SourceError(f"{path}: {key} missing (the IMU noise model needs it)") from None
+        except (TypeError, ValueError):
+            raise SourceError(f"{path}: {key} is not a number: {data[key]!r}") from None
+        if not value > 0:
+            raise SourceError(f"{path}: {key} must be positive, got {value}")
+        values.append(value)
+    return ImuNoise(*values)
+
+
 def read_imu_csv(csv: Path) -> ImuLog:
     """``t_ns, wx, wy, wz, ax, ay, az`` rows of ``imu0/data.csv``."""
     stamps: list[int] = []
@@ -379,6 +377,8 @@ class EurocSource(IndexedSource):
         """body (IMU) <- the camera the frames report (the rectified left one when rectified)."""
 
         self.imu: ImuLog | None = None
+        self.imu_noise: ImuNoise | None = None
+        """The noise model of imu0/sensor.yaml (None without it)."""
         self._imu_from_cam: np.ndarray | None = None
         imu_csv = self.mav0 / "imu0" / "data.csv"
         if imu_csv.is_file():
@@ -390,6 +390,8 @@ class EurocSource(IndexedSource):
                 else np.eye(4)
             )
             self._imu_from_cam = np.linalg.inv(body_from_imu) @ self.body_from_cam
+            if imu_yaml.is_file():
+                self.imu_noise = read_imu_noise(load_sensor_yaml(imu_yaml), imu_yaml)
         super().__init__(stamps, cfg)
         self._groundtruth: Trajectory | None = None
         self._groundtruth_loaded = False
@@ -428,6 +430,7 @@ class EurocSource(IndexedSource):
             stereo=self.stereo,
             imu=imu,
             body_from_cam=self._imu_from_cam,
+            imu_noise=self.imu_noise,
             source_path=str(left_path),
         )
 

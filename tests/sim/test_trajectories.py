@@ -19,7 +19,7 @@ def test_speeds_are_hand_held_and_motion_is_smooth(name: str) -> None:
     speed = np.linalg.norm(motion.velocity_world_m_s, axis=1)
     rate_deg_s = np.degrees(np.linalg.norm(motion.gyro_body_rad_s, axis=1))
     assert speed.max() < 1.0
-    assert rate_deg_s.max() < 60.0
+    assert rate_deg_s.max() < (450.0 if name == "headturn" else 60.0)  # quick head turns
     # Continuous velocity and acceleration: no jumps between samples 3 ms apart.
     dt = t[1] - t[0]
     assert np.abs(np.diff(motion.velocity_world_m_s, axis=0)).max() < 2.0 * dt
@@ -30,6 +30,17 @@ def test_speeds_are_hand_held_and_motion_is_smooth(name: str) -> None:
         rot @ np.transpose(rot, (0, 2, 1)), np.broadcast_to(np.eye(3), rot.shape), atol=1e-12
     )
     np.testing.assert_allclose(np.linalg.det(rot), 1.0, atol=1e-12)
+
+
+def test_headturn_stands_still_then_turns_fast() -> None:
+    model = get_trajectory("headturn")
+    t = np.arange(0.0, model.duration_s, 0.002)
+    motion = body_motion(model, np.eye(4), t)
+    rate_deg_s = np.degrees(np.linalg.norm(motion.gyro_body_rad_s, axis=1))
+    speed = np.linalg.norm(motion.velocity_world_m_s, axis=1)
+    assert rate_deg_s[t < 1.0].max() < 1e-6 and speed[t < 1.0].max() < 1e-6
+    assert rate_deg_s.max() > 300.0
+    assert np.count_nonzero(np.diff((rate_deg_s > 200.0).astype(int)) == 1) == 6  # six turns
 
 
 def test_loop_leaves_the_start_and_returns_to_it() -> None:

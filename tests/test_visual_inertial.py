@@ -1,0 +1,126 @@
+"""Visual-inertial bars: fast head turns on the synthetic rig, a hand over the lens, and the
+real EuRoC clip's gravity (its ADIS16448 IMU, noise figures from imu0/sensor.yaml)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import slamfront as sf
+from slamfront.eval.trajectory_metrics import evaluate_trajectories
+from slamfront.geometry import invert_pose, rotation_angle_deg
+from slamfront.io.trajectory import read_tum_trajectory
+from slamfront.pipeline import run_to_directory
+from slamfront.types import FrameIssue
+
+pytestmark = pytest.mark.slow
+
+WITH_POSE = (sf.TrackingState.OK, sf.TrackingState.IMU_PROPAGATED)
+
+
+def _run(
+    spec: str, overrides: list[str]
+) -> tuple[list[sf.Frame], list[sf.TrackResult], sf.Trajectory, int]:
+    config = sf.load_config("fast", ["backend.enabled=false", *overrides])
+    with sf.open_source(spec, config) as source:
+        frames = list(source)
+        truth = source.groundtruth()
+    pipeline = sf.Pipeline(config)
+    results = [pipeline.step(frame) for frame in frames]
+    pipeline.close()
+    assert truth is not None
+    return frames, results, truth, pipeline.stats().frames_imu_propagated
+
+
+def _poses(results: list[sf.TrackResult], stamps: set[int]) -> sf.Trajectory:
+    chosen = [r for r in results if r.stamp_ns in stamps]
+    return sf.Trajectory(
+        np.array([r.stamp_ns for r in chosen], np.int64),
+        np.array([r.world_from_cam for r in chosen]),
+    )
+
+
+def test_fast_head_turns_keep_a_pose_with_the_imu(shared_weights: Path) -> None:
+    """Turns of up to 400 deg/s with motion blur: visual-only tracking loses frames; with
+    the IMU every frame has a pose, and the frames both tracked are more accurate."""
+    _, visual, truth, _ = _run("sim:headturn", ["tracker.imu.enabled=false"])
+    _, inertial, _, _ = _run("sim:headturn", [])
+    assert sum(r.state != sf.TrackingState.OK for r in visual) >= 5
+    assert all(r.state in WITH_POSE for r in inertial)
+    both = {r.stamp_ns for r in visual if r.state == sf.TrackingState.OK}
+    ate_visual = evaluate_trajectories(_poses(visual, both), truth).ate_m.rmse
+    ate_inertial = evaluate_trajectories(_poses(inertial, both), truth).ate_m.rmse
+    assert ate_inertial < ate_visual
+
+
+def test_blank_frames_are_bridged_by_the_imu(shared_weights: Path) -> None:
+    """Eight black frames (a hand over the lens, 0.27 s): propagated by the IMU, marked so,
+    close to the truth; tracking goes on visually after them."""
+    overrides = ["sim.frames=110", "sim.blank_start=80", "sim.blank_count=8"]
+    _, results, truth, propagated = _run("sim:loop", overrides)
+    blank = results[80:88]
+    assert all(r.state == sf.TrackingState.IMU_PROPAGATED for r in blank)
+    assert all(r.issue == FrameIssue.FEW_FEATURES for r in blank)
+    assert propagated == 8
+    assert all(r.state == sf.TrackingState.OK for r in results[90:])
+    first = results[0].world_from_cam
+    assert first is not None
+    for result in blank:
+        k = int(np.flatnonzero(truth.stamps_ns == result.stamp_ns)[0])
+        expected = invert_pose(truth.world_from_body[0]) @ truth.world_from_body[k]
+        assert result.world_from_cam is not None
+        got = invert_pose(first) @ result.world_from_cam
+        assert np.linalg.norm(got[:3, 3] - expected[:3, 3]) < 0.03
+        assert rotation_angle_deg(got[:3, :3].T @ expected[:3, :3]) < 0.5
+
+
+def test_euroc_gravity_from_the_real_imu(shared: Path, shared_weights: Path) -> None:
+    """V1_01_easy clip, nearly static: gravity in the body frame within 1 deg of the one the
+    ground truth implies (EuRoC's body-frame estimate, whose world is gravity-aligned), and
+    the visual-inertial run within 3 cm and 1 deg of its first pose."""
+    clip = shared / "data" / "euroc" / "V1_01_easy_clip"
+    reference = clip / "groundtruth_from_open_vins" / "V1_01_easy.csv"
+    if not reference.is_file():
+        pytest.skip(f"{reference} not found")
+    frames, results, truth, _ = _run(
+        f"euroc:{clip}", [f"source.groundtruth={reference}", "tracker.imu.enabled=true"]
+    )
+    body_from_cam = frames[0].body_from_cam
+    assert body_from_cam is not None
+    first = results[0].world_from_cam
+    assert first is not None and all(r.state == sf.TrackingState.OK for r in results)
+    compared = 0
+    for result in results:
+        assert result.world_from_cam is not None
+        moved = invert_pose(first) @ result.world_from_cam
+        assert np.linalg.norm(moved[:3, 3]) < 0.03
+        assert rotation_angle_deg(moved[:3, :3]) < 1.0
+        k = int(np.argmin(np.abs(truth.stamps_ns - result.stamp_ns)))
+        if result.gravity_world is None or abs(truth.stamps_ns[k] - result.stamp_ns) > 3e6:
+            continue
+        estimated = (result.world_from_cam @ invert_pose(body_from_cam))[:3, :3].T
+        expected = (truth.world_from_body[k] @ invert_pose(body_from_cam))[:3, :3].T
+        cos = float((estimated @ result.gravity_world) @ (expected @ np.array([0, 0, -1.0])))
+        assert math.degrees(math.acos(min(cos, 1.0))) < 1.0
+        compared += 1
+    assert compared >= 60
+
+
+@pytest.mark.parametrize("sensor", ["rgbd", "stereo"])
+def test_imu_never_hurts_on_the_loop(tmp_path: Path, shared_weights: Path, sensor: str) -> None:
+    """The sim loop with the back end, visual-inertial (IMU in the tracker and IMU factors in
+    the graph) against visual only: as accurate, within run-to-run variation. (That the back
+    end halves the tracker's error, IMU on by default, is tests/test_end_to_end.py's bar.)"""
+    ate_mm: dict[str, float] = {}
+    for imu in ("true", "false"):
+        config = sf.load_config("fast", [f"sim.sensor={sensor}", f"tracker.imu.enabled={imu}"])
+        with sf.open_source("sim:loop", config) as source:
+            stats = run_to_directory(source, config, tmp_path / imu)
+            truth = source.groundtruth()
+        assert stats.frames_tracked == stats.frames_read and truth is not None
+        estimate = read_tum_trajectory(tmp_path / imu / "trajectory.tum")
+        ate_mm[imu] = 1e3 * evaluate_trajectories(estimate, truth).ate_m.rmse
+    assert ate_mm["true"] <= 1.05 * ate_mm["false"], ate_mm
