@@ -41,6 +41,7 @@ from slamfront.eval.run_files import (
 )
 from slamfront.eval.trajectory_metrics import evaluate_files, format_evaluation, format_length_m
 from slamfront.frontend import load_extractor, load_matcher
+from slamfront.frontend.runtime import limit_blas_threads
 from slamfront.io.trajectory import TrajectoryFormat, convert_tum_file, write_tum_trajectory
 from slamfront.run_folder import check_file_target, check_output_folder, claim_output_folder
 from slamfront.sim.trajectories import TRAJECTORY_NAMES
@@ -343,6 +344,10 @@ def _print_stats(stats: RunStats, out: Path, signals: _RunSignals | None = None)
     print(
         f"median ms: read {med.read_ms:.1f}  extract {med.extract_ms:.1f}  "
         f"match {med.match_ms:.1f}  pose {med.pose_ms:.1f}  sinks {med.sinks_ms:.1f}"
+    )
+    print(
+        f"frame time ms: median {stats.frame_median_ms:.1f}  p90 {stats.frame_p90_ms:.1f}  "
+        f"max {stats.frame_max_ms:.1f}"
     )
     for title, causes in (
         ("lost", stats.frames_lost_by_cause),
@@ -962,6 +967,49 @@ def _cmd_bench_pipeline(args: argparse.Namespace) -> int:
     return 0 if result.results else 1
 
 
+def _add_bench_scaling(targets: Any) -> None:
+    p = targets.add_parser(
+        "scaling",
+        help="frames/s and CPU per frame of the pipeline at several image sizes",
+        description="Renders the same synthetic sequence (sim:loop, field of view held) at "
+        "each size and runs the pipeline over it (frames read into memory first), several "
+        "times after warm-up; prints a Markdown table. Sizes: QVGA, VGA, KITTI, 720p or "
+        "WIDTHxHEIGHT.",
+    )
+    p.add_argument("--config", default="fast", metavar="PRESET|FILE", help="preset (fast)")
+    p.add_argument(
+        "--sizes", default="qvga,vga,kitti,720p", help="comma-separated sizes (see above)"
+    )
+    p.add_argument("--sensor", choices=("rgbd", "stereo", "mono"), default="rgbd")
+    p.add_argument("--frames", type=int, default=60, help="frames per run")
+    p.add_argument("--runs", type=int, default=3, help="timed runs per size")
+    p.add_argument("--warmup-runs", type=int, default=1, help="untimed runs first")
+    p.add_argument("--json", metavar="FILE", help="also write the results to this JSON file")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    p.set_defaults(handler=_cmd_bench_scaling)
+
+
+def _cmd_bench_scaling(args: argparse.Namespace) -> int:
+    import json
+
+    # subcommand implementation: loads the pipeline, so only when the subcommand runs
+    from slamfront.bench.scaling import bench_scaling, parse_size
+
+    result = bench_scaling(
+        args.config,
+        [parse_size(s) for s in args.sizes.split(",") if s.strip()],
+        sensor=args.sensor,
+        frames=args.frames,
+        runs=args.runs,
+        warmup_runs=args.warmup_runs,
+        overrides=args.overrides,
+    )
+    print("\n".join(result.lines()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return 0 if result.rows else 1
+
+
 def _add_bench_sinks(targets: Any) -> None:
     p = targets.add_parser(
         "sinks",
@@ -1001,6 +1049,7 @@ _BENCH_TARGETS: list[Callable[[Any], None]] = [
     _add_bench_extractor,
     _add_bench_matcher,
     _add_bench_pipeline,
+    _add_bench_scaling,
     _add_bench_sinks,
 ]
 
@@ -1360,6 +1409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # project does not use) is missing, the first time the networks are exported
         logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     handler: Command = args.handler
+    limit_blas_threads()
     try:
         return handler(args)
     except SlamfrontError as exc:

@@ -114,6 +114,10 @@ class ExtractorConfig(_Section):
     model: Literal["xfeat", "disk", "superpoint", "orb"] = "xfeat"
     runtime: Runtime = "auto"
     max_keypoints: int = bounded(1024, ge=1, le=1_000_000)
+    max_area_px: int = bounded(0, ge=32 * 32, le=1_000_000_000, also=(0,))
+    """Detection runs on the image scaled down to at most this many pixels (0: full
+    resolution), so its cost stops growing with the camera; keypoints come back in the
+    image's pixels and the tracker's alignment refines them there."""
     detection_threshold: float = bounded(0.05, ge=0, lt=1)
     nms_radius_px: int = bounded(2, ge=0, le=64)
     border_px: int = bounded(4, ge=0, le=1024)

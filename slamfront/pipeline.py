@@ -5,6 +5,14 @@ both cores: a reader thread pulls frame t+1 from the source and extracts its fea
 the caller's thread matches and tracks frame t (numpy, OpenCV, torch and ONNX Runtime release
 the GIL); with ``pipeline.read_thread`` a third thread reads frame t+2 meanwhile. The queues
 between them are bounded, so memory stays flat when the tracker is the slower side.
+
+On ONNX Runtime with ``extractor.threads: 0`` the reader thread holds two sessions of the
+same graph (identical outputs): one thread while the tracker has frames waiting (it is the
+bottleneck and keeps its core), every core when the tracker has nothing queued and would
+otherwise wait for extraction. Likewise the tracker's matcher runs on every core while the
+reader thread is blocked on a full queue (its core is free), on one otherwise. With a stereo
+rig, while the tracker has frames waiting, the reader thread also extracts each right image
+ahead (the tracker needs it at keyframes) so that the tracker does not do it on its own thread.
 """
 
 from __future__ import annotations
@@ -28,12 +36,13 @@ from slamfront.backend.map_session import MapLocalizer, map_records
 from slamfront.backend.map_store import SavedMap, save_map
 from slamfront.backend.map_store import load_map as read_map
 from slamfront.backend.vocabulary import Vocabulary, load_vocabulary
-from slamfront.config import Config, dump_config
+from slamfront.config import Config, ExtractorConfig, dump_config
 from slamfront.errors import ConfigError, MapFileError
 from slamfront.frontend.base import Extractor, Matcher
 from slamfront.frontend.extractors import build_extractor
 from slamfront.frontend.keyframe_imu import KeyframeImuLinks
 from slamfront.frontend.matchers import build_matcher
+from slamfront.frontend.runtime.availability import pick_runtime
 from slamfront.frontend.tracker import Tracker, sensing_mode
 from slamfront.sinks import Sink
 from slamfront.sinks.trajectory import TrajectorySink
@@ -43,6 +52,7 @@ from slamfront.types import (
     Frame,
     Keyframe,
     MapPlacement,
+    Matches,
     OptimizedPoses,
     StageTimings,
     TrackingState,
@@ -56,7 +66,7 @@ _STAGES = ("read_ms", "extract_ms", "match_ms", "pose_ms", "backend_ms", "sinks_
 
 @dataclass(frozen=True)
 class RunStats:
-    """What a run did. Latencies are medians over processed frames, milliseconds."""
+    """What a run did. Latencies are over processed frames, milliseconds."""
 
     frames_read: int
     frames_skipped: int
@@ -68,6 +78,11 @@ class RunStats:
     fps: float
     median_ms: StageTimings
     p90_ms: StageTimings
+    max_ms: StageTimings = field(default_factory=StageTimings)
+    frame_median_ms: float = 0.0
+    """Frame time: the interval between consecutive results (median, p90, max)."""
+    frame_p90_ms: float = 0.0
+    frame_max_ms: float = 0.0
     viewer_frames_dropped: int = 0
     loops_closed: int = 0
     notes: tuple[str, ...] = ()
@@ -129,6 +144,7 @@ class _Counters:
     initializing: int = 0
     keyframes: int = 0
     timings: list[tuple[float, ...]] = field(default_factory=list)
+    result_times_s: list[float] = field(default_factory=list)
     lost_by_cause: Counter[str] = field(default_factory=Counter)
     initializing_by_cause: Counter[str] = field(default_factory=Counter)
     poses_per_map: Counter[int] = field(default_factory=Counter)
@@ -147,16 +163,31 @@ class Pipeline:
         extractor: Extractor | None = None,
         matcher: Matcher | None = None,
         prior_map: SavedMap | None = None,
+        wide_extractor: Extractor | None = None,
+        wide_matcher: Matcher | None = None,
     ) -> None:
         """``prior_map``: a saved map to start in. The tracker first localises in it, so
-        the run is expressed in that map's frame; its keyframes join the back end."""
+        the run is expressed in that map's frame; its keyframes join the back end.
+        ``wide_extractor``: the same extractor on every core, used by :meth:`run` while the
+        tracker has no frame waiting (built from the config when ``extractor`` is not given;
+        see :func:`build_wide_extractor`); ``wide_matcher`` likewise, used by the tracker while
+        the reader thread waits (:func:`build_wide_matcher`)."""
         self.config = config
+        # built on the first run (step alone never needs it)
+        self._wide_pending = extractor is None and wide_extractor is None
+        self._wide_matcher_pending = matcher is None and wide_matcher is None
         self._extractor = extractor if extractor is not None else build_extractor(config.extractor)
+        self._wide_extractor = wide_extractor
+        # the tracker's extractor (right images at stereo keyframes), answered ahead by run()
+        self._ahead = _ExtractedAhead(self._extractor)
         self._matcher = (
             matcher
             if matcher is not None
             else build_matcher(config.matcher, extractor_model=config.extractor.model)
         )
+        # set while the reader thread is blocked on a full queue: its core is free
+        self._reader_waits = threading.Event()
+        self._tracker_matcher = _WideWhenIdle(self._matcher, wide_matcher, self._reader_waits)
         self._prior_map = prior_map
         localize = None
         first_keyframe_id = first_map_id = 0
@@ -166,8 +197,8 @@ class Pipeline:
             first_map_id = 1 + max((kf.map_id for kf in prior_map.keyframes), default=-1)
         self._tracker = Tracker(
             config.tracker,
-            self._extractor,
-            self._matcher,
+            self._ahead,
+            self._tracker_matcher,
             localize,
             first_keyframe_id,
             _place_vocabulary(config),
@@ -243,19 +274,40 @@ class Pipeline:
                 return
             _put(read, None, stop)
 
+        if self._wide_pending:
+            self._wide_pending = False
+            self._wide_extractor = build_wide_extractor(self.config.extractor)
+        if self._wide_matcher_pending:
+            self._wide_matcher_pending = False
+            self._tracker_matcher.wide = build_wide_matcher(self.config)
+        reader_waits = self._reader_waits
+        reader_waits.clear()
+
         def extract() -> None:
+            wide = self._wide_extractor
             try:
                 for frame, read_ms in queued() if read_thread else timed(iter(frames)):
                     if stop.is_set():
                         return
+                    # every core only while the tracker has nothing queued (it would wait)
+                    waiting = items.empty()
+                    extractor = wide if wide is not None and waiting else self._extractor
                     t0 = time.perf_counter()
-                    features = self._extractor(frame.image)
+                    features = extractor(frame.image)
+                    if not waiting and self._needs_right(frame):
+                        assert frame.image_right is not None
+                        self._ahead.put(frame.image_right, self._extractor(frame.image_right))
+                    # the reader's extraction time, a right image extracted ahead included
                     extract_ms = (time.perf_counter() - t0) * 1e3
+                    if items.full():
+                        reader_waits.set()
                     _put(items, _Extracted(frame, features, read_ms, extract_ms), stop)
+                    reader_waits.clear()
             except BaseException as exc:  # handed to the consumer, which re-raises it
                 _put(items, exc, stop)
                 return
             _put(items, None, stop)
+            reader_waits.set()  # every frame extracted: the core is the tracker's
 
         threads = [threading.Thread(target=extract, name="slamfront-reader", daemon=True)]
         if read_thread:
@@ -284,12 +336,20 @@ class Pipeline:
                     raise item
                 assert isinstance(item, _Extracted)
                 result = self._tracker.step(item.frame, item.features)
+                if item.frame.image_right is not None:
+                    self._ahead.drop(item.frame.image_right)
                 timings = replace(result.timings, read_ms=item.read_ms, extract_ms=item.extract_ms)
                 yield self._after_tracking(item.frame, replace(result, timings=timings))
         finally:
             stop.set()
             for thread in threads:
                 thread.join()
+
+    def _needs_right(self, frame: Frame) -> bool:
+        return (
+            frame.image_right is not None
+            and sensing_mode(frame, self.config.tracker.mode) == "stereo"
+        )
 
     def stats(self, frames_skipped: int = 0) -> RunStats:
         c = self._counters
@@ -298,8 +358,15 @@ class Pipeline:
         if timings.shape[0]:
             med = StageTimings(*np.median(timings, axis=0).tolist())
             p90 = StageTimings(*np.percentile(timings, 90, axis=0).tolist())
+            top = StageTimings(*timings.max(axis=0).tolist())
         else:
-            med = p90 = StageTimings()
+            med = p90 = top = StageTimings()
+        frame_ms = 1e3 * np.diff(np.asarray(c.result_times_s, np.float64))
+        frame = (
+            (np.median(frame_ms), np.percentile(frame_ms, 90), frame_ms.max())
+            if frame_ms.size
+            else (0.0, 0.0, 0.0)
+        )
         notes: tuple[str, ...] = ("monocular: trajectory scale is arbitrary",) if self._mono else ()
         if self._depth_watch.note is not None:
             notes = (*notes, self._depth_watch.note)
@@ -325,6 +392,10 @@ class Pipeline:
             fps=c.read / wall if wall > 0 else 0.0,
             median_ms=med,
             p90_ms=p90,
+            max_ms=top,
+            frame_median_ms=float(frame[0]),
+            frame_p90_ms=float(frame[1]),
+            frame_max_ms=float(frame[2]),
             loops_closed=self._back_end.num_loops if self._back_end is not None else 0,
             viewer_frames_dropped=sum(s.dropped for s in self._sinks if isinstance(s, QueuedSink)),
             notes=notes,
@@ -494,7 +565,74 @@ class Pipeline:
             timings=replace(result.timings, backend_ms=(t1 - t0) * 1e3, sinks_ms=(t2 - t1) * 1e3),
         )
         c.timings.append(tuple(getattr(result.timings, name) for name in _STAGES))
+        c.result_times_s.append(time.perf_counter())
         return result
+
+
+class _ExtractedAhead:
+    """An extractor that answers from features extracted ahead (on another thread) for that
+    very image object, and extracts itself otherwise. Entries are dropped once their frame
+    has been tracked."""
+
+    def __init__(self, extractor: Extractor) -> None:
+        self._extractor = extractor
+        self._ready: dict[int, tuple[np.ndarray, Features]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, image: np.ndarray) -> Features:
+        with self._lock:
+            got = self._ready.get(id(image))
+        if got is not None and got[0] is image:
+            return got[1]
+        return self._extractor(image)
+
+    def put(self, image: np.ndarray, features: Features) -> None:
+        with self._lock:
+            self._ready[id(image)] = (image, features)
+
+    def drop(self, image: np.ndarray) -> None:
+        with self._lock:
+            self._ready.pop(id(image), None)
+
+
+class _WideWhenIdle:
+    """The tracker's matcher: ``wide`` (every core) while ``idle`` is set, else ``narrow``.
+    Both give the same matches."""
+
+    def __init__(self, narrow: Matcher, wide: Matcher | None, idle: threading.Event) -> None:
+        self.narrow = narrow
+        self.wide = wide
+        self._idle = idle
+
+    def __call__(self, features0: Features, features1: Features) -> Matches:
+        wide = self.wide
+        if wide is not None and self._idle.is_set():
+            return wide(features0, features1)
+        return self.narrow(features0, features1)
+
+
+def build_wide_matcher(config: Config) -> Matcher | None:
+    """The LightGlue matcher of ``config`` with its ONNX Runtime sessions on every usable
+    core; None unless it runs there with ``matcher.threads: 0`` on more than one core."""
+    cores = len(os.sched_getaffinity(0))
+    cfg = config.matcher
+    if cfg.model != "lightglue" or cfg.threads != 0 or cores < 2:
+        return None
+    if pick_runtime(cfg.runtime, tensorrt_needs_torch_cuda=True) != "onnxruntime":
+        return None
+    return build_matcher(replace(cfg, threads=cores), extractor_model=config.extractor.model)
+
+
+def build_wide_extractor(config: ExtractorConfig) -> Extractor | None:
+    """The extractor of ``config`` with an ONNX Runtime session on every usable core, for the
+    frames the tracker waits for; None unless it runs on ONNX Runtime with ``threads: 0``
+    (the default, one thread) on more than one core."""
+    cores = len(os.sched_getaffinity(0))
+    if config.model == "orb" or config.threads != 0 or cores < 2:
+        return None
+    if pick_runtime(config.runtime) != "onnxruntime":
+        return None
+    return build_extractor(replace(config, threads=cores))
 
 
 def _place_vocabulary(config: Config) -> Vocabulary | None:

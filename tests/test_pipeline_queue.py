@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -13,6 +13,7 @@ from slamfront.types import (
     Features,
     Frame,
     Keyframe,
+    Matches,
     OptimizedPoses,
     TrackingState,
     TrackResult,
@@ -124,3 +125,121 @@ def test_run_tracks_every_frame_read_then_raises_the_source_error(read_thread: b
     pipeline.close()
     assert seen == list(range(12))
     assert {t.name for t in threading.enumerate()} == before
+
+
+def test_reader_extracts_right_images_ahead_while_the_tracker_is_busy() -> None:
+    """Stereo: once frames wait for the tracker, the reader thread extracts each right image
+    too, and the tracker takes those features at its keyframes instead of extracting again."""
+    import slamfront as sf
+    from slamfront.frontend.extractors import build_extractor
+    from slamfront.pipeline import Pipeline
+
+    config = sf.load_config(
+        "classic",
+        ["sim.width_px=160", "sim.height_px=120", "sim.sensor=stereo", "backend.enabled=false"],
+    )
+    with sf.open_source("sim:loop", config) as source:
+        frames = [f for _, f in zip(range(10), source, strict=False)]
+    rights = {id(f.image_right): f.index for f in frames}
+    inner = build_extractor(config.extractor)
+    filled = threading.Event()
+    calls: list[tuple[str, int | None]] = []  # (thread, frame index of a right image)
+
+    def extractor(image: np.ndarray) -> Features:
+        calls.append((threading.current_thread().name, rights.get(id(image))))
+        if sum(1 for _, right in calls if right is None) == 6:
+            filled.set()  # frame 5 is being extracted: frames 1..4 fill the queue
+        return inner(image)
+
+    class HoldFirstFrame:
+        def __init__(self) -> None:
+            self.keyframes: list[int] = []
+
+        def on_result(self, frame: Frame, result: TrackResult) -> None:
+            if frame.index == 0:
+                assert filled.wait(timeout=30)
+
+        def on_keyframe(self, keyframe: Keyframe) -> None:
+            self.keyframes.append(keyframe.frame_index)
+
+        def on_optimized(self, poses: OptimizedPoses) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    sink = HoldFirstFrame()
+    pipeline = Pipeline(config, sinks=[sink], extractor=extractor)
+    results = list(pipeline.run(frames))
+    pipeline.close()
+    assert [r.frame_index for r in results] == list(range(10))
+    ahead = {right for thread, right in calls if right is not None and thread != "MainThread"}
+    assert ahead >= {2, 3, 4, 5}  # frame 1 at least was waiting when these were extracted
+    tracker_rights = {
+        right for thread, right in calls if right is not None and thread == "MainThread"
+    }
+    assert 0 in tracker_rights  # the first keyframe, before anything waited
+    assert set(sink.keyframes) & ahead, "no keyframe used a right image extracted ahead"
+    assert not tracker_rights & ahead  # the tracker never extracted those again
+
+
+def test_tracker_matches_on_the_wide_matcher_while_the_reader_waits() -> None:
+    """Once the reader thread has nothing left to do (here: every frame extracted), every
+    matcher call of the tracker goes to the wide matcher (every core)."""
+    import slamfront as sf
+    from slamfront.frontend.matchers import build_matcher
+    from slamfront.pipeline import Pipeline
+
+    config = sf.load_config(
+        "classic",
+        [
+            "sim.width_px=160",
+            "sim.height_px=120",
+            "backend.enabled=false",
+            "tracker.match_every_frame=true",
+            "pipeline.queue_size=16",
+        ],
+    )
+    with sf.open_source("sim:loop", config) as source:
+        frames = [f for _, f in zip(range(8), source, strict=False)]
+    inner = build_matcher(config.matcher, config.extractor.model)
+    used: list[tuple[str, int]] = []
+    current = [0]
+
+    def counting(name: str) -> Callable[[Features, Features], Matches]:
+        def match(f0: Features, f1: Features) -> Matches:
+            used.append((name, current[0]))
+            return inner(f0, f1)
+
+        return match
+
+    class Hold:
+        pipeline: Pipeline
+
+        def on_result(self, frame: Frame, result: TrackResult) -> None:
+            current[0] = frame.index + 1
+            if frame.index == 0:  # let the reader finish every frame first
+                assert self.pipeline._reader_waits.wait(timeout=30)
+
+        def on_keyframe(self, keyframe: Keyframe) -> None:
+            pass
+
+        def on_optimized(self, poses: OptimizedPoses) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    hold = Hold()
+    pipeline = Pipeline(
+        config, sinks=[hold], matcher=counting("narrow"), wide_matcher=counting("wide")
+    )
+    hold.pipeline = pipeline
+    results = list(pipeline.run(frames))
+    pipeline.close()
+    assert len(results) == 8
+    stats = pipeline.stats()
+    assert 0 < stats.frame_median_ms <= stats.frame_p90_ms <= stats.frame_max_ms
+    assert stats.max_ms.pose_ms >= stats.p90_ms.pose_ms >= stats.median_ms.pose_ms > 0
+    assert all(name == "wide" for name, index in used if index >= 1)
+    assert sum(1 for name, _ in used if name == "wide") >= 5

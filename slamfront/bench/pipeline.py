@@ -20,10 +20,12 @@ machine hits both alike. Models are loaded once per child; each run builds a fre
 Per run: ``fps`` is the steady rate, frames after the first ``warmup_frames`` results over
 the time between the ``warmup_frames``-th and the last result; ``fps_run`` is every frame
 over the whole run, from the first read to ``Pipeline.close`` returning (pipeline fill,
-initialisation and the back end's final flush included). Stage latencies (median, p90) pool
-the frames after the first ``warmup_frames`` of every timed run. ``read`` and ``extract`` run
-on the reader thread, the other stages on the tracking thread, so the stages overlap: with
-two free cores the frame period is near the larger of the two sums, not the sum of all.
+initialisation and the back end's final flush included). Stage latencies (median, p90, max)
+pool the frames after the first ``warmup_frames`` of every timed run, and so does the frame
+time, the interval between consecutive results (what a viewer or a controller feels).
+``read`` and ``extract`` run on the reader thread, the other stages on the tracking thread,
+so the stages overlap: with two free cores the frame period is near the larger of the two
+sums, not the sum of all.
 Peak resident memory is the child's high-water mark during the runs (reset after the models
 are loaded, so a one-off ONNX export does not count).
 
@@ -50,8 +52,9 @@ from slamfront.config import Config, config_to_dict, load_config
 from slamfront.errors import ConfigError
 from slamfront.frontend.extractors import build_extractor
 from slamfront.frontend.matchers import build_matcher
+from slamfront.frontend.runtime import limit_blas_threads
 from slamfront.frontend.runtime.availability import pick_runtime
-from slamfront.pipeline import Pipeline
+from slamfront.pipeline import Pipeline, build_wide_extractor, build_wide_matcher
 from slamfront.sinks.trajectory import TrajectorySink
 from slamfront.sources import open_source
 from slamfront.types import Frame, TrackingState
@@ -144,12 +147,30 @@ class RunSample:
     height_px: int
     stage_ms: tuple[tuple[float, ...], ...]
     """Per frame after the warm-up frames: the six stages of :data:`STAGES`, ms."""
+    frame_ms: tuple[float, ...] = ()
+    """Per frame after the warm-up frames: time since the previous result, ms."""
 
 
 @dataclass(frozen=True)
 class StageFigures:
     median_ms: float
     p90_ms: float
+    max_ms: float
+
+    @staticmethod
+    def of(values_ms: np.ndarray) -> StageFigures:
+        if values_ms.size == 0:
+            nan = float("nan")
+            return StageFigures(nan, nan, nan)
+        return StageFigures(
+            float(np.median(values_ms)),
+            float(np.percentile(values_ms, 90)),
+            float(values_ms.max()),
+        )
+
+    @property
+    def text(self) -> str:
+        return f"{self.median_ms:.1f}/{self.p90_ms:.1f}/{self.max_ms:.0f}"
 
 
 @dataclass(frozen=True)
@@ -180,6 +201,8 @@ class VariantResult:
     """Frames lost, summed over the timed runs."""
     stages: dict[str, StageFigures]
     config: dict[str, Any] = field(repr=False)
+    frame: StageFigures = StageFigures(float("nan"), float("nan"), float("nan"))
+    """Frame time (interval between consecutive results): median, p90, max."""
 
 
 @dataclass(frozen=True)
@@ -244,23 +267,23 @@ class PipelineBenchmark:
             f"load average (1 min) before/after: {load} (above 0 = other work was running: "
             "the figures are noisy, compare medians)",
             "fps: steady rate after the warm-up frames (median of runs, min-max); fps run: "
-            "whole run incl. start-up and close; stages: median/p90 ms; read+extract run on "
-            "one thread (read on its own with pipeline.read_thread), match..sinks on another",
+            "whole run incl. start-up and close; frame: time between results, stages: "
+            "median/p90/max ms; read+extract run on one thread (read on its own with "
+            "pipeline.read_thread), match..sinks on another",
             f"{'input':<26} {'frames':<15} {'variant':<10} {'runtimes':<24} {'fps':>6} "
             f"{'min-max':>11} "
-            f"{'fps run':>7} "
-            + " ".join(f"{s:>11}" for s in STAGES)
+            f"{'fps run':>7} {'frame':>16} "
+            + " ".join(f"{s:>16}" for s in STAGES)
             + f" {'cpu ms/f':>8} {'peak MB':>8} {'lost':>5}",
         ]
         for r in self.results:
             runtimes = f"{r.extractor_runtime}/{r.matcher_runtime}"
-            stages = " ".join(
-                f"{f'{r.stages[s].median_ms:.1f}/{r.stages[s].p90_ms:.1f}':>11}" for s in STAGES
-            )
+            stages = " ".join(f"{r.stages[s].text:>16}" for s in STAGES)
             out.append(
                 f"{r.input:<26} {f'{r.sensor} {r.width_px}x{r.height_px}':<15} {r.variant:<10} "
                 f"{runtimes:<24} {r.fps_median:>6.2f} "
-                f"{f'{r.fps_min:.1f}-{r.fps_max:.1f}':>11} {r.fps_run_median:>7.2f} {stages} "
+                f"{f'{r.fps_min:.1f}-{r.fps_max:.1f}':>11} {r.fps_run_median:>7.2f} "
+                f"{r.frame.text:>16} {stages} "
                 f"{r.cpu_ms_per_frame:>8.1f} {r.peak_rss_mb:>8.0f} {r.frames_lost:>5}"
             )
         for ratio in self.ratios():
@@ -303,9 +326,10 @@ class PipelineBenchmark:
                     **{
                         f.name: getattr(r, f.name)
                         for f in dataclasses.fields(r)
-                        if f.name not in ("stages", "config")
+                        if f.name not in ("stages", "config", "frame")
                     },
                     "stages": {s: dataclasses.asdict(v) for s, v in r.stages.items()},
+                    "frame": dataclasses.asdict(r.frame),
                     "config": r.config,
                 }
                 for r in self.results
@@ -447,8 +471,9 @@ def uncommitted_files() -> tuple[str, ...]:
 def summarise_samples(
     samples: Sequence[RunSample],
 ) -> tuple[dict[str, StageFigures], dict[str, float]]:
-    """Stage medians/p90 over every frame of ``samples`` and run-level figures (FPS median,
-    min, max; whole-run FPS median; CPU ms per frame median; peak memory max; frames lost)."""
+    """Stage median/p90/max over every frame of ``samples`` (and the frame time's, under
+    ``"frame"``) and run-level figures (FPS median, min, max; whole-run FPS median; CPU ms
+    per frame median; peak memory max; frames lost)."""
     if not samples:
         raise ValueError("no runs to summarise")
     rows = np.array([row for s in samples for row in s.stage_ms], np.float64).reshape(
@@ -456,10 +481,8 @@ def summarise_samples(
     )
     if rows.shape[0] == 0:
         raise ValueError("no frames after the warm-up frames")
-    stages = {
-        name: StageFigures(float(np.median(rows[:, i])), float(np.percentile(rows[:, i], 90)))
-        for i, name in enumerate(STAGES)
-    }
+    stages = {name: StageFigures.of(rows[:, i]) for i, name in enumerate(STAGES)}
+    stages["frame"] = StageFigures.of(np.array([t for s in samples for t in s.frame_ms]))
     fps = np.array([s.fps for s in samples])
     figures = {
         "fps_median": float(np.median(fps)),
@@ -477,6 +500,7 @@ def _summarise(
     inp: BenchInput, variant: str, worker: _Worker, samples: Sequence[RunSample]
 ) -> VariantResult:
     stages, figures = summarise_samples(samples)
+    frame = stages.pop("frame")
     info = worker.info
     return VariantResult(
         input=inp.label,
@@ -499,6 +523,7 @@ def _summarise(
         frames_lost=int(figures["frames_lost"]),
         stages=stages,
         config=worker.configs.get(inp.label, {}),
+        frame=frame,
     )
 
 
@@ -577,7 +602,8 @@ def _worker_main(
     preload: bool,
 ) -> None:
     """Child process: load the variant's models, then serve run requests until None."""
-    models: dict[tuple[object, object], tuple[Extractor, Matcher]] = {}
+    models: dict[tuple[object, object], _Models] = {}
+    limit_blas_threads()  # as `slamfront run` does
     try:
         base = load_config(preset, overrides)
         models[(base.extractor, base.matcher)] = _build_models(base)
@@ -609,17 +635,30 @@ def _worker_main(
             key = (config.extractor, config.matcher)
             if key not in models:
                 models[key] = _build_models(config)
-            extractor, matcher = models[key]
-            sample = run_once(config, inp.spec, extractor, matcher, warmup_frames, preload)
+            extractor, matcher, wide_extractor, wide_matcher = models[key]
+            sample = run_once(
+                config,
+                inp.spec,
+                extractor,
+                matcher,
+                warmup_frames,
+                preload,
+                wide_extractor,
+                wide_matcher,
+            )
             conn.send(("sample", (sample, config_to_dict(config))))
         except Exception as exc:
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
-def _build_models(config: Config) -> tuple[Extractor, Matcher]:
+_Models = tuple["Extractor", "Matcher", "Extractor | None", "Matcher | None"]
+
+
+def _build_models(config: Config) -> _Models:
     extractor = build_extractor(config.extractor)
     matcher = build_matcher(config.matcher, extractor_model=config.extractor.model)
-    return extractor, matcher
+    wide_extractor = build_wide_extractor(config.extractor)
+    return extractor, matcher, wide_extractor, build_wide_matcher(config)
 
 
 def _runtime_name(model: str, runtime: str) -> str:
@@ -638,6 +677,8 @@ def run_once(
     matcher: Matcher,
     warmup_frames: int,
     preload: bool = False,
+    wide_extractor: Extractor | None = None,
+    wide_matcher: Matcher | None = None,
 ) -> RunSample:
     """One timed run of the real pipeline (:meth:`Pipeline.run`, trajectory sink to a
     temporary folder) over the source ``spec``. Opening the source (building the simulated
@@ -656,7 +697,14 @@ def run_once(
         raw = Path(tmp) / "trajectory_raw.tum" if config.backend.enabled else None
         sink = TrajectorySink(Path(tmp) / "trajectory.tum", raw)
         frames: Iterable[Frame] = list(source) if preload else source
-        pipeline = Pipeline(config, sinks=[sink], extractor=extractor, matcher=matcher)
+        pipeline = Pipeline(
+            config,
+            sinks=[sink],
+            extractor=extractor,
+            matcher=matcher,
+            wide_extractor=wide_extractor,
+            wide_matcher=wide_matcher,
+        )
         reset_peak_rss()
         cpu_start, start = time.process_time(), time.perf_counter()
         try:
@@ -690,6 +738,7 @@ def run_once(
         width_px=shape[1],
         height_px=shape[2],
         stage_ms=tuple(rows[warmup_frames:]),
+        frame_ms=tuple(1e3 * float(d) for d in np.diff(stamps[max(warmup_frames - 1, 0) :])),
     )
 
 

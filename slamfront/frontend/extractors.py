@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -87,16 +88,21 @@ class NetworkInput:
     scale_xy: tuple[float, float]
 
 
-def network_size(width: int, height: int, stride_px: int) -> tuple[int, int]:
-    """(W', H'): each side rounded down to a multiple of the stride (at least one stride)."""
+def network_size(width: int, height: int, stride_px: int, max_area_px: int = 0) -> tuple[int, int]:
+    """(W', H'): the image scaled down to at most ``max_area_px`` pixels (0: no limit), then
+    each side rounded down to a multiple of the stride (at least one stride)."""
+    scale = 1.0
+    if 0 < max_area_px < width * height:
+        scale = math.sqrt(max_area_px / (width * height))
     return (
-        max(stride_px, width // stride_px * stride_px),
-        max(stride_px, height // stride_px * stride_px),
+        max(stride_px, int(width * scale) // stride_px * stride_px),
+        max(stride_px, int(height * scale) // stride_px * stride_px),
     )
 
 
-def prepare_image(image: np.ndarray, spec: ModelSpec) -> NetworkInput:
-    """Checked, channel-converted, resized network input (see :class:`NetworkInput`)."""
+def prepare_image(image: np.ndarray, spec: ModelSpec, max_area_px: int = 0) -> NetworkInput:
+    """Checked, channel-converted, resized network input (see :class:`NetworkInput`); scaled
+    down to at most ``max_area_px`` pixels when that is set (0: full resolution)."""
     import cv2
 
     checked = check_image(image)
@@ -109,9 +115,12 @@ def prepare_image(image: np.ndarray, spec: ModelSpec) -> NetworkInput:
             pixels = pixels[:, :, 0]
     elif channels == 1:
         pixels = np.repeat(pixels, 3, axis=2)
-    net_w, net_h = network_size(width, height, spec.stride_px)
+    net_w, net_h = network_size(width, height, spec.stride_px, max_area_px)
     if (net_w, net_h) != (width, height):
-        pixels = cv2.resize(pixels, (net_w, net_h), interpolation=cv2.INTER_LINEAR)
+        # area averaging when shrinking for real (no aliasing), else a stretch to the stride
+        shrink = net_w * net_h < 0.9 * width * height
+        interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        pixels = cv2.resize(pixels, (net_w, net_h), interpolation=interpolation)
     pixels *= np.float32(1.0 / 255.0)
     tensor = pixels[None, None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)[None]
     return NetworkInput(
@@ -143,13 +152,16 @@ class LearnedExtractor:
     ``spec`` and ``runtime`` (the runtime's name) are read-only descriptions.
     """
 
-    def __init__(self, spec: ModelSpec, detector: DetectorRuntime, runtime: str) -> None:
+    def __init__(
+        self, spec: ModelSpec, detector: DetectorRuntime, runtime: str, max_area_px: int = 0
+    ) -> None:
         self.spec = spec
         self.runtime = runtime
         self._detector = detector
+        self._max_area_px = max_area_px
 
     def __call__(self, image: np.ndarray) -> Features:
-        prepared = prepare_image(image, self.spec)
+        prepared = prepare_image(image, self.spec, self._max_area_px)
         return finish_features(self._detector(prepared.tensor), prepared)
 
 
@@ -213,7 +225,7 @@ def build_extractor(cfg: ExtractorConfig) -> Extractor:
             raise RuntimeUnavailableError(f"runtime tensorrt is not usable here: {probe.detail}")
         detector = TensorRTDetector(ensure_extractor_onnx(cfg), cfg)
     log.debug("extractor %s on %s", cfg.model, runtime)
-    return LearnedExtractor(spec, detector, runtime)
+    return LearnedExtractor(spec, detector, runtime, cfg.max_area_px)
 
 
 __all__ = [

@@ -28,7 +28,9 @@ from slamfront.errors import ConfigError
 SMALL = ("sim.width_px=160", "sim.height_px=120")
 
 
-def _sample(fps: float, rows: list[tuple[float, ...]], peak: float = 100.0) -> RunSample:
+def _sample(
+    fps: float, rows: list[tuple[float, ...]], peak: float = 100.0, frame_ms: float = 50.0
+) -> RunSample:
     return RunSample(
         frames=len(rows) + 2,
         frames_lost=1,
@@ -41,6 +43,7 @@ def _sample(fps: float, rows: list[tuple[float, ...]], peak: float = 100.0) -> R
         width_px=640,
         height_px=480,
         stage_ms=tuple(rows),
+        frame_ms=(frame_ms,) * len(rows),
     )
 
 
@@ -62,13 +65,21 @@ def test_summary_pools_frames_of_all_runs() -> None:
     rows_a = [(float(i), 2.0 * i, 3.0, 4.0, 0.0, 0.1) for i in range(1, 11)]
     rows_b = [(float(i), 2.0 * i, 3.0, 4.0, 0.0, 0.1) for i in range(11, 21)]
     stages, figures = summarise_samples(
-        [_sample(10.0, rows_a, 100.0), _sample(20.0, rows_b, 300.0), _sample(12.0, rows_a)]
+        [
+            _sample(10.0, rows_a, 100.0, frame_ms=40.0),
+            _sample(20.0, rows_b, 300.0, frame_ms=90.0),
+            _sample(12.0, rows_a, frame_ms=40.0),
+        ]
     )
     pooled = np.array([r[0] for r in rows_a + rows_b + rows_a])
     assert stages["read"].median_ms == pytest.approx(np.median(pooled))
     assert stages["read"].p90_ms == pytest.approx(np.percentile(pooled, 90))
+    assert stages["read"].max_ms == 20.0 and stages["extract"].max_ms == 40.0
     assert stages["extract"].median_ms == pytest.approx(2 * np.median(pooled))
-    assert stages["pose"].median_ms == 4.0 and set(stages) == set(STAGES)
+    assert stages["pose"].median_ms == 4.0 and set(stages) == {*STAGES, "frame"}
+    # the frame time pools every run's intervals: 20 of 40 ms, 10 of 90 ms
+    assert stages["frame"].median_ms == 40.0 and stages["frame"].p90_ms == 90.0
+    assert stages["frame"].max_ms == 90.0
     assert figures["fps_median"] == 12.0 and figures["fps_min"] == 10.0
     assert figures["fps_max"] == 20.0 and figures["fps_run_median"] == 6.0
     assert figures["peak_rss_mb"] == 300.0 and figures["frames_lost"] == 3
@@ -78,7 +89,9 @@ def test_summary_pools_frames_of_all_runs() -> None:
 
 
 def _variant(variant: str, match_ms: float) -> VariantResult:
-    stages = {s: StageFigures(5.0, 6.0) for s in STAGES} | {"match": StageFigures(match_ms, 0.0)}
+    stages = {s: StageFigures(5.0, 6.0, 9.0) for s in STAGES} | {
+        "match": StageFigures(match_ms, 0.0, 0.0)
+    }
     return VariantResult(
         "sim:loop", "sim:loop", variant, "rgbd", 640, 480, "onnxruntime", "onnxruntime",
         1, 10, 20.0, 19.0, 21.0, 18.0, 50.0, 500.0, 400.0, 0, stages, {},
@@ -106,7 +119,8 @@ def test_one_run_is_a_real_pipeline_run() -> None:
     extractor = build_extractor(config.extractor)
     matcher = build_matcher(config.matcher, config.extractor.model)
     sample = run_once(config, "sim:loop", extractor, matcher, warmup_frames=3)
-    assert sample.frames == 12 and len(sample.stage_ms) == 9
+    assert sample.frames == 12 and len(sample.stage_ms) == len(sample.frame_ms) == 9
+    assert all(t > 0 for t in sample.frame_ms)
     assert (sample.sensor, sample.width_px, sample.height_px) == ("stereo", 160, 120)
     assert sample.frames_lost == 0
     read, extract, match = (np.array([row[i] for row in sample.stage_ms]) for i in range(3))

@@ -106,6 +106,33 @@ def test_keypoints_are_mapped_back_to_caller_pixels() -> None:
     np.testing.assert_allclose(features.scores, [0.9, 0.8])
 
 
+def test_network_size_caps_the_area() -> None:
+    assert network_size(1280, 720, 32, max_area_px=640 * 480) == (736, 384)
+    assert network_size(1241, 376, 32, max_area_px=640 * 480) == (992, 288)
+    assert network_size(320, 240, 32, max_area_px=640 * 480) == (320, 224)  # smaller: as is
+    assert network_size(1280, 720, 32) == (1280, 704)  # 0: no cap
+
+
+def test_capped_detection_maps_back_to_full_resolution(
+    shared_weights: Path, churchill: np.ndarray
+) -> None:
+    """The image at twice its size, detected on at most the original's area: the same points,
+    in the large image's pixels (a pixel centre x there is 2x + 0.5)."""
+    native = np.ascontiguousarray(churchill[:384, :512])
+    large = cv2.resize(native, (1024, 768), interpolation=cv2.INTER_CUBIC)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SLAMFRONT_WEIGHTS", str(shared_weights))
+        capped = sf.load_extractor("fast", runtime="torch", max_area_px=512 * 384)
+        full = sf.load_extractor("fast", runtime="torch")
+    small_feats = full(native)
+    large_feats = capped(large)
+    _check_features(large_feats, (1024, 768), 64, 2048)
+    back = (large_feats.keypoints - 0.5) / 2.0
+    distance_px = _nearest_px(back, small_feats.keypoints)
+    assert (distance_px < 1.0).mean() > 0.85
+    assert np.median(distance_px) < 0.15  # a quarter-pixel slip in the mapping fails this
+
+
 def test_prepare_image_channels_and_scale() -> None:
     rgb = np.zeros((64, 96, 3), np.uint8)
     rgb[..., 0] = 255

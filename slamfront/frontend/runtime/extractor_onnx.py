@@ -29,6 +29,8 @@ class OnnxDetector:
         options.intra_op_num_threads = intra_op_threads(threads)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # idle workers sleep instead of spinning on the core the tracking thread needs
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(
             os.fspath(onnx_path), options, providers=["CPUExecutionProvider"]
         )
