@@ -51,9 +51,9 @@ def test_fast_head_turns_keep_a_pose_with_the_imu(shared_weights: Path) -> None:
     assert sum(r.state != sf.TrackingState.OK for r in visual) >= 5
     assert all(r.state in WITH_POSE for r in inertial)
     both = {r.stamp_ns for r in visual if r.state == sf.TrackingState.OK}
-    ate_visual = evaluate_trajectories(_poses(visual, both), truth).ate_m.rmse
-    ate_inertial = evaluate_trajectories(_poses(inertial, both), truth).ate_m.rmse
-    assert ate_inertial < ate_visual
+    ate_visual = evaluate_trajectories(reference=truth, estimate=_poses(visual, both))
+    ate_inertial = evaluate_trajectories(reference=truth, estimate=_poses(inertial, both))
+    assert ate_inertial.ate_m.rmse < ate_visual.ate_m.rmse
 
 
 def test_blank_frames_are_bridged_by_the_imu(shared_weights: Path) -> None:
@@ -122,5 +122,5 @@ def test_imu_never_hurts_on_the_loop(tmp_path: Path, shared_weights: Path, senso
             truth = source.groundtruth()
         assert stats.frames_tracked == stats.frames_read and truth is not None
         estimate = read_tum_trajectory(tmp_path / imu / "trajectory.tum")
-        ate_mm[imu] = 1e3 * evaluate_trajectories(estimate, truth).ate_m.rmse
+        ate_mm[imu] = 1e3 * evaluate_trajectories(reference=truth, estimate=estimate).ate_m.rmse
     assert ate_mm["true"] <= 1.05 * ate_mm["false"], ate_mm
