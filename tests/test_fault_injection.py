@@ -61,7 +61,8 @@ class Cli:
         for line in self.process.stdout:
             self.lines.put(line.rstrip("\n"))
 
-    def wait_for(self, text: str, timeout_s: float = 120.0) -> None:
+    def _wait_until(self, found: Callable[[str], bool], what: str, timeout_s: float) -> None:
+        """Read output lines until one satisfies ``found``; AssertionError on timeout or exit."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
@@ -71,25 +72,21 @@ class Cli:
                     break
                 continue
             self.seen.append(line)
-            if text in line:
+            if found(line):
                 return
-        raise AssertionError(f"no {text!r} in the output:\n" + "\n".join(self.seen))
+        raise AssertionError(f"{what} in the output:\n" + "\n".join(self.seen))
+
+    def wait_for(self, text: str, timeout_s: float = 120.0) -> None:
+        self._wait_until(lambda line: text in line, f"no {text!r}", timeout_s)
 
     def wait_for_frames(self, count: int, timeout_s: float = 120.0) -> None:
         """Until the progress bar shows at least ``count`` frames done."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.process.poll() is not None:
-                    break
-                continue
-            self.seen.append(line)
-            done = re.search(r"(\d+)/\d+ \[", line)
-            if done and int(done.group(1)) >= count:
-                return
-        raise AssertionError(f"not {count} frames in the output:\n" + "\n".join(self.seen))
+
+        def done(line: str) -> bool:
+            frames = re.search(r"(\d+)/\d+ \[", line)
+            return frames is not None and int(frames.group(1)) >= count
+
+        self._wait_until(done, f"not {count} frames", timeout_s)
 
     def wait_until(self, condition: Callable[[], bool], timeout_s: float = 120.0) -> bool:
         deadline = time.monotonic() + timeout_s
