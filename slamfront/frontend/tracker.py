@@ -29,7 +29,7 @@ from slamfront.frontend.depth import image_depth, pinhole_features
 from slamfront.frontend.frame_pose import resolve_shutter, solve_in_window, strays_from_prediction
 from slamfront.frontend.inertial import InertialOdometry
 from slamfront.frontend.keyframes import median_depth_m, need_keyframe
-from slamfront.frontend.local_map import LocalMap, MapKeyframe
+from slamfront.frontend.local_map import LocalMap, MapKeyframe, rescaled_keyframe
 from slamfront.frontend.map_start import Localizer, MapStart
 from slamfront.frontend.mapping import KeyframeMapper, refresh_keyframe
 from slamfront.frontend.motion_model import MotionModel, gyro_rate_cam
@@ -80,7 +80,13 @@ class Tracker:
         self._lost_since_ns: int | None = None
         self._frames_since_keyframe = 0
         self._last_inliers = 0  # of the last tracked frame
+        self._mode = ""  # the sensing mode of the last frame
         self._imu = InertialOdometry(config.imu) if config.imu.enabled is not False else None
+        # monocular with an IMU: when the current map started, and whether it is released at
+        # an arbitrary scale (the IMU gave none in time)
+        self._map_started_ns: int | None = None
+        self._arbitrary_scale = False
+        self._map_scales: dict[int, float] = {}  # per map, the product of the scales applied
 
     @property
     def state(self) -> TrackingState:
@@ -105,6 +111,7 @@ class Tracker:
             alignment_image(frame.image, frame.camera, self._config.alignment),
             tracking_start,
         )
+        self._mode = captured.mode
         if self._imu is not None:
             self._integrate_imu(frame)
         if self._lost_too_long(frame.stamp_ns):
@@ -133,15 +140,48 @@ class Tracker:
             self._store_window()
         result = _track_result(inp, outcome, self._map, self._mapper.map_id, self._config)
         gravity = self._imu.gravity_world if self._imu is not None else None
-        return replace(
+        result = replace(
             result,
             timings=replace(result.timings, extract_ms=extract_ms),
             gravity_world=gravity,
         )
+        if self._held_back(inp):
+            result = replace(
+                result,
+                state=TrackingState.INITIALIZING,
+                world_from_cam=None,
+                is_keyframe=False,
+                keyframe_id=None,
+                reference_keyframe_id=None,
+                reference_from_cam=None,
+                issue=FrameIssue.IMU_SCALE,
+            )
+        return result
+
+    def map_scale(self, map_id: int) -> float:
+        """The product of the scale corrections applied to map ``map_id`` so far (1: none):
+        a pose given out when it was ``a`` is ``map_scale / a`` times too small now."""
+        return self._map_scales.get(map_id, 1.0)
+
+    @property
+    def metric_scale(self) -> bool:
+        """Whether the current map's poses are in metres (a monocular map once the IMU has
+        measured its scale)."""
+        if self._imu is not None and self._map_started_ns is not None:
+            return self._imu.scale_known
+        return self._mode != "mono"
 
     def keyframes(self) -> list[Keyframe]:
         """The keyframes currently in the local window, oldest first."""
         return [entry.keyframe for entry in self._map.keyframes]
+
+    def keyframes_after(self, keyframe_id: int) -> list[Keyframe]:
+        """The keyframes made after ``keyframe_id``, oldest first, as the window holds them
+        (those that left it as last stored)."""
+        window = {e.keyframe.keyframe_id: e.keyframe for e in self._map.keyframes}
+        stored = {k.keyframe_id: k for k in self._atlas.after(keyframe_id)}
+        stored.update((i, k) for i, k in window.items() if i > keyframe_id)
+        return [stored[i] for i in sorted(stored)]
 
     def apply_optimized(self, poses: OptimizedPoses) -> None:
         """Take the back end's corrected keyframe poses (and merged maps): every keyframe of
@@ -191,6 +231,8 @@ class Tracker:
         self._motion.reset()
         if self._imu is not None:
             self._imu.reset()
+        self._map_started_ns = None
+        self._arbitrary_scale = False
         self._state = TrackingState.INITIALIZING
         self._lost_since_ns = None
         self._frames_since_keyframe = 0
@@ -228,6 +270,9 @@ class Tracker:
         outcome, inp = self._start(captured, rate)
         if outcome.keyframe is not None and self._mapper.map_id == self._maps_made:
             self._maps_made += 1
+        if outcome.keyframe is not None and inp.mono and self._imu is not None:
+            self._map_started_ns = captured.frame.stamp_ns
+            self._arbitrary_scale = False
         return outcome, inp
 
     def _track(self, captured: FrameInput) -> tuple[Outcome, FrameInput]:
@@ -291,6 +336,9 @@ class Tracker:
         stamp_ns = inp.frame.stamp_ns
         if outcome.state == TrackingState.OK and outcome.world_from_cam is not None:
             self._imu.update(stamp_ns, outcome.world_from_cam, metric=not inp.mono)
+            scale = self._imu.take_scale()
+            if scale is not None:
+                outcome = self._rescale(outcome, scale)
             return outcome
         if outcome.state == TrackingState.LOST and self._map.keyframes:
             world_from_cam = self._imu.propagate(stamp_ns)
@@ -303,6 +351,46 @@ class Tracker:
                 )
         self._imu.lose()
         return outcome
+
+    def _held_back(self, inp: FrameInput) -> bool:
+        """Monocular with an IMU: the map's poses are withheld until the IMU has measured its
+        scale, or released at an arbitrary scale after ``imu.scale_wait_s``."""
+        imu, started_ns = self._imu, self._map_started_ns
+        if imu is None or started_ns is None or not inp.mono or self._arbitrary_scale:
+            return False
+        if imu.scale_known:
+            return False
+        if not inp.frame.imu or inp.frame.body_from_cam is None:
+            return False
+        waited_s = (inp.frame.stamp_ns - started_ns) * 1e-9
+        if waited_s > self._config.imu.scale_wait_s:
+            self._arbitrary_scale = True
+            imu.abandon_scale()
+            return False
+        return True
+
+    def _rescale(self, outcome: Outcome, scale: float) -> Outcome:
+        """Scale the map (window, atlas, motion model, IMU state) about its origin, and the
+        frame's outcome with it: the monocular map becomes metric."""
+        assert self._imu is not None
+        map_id = self._mapper.map_id
+        self._map_scales[map_id] = self._map_scales.get(map_id, 1.0) * scale
+        self._map.rescale(scale)
+        self._atlas.rescale(self._mapper.map_id, scale)
+        self._motion.rescale(scale)
+        self._imu.rescale(scale)
+        world_from_cam = outcome.world_from_cam
+        if world_from_cam is not None:
+            world_from_cam = world_from_cam.copy()
+            world_from_cam[:3, 3] *= scale
+        keyframe = outcome.keyframe
+        if keyframe is not None:
+            keyframe_id = keyframe.keyframe_id
+            keyframe = next(
+                (e.keyframe for e in self._map.keyframes if e.keyframe.keyframe_id == keyframe_id),
+                rescaled_keyframe(keyframe, scale),
+            )
+        return replace(outcome, world_from_cam=world_from_cam, keyframe=keyframe)
 
     def _relocalize(self, inp: FrameInput) -> Outcome:
         found = relocalize(self._map, inp, self._matcher, self._config, self._atlas)
