@@ -37,10 +37,11 @@ _ACCEL_BIAS_PRIOR_M_S2 = 0.1
 _ALIGNMENT_STEP_S = 0.15
 _POSITION_STD_M = 0.01
 _MAX_GRAVITY_MISFIT = 0.05
-# after the scale is found: how often the growing window is aligned again (s of motion), and
-# the window's span after which the scale stays fixed (s)
-_REFINE_EVERY_S = 1.0
-_REFINE_HORIZON_S = 30.0
+# how often the growing window is aligned while waiting for a scale, and after it was found
+# (s of motion), and the window's span after which the scale stays fixed (s)
+_ATTEMPT_EVERY_S = 0.5
+_REFINE_EVERY_S = 2.0
+_REFINE_HORIZON_S = 20.0
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -416,8 +417,9 @@ class InertialOdometry:
         span_s = (steps[-1].end_ns - steps[0].start_ns) * 1e-9
         if span_s < cfg.scale_window_s or len(steps) < 4:
             return
-        # while refining, an attempt every so many steps (the window keeps growing)
-        every = max(1, round(_REFINE_EVERY_S / _ALIGNMENT_STEP_S)) if self._refining else 1
+        # an attempt every so many steps (the window keeps growing)
+        every_s = _REFINE_EVERY_S if self._refining else _ATTEMPT_EVERY_S
+        every = max(1, round(every_s / _ALIGNMENT_STEP_S))
         if len(steps) < self._aligned_steps + every:
             return
         self._aligned_steps = len(steps)
@@ -619,16 +621,7 @@ def scale_alignment(
     parts = []
     for interval in window:
         pre = preintegrate(interval.samples, interval.start_ns, interval.end_ns, bias, zero)
-        # the velocity and position changes are linear in the accelerometer bias
-        jac_vel = np.zeros((3, 3))
-        jac_pos = np.zeros((3, 3))
-        for axis in range(3):
-            unit = np.zeros(3)
-            unit[axis] = 1.0
-            moved = preintegrate(interval.samples, interval.start_ns, interval.end_ns, bias, unit)
-            jac_vel[:, axis] = moved.delta_vel_m_s - pre.delta_vel_m_s
-            jac_pos[:, axis] = moved.delta_pos_m - pre.delta_pos_m
-        parts.append((interval, pre, jac_vel, jac_pos))
+        parts.append((interval, pre, pre.vel_d_accel_bias, pre.pos_d_accel_bias))
 
     def system(
         gravity_dir: np.ndarray | None, accel_bias: np.ndarray
@@ -680,7 +673,7 @@ def scale_alignment(
         return a, b
 
     a, b = system(None, zero)
-    solution = np.linalg.lstsq(a, b, rcond=None)[0]
+    solution = _solve(a, b)
     scale, gravity = float(solution[0]), solution[1:4]
     magnitude = float(np.linalg.norm(gravity))
     if not (np.isfinite(scale) and np.isfinite(magnitude)) or scale <= 0.0 or magnitude == 0.0:
@@ -697,7 +690,7 @@ def scale_alignment(
     for _ in range(iterations):
         a, b = system(direction, accel_bias)
         a, b = a * weights[:, None], b * weights
-        solution = np.linalg.lstsq(a, b, rcond=None)[0]
+        solution = _solve(a, b)
         basis = _tangent_basis(direction)
         direction = so3_exp(basis @ solution[1:3]) @ direction
         accel_bias = accel_bias + solution[3:6]
@@ -722,6 +715,16 @@ def scale_alignment(
         float(np.sqrt(max(cov_ss, 0.0))) / scale,
         misfit,
     )
+
+
+def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Least squares by the normal equations (the systems are small and well scaled; far
+    faster than an SVD); NaN when singular."""
+    try:
+        out: np.ndarray = np.linalg.solve(a.T @ a, a.T @ b)
+    except np.linalg.LinAlgError:
+        return np.full(a.shape[1], np.nan)
+    return out
 
 
 def _tangent_basis(direction: np.ndarray) -> np.ndarray:
