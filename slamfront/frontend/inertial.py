@@ -14,6 +14,7 @@ velocity is learnt again from the next tracked poses.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +41,8 @@ _MAX_GRAVITY_MISFIT = 0.05
 # how often the growing window is aligned while waiting for a scale, and after it was found
 # (s of motion), and the window's span after which the scale stays fixed (s)
 _ATTEMPT_EVERY_S = 0.5
+# a step preintegrated with a gyro bias this close to the current estimate is reused (rad/s)
+_BIAS_REUSE_RAD_S = 2e-4
 _REFINE_EVERY_S = 2.0
 _REFINE_HORIZON_S = 20.0
 
@@ -95,6 +98,7 @@ class InertialOdometry:
         self._pending_scale: float | None = None
         self._scale_abandoned = False
         self._aligned_steps = 0  # window steps the last alignment attempt saw
+        self._steps = _StepCache()
         # after the scale is found, the alignment goes on over a growing window and corrects
         # the scale whenever it is surer of it
         self._refining = False
@@ -297,6 +301,7 @@ class InertialOdometry:
         self._window = []
         self._window_samples = []
         self._aligned_steps = 0
+        self._steps.clear()
 
     def _lose_gravity(self) -> None:
         """A gap: nothing links the frames across it, so gravity and the state are learnt
@@ -423,7 +428,10 @@ class InertialOdometry:
         if len(steps) < self._aligned_steps + every:
             return
         self._aligned_steps = len(steps)
-        found = scale_alignment(steps, invert_pose(body_from_cam), self._accel_noise_density)
+        found = scale_alignment(
+            steps, invert_pose(body_from_cam), self._accel_noise_density, integrate=self._steps
+        )
+        self._steps.retain({(step.start_ns, step.end_ns) for step in steps})
         self.last_alignment = found
         horizon_reached = span_s > _REFINE_HORIZON_S
         if horizon_reached:  # long enough: the scale stays as it is
@@ -467,22 +475,56 @@ def _rescaled_interval(interval: _Interval, scale: float, body_from_cam: np.ndar
     )
 
 
+Integrator = Callable[[_Interval, np.ndarray], Preintegrated]
+"""The preintegration of an interval with a gyro bias (no accelerometer bias)."""
+
+
+def _integrate(interval: _Interval, gyro_bias_rad_s: np.ndarray) -> Preintegrated:
+    return preintegrate(
+        interval.samples, interval.start_ns, interval.end_ns, gyro_bias_rad_s, np.zeros(3)
+    )
+
+
+class _StepCache:
+    """Preintegrated steps of the alignment window, reused while the gyro bias they were
+    integrated with stays within ``_BIAS_REUSE_RAD_S`` of the one asked for (the window's
+    full steps do not change as it grows)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[int, int], list[Preintegrated]] = {}
+
+    def __call__(self, interval: _Interval, gyro_bias_rad_s: np.ndarray) -> Preintegrated:
+        entries = self._entries.setdefault((interval.start_ns, interval.end_ns), [])
+        for pre in entries:
+            if np.max(np.abs(pre.gyro_bias_rad_s - gyro_bias_rad_s)) <= _BIAS_REUSE_RAD_S:
+                return pre
+        pre = _integrate(interval, gyro_bias_rad_s)
+        entries.append(pre)
+        del entries[:-2]  # the zero-bias one and the latest estimate's
+        return pre
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def retain(self, keys: set[tuple[int, int]]) -> None:
+        """Forget the steps not in ``keys`` (start_ns, end_ns)."""
+        self._entries = {k: v for k, v in self._entries.items() if k in keys}
+
+
 def _coarse_steps(window: list[_Interval], min_step_s: float) -> list[_Interval]:
-    """Consecutive intervals joined into steps of at least ``min_step_s`` (the newest ends at
-    the window's end; a shorter remainder joins the oldest step): over frame-to-frame
-    intervals the camera's displacement is too small against its noise to carry a scale."""
+    """Consecutive intervals joined into steps of at least ``min_step_s`` from the window's
+    start (so that they stay the same as it grows), the newest remainder a step of its own:
+    over frame-to-frame intervals the camera's displacement is too small against its noise to
+    carry a scale."""
     steps: list[_Interval] = []
     group: list[_Interval] = []
-    for interval in reversed(window):
-        group.insert(0, interval)
+    for interval in window:
+        group.append(interval)
         if (group[-1].end_ns - group[0].start_ns) * 1e-9 >= min_step_s:
-            steps.insert(0, _joined(group))
+            steps.append(_joined(group))
             group = []
     if group:
-        if steps:
-            steps[0] = _joined([*group, steps[0]])
-        else:
-            steps = [_joined(group)]
+        steps.append(_joined(group))
     return steps
 
 
@@ -560,17 +602,20 @@ def moving_initialisation(
     return bias, gravity / magnitude * GRAVITY_M_S2, solution[-3:].copy()
 
 
-def gyro_bias_from_rotations(window: list[_Interval]) -> np.ndarray | None:
+def gyro_bias_from_rotations(
+    window: list[_Interval], integrate: Integrator | None = None
+) -> np.ndarray | None:
     """(3,) gyro bias rad/s by least squares on the tracked rotations (each pose against the
     window's first, by first-order bias correction; rotations need no scale); None when
     implausible."""
     zero = np.zeros(3)
+    integrate = integrate if integrate is not None else _integrate
     rows, rhs = [], []
     chained_rot = np.eye(3)
     chained_jac = np.zeros((3, 3))
     first_rot = window[0].start_world_from_body[:3, :3]
     for interval in window:
-        pre = preintegrate(interval.samples, interval.start_ns, interval.end_ns, zero, zero)
+        pre = integrate(interval, zero)
         # chain the Jacobians: d log(R_a R_b)/d b = R_b^T J_a + J_b
         chained_jac = pre.delta_rot.T @ chained_jac + pre.rot_d_gyro_bias
         chained_rot = chained_rot @ pre.delta_rot
@@ -605,13 +650,15 @@ def scale_alignment(
     accel_noise_density: float,
     position_std_m: float = _POSITION_STD_M,
     iterations: int = 4,
+    integrate: Integrator | None = None,
 ) -> ScaleAlignment | None:
     """Visual-inertial alignment of up-to-scale tracked poses: the gyro bias from the
     rotations, then scale, gravity and every velocity by linear least squares on the camera
     positions against the preintegrated IMU (body positions are ``s c + R_wc t_cb``: the lever
     arm is metric), then refined with gravity's magnitude fixed (its direction on the sphere)
     and the accelerometer bias (under a prior). None when the window cannot give them."""
-    bias = gyro_bias_from_rotations(window)
+    integrate = integrate if integrate is not None else _integrate
+    bias = gyro_bias_from_rotations(window, integrate)
     if bias is None:
         return None
     zero = np.zeros(3)
@@ -620,7 +667,7 @@ def scale_alignment(
     # per interval: camera centres (map units), body rotations, lever arms (metric, world)
     parts = []
     for interval in window:
-        pre = preintegrate(interval.samples, interval.start_ns, interval.end_ns, bias, zero)
+        pre = integrate(interval, bias)
         parts.append((interval, pre, pre.vel_d_accel_bias, pre.pos_d_accel_bias))
 
     def system(
