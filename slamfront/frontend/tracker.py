@@ -21,13 +21,12 @@ import numpy as np
 
 from slamfront.backend.vocabulary import Vocabulary
 from slamfront.config import TrackerConfig
-from slamfront.errors import InputError
 from slamfront.frontend.alignment import alignment_image
 from slamfront.frontend.atlas import KeyframeAtlas
 from slamfront.frontend.base import Extractor, Matcher
 from slamfront.frontend.depth import image_depth, pinhole_features
 from slamfront.frontend.frame_pose import resolve_shutter, solve_in_window, strays_from_prediction
-from slamfront.frontend.inertial import InertialOdometry
+from slamfront.frontend.imu_aid import ImuAid
 from slamfront.frontend.keyframes import median_depth_m, need_keyframe
 from slamfront.frontend.local_map import LocalMap, MapKeyframe
 from slamfront.frontend.map_start import Localizer, MapStart
@@ -80,7 +79,7 @@ class Tracker:
         self._lost_since_ns: int | None = None
         self._frames_since_keyframe = 0
         self._last_inliers = 0  # of the last tracked frame
-        self._imu = InertialOdometry(config.imu) if config.imu.enabled is not False else None
+        self._imu = ImuAid(config.imu)
 
     @property
     def state(self) -> TrackingState:
@@ -105,8 +104,7 @@ class Tracker:
             alignment_image(frame.image, frame.camera, self._config.alignment),
             tracking_start,
         )
-        if self._imu is not None:
-            self._integrate_imu(frame)
+        self._imu.integrate(frame)
         if self._lost_too_long(frame.stamp_ns):
             self._leave_map()
         if len(captured.features) < self._config.min_inliers:
@@ -117,12 +115,11 @@ class Tracker:
         elif not self._map.keyframes:
             outcome, inp = self._restart(captured)
         elif self._state == TrackingState.LOST:
-            inp = to_global_shutter(captured, self._rate(frame))
+            inp = to_global_shutter(captured, self._motion.rate_at(frame))
             outcome = self._relocalize(inp)
         else:
             outcome, inp = self._track(captured)
-        if self._imu is not None:
-            outcome = self._imu_outcome(inp, outcome)
+        outcome = self._imu.settle(inp, outcome, in_map=bool(self._map.keyframes))
         self._state = outcome.state
         if outcome.state == TrackingState.OK:
             self._lost_since_ns = None
@@ -132,11 +129,10 @@ class Tracker:
             self._frames_since_keyframe = 0
             self._store_window()
         result = _track_result(inp, outcome, self._map, self._mapper.map_id, self._config)
-        gravity = self._imu.gravity_world if self._imu is not None else None
         return replace(
             result,
             timings=replace(result.timings, extract_ms=extract_ms),
-            gravity_world=gravity,
+            gravity_world=self._imu.gravity_world,
         )
 
     def keyframes(self) -> list[Keyframe]:
@@ -172,8 +168,7 @@ class Tracker:
                 )
                 self._map.transform(correction)
                 self._motion.transform(correction)
-                if self._imu is not None:
-                    self._imu.transform(correction)
+                self._imu.transform(correction)
                 return True
         return False
 
@@ -189,8 +184,7 @@ class Tracker:
         self._use(LocalMap(self._config.window.keyframes, self._map.next_landmark_id))
         self._start.reset()
         self._motion.reset()
-        if self._imu is not None:
-            self._imu.reset()
+        self._imu.reset()
         self._state = TrackingState.INITIALIZING
         self._lost_since_ns = None
         self._frames_since_keyframe = 0
@@ -206,19 +200,11 @@ class Tracker:
             refresh_keyframe(self._map, entry)
             entry.keyframe = self._atlas.store(entry.keyframe)
 
-    def _rate(self, frame: Frame) -> np.ndarray:
-        """(3,) the camera's angular rate at the frame, rad/s in its frame: the gyro's when
-        the frame carries samples, else the motion model's (zero when it has none)."""
-        if frame.camera.readout_s <= 0.0:
-            return np.zeros(3)
-        gyro = gyro_rate_cam(frame)
-        return gyro if gyro is not None else self._motion.rate_cam_rad_s
-
     def _restart(self, captured: FrameInput) -> tuple[Outcome, FrameInput]:
         """A frame with no window: placed in a map of the atlas if it recognises one, else the
         start of a new map (the first map of a run starts directly); and the input it was
         placed by."""
-        rate = self._rate(captured.frame)
+        rate = self._motion.rate_at(captured.frame)
         if len(self._atlas):
             inp = to_global_shutter(captured, rate)
             found = self._relocalize(inp)
@@ -235,9 +221,9 @@ class Tracker:
         cfg, frame = self._config, captured.frame
         reference = self._map.reference
         prediction = self._motion.predict(frame.stamp_ns)
-        inertial = self._imu.predict(prediction) if self._imu is not None else None
+        inertial = self._imu.predict(prediction)
         anchors = self._map.anchors()
-        rate = self._rate(frame)
+        rate = self._motion.rate_at(frame)
         inp = to_global_shutter(captured, rate)
         search_first = not cfg.match_every_frame and (
             self._motion.has_velocity or inertial is not None
@@ -259,50 +245,11 @@ class Tracker:
         world_from_cam = invert_pose(fit.estimate.cam_from_world)
         if (
             prediction is not None
-            and self._gate_applies(frame)
+            and self._motion.is_recent(frame.stamp_ns, cfg.motion.max_gap_s)
             and strays_from_prediction(inp, prediction, world_from_cam, fit, cfg)
         ):
             return self._lose(attempt, FrameIssue.MOTION_GATE), inp
         return self._accept(inp, fit, world_from_cam, attempt, reference), inp
-
-    def _gate_applies(self, frame: Frame) -> bool:
-        """The motion gate needs a velocity and a recent last pose."""
-        last_stamp_ns = self._motion.last_stamp_ns
-        if not self._motion.has_velocity or last_stamp_ns is None:
-            return False
-        return (frame.stamp_ns - last_stamp_ns) * 1e-9 <= self._config.motion.max_gap_s
-
-    def _integrate_imu(self, frame: Frame) -> None:
-        """The IMU's motion since the last frame (``tracker.imu.enabled=true`` insists on it)."""
-        assert self._imu is not None
-        if self._config.imu.enabled is True and (not frame.imu or frame.body_from_cam is None):
-            missing = "IMU samples" if not frame.imu else "the IMU-camera extrinsic"
-            where = frame.source_path or "source"
-            raise InputError(
-                f"tracker.imu.enabled=true, but frame {frame.index} ({where}) has no {missing};"
-                " use tracker.imu.enabled=auto or false"
-            )
-        self._imu.integrate(frame)
-
-    def _imu_outcome(self, inp: FrameInput, outcome: Outcome) -> Outcome:
-        """The IMU learns the frame's pose; a frame vision lost in a map is propagated by it
-        when it can (never counted as tracked)."""
-        assert self._imu is not None
-        stamp_ns = inp.frame.stamp_ns
-        if outcome.state == TrackingState.OK and outcome.world_from_cam is not None:
-            self._imu.update(stamp_ns, outcome.world_from_cam, metric=not inp.mono)
-            return outcome
-        if outcome.state == TrackingState.LOST and self._map.keyframes:
-            world_from_cam = self._imu.propagate(stamp_ns)
-            if world_from_cam is not None:
-                return Outcome(
-                    TrackingState.IMU_PROPAGATED,
-                    outcome.attempt,
-                    world_from_cam,
-                    issue=outcome.issue,
-                )
-        self._imu.lose()
-        return outcome
 
     def _relocalize(self, inp: FrameInput) -> Outcome:
         found = relocalize(self._map, inp, self._matcher, self._config, self._atlas)
