@@ -184,10 +184,13 @@ class KeyframeConfig(_Section):
     """New keyframe when fewer than this share of the reference's landmarks are tracked."""
     max_translation_ratio: float = bounded(0.095, gt=0)
     """New keyframe when the camera moved farther from the reference than this share of the
-    reference keyframe's median landmark depth (scale-free: a room, a car, a monocular map).
-    The default is the earlier fixed 0.25 m in the room-sized scenes it was chosen in."""
+    reference keyframe's median landmark depth (scale-free: a room, a car, a monocular map;
+    a share, > 0)."""
     max_rotation_deg: float = bounded(15.0, gt=0, le=180)
+    """New keyframe when the camera turned farther than this from the reference (degrees,
+    (0, 180])."""
     min_frames_between: int = bounded(1, ge=0)
+    """A keyframe needs at least this many tracked frames since the last one (>= 0)."""
 
 
 @dataclass(frozen=True)

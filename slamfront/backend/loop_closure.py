@@ -190,8 +190,8 @@ def _aligned_pose(
     """The loop pose refitted on sub-pixel correspondences.
 
     Keypoints are re-found only to about a pixel from one view to the next, and a loop
-    measured at that precision was off by 1.4-6.3 mm on the synthetic loop, as much as the
-    whole drift it is meant to remove. Each inlier's window in the candidate image (where its
+    measured at that precision can be off by as much as the whole drift it is meant to
+    remove. Each inlier's window in the candidate image (where its
     3-D point was measured) is aligned into the query image, starting at the matched
     keypoint (pyramidal Lucas-Kanade with a forward-backward check), and the pose is refined
     on the aligned pixels by robust least squares; then once more with each window warped

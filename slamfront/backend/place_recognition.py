@@ -8,8 +8,8 @@ the word are summed per word, signed-square-rooted (burstiness), normalised per 
 the similarity of two keyframes is a dot product in [-1, 1].
 
 :class:`PlaceIndex` keeps the vectors in one contiguous float32 matrix; a query is a single
-matrix-vector product (in row blocks) plus a partial sort: about 1 ms for 10,000 keyframes
-of 1,024 dimensions (``python -m slamfront.bench.place_recognition`` prints the medians).
+matrix-vector product (in row blocks) plus a partial sort
+(``python -m slamfront.bench.place_recognition`` prints its medians).
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class PlaceIndex:
             return ()
         scores = np.empty(self._count, np.float32)
         # Row blocks: OpenBLAS runs a small matrix-vector product on one thread, which on a
-        # busy machine is ~10x faster than its multi-threaded path for the whole matrix.
+        # busy machine is much faster than its multi-threaded path for the whole matrix.
         for start in range(0, self._count, _BLOCK_ROWS):
             stop = min(start + _BLOCK_ROWS, self._count)
             np.dot(self._matrix[start:stop], vector, out=scores[start:stop])

@@ -188,7 +188,7 @@ class InertialOdometry:
         out: np.ndarray = body[0] @ body_from_cam
         return out
 
-    def update(self, stamp_ns: int, world_from_cam: np.ndarray, metric: bool = True) -> None:
+    def update(self, stamp_ns: int, world_from_cam: np.ndarray, *, metric: bool = True) -> None:
         """A visually tracked pose: the new state; the velocity from the IMU-propagated one
         blended with the one the last two poses imply; the initialisation window grows.
         Poses of unknown scale (``metric`` false: monocular) give no velocity: the IMU

@@ -289,7 +289,7 @@ def build_lightglue(cfg: MatcherConfig, extractor_model: str) -> LightGlueMatche
         backend = TorchGlueReference(net)
     else:  # onnxruntime or tensorrt (pick_runtime refuses other names)
         masked = runtime == "tensorrt"
-        folder = graphs_folder(cfg.onnx_dir, extractor_model, sha256_of(path), masked)
+        folder = graphs_folder(cfg.onnx_dir, extractor_model, sha256_of(path), masked=masked)
         graphs = export_lightglue(net, folder, masked=masked)
         stages: GlueStages
         if runtime == "onnxruntime":

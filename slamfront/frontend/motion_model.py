@@ -46,6 +46,22 @@ class MotionModel:
             return np.zeros(3)
         return _mean_rate(self._recent[0], self._recent[-1])
 
+    def rate_at(self, frame: Frame) -> np.ndarray:
+        """(3,) the camera's angular rate at ``frame``, rad/s in its frame, for its
+        rolling-shutter correction: the gyro's when the frame carries samples, else the mean
+        rate of the tracked poses (zero without a velocity); zero for a global shutter."""
+        if frame.camera.readout_s <= 0.0:
+            return np.zeros(3)
+        gyro = gyro_rate_cam(frame)
+        return gyro if gyro is not None else self.rate_cam_rad_s
+
+    def is_recent(self, stamp_ns: int, max_gap_s: float) -> bool:
+        """Whether the model has a velocity and its last pose is at most ``max_gap_s`` before
+        ``stamp_ns``: only then is its prediction close enough to gate a pose by."""
+        if self._twist is None or self._last is None:
+            return False
+        return (stamp_ns - self._last[0]) * 1e-9 <= max_gap_s
+
     def rate_to(self, stamp_ns: int, world_from_cam: np.ndarray) -> np.ndarray | None:
         """(3,) mean angular rate, rad/s in the camera frame, over the last
         ``rate_intervals`` intervals if the frame at ``stamp_ns`` is at ``world_from_cam``;

@@ -1,11 +1,10 @@
 """Sub-pixel refinement of correspondences by image alignment (pyramidal Lucas-Kanade).
 
-Detectors re-find a point only to within about a pixel from one image to the next (measured
-on the synthetic rig: median 0.8 px for ORB, 1.3 px for the XFeat cell detector, matched to
-exact ground truth). Aligning a small window around the keypoint of the reference image to
-the current image, starting from the matched keypoint, measures where that same physical
-point went to a few hundredths of a pixel. The matcher still decides *which* points
-correspond; this step only decides *where*.
+Detectors re-find a point only to within about a pixel from one image to the next. Aligning
+a small window around the keypoint of the reference image to the current image, starting
+from the matched keypoint, measures where that same physical point went to a small fraction
+of a pixel. The matcher still decides *which* points correspond; this step only decides
+*where*.
 """
 
 from __future__ import annotations
@@ -96,9 +95,8 @@ def refine_positions_warped(
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`refine_positions` with each window taken from its reference image through a
     known view change, so that it already looks as it does in ``current`` and only the
-    translation is left to measure (a translation-only window of a surface seen 10-20 %
-    larger, or turned, aligns to a point biased by a few tenths of a pixel, in a direction
-    that depends on its texture).
+    translation is left to measure (a translation-only window of a surface seen larger, or
+    turned, aligns to a point biased in a direction that depends on its texture).
 
     Point ``i``'s window is in the grey image ``references[reference_index[i]]`` around
     ``reference_px[i]``; ``warp`` (N, 2, 2) is its local linear map from reference to

@@ -21,13 +21,12 @@ import numpy as np
 
 from slamfront.backend.vocabulary import Vocabulary
 from slamfront.config import TrackerConfig
-from slamfront.errors import InputError
 from slamfront.frontend.alignment import alignment_image
 from slamfront.frontend.atlas import KeyframeAtlas
 from slamfront.frontend.base import Extractor, Matcher
 from slamfront.frontend.depth import image_depth, pinhole_features
 from slamfront.frontend.frame_pose import resolve_shutter, solve_in_window, strays_from_prediction
-from slamfront.frontend.inertial import InertialOdometry
+from slamfront.frontend.imu_aid import ImuAid
 from slamfront.frontend.keyframes import median_depth_m, need_keyframe
 from slamfront.frontend.local_map import LocalMap, MapKeyframe, rescaled_keyframe
 from slamfront.frontend.map_start import Localizer, MapStart
@@ -80,13 +79,8 @@ class Tracker:
         self._lost_since_ns: int | None = None
         self._frames_since_keyframe = 0
         self._last_inliers = 0  # of the last tracked frame
+        self._imu = ImuAid(config.imu)
         self._mode = ""  # the sensing mode of the last frame
-        self._imu = InertialOdometry(config.imu) if config.imu.enabled is not False else None
-        # monocular with an IMU: when the current map started, and whether it is released at
-        # an arbitrary scale (the IMU gave none in time)
-        self._map_started_ns: int | None = None
-        self._arbitrary_scale = False
-        self._map_scales: dict[int, float] = {}  # per map, the product of the scales applied
 
     @property
     def state(self) -> TrackingState:
@@ -112,8 +106,7 @@ class Tracker:
             tracking_start,
         )
         self._mode = captured.mode
-        if self._imu is not None:
-            self._integrate_imu(frame)
+        self._imu.integrate(frame)
         if self._lost_too_long(frame.stamp_ns):
             self._leave_map()
         if len(captured.features) < self._config.min_inliers:
@@ -124,12 +117,14 @@ class Tracker:
         elif not self._map.keyframes:
             outcome, inp = self._restart(captured)
         elif self._state == TrackingState.LOST:
-            inp = to_global_shutter(captured, self._rate(frame))
+            inp = to_global_shutter(captured, self._motion.rate_at(frame))
             outcome = self._relocalize(inp)
         else:
             outcome, inp = self._track(captured)
-        if self._imu is not None:
-            outcome = self._imu_outcome(inp, outcome)
+        outcome = self._imu.settle(inp, outcome, in_map=bool(self._map.keyframes))
+        scale = self._imu.take_scale(self._mapper.map_id)
+        if scale is not None:
+            outcome = self._rescale(outcome, scale)
         self._state = outcome.state
         if outcome.state == TrackingState.OK:
             self._lost_since_ns = None
@@ -139,37 +134,26 @@ class Tracker:
             self._frames_since_keyframe = 0
             self._store_window()
         result = _track_result(inp, outcome, self._map, self._mapper.map_id, self._config)
-        gravity = self._imu.gravity_world if self._imu is not None else None
         result = replace(
             result,
             timings=replace(result.timings, extract_ms=extract_ms),
-            gravity_world=gravity,
+            gravity_world=self._imu.gravity_world,
         )
-        if self._held_back(inp):
-            result = replace(
-                result,
-                state=TrackingState.INITIALIZING,
-                world_from_cam=None,
-                is_keyframe=False,
-                keyframe_id=None,
-                reference_keyframe_id=None,
-                reference_from_cam=None,
-                issue=FrameIssue.IMU_SCALE,
-            )
+        if self._imu.holds_back(inp):
+            result = _held_back(result)
         return result
 
     def map_scale(self, map_id: int) -> float:
-        """The product of the scale corrections applied to map ``map_id`` so far (1: none):
-        a pose given out when it was ``a`` is ``map_scale / a`` times too small now."""
-        return self._map_scales.get(map_id, 1.0)
+        """The product of the scales the IMU applied to map ``map_id`` (1: none): a pose given
+        out when it was ``a`` is ``map_scale / a`` times too small now."""
+        return self._imu.map_scale(map_id)
 
     @property
     def metric_scale(self) -> bool:
         """Whether the current map's poses are in metres (a monocular map once the IMU has
         measured its scale)."""
-        if self._imu is not None and self._map_started_ns is not None:
-            return self._imu.scale_known
-        return self._mode != "mono"
+        metric = self._imu.metric
+        return metric if metric is not None else self._mode != "mono"
 
     def keyframes(self) -> list[Keyframe]:
         """The keyframes currently in the local window, oldest first."""
@@ -212,8 +196,7 @@ class Tracker:
                 )
                 self._map.transform(correction)
                 self._motion.transform(correction)
-                if self._imu is not None:
-                    self._imu.transform(correction)
+                self._imu.transform(correction)
                 return True
         return False
 
@@ -229,10 +212,7 @@ class Tracker:
         self._use(LocalMap(self._config.window.keyframes, self._map.next_landmark_id))
         self._start.reset()
         self._motion.reset()
-        if self._imu is not None:
-            self._imu.reset()
-        self._map_started_ns = None
-        self._arbitrary_scale = False
+        self._imu.reset()
         self._state = TrackingState.INITIALIZING
         self._lost_since_ns = None
         self._frames_since_keyframe = 0
@@ -248,19 +228,11 @@ class Tracker:
             refresh_keyframe(self._map, entry)
             entry.keyframe = self._atlas.store(entry.keyframe)
 
-    def _rate(self, frame: Frame) -> np.ndarray:
-        """(3,) the camera's angular rate at the frame, rad/s in its frame: the gyro's when
-        the frame carries samples, else the motion model's (zero when it has none)."""
-        if frame.camera.readout_s <= 0.0:
-            return np.zeros(3)
-        gyro = gyro_rate_cam(frame)
-        return gyro if gyro is not None else self._motion.rate_cam_rad_s
-
     def _restart(self, captured: FrameInput) -> tuple[Outcome, FrameInput]:
         """A frame with no window: placed in a map of the atlas if it recognises one, else the
         start of a new map (the first map of a run starts directly); and the input it was
         placed by."""
-        rate = self._rate(captured.frame)
+        rate = self._motion.rate_at(captured.frame)
         if len(self._atlas):
             inp = to_global_shutter(captured, rate)
             found = self._relocalize(inp)
@@ -270,9 +242,8 @@ class Tracker:
         outcome, inp = self._start(captured, rate)
         if outcome.keyframe is not None and self._mapper.map_id == self._maps_made:
             self._maps_made += 1
-        if outcome.keyframe is not None and inp.mono and self._imu is not None:
-            self._map_started_ns = captured.frame.stamp_ns
-            self._arbitrary_scale = False
+        if outcome.keyframe is not None:
+            self._imu.map_started(inp)
         return outcome, inp
 
     def _track(self, captured: FrameInput) -> tuple[Outcome, FrameInput]:
@@ -280,9 +251,9 @@ class Tracker:
         cfg, frame = self._config, captured.frame
         reference = self._map.reference
         prediction = self._motion.predict(frame.stamp_ns)
-        inertial = self._imu.predict(prediction) if self._imu is not None else None
+        inertial = self._imu.predict(prediction)
         anchors = self._map.anchors()
-        rate = self._rate(frame)
+        rate = self._motion.rate_at(frame)
         inp = to_global_shutter(captured, rate)
         search_first = not cfg.match_every_frame and (
             self._motion.has_velocity or inertial is not None
@@ -304,92 +275,26 @@ class Tracker:
         world_from_cam = invert_pose(fit.estimate.cam_from_world)
         if (
             prediction is not None
-            and self._gate_applies(frame)
+            and self._motion.is_recent(frame.stamp_ns, cfg.motion.max_gap_s)
             and strays_from_prediction(inp, prediction, world_from_cam, fit, cfg)
         ):
             return self._lose(attempt, FrameIssue.MOTION_GATE), inp
         return self._accept(inp, fit, world_from_cam, attempt, reference), inp
 
-    def _gate_applies(self, frame: Frame) -> bool:
-        """The motion gate needs a velocity and a recent last pose."""
-        last_stamp_ns = self._motion.last_stamp_ns
-        if not self._motion.has_velocity or last_stamp_ns is None:
-            return False
-        return (frame.stamp_ns - last_stamp_ns) * 1e-9 <= self._config.motion.max_gap_s
-
-    def _integrate_imu(self, frame: Frame) -> None:
-        """The IMU's motion since the last frame (``tracker.imu.enabled=true`` insists on it)."""
-        assert self._imu is not None
-        if self._config.imu.enabled is True and (not frame.imu or frame.body_from_cam is None):
-            missing = "IMU samples" if not frame.imu else "the IMU-camera extrinsic"
-            where = frame.source_path or "source"
-            raise InputError(
-                f"tracker.imu.enabled=true, but frame {frame.index} ({where}) has no {missing};"
-                " use tracker.imu.enabled=auto or false"
-            )
-        self._imu.integrate(frame)
-
-    def _imu_outcome(self, inp: FrameInput, outcome: Outcome) -> Outcome:
-        """The IMU learns the frame's pose; a frame vision lost in a map is propagated by it
-        when it can (never counted as tracked)."""
-        assert self._imu is not None
-        stamp_ns = inp.frame.stamp_ns
-        if outcome.state == TrackingState.OK and outcome.world_from_cam is not None:
-            self._imu.update(stamp_ns, outcome.world_from_cam, metric=not inp.mono)
-            scale = self._imu.take_scale()
-            if scale is not None:
-                outcome = self._rescale(outcome, scale)
-            return outcome
-        if outcome.state == TrackingState.LOST and self._map.keyframes:
-            world_from_cam = self._imu.propagate(stamp_ns)
-            if world_from_cam is not None:
-                return Outcome(
-                    TrackingState.IMU_PROPAGATED,
-                    outcome.attempt,
-                    world_from_cam,
-                    issue=outcome.issue,
-                )
-        self._imu.lose()
-        return outcome
-
-    def _held_back(self, inp: FrameInput) -> bool:
-        """Monocular with an IMU: the map's poses are withheld until the IMU has measured its
-        scale, or released at an arbitrary scale after ``imu.scale_wait_s``."""
-        imu, started_ns = self._imu, self._map_started_ns
-        if imu is None or started_ns is None or not inp.mono or self._arbitrary_scale:
-            return False
-        if imu.scale_known:
-            return False
-        if not inp.frame.imu or inp.frame.body_from_cam is None:
-            return False
-        waited_s = (inp.frame.stamp_ns - started_ns) * 1e-9
-        if waited_s > self._config.imu.scale_wait_s:
-            self._arbitrary_scale = True
-            imu.abandon_scale()
-            return False
-        return True
-
     def _rescale(self, outcome: Outcome, scale: float) -> Outcome:
-        """Scale the map (window, atlas, motion model, IMU state) about its origin, and the
-        frame's outcome with it: the monocular map becomes metric."""
-        assert self._imu is not None
-        map_id = self._mapper.map_id
-        self._map_scales[map_id] = self._map_scales.get(map_id, 1.0) * scale
+        """Scale the map (window, atlas, motion model) about its origin, and the frame's
+        outcome with it: the IMU made the monocular map metric."""
         self._map.rescale(scale)
         self._atlas.rescale(self._mapper.map_id, scale)
         self._motion.rescale(scale)
-        self._imu.rescale(scale)
         world_from_cam = outcome.world_from_cam
         if world_from_cam is not None:
             world_from_cam = world_from_cam.copy()
             world_from_cam[:3, 3] *= scale
         keyframe = outcome.keyframe
         if keyframe is not None:
-            keyframe_id = keyframe.keyframe_id
-            keyframe = next(
-                (e.keyframe for e in self._map.keyframes if e.keyframe.keyframe_id == keyframe_id),
-                rescaled_keyframe(keyframe, scale),
-            )
+            made = {e.keyframe.keyframe_id: e.keyframe for e in self._map.keyframes}
+            keyframe = made.get(keyframe.keyframe_id, rescaled_keyframe(keyframe, scale))
         return replace(outcome, world_from_cam=world_from_cam, keyframe=keyframe)
 
     def _relocalize(self, inp: FrameInput) -> Outcome:
@@ -481,6 +386,20 @@ def _track_result(
         landmark_depths_m=depths,
         issue=outcome.issue,
         map_id=map_id,
+    )
+
+
+def _held_back(result: TrackResult) -> TrackResult:
+    """A tracked frame's record without its pose: its map waits for a metric scale."""
+    return replace(
+        result,
+        state=TrackingState.INITIALIZING,
+        world_from_cam=None,
+        is_keyframe=False,
+        keyframe_id=None,
+        reference_keyframe_id=None,
+        reference_from_cam=None,
+        issue=FrameIssue.IMU_SCALE,
     )
 
 

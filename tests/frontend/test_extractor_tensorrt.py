@@ -43,14 +43,14 @@ def test_profile_snaps_to_the_stride_grid() -> None:
 def test_engine_cache_key_has_every_part() -> None:
     profile = EngineProfile(1, (64, 64), (480, 640), (1024, 1280))
     other_profile = EngineProfile(1, (64, 64), (480, 640), (1024, 1024))
-    base = engine_name("a" * 64, "10.3.0", "NVIDIA Jetson Orin (nvgpu)", True, profile)
+    base = engine_name("a" * 64, "10.3.0", "NVIDIA Jetson Orin (nvgpu)", profile, fp16=True)
     assert base.endswith(".engine") and " " not in base and "(" not in base
     variants = {
-        engine_name("b" * 64, "10.3.0", "NVIDIA Jetson Orin (nvgpu)", True, profile),
-        engine_name("a" * 64, "10.4.0", "NVIDIA Jetson Orin (nvgpu)", True, profile),
-        engine_name("a" * 64, "10.3.0", "NVIDIA RTX 4090", True, profile),
-        engine_name("a" * 64, "10.3.0", "NVIDIA Jetson Orin (nvgpu)", False, profile),
-        engine_name("a" * 64, "10.3.0", "NVIDIA Jetson Orin (nvgpu)", True, other_profile),
+        engine_name("b" * 64, "10.3.0", "NVIDIA Jetson Orin (nvgpu)", profile, fp16=True),
+        engine_name("a" * 64, "10.4.0", "NVIDIA Jetson Orin (nvgpu)", profile, fp16=True),
+        engine_name("a" * 64, "10.3.0", "NVIDIA RTX 4090", profile, fp16=True),
+        engine_name("a" * 64, "10.3.0", "NVIDIA Jetson Orin (nvgpu)", profile, fp16=False),
+        engine_name("a" * 64, "10.3.0", "NVIDIA Jetson Orin (nvgpu)", other_profile, fp16=True),
     }
     assert base not in variants and len(variants) == 5
 

@@ -56,13 +56,15 @@ def _probe_torch() -> tuple[RuntimeProbe, RuntimeProbe]:
     try:
         import torch
     except ImportError as exc:
-        missing = RuntimeProbe("torch", False, f"not importable: {exc}")
-        return missing, RuntimeProbe("torch-cuda", False, "torch missing")
-    cpu = RuntimeProbe("torch", True, f"torch {torch.__version__}")
+        missing = RuntimeProbe("torch", usable=False, detail=f"not importable: {exc}")
+        return missing, RuntimeProbe("torch-cuda", usable=False, detail="torch missing")
+    cpu = RuntimeProbe("torch", usable=True, detail=f"torch {torch.__version__}")
     if torch.cuda.is_available():
-        cuda = RuntimeProbe("torch-cuda", True, f"CUDA device: {torch.cuda.get_device_name(0)}")
+        cuda = RuntimeProbe(
+            "torch-cuda", usable=True, detail=f"CUDA device: {torch.cuda.get_device_name(0)}"
+        )
     else:
-        cuda = RuntimeProbe("torch-cuda", False, "torch sees no CUDA device")
+        cuda = RuntimeProbe("torch-cuda", usable=False, detail="torch sees no CUDA device")
     return cpu, cuda
 
 
@@ -70,43 +72,47 @@ def _probe_onnxruntime() -> tuple[RuntimeProbe, tuple[str, ...]]:
     try:
         import onnxruntime as ort
     except ImportError as exc:
-        return RuntimeProbe("onnxruntime", False, f"not importable: {exc}"), ()
+        return RuntimeProbe("onnxruntime", usable=False, detail=f"not importable: {exc}"), ()
     providers = tuple(ort.get_available_providers())
     usable = "CPUExecutionProvider" in providers
     detail = f"onnxruntime {ort.__version__}" + ("" if usable else ", no CPU provider")
-    return RuntimeProbe("onnxruntime", usable, detail), providers
+    return RuntimeProbe("onnxruntime", usable=usable, detail=detail), providers
 
 
 def _probe_pycuda() -> RuntimeProbe:
     if importlib.util.find_spec("pycuda") is None:
-        return RuntimeProbe("pycuda", False, "pycuda not installed")
+        return RuntimeProbe("pycuda", usable=False, detail="pycuda not installed")
     try:
         driver = importlib.import_module("pycuda.driver")
         driver.init()
         count = driver.Device.count()
     except Exception as exc:  # any driver failure means: not usable
-        return RuntimeProbe("pycuda", False, f"CUDA driver unusable: {exc}")
+        return RuntimeProbe("pycuda", usable=False, detail=f"CUDA driver unusable: {exc}")
     if count == 0:
-        return RuntimeProbe("pycuda", False, "no CUDA device")
-    return RuntimeProbe("pycuda", True, f"CUDA device: {driver.Device(0).name()}")
+        return RuntimeProbe("pycuda", usable=False, detail="no CUDA device")
+    return RuntimeProbe("pycuda", usable=True, detail=f"CUDA device: {driver.Device(0).name()}")
 
 
 def _probe_tensorrt(buffers_ok: bool, buffers_reason: str) -> RuntimeProbe:
     if importlib.util.find_spec("tensorrt") is None:
-        return RuntimeProbe("tensorrt", False, "tensorrt not installed")
+        return RuntimeProbe("tensorrt", usable=False, detail="tensorrt not installed")
     try:
         trt = importlib.import_module("tensorrt")
     except Exception as exc:
-        return RuntimeProbe("tensorrt", False, f"tensorrt does not import: {exc}")
+        return RuntimeProbe("tensorrt", usable=False, detail=f"tensorrt does not import: {exc}")
     version = str(getattr(trt, "__version__", "?"))
     if not version.startswith("10."):
-        return RuntimeProbe("tensorrt", False, f"tensorrt {version}; this code needs TensorRT 10")
+        return RuntimeProbe(
+            "tensorrt", usable=False, detail=f"tensorrt {version}; this code needs TensorRT 10"
+        )
     if not buffers_ok:
-        return RuntimeProbe("tensorrt", False, f"tensorrt {version} but {buffers_reason}")
-    return RuntimeProbe("tensorrt", True, f"tensorrt {version}")
+        return RuntimeProbe(
+            "tensorrt", usable=False, detail=f"tensorrt {version} but {buffers_reason}"
+        )
+    return RuntimeProbe("tensorrt", usable=True, detail=f"tensorrt {version}")
 
 
-def runtime_report(tensorrt_needs_torch_cuda: bool = False) -> RuntimeReport:
+def runtime_report(*, tensorrt_needs_torch_cuda: bool = False) -> RuntimeReport:
     """Probe torch, CUDA, ONNX Runtime and TensorRT; say what ``auto`` would pick and why.
 
     ``tensorrt_needs_torch_cuda``: TensorRT counts as usable only when torch sees a CUDA
@@ -137,7 +143,7 @@ def runtime_report(tensorrt_needs_torch_cuda: bool = False) -> RuntimeReport:
     )
 
 
-def pick_runtime(requested: str, tensorrt_needs_torch_cuda: bool = False) -> str:
+def pick_runtime(requested: str, *, tensorrt_needs_torch_cuda: bool = False) -> str:
     """``requested`` itself, or for ``auto`` the runtime :func:`runtime_report` picks (with
     ``tensorrt_needs_torch_cuda`` as there)."""
     if requested in RUNTIMES:
@@ -151,7 +157,7 @@ def pick_runtime(requested: str, tensorrt_needs_torch_cuda: bool = False) -> str
         onnx, _ = _probe_onnxruntime()
         if onnx.usable:
             return "onnxruntime"
-    report = runtime_report(tensorrt_needs_torch_cuda)
+    report = runtime_report(tensorrt_needs_torch_cuda=tensorrt_needs_torch_cuda)
     if report.auto_choice == "none":
         raise RuntimeUnavailableError(f"runtime auto: {report.reason}")
     return report.auto_choice

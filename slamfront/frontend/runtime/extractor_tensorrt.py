@@ -81,7 +81,7 @@ def engine_profile(cfg: ExtractorConfig, channels: int, stride_px: int) -> Engin
 
 
 def engine_name(
-    onnx_sha256: str, trt_version: str, gpu_name: str, fp16: bool, profile: EngineProfile
+    onnx_sha256: str, trt_version: str, gpu_name: str, profile: EngineProfile, *, fp16: bool
 ) -> str:
     """Cache file name keyed by (ONNX sha256, TensorRT version, GPU name, precision, profile)."""
     precision = "fp16" if fp16 else "fp32"
@@ -218,7 +218,7 @@ def _buffers() -> _TorchBuffers | _PycudaBuffers:
 
 
 def build_engine(
-    onnx_path: str | os.PathLike[str], profile: EngineProfile, fp16: bool, target: Path
+    onnx_path: str | os.PathLike[str], profile: EngineProfile, target: Path, *, fp16: bool
 ) -> Path:
     """Parse the ONNX graph, build a (FP16) engine for ``profile`` and write it atomically."""
     trt = _import_tensorrt()
@@ -260,10 +260,10 @@ def ensure_engine(onnx_path: str | os.PathLike[str], cfg: ExtractorConfig, gpu_n
     spec = MODEL_SPECS[cfg.model]
     profile = engine_profile(cfg, spec.input_channels, spec.stride_px)
     onnx_sha = sha256_of(onnx_path)
-    name = engine_name(onnx_sha, str(trt.__version__), gpu_name, cfg.tensorrt_fp16, profile)
+    name = engine_name(onnx_sha, str(trt.__version__), gpu_name, profile, fp16=cfg.tensorrt_fp16)
     path = engine_dir(cfg.engine_dir) / name
     if not path.is_file():
-        build_engine(onnx_path, profile, cfg.tensorrt_fp16, path)
+        build_engine(onnx_path, profile, path, fp16=cfg.tensorrt_fp16)
     return path
 
 

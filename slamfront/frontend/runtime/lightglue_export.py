@@ -77,7 +77,7 @@ def default_onnx_dir() -> Path:
 
 
 def graphs_folder(
-    root: str | os.PathLike[str] | None, extractor_model: str, weights_sha256: str, masked: bool
+    root: str | os.PathLike[str] | None, extractor_model: str, weights_sha256: str, *, masked: bool
 ) -> Path:
     base = Path(root) if root is not None else default_onnx_dir()
     variant = "masked" if masked else "plain"
@@ -87,6 +87,7 @@ def graphs_folder(
 def export_lightglue(
     net: LightGlue,
     folder: str | os.PathLike[str],
+    *,
     masked: bool = False,
     check: bool = True,
 ) -> GlueGraphs:
@@ -105,7 +106,7 @@ def export_lightglue(
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
         staged = GlueGraphs(tmp, arch.n_layers, arch.input_dim, arch.descriptor_dim, masked)
-        _export_all(net, staged, check)
+        _export_all(net, staged, check=check)
         (tmp / "manifest.json").write_text(
             json.dumps(
                 {
@@ -148,6 +149,7 @@ def _intact(graphs: GlueGraphs) -> bool:
 def lightglue_graphs(
     cfg: MatcherConfig,
     extractor_model: str,
+    *,
     masked: bool = False,
     root: str | os.PathLike[str] | None = None,
 ) -> GlueGraphs:
@@ -155,7 +157,10 @@ def lightglue_graphs(
     features (exported into ``root`` or ``cfg.onnx_dir`` unless already there)."""
     weights = lightglue_weights(cfg, extractor_model)
     folder = graphs_folder(
-        root if root is not None else cfg.onnx_dir, extractor_model, sha256_of(weights), masked
+        root if root is not None else cfg.onnx_dir,
+        extractor_model,
+        sha256_of(weights),
+        masked=masked,
     )
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
@@ -188,7 +193,7 @@ def graphs_digest(graphs: GlueGraphs) -> str:
 
 
 def _example_inputs(
-    net: LightGlue, kind: str, masked: bool, n0: int, n1: int, seed: int
+    net: LightGlue, kind: str, n0: int, n1: int, *, masked: bool, seed: int
 ) -> tuple[torch.Tensor, ...]:
     import torch
 
@@ -224,14 +229,14 @@ _NAMES: dict[str, tuple[list[str], list[str]]] = {
 }
 
 
-def _names(kind: str, masked: bool) -> tuple[list[str], list[str]]:
+def _names(kind: str, *, masked: bool) -> tuple[list[str], list[str]]:
     inputs, outputs = _NAMES[kind]
     if masked and kind in ("layer", "assign"):
         inputs = [*inputs, "bias0", "bias1"]
     return inputs, outputs
 
 
-def _stage(net: LightGlue, kind: str, index: int, masked: bool) -> torch.nn.Module:
+def _stage(net: LightGlue, kind: str, index: int, *, masked: bool) -> torch.nn.Module:
     from slamfront.frontend.models import lightglue as lg  # imports torch
 
     stage: torch.nn.Module
@@ -246,10 +251,10 @@ def _stage(net: LightGlue, kind: str, index: int, masked: bool) -> torch.nn.Modu
     return stage.eval()
 
 
-def _trace(stage: torch.nn.Module, kind: str, masked: bool, net: LightGlue) -> onnx.ModelProto:
+def _trace(stage: torch.nn.Module, kind: str, net: LightGlue, *, masked: bool) -> onnx.ModelProto:
     import torch
 
-    inputs, outputs = _names(kind, masked)
+    inputs, outputs = _names(kind, masked=masked)
     n0 = torch.export.Dim("n0", min=2, max=1 << 16)
     n1 = torch.export.Dim("n1", min=2, max=1 << 16)
     per_input = {
@@ -262,7 +267,7 @@ def _trace(stage: torch.nn.Module, kind: str, masked: bool, net: LightGlue) -> o
         "bias0": {0: n0},
         "bias1": {0: n1},
     }
-    example = _example_inputs(net, kind, masked, 37, 23, seed=0)
+    example = _example_inputs(net, kind, 37, 23, masked=masked, seed=0)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
@@ -315,7 +320,7 @@ def _with_weights(template: onnx.ModelProto, stage: torch.nn.Module) -> onnx.Mod
     return model
 
 
-def _export_all(net: LightGlue, graphs: GlueGraphs, check: bool) -> None:
+def _export_all(net: LightGlue, graphs: GlueGraphs, *, check: bool) -> None:
     import onnx
 
     masked = graphs.masked
@@ -328,30 +333,30 @@ def _export_all(net: LightGlue, graphs: GlueGraphs, check: bool) -> None:
         jobs.append(("assign", i))
     templates: dict[str, onnx.ModelProto] = {}
     for kind, index in jobs:
-        stage = _stage(net, kind, index or 0, masked)
+        stage = _stage(net, kind, index or 0, masked=masked)
         if kind not in templates:
-            templates[kind] = _trace(stage, kind, masked, net)
+            templates[kind] = _trace(stage, kind, net, masked=masked)
         model = _with_weights(templates[kind], stage)
         path = graphs.path(kind, index)
         onnx.save(model, str(path))
         if check:
-            _check_graph(path, stage, kind, masked, net)
+            _check_graph(path, stage, kind, net, masked=masked)
 
 
 def _check_graph(
-    path: Path, stage: torch.nn.Module, kind: str, masked: bool, net: LightGlue
+    path: Path, stage: torch.nn.Module, kind: str, net: LightGlue, *, masked: bool
 ) -> None:
     """Run the written graph with ONNX Runtime against its torch stage on new sizes."""
     import onnxruntime as ort
     import torch
 
-    example = _example_inputs(net, kind, masked, 29, 41, seed=1)
+    example = _example_inputs(net, kind, 29, 41, masked=masked, seed=1)
     with torch.inference_mode():
         expected = stage(*example)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    inputs, _ = _names(kind, masked)
+    inputs, _ = _names(kind, masked=masked)
     got = session.run(None, {name: t.numpy() for name, t in zip(inputs, example, strict=True)})
     for ref, out in zip(_as_list(expected), got, strict=True):
         ref_np = ref.numpy()
