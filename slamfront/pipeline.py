@@ -219,7 +219,8 @@ class Pipeline:
         self._mono = False
         self._depth_watch = _DepthWatch()
         # monocular: every pose given out, with its map's scale then (the IMU may correct the
-        # scale later: the final trajectory takes the correction)
+        # scale later: the final trajectory takes the correction), and the poses held back
+        # while the map waited for its scale (at its first scale, 1)
         self._mono_poses: list[tuple[int, np.ndarray, int, float]] = []
         self._stopped = False
         self._back_end_failure = ""
@@ -488,7 +489,8 @@ class Pipeline:
 
     def _rescaled_mono_poses(self) -> OptimizedPoses | None:
         """A monocular run's poses with the scale corrections made after they were given out,
-        as final poses; None when no correction came after any of them."""
+        as final poses (the frames held back for the scale included); None when no correction
+        came after any of them."""
         poses = self._mono_poses
         factors = [self._tracker.map_scale(map_id) / then for _, _, map_id, then in poses]
         if not poses or np.allclose(factors, 1.0, rtol=1e-9, atol=0.0):
@@ -582,6 +584,8 @@ class Pipeline:
         corrected = self._exchange_with_back_end(new_keyframes)
         if self._tracked_frames is not None and not self._mono:  # mono: never a back end
             self._tracked_frames.append(result)
+        for stamp_ns, world_from_cam, map_id in self._tracker.take_held_back():
+            self._mono_poses.append((stamp_ns, world_from_cam, map_id, 1.0))
         if self._mono and result.world_from_cam is not None:
             scale = self._tracker.map_scale(result.map_id)
             self._mono_poses.append((result.stamp_ns, result.world_from_cam, result.map_id, scale))

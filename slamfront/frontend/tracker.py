@@ -81,6 +81,7 @@ class Tracker:
         self._last_inliers = 0  # of the last tracked frame
         self._imu = ImuAid(config.imu)
         self._mode = ""  # the sensing mode of the last frame
+        self._held_back: list[tuple[int, np.ndarray, int]] = []
 
     @property
     def state(self) -> TrackingState:
@@ -140,8 +141,16 @@ class Tracker:
             gravity_world=self._imu.gravity_world,
         )
         if self._imu.holds_back(inp):
-            result = _held_back(result)
+            if result.world_from_cam is not None:
+                self._held_back.append((result.stamp_ns, result.world_from_cam, result.map_id))
+            result = _withheld(result)
         return result
+
+    def take_held_back(self) -> list[tuple[int, np.ndarray, int]]:
+        """(stamp_ns, world_from_cam, map_id) of the frames tracked but held back since the
+        last call (their map had no scale yet: the poses are at the map's first scale)."""
+        held, self._held_back = self._held_back, []
+        return held
 
     def map_scale(self, map_id: int) -> float:
         """The product of the scales the IMU applied to map ``map_id`` (1: none): a pose given
@@ -389,7 +398,7 @@ def _track_result(
     )
 
 
-def _held_back(result: TrackResult) -> TrackResult:
+def _withheld(result: TrackResult) -> TrackResult:
     """A tracked frame's record without its pose: its map waits for a metric scale."""
     return replace(
         result,
