@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slamfront import __version__
+from slamfront.backend.map_store import is_map_file
 from slamfront.config import Config, load_config
 from slamfront.doctor import diagnose
 from slamfront.errors import ConfigError, SlamfrontError, SourceError
@@ -247,8 +248,7 @@ def _run_source(
     formats = _trajectory_formats(getattr(args, "format", "tum"))
     save_map = getattr(args, "save_map", None)
     check_output_folder(out, overwrite)
-    if save_map:
-        check_file_target(save_map, "--save-map")
+    _check_file_targets(out, config, save_map, overwrite)
     if not args.quiet:
         _say(f"{spec} -> {out}/ (preset {config.preset}); opening the source")
     with open_source(spec, config) as source:
@@ -301,6 +301,24 @@ def _run_source(
         if _has_poses(tum):  # a run that tracked nothing leaves a header alone
             convert_tum_file(tum, others)
     return stats
+
+
+def _check_file_targets(out: Path, config: Config, save_map: str | None, overwrite: bool) -> None:
+    """The files a run writes outside ``out`` (the map, a Rerun recording) can be written
+    there, and replace no file that is not theirs: a map replaces a map (the point of
+    ``--load-map M --save-map M``), anything else only with ``--overwrite``."""
+    if save_map:
+        check_file_target(
+            save_map, "--save-map", None if overwrite else lambda path: is_map_file(path)
+        )
+    if config.rerun.mode.strip().startswith("save"):
+        recording = parse_mode(config.rerun.mode, run_dir=out).path
+        if recording is not None and not _inside(recording, out):
+            check_file_target(recording, "--rerun save:", None if overwrite else lambda _: False)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.absolute().is_relative_to(folder.absolute())
 
 
 def _has_poses(tum: Path) -> bool:

@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from slamfront.errors import OutputError
@@ -41,16 +42,26 @@ def check_output_folder(path: str | os.PathLike[str], overwrite: bool = False) -
     _probe_writable(_existing_ancestor(out, f"--out {out}"), f"--out {out}")
 
 
-def check_file_target(path: str | os.PathLike[str], what: str) -> None:
+def check_file_target(
+    path: str | os.PathLike[str], what: str, replaceable: Callable[[Path], bool] | None = None
+) -> None:
     """Raise :class:`OutputError` unless a file can be written (atomically, beside it) at
-    ``path``; ``what`` names the option in messages (``--save-map``)."""
+    ``path``; ``what`` names the option in messages (``--save-map``, ``--rerun save:``).
+    An existing file is replaced only when ``replaceable(path)`` says so (``None``: any
+    file may be)."""
     target = Path(path)
+    label = f"{what}{target}" if what.endswith(":") else f"{what} {target}"
     if target.is_dir():
-        raise OutputError(f"{what} {target}: is a folder")
+        raise OutputError(f"{label}: is a folder")
     folder = _parent(target)
     if not folder.is_dir():
-        raise OutputError(f"{what} {target}: folder {folder} does not exist")
-    _probe_writable(folder, f"{what} {target}")
+        raise OutputError(f"{label}: folder {folder} does not exist")
+    if replaceable is not None and target.exists() and not replaceable(target):
+        raise OutputError(
+            f"{label}: the file exists (an earlier run's?); give another name or "
+            "--overwrite to replace it"
+        )
+    _probe_writable(folder, label)
 
 
 def claim_output_folder(path: str | os.PathLike[str], overwrite: bool = False) -> Path:

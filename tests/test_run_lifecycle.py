@@ -132,6 +132,44 @@ def test_a_map_target_it_cannot_write_is_an_error_before_the_first_frame(
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rerun", "save:nowhere/r.rrd"], "--rerun save:nowhere/r.rrd: folder nowhere does not"),
+        (["--rerun", "save:/proc/r.rrd"], "cannot write in /proc"),
+        (["--rerun", "save:kept.rrd"], "--rerun save:kept.rrd: the file exists"),
+        (["--rerun", "save:."], "is a folder"),
+        (["--save-map", "kept.rrd"], "--save-map kept.rrd: the file exists"),
+    ],
+)
+def test_files_written_beside_the_run_folder_are_checked_before_anything_is_touched(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    message: str,
+) -> None:
+    """A recording outside the run folder used to be created where it could (a folder made
+    for it, an existing file replaced) or fail with a traceback once the folder was claimed;
+    a map replaced any file. Now: refused up front, and an existing file that is not a map
+    is replaced only with --overwrite."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "kept.rrd").write_text("mine\n")
+    assert run(tmp_path / "run", *args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.rrd"]
+    assert (tmp_path / "kept.rrd").read_text() == "mine\n"
+
+
+def test_a_saved_map_replaces_the_map_it_finds(tmp_path: Path) -> None:
+    target = tmp_path / "room.map"
+    assert run(tmp_path / "a", "--save-map", str(target)) == 0
+    first = target.read_bytes()
+    assert run(tmp_path / "b", "--save-map", str(target), frames=8) == 0
+    assert target.read_bytes() != first and len(load_map(target).keyframes) >= 1
+
+
 class _RemoveFolder:
     """A sink that removes a folder at the first frame (a disk unmounted during a run)."""
 

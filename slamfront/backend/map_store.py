@@ -3,7 +3,8 @@
 The file is a zip archive of ``.npy`` arrays plus ``header.json``, which carries the format
 name and version, the cameras, and the sha256, dtype and shape of every array. It is written
 atomically: to a temporary file in the same folder, flushed and fsync'ed, then renamed over
-the target, so a crash during a save leaves any existing map untouched. :func:`load_map`
+the target, so a crash during a save leaves any existing map untouched (and the temporary
+file, which the next save to that target removes). :func:`load_map`
 checks everything and raises :class:`~slamfront.errors.MapFileError` naming the file and the
 fault for a corrupt, truncated, foreign or other-version file.
 """
@@ -15,7 +16,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +26,7 @@ import numpy as np
 
 from slamfront.backend.pose_graph import EdgeKind, GraphEdge
 from slamfront.errors import InputError, MapFileError
+from slamfront.io.atomic import open_temp
 from slamfront.types import CameraModel, Features, Keyframe
 
 MAP_FORMAT = "slamfront-map"
@@ -118,8 +119,7 @@ def save_map(
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise MapFileError(f"{target}: folder {folder} does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    tmp = Path(tmp_name)
+    fd, tmp = open_temp(target)  # also removes what a killed save left here
     try:
         with os.fdopen(fd, "wb") as handle:
             with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
@@ -134,6 +134,20 @@ def save_map(
         tmp.unlink(missing_ok=True)
         raise
     _fsync_folder(folder)
+
+
+def is_map_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a file that names itself a slamfront map (its header alone is
+    read; its contents are checked by :func:`load_map`)."""
+    try:
+        with zipfile.ZipFile(path, "r") as archive:
+            info = archive.getinfo(_HEADER)
+            if info.file_size > MAX_HEADER_BYTES:
+                return False
+            header = json.loads(_read_member(archive, info))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, RuntimeError, EOFError):
+        return False
+    return isinstance(header, dict) and header.get("format") == MAP_FORMAT
 
 
 def load_map(path: str | os.PathLike[str]) -> SavedMap:
