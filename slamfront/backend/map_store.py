@@ -36,6 +36,8 @@ MAX_HEADER_BYTES = 64 << 20
 """Largest header.json read."""
 MAX_MAP_BYTES = 16 << 30
 """Largest total of the arrays a map file may declare (16 GiB)."""
+_MAX_IMAGE_SIDE_PX = 1 << 16
+"""Largest keyframe image side a map may declare."""
 MAX_COMPRESSION_RATIO = 20
 """Members are written stored (uncompressed); one that declares more than this many times its
 compressed size (and over a megabyte) is refused as a decompression bomb before it is read."""
@@ -506,6 +508,27 @@ def _unpack(arrays: dict[str, np.ndarray], header: dict[str, Any]) -> SavedMap:
         raise ValueError("keyframe_offsets do not cover the feature arrays")
     if np.any(np.diff(offsets) < 0):
         raise ValueError("keyframe_offsets are not increasing")
+    camera_rows = arrays["keyframe_camera"]
+    unknown = camera_rows[(camera_rows < 0) | (camera_rows >= len(cameras))]
+    if unknown.size:
+        raise ValueError(
+            f"keyframe_camera refers to camera {int(unknown[0])}; the header lists "
+            f"{len(cameras)} (0 to {len(cameras) - 1})"
+        )
+    sizes = arrays["keyframe_image_size"]
+    if count and (sizes.min() <= 0 or sizes.max() > _MAX_IMAGE_SIDE_PX):
+        raise ValueError(f"keyframe_image_size holds a size out of 1..{_MAX_IMAGE_SIDE_PX} px")
+    landmark_descriptors = arrays.get("landmark_descriptors")
+    feature_descriptors = arrays["feature_descriptors"]
+    if landmark_descriptors is not None and (
+        landmark_descriptors.shape[1:] != feature_descriptors.shape[1:]
+        or landmark_descriptors.dtype != feature_descriptors.dtype
+    ):
+        raise ValueError(
+            "landmark_descriptors are not of the keyframes' kind: "
+            f"{landmark_descriptors.dtype.str}{list(landmark_descriptors.shape[1:])} against "
+            f"{feature_descriptors.dtype.str}{list(feature_descriptors.shape[1:])}"
+        )
     for name in ("feature_scores", "feature_descriptors", "feature_points_cam_m"):
         if arrays[name].shape[0] != total:
             raise ValueError(f"{name} has {arrays[name].shape[0]} rows, expected {total}")

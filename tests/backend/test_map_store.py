@@ -64,7 +64,11 @@ def sample_map(
     keyframes[3] = dataclasses.replace(keyframes[3], map_id=1)
     landmarks = Landmarks(
         positions_world_m=rng.normal(size=(12, 3)),
-        descriptors=rng.normal(size=(12, 64)).astype(np.float32),
+        descriptors=(  # of the keyframes' kind, as the tracker makes them
+            rng.integers(0, 256, (12, 32), dtype=np.uint8)
+            if binary
+            else rng.normal(size=(12, 64)).astype(np.float32)
+        ),
         colors_rgb=rng.integers(0, 256, (12, 3), dtype=np.uint8),
         observations=np.array([[0, 0, 3], [0, 5, 7], [11, 2, 16]], np.int64),
     )
