@@ -262,8 +262,12 @@ def _run_source(
         frames = iter(source)
         first = next(frames, None)
         if first is None:
+            skipped = source.frames_skipped
             raise SourceError(
-                f"{spec}: the source gave no frame (source.start_frame past its end?)"
+                f"{spec}: the source gave no frame: all {skipped} were skipped as unreadable "
+                "(the warnings above say why)"
+                if skipped
+                else f"{spec}: the source gave no frame (source.start_frame past its end?)"
             )
         choice = choose_mode(first, config.tracker.mode)
         if not args.quiet:

@@ -127,3 +127,17 @@ def test_an_opencv_matrix_tag_on_a_scalar_in_a_calibration_file(tmp_path: Path) 
     path.write_text("%YAML:1.0\nCamera1.fx: !!opencv-matrix 3\n")
     with pytest.raises(SourceError, match=r"camera.yaml: invalid YAML: .*opencv-matrix"):
         read_calibration(path)
+
+
+def test_a_source_whose_every_frame_is_unreadable_says_so(
+    tmp_path: Path, recorded: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """8-bit depth images: every frame skipped; the error blamed source.start_frame."""
+    folder = recorded.make_tum(tmp_path)["folder"]
+    for depth in (folder / "depth").iterdir():
+        cv2.imwrite(str(depth), np.full((480, 640), 40, np.uint8))
+    argv = ["run", f"tum:{folder}", "--config", "classic", "--out", str(tmp_path / "run")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "the source gave no frame: all 4 were skipped as unreadable" in err
+    assert "start_frame" not in err and not (tmp_path / "run").exists()
