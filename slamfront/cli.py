@@ -247,7 +247,7 @@ def _run_source(
 
     formats = _trajectory_formats(getattr(args, "format", "tum"))
     save_map = getattr(args, "save_map", None)
-    check_output_folder(out, overwrite)
+    check_output_folder(out, overwrite, inputs=_run_inputs(spec, config, args))
     _check_file_targets(out, config, save_map, overwrite)
     if not args.quiet:
         _say(f"{spec} -> {out}/ (preset {config.preset}); opening the source")
@@ -307,11 +307,29 @@ def _run_source(
     return stats
 
 
+def _run_inputs(spec: str, config: Config, args: argparse.Namespace) -> list[str]:
+    """The files and folders a run reads (as far as its arguments name them), which
+    ``--overwrite`` must never delete with the folder it replaces."""
+    rest = spec.partition(":")[2]
+    named = [
+        rest,
+        rest.rpartition(":")[0],  # kitti:PATH:SEQUENCE
+        getattr(args, "load_map", None),
+        getattr(args, "profile", None),
+        getattr(args, "config", None),
+        config.camera.calibration,
+        config.source.groundtruth,
+        config.extractor.weights,
+        config.matcher.weights,
+    ]
+    return [path for path in named if path and Path(path).exists()]
+
+
 def _check_file_targets(out: Path, config: Config, save_map: str | None, overwrite: bool) -> None:
     """The files a run writes outside ``out`` (the map, a Rerun recording) can be written
     there, and replace no file that is not theirs: a map replaces a map (the point of
     ``--load-map M --save-map M``), anything else only with ``--overwrite``."""
-    if save_map:
+    if save_map and not _inside(Path(save_map), out):  # the run's folder is checked already
         check_file_target(
             save_map, "--save-map", None if overwrite else lambda path: is_map_file(path)
         )

@@ -13,15 +13,24 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from slamfront.errors import OutputError
 
+RUN_MARKER = "config.yaml"
+"""The file every run writes first into its folder: ``--overwrite`` replaces only a folder
+holding it (an earlier run's), never another folder of files."""
 
-def check_output_folder(path: str | os.PathLike[str], overwrite: bool = False) -> None:
+
+def check_output_folder(
+    path: str | os.PathLike[str],
+    overwrite: bool = False,
+    inputs: Sequence[str | os.PathLike[str]] = (),
+) -> None:
     """Raise :class:`OutputError` unless ``path`` can become this run's empty folder: it is
-    a folder or can be made one, is empty (or ``overwrite``), and its parent is writable."""
+    a folder or can be made one, is empty (or ``overwrite`` and an earlier run's folder that
+    holds none of the run's ``inputs``), and its parent is writable."""
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out}: exists and is not a folder")
@@ -36,7 +45,8 @@ def check_output_folder(path: str | os.PathLike[str], overwrite: bool = False) -
         cwd = Path.cwd()
         if overwrite and out.resolve() in (cwd, *cwd.parents):
             raise OutputError(f"--out {out}: will not replace the current folder or one above it")
-        if overwrite:
+        if overwrite and any(out.iterdir()):
+            _check_replaceable(out, inputs)
             _probe_writable(_parent(out), f"--out {out}: its parent folder")
         return
     _probe_writable(_existing_ancestor(out, f"--out {out}"), f"--out {out}")
@@ -94,6 +104,20 @@ def claim_output_folder(path: str | os.PathLike[str], overwrite: bool = False) -
         raise OutputError(f"--out {out}: cannot replace the folder ({exc})") from exc
     shutil.rmtree(old, ignore_errors=True)
     return out
+
+
+def _check_replaceable(out: Path, inputs: Sequence[str | os.PathLike[str]]) -> None:
+    if not (out / RUN_MARKER).is_file():
+        raise OutputError(
+            f"--out {out}: --overwrite replaces an earlier run's folder only (one holding "
+            f"{RUN_MARKER}); this one is not: give another folder, or empty it yourself"
+        )
+    folder = out.resolve()
+    for given in inputs:
+        if Path(given).resolve().is_relative_to(folder):
+            raise OutputError(
+                f"--out {out}: --overwrite would delete {given}, an input of this run, with it"
+            )
 
 
 def _parent(path: Path) -> Path:

@@ -91,6 +91,39 @@ def test_overwrite_replaces_the_folder_whole(tmp_path: Path) -> None:
     assert not [p.name for p in tmp_path.iterdir() if p.name != "run"]  # no leftovers
 
 
+def test_overwrite_never_replaces_a_folder_that_is_not_a_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--out DATASET --overwrite` used to replace the dataset folder the run was reading
+    (its frames then 'not found'), or any folder of the user's files, whole."""
+    data = tmp_path / "recording"
+    (data / "rgb").mkdir(parents=True)
+    (data / "rgb.txt").write_text("# my recording\n")
+    before = digest(tmp_path)
+    assert run(data, "--overwrite") == 2
+    assert "replaces an earlier run's folder only" in capsys.readouterr().err
+    assert digest(tmp_path) == before and (data / "rgb").is_dir()
+
+
+def test_overwrite_never_deletes_an_input_of_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert run(out, "--save-map", str(tmp_path / "room.map"), frames=8) == 0
+    (tmp_path / "room.map").rename(out / "room.map")  # the map kept inside the run's folder
+    before = digest(out)
+    assert run(out, "--overwrite", "--load-map", str(out / "room.map")) == 2
+    err = capsys.readouterr().err
+    assert f"would delete {out / 'room.map'}, an input of this run" in err
+    assert digest(out) == before
+
+
+def test_a_map_saved_into_the_new_run_folder_is_not_refused(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert run(out, "--save-map", str(out / "room.map"), frames=8) == 0
+    assert len(load_map(out / "room.map").keyframes) >= 1
+
+
 @pytest.mark.parametrize(
     ("where", "message"),
     [
