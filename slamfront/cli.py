@@ -1451,6 +1451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Command = args.handler
     limit_blas_threads()
     try:
+        _check_extra_files(args)
         return handler(args)
     except SlamfrontError as exc:
         print(f"slamfront: error: {exc}", file=sys.stderr)
@@ -1461,6 +1462,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("slamfront: interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
+
+
+def _check_extra_files(args: argparse.Namespace) -> None:
+    """The extra files a command writes on request (``--json``, ``--plot``) can be written,
+    checked before the command's work rather than failing after it."""
+    for option in ("json", "plot"):
+        target = getattr(args, option, None)
+        if isinstance(target, str) and target:
+            check_file_target(target, f"--{option}")
 
 
 # Each entry adds one subcommand: a parser whose defaults carry ``handler=_cmd_<name>``.
