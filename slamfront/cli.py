@@ -44,7 +44,12 @@ from slamfront.eval.trajectory_metrics import evaluate_files, format_evaluation,
 from slamfront.frontend import load_extractor, load_matcher
 from slamfront.frontend.runtime import limit_blas_threads
 from slamfront.io.trajectory import TrajectoryFormat, convert_tum_file, write_tum_trajectory
-from slamfront.run_folder import check_file_target, check_output_folder, claim_output_folder
+from slamfront.run_folder import (
+    check_file_target,
+    check_output_folder,
+    check_writable_folder,
+    claim_output_folder,
+)
 from slamfront.sim.trajectories import TRAJECTORY_NAMES
 from slamfront.sinks.rerun_session import (
     RerunProcess,
@@ -639,6 +644,7 @@ def _cmd_eval_batch(args: argparse.Namespace) -> int:
         raise ConfigError(f"--threads-per-job must be at least 1, got {args.threads_per_job}")
     spec = load_batch_spec(args.spec)
     out = Path(args.out) if args.out else Path("runs") / f"batch-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_writable_folder(out, "--out")
     total = len(spec.sequences) * len(spec.presets)
     done = [0]
 
@@ -745,6 +751,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from slamfront.frontend.export import export_models
 
     config = _config_from_args(args)
+    if args.out:
+        check_writable_folder(args.out, "--out")
     exported = export_models(config, args.out)
     if not exported:
         print(f"preset {config.preset}: nothing to export (model {config.extractor.model})")

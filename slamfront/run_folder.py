@@ -52,6 +52,16 @@ def check_output_folder(
     _probe_writable(_existing_ancestor(out, f"--out {out}"), f"--out {out}")
 
 
+def check_writable_folder(path: str | os.PathLike[str], what: str) -> None:
+    """Raise :class:`OutputError` unless files can be written in the folder ``path`` (made
+    when missing; files already in it are kept); ``what`` names the option (``--out``)."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{what} {folder}: exists and is not a folder")
+    existing = folder if folder.is_dir() else _existing_ancestor(folder, f"{what} {folder}")
+    _probe_writable(existing, f"{what} {folder}")
+
+
 def check_file_target(
     path: str | os.PathLike[str], what: str, replaceable: Callable[[Path], bool] | None = None
 ) -> None:

@@ -15,6 +15,8 @@ import pytest
 
 import slamfront
 from slamfront.cli import _show_first_use_steps, main
+from slamfront.errors import OutputError
+from slamfront.frontend.export import ensure_extractor_onnx
 from slamfront.geometry import make_pose, so3_exp
 from slamfront.io.trajectory import read_trajectory, write_tum_trajectory
 from slamfront.sim import TRAJECTORY_NAMES
@@ -145,3 +147,36 @@ def test_eval_checks_the_files_it_is_asked_to_write_before_evaluating(
     captured = capsys.readouterr()
     assert message in captured.err and "ATE" not in captured.out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["est.tum", "ref.tum"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["export", "--config", "classic", "--out", "/proc/slamfront-x"],
+        ["eval-batch", "spec.yaml", "--out", "/proc/slamfront-x"],
+        ["export", "--config", "classic", "--out", "spec.yaml"],
+    ],
+)
+def test_output_folders_of_export_and_eval_batch_are_checked_first(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+) -> None:
+    """These ended in PermissionError / FileExistsError tracebacks."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spec.yaml").write_text(
+        "sequences: [{name: a, source: 'sim:still'}]\npresets: [classic]\n"
+    )
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--out " in err and ("cannot write in /proc" in err or "not a folder" in err)
+
+
+def test_an_onnx_cache_it_cannot_write_is_named_by_its_key(
+    tmp_path: Path, shared_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLAMFRONT_WEIGHTS", str(shared_weights))
+    config = slamfront.load_config("fast", ["extractor.onnx_dir=/proc/slamfront-onnx"])
+    with pytest.raises(OutputError, match=r"^extractor.onnx_dir /proc/slamfront-onnx: cannot"):
+        ensure_extractor_onnx(config.extractor)
