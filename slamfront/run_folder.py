@@ -47,7 +47,8 @@ def check_output_folder(
             raise OutputError(f"--out {out}: will not replace the current folder or one above it")
         if overwrite and any(out.iterdir()):
             _check_replaceable(out, inputs)
-            _probe_writable(_parent(out), f"--out {out}: its parent folder")
+            folder = out.resolve() if out.is_symlink() else out
+            _probe_writable(_parent(folder), f"--out {out}: its parent folder")
         return
     _probe_writable(_existing_ancestor(out, f"--out {out}"), f"--out {out}")
 
@@ -98,16 +99,18 @@ def claim_output_folder(path: str | os.PathLike[str], overwrite: bool = False) -
         return out
     if not any(out.iterdir()):
         return out
-    parent = _parent(out)
+    # through a symbolic link, the folder it names is replaced (the link stays a link)
+    folder = out.resolve() if out.is_symlink() else out
+    parent = _parent(folder)
     tag = f"{os.getpid()}-{secrets.token_hex(4)}"
-    fresh, old = parent / f".{out.name}.new-{tag}", parent / f".{out.name}.old-{tag}"
+    fresh, old = parent / f".{folder.name}.new-{tag}", parent / f".{folder.name}.old-{tag}"
     try:
         fresh.mkdir()  # with the usual permissions (umask), as mkdir of ``out`` would
-        os.replace(out, old)
+        os.replace(folder, old)
         try:
-            os.replace(fresh, out)
+            os.replace(fresh, folder)
         except OSError:
-            os.replace(old, out)  # put the earlier run back
+            os.replace(old, folder)  # put the earlier run back
             raise
     except OSError as exc:
         shutil.rmtree(fresh, ignore_errors=True)

@@ -91,6 +91,18 @@ def test_overwrite_replaces_the_folder_whole(tmp_path: Path) -> None:
     assert not [p.name for p in tmp_path.iterdir() if p.name != "run"]  # no leftovers
 
 
+def test_overwrite_through_a_symbolic_link_replaces_the_folder_it_names(tmp_path: Path) -> None:
+    """The link itself used to be swapped for a new folder: the earlier run stayed where the
+    link had pointed, and the link was left behind under a hidden name."""
+    real, link = tmp_path / "real", tmp_path / "link"
+    assert run(real, frames=8) == 0
+    link.symlink_to(real)
+    assert run(link, "--overwrite", frames=5) == 0
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert json.loads((real / "stats.json").read_text())["frames_read"] == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
 def test_overwrite_never_replaces_a_folder_that_is_not_a_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
