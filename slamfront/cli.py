@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slamfront import __version__
+from slamfront.backend.map_store import is_map_file
 from slamfront.config import Config, load_config
 from slamfront.doctor import diagnose
 from slamfront.errors import ConfigError, SlamfrontError, SourceError
@@ -43,7 +44,12 @@ from slamfront.eval.trajectory_metrics import evaluate_files, format_evaluation,
 from slamfront.frontend import load_extractor, load_matcher
 from slamfront.frontend.runtime import limit_blas_threads
 from slamfront.io.trajectory import TrajectoryFormat, convert_tum_file, write_tum_trajectory
-from slamfront.run_folder import check_file_target, check_output_folder, claim_output_folder
+from slamfront.run_folder import (
+    check_file_target,
+    check_output_folder,
+    check_writable_folder,
+    claim_output_folder,
+)
 from slamfront.sim.trajectories import TRAJECTORY_NAMES
 from slamfront.sinks.rerun_session import (
     RerunProcess,
@@ -246,9 +252,8 @@ def _run_source(
 
     formats = _trajectory_formats(getattr(args, "format", "tum"))
     save_map = getattr(args, "save_map", None)
-    check_output_folder(out, overwrite)
-    if save_map:
-        check_file_target(save_map, "--save-map")
+    check_output_folder(out, overwrite, inputs=_run_inputs(spec, config, args))
+    _check_file_targets(out, config, save_map, overwrite)
     if not args.quiet:
         _say(f"{spec} -> {out}/ (preset {config.preset}); opening the source")
     with open_source(spec, config) as source:
@@ -262,8 +267,12 @@ def _run_source(
         frames = iter(source)
         first = next(frames, None)
         if first is None:
+            skipped = source.frames_skipped
             raise SourceError(
-                f"{spec}: the source gave no frame (source.start_frame past its end?)"
+                f"{spec}: the source gave no frame: all {skipped} were skipped as unreadable "
+                "(the warnings above say why)"
+                if skipped
+                else f"{spec}: the source gave no frame (source.start_frame past its end?)"
             )
         choice = choose_mode(first, config.tracker.mode)
         if not args.quiet:
@@ -301,6 +310,42 @@ def _run_source(
         if _has_poses(tum):  # a run that tracked nothing leaves a header alone
             convert_tum_file(tum, others)
     return stats
+
+
+def _run_inputs(spec: str, config: Config, args: argparse.Namespace) -> list[str]:
+    """The files and folders a run reads (as far as its arguments name them), which
+    ``--overwrite`` must never delete with the folder it replaces."""
+    rest = spec.partition(":")[2]
+    named = [
+        rest,
+        rest.rpartition(":")[0],  # kitti:PATH:SEQUENCE
+        getattr(args, "load_map", None),
+        getattr(args, "profile", None),
+        getattr(args, "config", None),
+        config.camera.calibration,
+        config.source.groundtruth,
+        config.extractor.weights,
+        config.matcher.weights,
+    ]
+    return [path for path in named if path and Path(path).exists()]
+
+
+def _check_file_targets(out: Path, config: Config, save_map: str | None, overwrite: bool) -> None:
+    """The files a run writes outside ``out`` (the map, a Rerun recording) can be written
+    there, and replace no file that is not theirs: a map replaces a map (the point of
+    ``--load-map M --save-map M``), anything else only with ``--overwrite``."""
+    if save_map and not _inside(Path(save_map), out):  # the run's folder is checked already
+        check_file_target(
+            save_map, "--save-map", None if overwrite else lambda path: is_map_file(path)
+        )
+    if config.rerun.mode.strip().startswith("save"):
+        recording = parse_mode(config.rerun.mode, run_dir=out).path
+        if recording is not None and not _inside(recording, out):
+            check_file_target(recording, "--rerun save:", None if overwrite else lambda _: False)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.absolute().is_relative_to(folder.absolute())
 
 
 def _has_poses(tum: Path) -> bool:
@@ -599,6 +644,7 @@ def _cmd_eval_batch(args: argparse.Namespace) -> int:
         raise ConfigError(f"--threads-per-job must be at least 1, got {args.threads_per_job}")
     spec = load_batch_spec(args.spec)
     out = Path(args.out) if args.out else Path("runs") / f"batch-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_writable_folder(out, "--out")
     total = len(spec.sequences) * len(spec.presets)
     done = [0]
 
@@ -705,6 +751,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from slamfront.frontend.export import export_models
 
     config = _config_from_args(args)
+    if args.out:
+        check_writable_folder(args.out, "--out")
     exported = export_models(config, args.out)
     if not exported:
         print(f"preset {config.preset}: nothing to export (model {config.extractor.model})")
@@ -1411,6 +1459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Command = args.handler
     limit_blas_threads()
     try:
+        _check_extra_files(args)
         return handler(args)
     except SlamfrontError as exc:
         print(f"slamfront: error: {exc}", file=sys.stderr)
@@ -1421,6 +1470,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("slamfront: interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
+
+
+def _check_extra_files(args: argparse.Namespace) -> None:
+    """The extra files a command writes on request (``--json``, ``--plot``) can be written,
+    checked before the command's work rather than failing after it."""
+    for option in ("json", "plot"):
+        target = getattr(args, option, None)
+        if isinstance(target, str) and target:
+            check_file_target(target, f"--{option}")
 
 
 # Each entry adds one subcommand: a parser whose defaults carry ``handler=_cmd_<name>``.

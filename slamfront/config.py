@@ -817,6 +817,9 @@ def _read_preset(
     for key, value in _flatten(content):
         _set_dotted(data, key, value)
         sources[key] = f"{path}:{lines.get(key, '?')}"
+    for key, line in lines.items():  # sections too: an unknown one is named with its line
+        if key != "extends" and key not in sources:
+            sources[key] = f"{path}:{line}"
     if "preset" not in content:
         data["preset"] = path.stem
 
@@ -848,6 +851,10 @@ def _load_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     visited = [0]
 
     def walk(mapping: yaml.MappingNode, prefix: str) -> dict[str, Any]:
+        if mapping.tag != yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG:
+            # the safe loader refuses such tags on values; a section is walked here instead
+            line = mapping.start_mark.line + 1
+            raise ConfigError(f"{path}:{line}: the tag {mapping.tag!r} is not allowed here")
         out: dict[str, Any] = {}
         for key_node, value_node in mapping.value:
             line = key_node.start_mark.line + 1

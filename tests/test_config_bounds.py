@@ -151,12 +151,23 @@ def test_extends_resolves_beside_the_including_file(
         "sim:\n  frames: !!python/object/apply:os.system ['true']\n",
         "sim:\n  frames: !custom 3\n",
         "sim: !!python/name:os.system\n",
+        "sim: !!python/object:os.system {frames: 3}\n",  # a tagged section was walked as is
+        "!!python/object:os.system\nsim: {}\n",
+        "sim: !!set {frames, fps}\n",
+        "sim:\n  frames: 3\ntracker: !!omap [{mode: mono}]\n",
     ],
 )
 def test_refused_yaml_tags_are_a_config_error(tmp_path: Path, text: str) -> None:
     path = tmp_path / "tagged.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=rf"^{path}:\d+: "):
+        load_config(str(path))
+
+
+def test_an_unknown_section_is_named_with_its_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text("extends: fast\nsim:\n  frames: 3\ntrackr:\n  mode: mono\n")
+    with pytest.raises(ConfigError, match=rf"^{path}:4: unknown key 'trackr'"):
         load_config(str(path))
 
 

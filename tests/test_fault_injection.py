@@ -239,7 +239,8 @@ def test_a_signal_at_start_up_writes_nothing_over_an_earlier_run(
     del shared_weights  # the fixture only makes sure the published weights are reachable
     out = tmp_path / "run"
     out.mkdir()
-    (out / "trajectory.tum").write_bytes((earlier[0] / "run" / "trajectory.tum").read_bytes())
+    for name in ("config.yaml", "trajectory.tum"):  # an earlier run's: --overwrite takes it
+        (out / name).write_bytes((earlier[0] / "run" / name).read_bytes())
     before = digest(out)
     args = ["sim:loop", "sim.frames=30", *SIM[:2], "--out", "run", "--overwrite"]
     cli = Cli(args, tmp_path)

@@ -91,6 +91,51 @@ def test_overwrite_replaces_the_folder_whole(tmp_path: Path) -> None:
     assert not [p.name for p in tmp_path.iterdir() if p.name != "run"]  # no leftovers
 
 
+def test_overwrite_through_a_symbolic_link_replaces_the_folder_it_names(tmp_path: Path) -> None:
+    """The link itself used to be swapped for a new folder: the earlier run stayed where the
+    link had pointed, and the link was left behind under a hidden name."""
+    real, link = tmp_path / "real", tmp_path / "link"
+    assert run(real, frames=8) == 0
+    link.symlink_to(real)
+    assert run(link, "--overwrite", frames=5) == 0
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert json.loads((real / "stats.json").read_text())["frames_read"] == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
+def test_overwrite_never_replaces_a_folder_that_is_not_a_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--out DATASET --overwrite` used to replace the dataset folder the run was reading
+    (its frames then 'not found'), or any folder of the user's files, whole."""
+    data = tmp_path / "recording"
+    (data / "rgb").mkdir(parents=True)
+    (data / "rgb.txt").write_text("# my recording\n")
+    before = digest(tmp_path)
+    assert run(data, "--overwrite") == 2
+    assert "replaces an earlier run's folder only" in capsys.readouterr().err
+    assert digest(tmp_path) == before and (data / "rgb").is_dir()
+
+
+def test_overwrite_never_deletes_an_input_of_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert run(out, "--save-map", str(tmp_path / "room.map"), frames=8) == 0
+    (tmp_path / "room.map").rename(out / "room.map")  # the map kept inside the run's folder
+    before = digest(out)
+    assert run(out, "--overwrite", "--load-map", str(out / "room.map")) == 2
+    err = capsys.readouterr().err
+    assert f"would delete {out / 'room.map'}, an input of this run" in err
+    assert digest(out) == before
+
+
+def test_a_map_saved_into_the_new_run_folder_is_not_refused(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert run(out, "--save-map", str(out / "room.map"), frames=8) == 0
+    assert len(load_map(out / "room.map").keyframes) >= 1
+
+
 @pytest.mark.parametrize(
     ("where", "message"),
     [
@@ -130,6 +175,44 @@ def test_a_map_target_it_cannot_write_is_an_error_before_the_first_frame(
     assert run(tmp_path / "run", "--save-map", target) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rerun", "save:nowhere/r.rrd"], "--rerun save:nowhere/r.rrd: folder nowhere does not"),
+        (["--rerun", "save:/proc/r.rrd"], "cannot write in /proc"),
+        (["--rerun", "save:kept.rrd"], "--rerun save:kept.rrd: the file exists"),
+        (["--rerun", "save:."], "is a folder"),
+        (["--save-map", "kept.rrd"], "--save-map kept.rrd: the file exists"),
+    ],
+)
+def test_files_written_beside_the_run_folder_are_checked_before_anything_is_touched(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    message: str,
+) -> None:
+    """A recording outside the run folder used to be created where it could (a folder made
+    for it, an existing file replaced) or fail with a traceback once the folder was claimed;
+    a map replaced any file. Now: refused up front, and an existing file that is not a map
+    is replaced only with --overwrite."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "kept.rrd").write_text("mine\n")
+    assert run(tmp_path / "run", *args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.rrd"]
+    assert (tmp_path / "kept.rrd").read_text() == "mine\n"
+
+
+def test_a_saved_map_replaces_the_map_it_finds(tmp_path: Path) -> None:
+    target = tmp_path / "room.map"
+    assert run(tmp_path / "a", "--save-map", str(target)) == 0
+    first = target.read_bytes()
+    assert run(tmp_path / "b", "--save-map", str(target), frames=8) == 0
+    assert target.read_bytes() != first and len(load_map(target).keyframes) >= 1
 
 
 class _RemoveFolder:

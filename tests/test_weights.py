@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import subprocess
+import sys
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -247,3 +249,21 @@ def test_doctor_reports_each_published_file_and_the_export_caches(
     onnx, _ = _cache_checks()
     assert onnx.usable and "2 exports, 3 MB (lightglue-x, xfeat-k1024.onnx)" in onnx.detail
     assert engines.name == "tensorrt cache"
+
+
+def test_a_download_removes_what_a_killed_download_left(http_root: tuple[Path, str]) -> None:
+    """The partial file of a process killed mid-download stayed in the cache for good."""
+    root, base = http_root
+    (root / "w.bin").write_bytes(PAYLOAD)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    target = cache_dir() / NAME
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stale = target.with_name(f".{target.name}.{int(gone.stdout)}-9f9f.part")
+    stale.write_bytes(PAYLOAD[:10])
+    assert resolve_weights(NAME, registry=_registry(urls=(f"{base}/w.bin",))) == target
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name]

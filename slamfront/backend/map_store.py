@@ -3,7 +3,8 @@
 The file is a zip archive of ``.npy`` arrays plus ``header.json``, which carries the format
 name and version, the cameras, and the sha256, dtype and shape of every array. It is written
 atomically: to a temporary file in the same folder, flushed and fsync'ed, then renamed over
-the target, so a crash during a save leaves any existing map untouched. :func:`load_map`
+the target, so a crash during a save leaves any existing map untouched (and the temporary
+file, which the next save to that target removes). :func:`load_map`
 checks everything and raises :class:`~slamfront.errors.MapFileError` naming the file and the
 fault for a corrupt, truncated, foreign or other-version file.
 """
@@ -15,7 +16,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +26,7 @@ import numpy as np
 
 from slamfront.backend.pose_graph import EdgeKind, GraphEdge
 from slamfront.errors import InputError, MapFileError
+from slamfront.io.atomic import open_temp
 from slamfront.types import CameraModel, Features, Keyframe
 
 MAP_FORMAT = "slamfront-map"
@@ -35,6 +36,8 @@ MAX_HEADER_BYTES = 64 << 20
 """Largest header.json read."""
 MAX_MAP_BYTES = 16 << 30
 """Largest total of the arrays a map file may declare (16 GiB)."""
+_MAX_IMAGE_SIDE_PX = 1 << 16
+"""Largest keyframe image side a map may declare."""
 MAX_COMPRESSION_RATIO = 20
 """Members are written stored (uncompressed); one that declares more than this many times its
 compressed size (and over a megabyte) is refused as a decompression bomb before it is read."""
@@ -118,8 +121,7 @@ def save_map(
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise MapFileError(f"{target}: folder {folder} does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    tmp = Path(tmp_name)
+    fd, tmp = open_temp(target)  # also removes what a killed save left here
     try:
         with os.fdopen(fd, "wb") as handle:
             with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
@@ -134,6 +136,20 @@ def save_map(
         tmp.unlink(missing_ok=True)
         raise
     _fsync_folder(folder)
+
+
+def is_map_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a file that names itself a slamfront map (its header alone is
+    read; its contents are checked by :func:`load_map`)."""
+    try:
+        with zipfile.ZipFile(path, "r") as archive:
+            info = archive.getinfo(_HEADER)
+            if info.file_size > MAX_HEADER_BYTES:
+                return False
+            header = json.loads(_read_member(archive, info))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, RuntimeError, EOFError):
+        return False
+    return isinstance(header, dict) and header.get("format") == MAP_FORMAT
 
 
 def load_map(path: str | os.PathLike[str]) -> SavedMap:
@@ -492,6 +508,27 @@ def _unpack(arrays: dict[str, np.ndarray], header: dict[str, Any]) -> SavedMap:
         raise ValueError("keyframe_offsets do not cover the feature arrays")
     if np.any(np.diff(offsets) < 0):
         raise ValueError("keyframe_offsets are not increasing")
+    camera_rows = arrays["keyframe_camera"]
+    unknown = camera_rows[(camera_rows < 0) | (camera_rows >= len(cameras))]
+    if unknown.size:
+        raise ValueError(
+            f"keyframe_camera refers to camera {int(unknown[0])}; the header lists "
+            f"{len(cameras)} (0 to {len(cameras) - 1})"
+        )
+    sizes = arrays["keyframe_image_size"]
+    if count and (sizes.min() <= 0 or sizes.max() > _MAX_IMAGE_SIDE_PX):
+        raise ValueError(f"keyframe_image_size holds a size out of 1..{_MAX_IMAGE_SIDE_PX} px")
+    landmark_descriptors = arrays.get("landmark_descriptors")
+    feature_descriptors = arrays["feature_descriptors"]
+    if landmark_descriptors is not None and (
+        landmark_descriptors.shape[1:] != feature_descriptors.shape[1:]
+        or landmark_descriptors.dtype != feature_descriptors.dtype
+    ):
+        raise ValueError(
+            "landmark_descriptors are not of the keyframes' kind: "
+            f"{landmark_descriptors.dtype.str}{list(landmark_descriptors.shape[1:])} against "
+            f"{feature_descriptors.dtype.str}{list(feature_descriptors.shape[1:])}"
+        )
     for name in ("feature_scores", "feature_descriptors", "feature_points_cam_m"):
         if arrays[name].shape[0] != total:
             raise ValueError(f"{name} has {arrays[name].shape[0]} rows, expected {total}")

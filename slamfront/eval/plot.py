@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from slamfront.eval.trajectory_metrics import TrajectoryEvaluation, format_length_m
+from slamfront.io.atomic import open_temp
 
 _AXES = ("x", "y", "z")
 
@@ -69,7 +70,8 @@ def plot_evaluation(
     if title:
         figure.suptitle(title)
     target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp.png")
+    fd, tmp = open_temp(target, ".tmp.png")
+    os.close(fd)
     try:
         figure.savefig(tmp, dpi=100)
         tmp.replace(target)

@@ -9,7 +9,7 @@ import numpy as np
 from slamfront.config import TrackerConfig
 from slamfront.frontend.alignment import align_pairs, alignment_image
 from slamfront.frontend.base import Extractor
-from slamfront.frontend.stereo import stereo_matches
+from slamfront.frontend.stereo import rectified_disparity, stereo_matches
 from slamfront.geometry import sample_depth, undistort_points
 from slamfront.types import CameraModel, Features, Frame
 
@@ -96,7 +96,7 @@ def _stereo_depth(
             cfg.alignment, grey, right_grey, left_px, right_px, cfg.stereo.max_row_diff_px
         )
         pairs, left_px, right_px = pairs[keep], left_px[keep], right_px[keep]
-    disparity = left_px[:, 0] - right_px[:, 0]
+    disparity = rectified_disparity(frame.stereo, left_px[:, 0], right_px[:, 0])
     depth = np.zeros(len(features), np.float32)
     positive = disparity > 0
     depth[pairs[positive, 0]] = focal_baseline / disparity[positive]

@@ -37,7 +37,7 @@ from slamfront.frontend.models.specs import (
 from slamfront.frontend.runtime.cache_digest import digest_path, is_intact, record_digest
 from slamfront.frontend.runtime.extractor_base import INPUT_NAME, OUTPUT_NAMES
 from slamfront.frontend.runtime.lightglue_export import graphs_digest, lightglue_graphs
-from slamfront.weights import sha256_of, user_cache
+from slamfront.weights import make_cache_folder, sha256_of, user_cache
 
 if TYPE_CHECKING:
     from slamfront.config import Config, ExtractorConfig
@@ -102,7 +102,8 @@ def export_extractor(cfg: ExtractorConfig, path: str | os.PathLike[str] | None =
     spec = MODEL_SPECS[cfg.model]
     weights_sha = sha256_of(extractor_weights(cfg))
     target = Path(path) if path is not None else extractor_onnx_path(cfg)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    cached = target.parent == extractor_onnx_path(cfg).parent
+    make_cache_folder(target.parent, "extractor.onnx_dir" if cached else "the export folder")
     log.info("exporting the %s extractor to ONNX (once; cached as %s)", cfg.model, target)
     detector = build_detector(cfg)
     example = torch.rand(1, spec.input_channels, 4 * spec.stride_px, 5 * spec.stride_px)

@@ -33,7 +33,9 @@ def stereo_matches(
         raise ValueError("stereo_matches needs a rectified rig")
     pair_left, pair_right = _row_candidates(left.keypoints, right.keypoints, max_row_diff_px)
     focal_baseline = rig.left.fx * rig.baseline_m
-    disparity = left.keypoints[pair_left, 0] - right.keypoints[pair_right, 0]
+    disparity = rectified_disparity(
+        rig, left.keypoints[pair_left, 0], right.keypoints[pair_right, 0]
+    )
     allowed = (disparity >= focal_baseline / max_depth_m) & (
         disparity <= focal_baseline / min_depth_m
     )
@@ -52,6 +54,14 @@ def stereo_matches(
         & (best_l[np.maximum(best_r, 0)] == rows)
     )
     return np.stack([rows[ok], best_r[ok]], axis=1).astype(np.int64)
+
+
+def rectified_disparity(rig: StereoRig, left_u: np.ndarray, right_u: np.ndarray) -> np.ndarray:
+    """Disparity in pixels (``focal * baseline / depth``) of points at columns ``left_u`` and
+    ``right_u`` of a rectified pair, each measured from its own camera's principal column
+    (they differ where the rectification shifted one image, e.g. a KITTI ``P1``)."""
+    offset = rig.left.cx - rig.right.cx
+    return np.asarray(left_u, np.float64) - np.asarray(right_u, np.float64) - offset
 
 
 def _row_candidates(

@@ -34,6 +34,7 @@ import numpy as np
 
 from slamfront.errors import SourceError
 from slamfront.geometry import rotation_to_quat_xyzw
+from slamfront.io.atomic import open_temp
 from slamfront.types import Trajectory
 
 TrajectoryFormat = Literal["tum", "kitti", "euroc"]
@@ -377,9 +378,9 @@ def _checked_poses(trajectory: Trajectory) -> np.ndarray:
 
 def _write_atomic(path: str | os.PathLike[str], text: str) -> None:
     target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    fd, tmp = open_temp(target)
     try:
-        with tmp.open("w") as handle:
+        with os.fdopen(fd, "w") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())

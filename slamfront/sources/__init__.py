@@ -26,6 +26,13 @@ _SCHEMES = {
     "realsense-file": "slamfront.sources.realsense:RealSenseSource",
 }
 
+# Sources that would silently ignore source.groundtruth, and why.
+_OWN_GROUNDTRUTH = {
+    "sim": "have their own exact ground truth",
+    "realsense": "(a live camera) take no ground truth",
+    "realsense-file": "(RealSense recordings) take no ground truth",
+}
+
 # One example spec per scheme, for `slamfront --help` (a scheme without one shows SCHEME:PATH).
 _EXAMPLES = {
     "tum": "tum:data/rgbd_dataset_freiburg1_xyz",
@@ -87,9 +94,15 @@ def resolve_spec(given: str | None, config: Config) -> str:
 def open_source(spec: str, config: Config | None = None) -> Source:
     """Open a source from its spec string; ``config`` supplies source/sim/camera settings."""
     scheme, rest = split_spec(spec)
+    config = config if config is not None else Config()
+    if config.source.groundtruth and scheme in _OWN_GROUNDTRUTH:
+        raise ConfigError(
+            f"source.groundtruth={config.source.groundtruth}: {scheme}: sources "
+            f"{_OWN_GROUNDTRUTH[scheme]}; leave it unset"
+        )
     module_name, _, class_name = _SCHEMES[scheme].partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    source: Source = cls.from_spec(scheme, rest, config if config is not None else Config())
+    source: Source = cls.from_spec(scheme, rest, config)
     return source
 
 

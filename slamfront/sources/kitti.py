@@ -6,8 +6,9 @@ with ``:SEQ``, the dataset root holding ``sequences/SEQ/`` and ``poses/SEQ.txt``
 - ``times.txt`` line ``i`` (seconds) is frame ``i``, image ``image_0/%06d.png``; a missing image
   is a SourceError naming that line.
 - ``calib.txt``: ``P0`` gives K; with ``image_1/`` the frames are a rectified stereo pair whose
-  baseline comes from ``P1`` (``(P0[0,3] - P1[0,3]) / fx``). Images are grey and already
-  rectified, so the camera has no distortion.
+  baseline comes from ``P1`` (``(P0[0,3] - P1[0,3]) / fx``) and the right camera's principal
+  column from ``P1[0,2]``. Images are grey and already rectified, so the camera has no
+  distortion.
 - ``groundtruth()``: ``source.groundtruth``, else ``ROOT/poses/SEQ.txt`` (the root given with
   ``:SEQ``, or the folder two levels above a sequence folder named like ``sequences/SEQ``),
   stamped by times.txt. The poses are ``world_from_cam`` of the left grey camera (cam0).
@@ -16,6 +17,7 @@ with ``:SEQ``, the dataset root holding ``sequences/SEQ/`` and ``poses/SEQ.txt``
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -133,12 +135,21 @@ class KittiSource(IndexedSource):
         if stereo:
             if "P1" not in calib:
                 raise SourceError(f"{calib_path}: image_1/ exists but there is no P1 line")
-            baseline_m = float((p0[0, 3] - calib["P1"][0, 3]) / p0[0, 0])
+            p1 = calib["P1"]
+            shared = ([0, 1, 1], [0, 1, 2])  # fx, fy, cy: one rectified image plane
+            if not np.allclose(p1[shared], p0[shared], rtol=1e-9, atol=1e-6):
+                raise SourceError(
+                    f"{calib_path}: P1 and P0 differ in focal length or principal row: "
+                    "the images are not a rectified pair"
+                )
+            baseline_m = float((p0[0, 3] - p1[0, 3]) / p0[0, 0])
             if not baseline_m > 0:
                 raise SourceError(f"{calib_path}: P1 gives a baseline of {baseline_m} m")
             right_from_left = np.eye(4)
             right_from_left[0, 3] = -baseline_m
-            self.stereo = StereoRig(self.camera, self.camera, right_from_left, rectified=True)
+            # a rectified pair may still have its own principal column (P1[0, 2])
+            right = replace(self.camera, cx=float(p1[0, 2]))
+            self.stereo = StereoRig(self.camera, right, right_from_left, rectified=True)
         super().__init__(stamps, cfg)
         self._groundtruth: Trajectory | None = None
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from slamfront.errors import DeviceError, SourceError
+from slamfront.errors import DeviceError, OutputError, SourceError
+from slamfront.run_folder import check_file_target
 from slamfront.sources.realsense_convert import FrameNumberGaps
 from slamfront.sources.realsense_device import (
     DeviceInfo,
@@ -97,7 +98,11 @@ def record(
         raise ValueError("record() needs duration_s or a stop event")
     if target.exists():
         raise SourceError(f"{target}: exists already; choose a new name")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot create its folder ({exc.strerror or exc})") from exc
+    check_file_target(target, "record")  # before the device starts streaming
     context = rs.context()
     if device is None:
         device = open_live_device(context, serial or config.realsense.serial)

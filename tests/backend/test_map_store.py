@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -63,7 +64,11 @@ def sample_map(
     keyframes[3] = dataclasses.replace(keyframes[3], map_id=1)
     landmarks = Landmarks(
         positions_world_m=rng.normal(size=(12, 3)),
-        descriptors=rng.normal(size=(12, 64)).astype(np.float32),
+        descriptors=(  # of the keyframes' kind, as the tracker makes them
+            rng.integers(0, 256, (12, 32), dtype=np.uint8)
+            if binary
+            else rng.normal(size=(12, 64)).astype(np.float32)
+        ),
         colors_rgb=rng.integers(0, 256, (12, 3), dtype=np.uint8),
         observations=np.array([[0, 0, 3], [0, 5, 7], [11, 2, 16]], np.int64),
     )
@@ -265,6 +270,27 @@ map_store.save_map({str(saved)!r}, [])
     done = subprocess.run([sys.executable, "-c", script], check=False, timeout=60)
     assert done.returncode == 3
     assert saved.read_bytes() == before
+    assert len(load_map(saved).keyframes) == 4
+
+
+def test_a_killed_save_leaves_nothing_the_next_save_or_a_load_trips_over(saved: Path) -> None:
+    """The temporary file of a save killed before its rename is never read, and the next
+    save to that map removes it; a running process's temporary file is left alone."""
+    script = f"""
+import os
+from slamfront.backend import map_store
+os.replace = lambda *a, **k: os._exit(3)
+map_store.save_map({str(saved)!r}, [])
+"""
+    done = subprocess.run([sys.executable, "-c", script], check=False, timeout=60)
+    assert done.returncode == 3
+    stale = [p for p in saved.parent.iterdir() if p != saved]
+    assert len(stale) == 1 and stale[0].name.startswith(f".{saved.name}.")
+    assert len(load_map(saved).keyframes) == 4  # the old map, not the partial one
+    running = saved.parent / f".{saved.name}.{os.getpid()}-0000.tmp"  # a save under way
+    running.write_bytes(b"partial")
+    save_map(saved, *sample_map(np.random.default_rng(5)))
+    assert sorted(p.name for p in saved.parent.iterdir()) == sorted([saved.name, running.name])
     assert len(load_map(saved).keyframes) == 4
 
 

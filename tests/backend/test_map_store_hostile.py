@@ -16,7 +16,9 @@ import pytest
 
 from slamfront.backend.map_store import Landmarks, load_map, save_map
 from slamfront.backend.pose_graph import GraphEdge
+from slamfront.config import load_config
 from slamfront.errors import MapFileError
+from slamfront.pipeline import load_run_parts
 from slamfront.types import CameraModel, Features, Keyframe
 
 CAMERA = CameraModel(640, 480, 500.0, 501.0, 320.5, 239.5)
@@ -172,6 +174,10 @@ def test_a_camera_with_a_nan_focal_length_is_refused(saved: Path) -> None:
         ("edge_information", np.full((1, 6, 6), np.inf), "edge_information holds NaN"),
         ("keyframe_id", np.array([0.0, 1.0]), "keyframe_id is <f8"),
         ("feature_scores", np.zeros(39, np.float32), "feature_scores has shape"),
+        # these three reached the tracker: nothing tracked, or a mismatch error mid-run
+        ("keyframe_image_size", np.zeros((2, 2), np.int64), "keyframe_image_size holds a size"),
+        ("keyframe_camera", np.array([0, 5]), "refers to camera 5; the header lists 1"),
+        ("landmark_descriptors", np.zeros((0, 32), np.float32), "not of the keyframes' kind"),
     ],
 )
 def test_bad_array_contents_are_refused(
@@ -196,3 +202,19 @@ def test_an_array_whose_npy_header_disagrees_is_refused_before_loading(saved: Pa
     _write(saved, members)
     with pytest.raises(MapFileError, match=r"edge_kind.npy is <f8\[68719476736\], the header"):
         load_map(saved)
+
+
+def test_an_unknown_distortion_model_is_named(saved: Path) -> None:
+    header = json.loads(_members(saved)["header.json"])
+    camera = {**header["cameras"][0], "distortion": "fisheye9"}
+    _edit_header(saved, cameras=[camera])
+    with pytest.raises(MapFileError, match="unknown distortion model 'fisheye9'"):
+        load_map(saved)
+
+
+def test_descriptors_the_extractor_does_not_make_are_refused_before_the_run(saved: Path) -> None:
+    """The fixture's 64-d float descriptors against ORB's 32 bytes: refused at load, not by
+    the matcher at the first frame with the run folder already written."""
+    config = load_config("classic")
+    with pytest.raises(MapFileError, match=r"descriptors are <f4\[64\].*makes \|u1\[32\]"):
+        load_run_parts(config, saved)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from slamfront.errors import WeightsError
+from slamfront.frontend.models.checkpoint import read_checkpoint
 from slamfront.frontend.models.disk import load_disk
 from slamfront.frontend.models.superpoint_v1 import SuperPointV1Net, load_superpoint_v1
 from slamfront.frontend.models.xfeat import load_xfeat
@@ -133,3 +135,19 @@ def test_superpoint_v1_official_key_names(tmp_path: Path) -> None:
     bad["convDa.weight"] = torch.zeros(256, 64, 3, 3)
     with pytest.raises(WeightsError, match=r"'convDa\.weight' has shape \(256, 64, 3, 3\)"):
         load_superpoint_v1(_mismatch(bad, tmp_path, "bad.pth"))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_without_advice_to_run_it(
+    tmp_path: Path,
+) -> None:
+    """torch's message suggested loading with weights_only=False (running the file's
+    code); the error keeps only what is wrong with the file."""
+    path = tmp_path / "evil.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("evil/data.pkl", b"cos\nsystem\n(S'true'\ntR.")
+        archive.writestr("evil/version", "3\n")
+    with pytest.raises(WeightsError) as caught:
+        read_checkpoint(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: not a readable torch checkpoint: ")
+    assert "os.system" in message and "weights_only" not in message and "\n" not in message

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from slamfront.frontend.descriptors import cross_distance
-from slamfront.frontend.stereo import stereo_matches
+from slamfront.frontend.stereo import rectified_disparity, stereo_matches
 from slamfront.geometry import make_pose
 from slamfront.types import CameraModel, Features, StereoRig
 
@@ -74,3 +76,22 @@ def test_depth_range_and_rows_limit_the_pairs() -> None:
     disparity = left.keypoints[found[:, 0], 0] - right.keypoints[found[:, 1], 0]
     assert disparity.min() >= 388 / 20.0 - 0.01 and disparity.max() <= 388 / 5.0 + 0.01
     assert len(stereo_matches(left, right, RIG, 0.01, 0.1, 200.0)) < 0.05 * len(left)
+
+
+def test_each_image_keeps_its_principal_column() -> None:
+    """A right image rectified with its principal column 3.25 px further right shows every
+    point 3.25 px further right: the same pairs, the same disparities."""
+    left, right, _ = pair(False, seed=2)
+    shifted_rig = StereoRig(
+        CAMERA, replace(CAMERA, cx=CAMERA.cx + 3.25), RIG.right_from_left, rectified=True
+    )
+    moved = replace(right, keypoints=right.keypoints + np.float32([3.25, 0.0]))
+    found = stereo_matches(left, right, RIG, 1.5, 5.0, 20.0)
+    np.testing.assert_array_equal(stereo_matches(left, moved, shifted_rig, 1.5, 5.0, 20.0), found)
+    kl, kr, km = (
+        left.keypoints[found[:, 0], 0],
+        right.keypoints[found[:, 1], 0],
+        moved.keypoints[found[:, 1], 0],
+    )
+    np.testing.assert_allclose(rectified_disparity(shifted_rig, kl, km), kl - kr, atol=1e-4)
+    np.testing.assert_allclose(rectified_disparity(RIG, kl, kr), kl - kr, atol=0)

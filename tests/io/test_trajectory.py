@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -180,3 +183,22 @@ def test_whole_file_writers_are_atomic(tmp_path: Path) -> None:
             writer(path, broken)
         assert path.read_text() == before  # the old file is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gt.txt"]  # no temporary left over
+
+
+def test_a_write_removes_what_a_killed_write_left_beside_the_file(tmp_path: Path) -> None:
+    """Temporary files of a process that is gone are removed; a running one's are kept."""
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    target = tmp_path / "trajectory.tum"
+    stale = tmp_path / f".trajectory.tum.{int(gone.stdout)}-1a2b.tmp"
+    running = tmp_path / f".trajectory.tum.{os.getpid()}-3c4d.tmp"
+    for partial in (stale, running):
+        partial.write_text("1.0 0 0")
+    poses = np.stack([make_pose(np.eye(3), np.zeros(3))] * 2)
+    write_tum_trajectory(target, Trajectory(np.array([1, 2], np.int64), poses))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, running.name])
+    assert len(read_tum_trajectory(target)) == 2

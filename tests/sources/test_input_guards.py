@@ -13,7 +13,7 @@ import pytest
 
 from slamfront import cli
 from slamfront.config import load_config
-from slamfront.errors import SourceError
+from slamfront.errors import ConfigError, SourceError
 from slamfront.io.trajectory import parse_stamp_s, read_trajectory
 from slamfront.sources import open_source
 from slamfront.sources.calibration import read_calibration
@@ -127,3 +127,28 @@ def test_an_opencv_matrix_tag_on_a_scalar_in_a_calibration_file(tmp_path: Path) 
     path.write_text("%YAML:1.0\nCamera1.fx: !!opencv-matrix 3\n")
     with pytest.raises(SourceError, match=r"camera.yaml: invalid YAML: .*opencv-matrix"):
         read_calibration(path)
+
+
+def test_a_source_whose_every_frame_is_unreadable_says_so(
+    tmp_path: Path, recorded: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """8-bit depth images: every frame skipped; the error blamed source.start_frame."""
+    folder = recorded.make_tum(tmp_path)["folder"]
+    for depth in (folder / "depth").iterdir():
+        cv2.imwrite(str(depth), np.full((480, 640), 40, np.uint8))
+    argv = ["run", f"tum:{folder}", "--config", "classic", "--out", str(tmp_path / "run")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "the source gave no frame: all 4 were skipped as unreadable" in err
+    assert "start_frame" not in err and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("spec", ["sim:loop", "realsense-file:walk.db3"])
+def test_a_ground_truth_a_source_would_ignore_is_refused(tmp_path: Path, spec: str) -> None:
+    """source.groundtruth on the simulator (or a RealSense) used to be ignored silently: the
+    run was scored against the simulator's own trajectory, not the file given."""
+    truth = tmp_path / "truth.tum"
+    truth.write_text("1.0 0 0 0 0 0 0 1\n")
+    config = load_config("fast", [f"source.groundtruth={truth}"])
+    with pytest.raises(ConfigError, match=rf"source.groundtruth={truth}: .*leave it unset"):
+        open_source(spec, config)

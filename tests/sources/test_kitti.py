@@ -52,6 +52,24 @@ def test_stereo_frames_calibration_and_groundtruth(
     np.testing.assert_allclose(gt.world_from_body, made["groundtruth"], atol=1e-8)
 
 
+def test_right_principal_column_comes_from_p1(tmp_path: Path, recorded: ModuleType) -> None:
+    """A rectified pair may keep a principal column of its own per image: the right camera
+    takes P1's; a P1 of another focal length or principal row is no rectified pair."""
+    made = recorded.make_kitti(tmp_path, count=2)
+    calib: Path = made["folder"] / "calib.txt"
+    good = calib.read_text()
+    p1 = next(line for line in good.splitlines() if line.startswith("P1:"))
+    calib.write_text(good.replace(p1, p1.replace(" 96.5 ", " 98.25 ")))
+    with _open(f"kitti:{made['folder']}") as source:
+        rig = next(iter(source)).stereo
+    assert rig is not None and (rig.left.cx, rig.right.cx) == (96.5, 98.25)
+    assert rig.right.fx == rig.left.fx and rig.right.cy == rig.left.cy
+    assert rig.baseline_m == pytest.approx(recorded.KITTI_BASELINE_M, rel=1e-9)
+    calib.write_text(good.replace(p1, p1.replace(" 50.5 ", " 51.5 ")))
+    with pytest.raises(SourceError, match=rf"{calib}: P1 and P0 differ .* not a rectified pair"):
+        _open(f"kitti:{made['folder']}")
+
+
 def test_monocular_sequence_without_image_1_or_poses(tmp_path: Path, recorded: ModuleType) -> None:
     made = recorded.make_kitti(tmp_path, count=4, stereo=False)
     (made["root"] / "poses" / "05.txt").unlink()

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from slamfront.config import Config, RealSenseConfig, SourceConfig, load_config
-from slamfront.errors import DeviceError, SourceError
+from slamfront.errors import DeviceError, OutputError, SourceError
 from slamfront.sources import open_source
 from slamfront.sources.realsense_convert import (
     FrameNumberGaps,
@@ -619,3 +619,20 @@ def test_pipeline_runs_end_to_end_on_a_recording_of_the_synthetic_rig(tmp_path: 
     )
     assert result.ate_m.num >= 43  # the stamps survived the round trip: poses pair up
     assert result.ate_m.rmse < 0.02
+
+
+@needs_rs
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [("/proc/slamfront/rec.db3", "cannot create its folder"), ("rec.db3/x.db3", "rec.db3")],
+)
+def test_record_into_a_place_it_cannot_write_fails_before_the_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, message: str
+) -> None:
+    """It used to end in a raw OSError (or, with a camera, the SDK's error once streaming)."""
+    from slamfront.sources.realsense_record import record
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rec.db3").write_text("a file where a folder would go\n")
+    with pytest.raises(OutputError, match=message):
+        record(where, _config(**LIVE), duration_s=1.0)

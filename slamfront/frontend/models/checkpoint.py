@@ -22,10 +22,23 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         loaded = torch.load(Path(path), map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as exc:
-        raise WeightsError(f"{path}: not a readable torch checkpoint: {exc}") from exc
+        raise WeightsError(f"{path}: not a readable torch checkpoint: {_reason(exc)}") from exc
     if not isinstance(loaded, dict):
         raise WeightsError(f"{path}: expected a dict of tensors, got {type(loaded).__name__}")
     return loaded
+
+
+_TORCH_ADVICE = ("Weights only load failed", "Please file an issue", "Check the documentation")
+
+
+def _reason(exc: BaseException) -> str:
+    """What is wrong with the file, without torch's advice around it (which suggests loading
+    with ``weights_only=False``, i.e. running the file's code: never for a file refused)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    kept = [line for line in lines if not line.startswith(_TORCH_ADVICE)]
+    text = "; ".join(kept) or (lines[0] if lines else type(exc).__name__)
+    first, dot, _ = text.partition(". ")
+    return first + dot.strip() if len(text) > 200 else text
 
 
 def load_checked(

@@ -37,7 +37,7 @@ import numpy as np
 from slamfront.errors import RuntimeUnavailableError
 from slamfront.frontend.models.specs import lightglue_weights
 from slamfront.frontend.runtime.lightglue_loop import PAD_BIAS
-from slamfront.weights import sha256_of
+from slamfront.weights import make_cache_folder, sha256_of
 
 if TYPE_CHECKING:
     import onnx
@@ -101,7 +101,7 @@ def export_lightglue(
     graphs = GlueGraphs(target, arch.n_layers, arch.input_dim, arch.descriptor_dim, masked)
     if _intact(graphs):
         return graphs
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_cache_folder(target.parent, "matcher.onnx_dir")
     log.info("exporting the matcher to ONNX, one graph per stage (once; cached in %s)", target)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
