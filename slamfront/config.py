@@ -352,6 +352,15 @@ class ImuConfig(_Section):
     """IMU time the gravity/gyro-bias initialisation gathers before deciding (seconds)."""
     static_gyro_rad_s: float = bounded(0.05, gt=0, le=10)
     """Initialisation: the rig counts as static while the gyro's spread stays below this."""
+    scale_window_s: float = bounded(3.0, gt=0, le=60)
+    """Monocular: the shortest span of tracked motion the visual-inertial alignment measures
+    the map's metric scale on (seconds)."""
+    max_scale_std: float = bounded(0.01, gt=0, le=1)
+    """Monocular: the scale is accepted once its relative standard deviation is below this
+    (too little acceleration leaves it uncertain: the alignment keeps waiting)."""
+    scale_wait_s: float = bounded(15.0, ge=0, le=600)
+    """Monocular: longest time a new map is held back waiting for its metric scale (seconds);
+    after that it is released at an arbitrary scale, as without an IMU (0: never wait)."""
     gyro_noise_density: float = bounded(1.7e-4, gt=0, le=1)
     """rad/s/sqrt(Hz); used when the source gives no calibration (EuRoC's sensor.yaml does)."""
     gyro_random_walk: float = bounded(2.0e-5, gt=0, le=1)

@@ -57,6 +57,7 @@ from slamfront.types import (
     StageTimings,
     TrackingState,
     TrackResult,
+    Trajectory,
 )
 
 log = logging.getLogger(__name__)
@@ -217,6 +218,10 @@ class Pipeline:
         self._closed = False
         self._mono = False
         self._depth_watch = _DepthWatch()
+        # monocular: every pose given out, with its map's scale then (the IMU may correct the
+        # scale later: the final trajectory takes the correction), and the poses held back
+        # while the map waited for its scale (at its first scale, 1)
+        self._mono_poses: list[tuple[int, np.ndarray, int, float]] = []
         self._stopped = False
         self._back_end_failure = ""
 
@@ -367,7 +372,11 @@ class Pipeline:
             if frame_ms.size
             else (0.0, 0.0, 0.0)
         )
-        notes: tuple[str, ...] = ("monocular: trajectory scale is arbitrary",) if self._mono else ()
+        notes: tuple[str, ...] = ()
+        if self._mono and self._tracker.metric_scale:
+            notes = ("monocular-inertial: metric scale measured by the IMU",)
+        elif self._mono:
+            notes = ("monocular: trajectory scale is arbitrary",)
         if self._depth_watch.note is not None:
             notes = (*notes, self._depth_watch.note)
         if self._back_end_failure:
@@ -440,6 +449,8 @@ class Pipeline:
         finally:
             if self._tracked_frames is not None and finished:
                 self._tracked_frames.close()
+        if final is None and self._mono:
+            final = self._rescaled_mono_poses()
         self._final_poses = final
         for sink in self._sinks:
             if final is not None:
@@ -475,6 +486,25 @@ class Pipeline:
             vocabulary_id=back_end.vocabulary_id,
         )
         return len(keyframes)
+
+    def _rescaled_mono_poses(self) -> OptimizedPoses | None:
+        """A monocular run's poses with the scale corrections made after they were given out,
+        as final poses (the frames held back for the scale included); None when no correction
+        came after any of them."""
+        poses = self._mono_poses
+        factors = [self._tracker.map_scale(map_id) / then for _, _, map_id, then in poses]
+        if not poses or np.allclose(factors, 1.0, rtol=1e-9, atol=0.0):
+            return None
+        world_from_cam = np.array([pose for _, pose, _, _ in poses])
+        world_from_cam[:, :3, 3] *= np.asarray(factors)[:, None]
+        stamps = np.array([stamp for stamp, _, _, _ in poses], np.int64)
+        return OptimizedPoses(
+            revision=0,
+            keyframe_ids=(),
+            world_from_cam=np.zeros((0, 4, 4)),
+            frame_trajectory=Trajectory(stamps, world_from_cam),
+            frame_map_ids=np.array([map_id for _, _, map_id, _ in poses], np.int64),
+        )
 
     def _map_localizer(
         self, prior_map: SavedMap
@@ -538,20 +568,27 @@ class Pipeline:
             if warning is not None:
                 log.warning("%s", warning)
         new_keyframes = []
-        if result.is_keyframe:
+        # a monocular map held back until the IMU gave its scale hands on its keyframes when
+        # it is released
+        released = self._mono and result.state == TrackingState.OK
+        if result.is_keyframe or released:
             # usually one; a monocular start makes its first two at once
-            new_keyframes = [
-                kf for kf in self._tracker.keyframes() if kf.keyframe_id > self._last_keyframe_id
-            ]
+            new_keyframes = self._tracker.keyframes_after(self._last_keyframe_id)
             c.keyframes += len(new_keyframes)
             c.map_ids.update(kf.map_id for kf in new_keyframes)
-            self._last_keyframe_id = new_keyframes[-1].keyframe_id
+            if new_keyframes:
+                self._last_keyframe_id = new_keyframes[-1].keyframe_id
         if self.config.backend.imu_factors:
             new_keyframes = self._imu_links.step(frame, result, new_keyframes)
         t0 = time.perf_counter()
         corrected = self._exchange_with_back_end(new_keyframes)
         if self._tracked_frames is not None and not self._mono:  # mono: never a back end
             self._tracked_frames.append(result)
+        for stamp_ns, world_from_cam, map_id in self._tracker.take_held_back():
+            self._mono_poses.append((stamp_ns, world_from_cam, map_id, 1.0))
+        if self._mono and result.world_from_cam is not None:
+            scale = self._tracker.map_scale(result.map_id)
+            self._mono_poses.append((result.stamp_ns, result.world_from_cam, result.map_id, scale))
         t1 = time.perf_counter()
         for sink in self._sinks:
             sink.on_result(frame, result)

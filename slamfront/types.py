@@ -236,6 +236,9 @@ class FrameIssue(enum.Enum):
     """The pose strayed too far from the motion model's prediction."""
     NOT_RELOCALIZED = "not_relocalized"
     """Lost, and no keyframe of any map recognised the view."""
+    IMU_SCALE = "imu_scale"
+    """Monocular with an IMU: tracked, but the map is held back until the IMU has given it a
+    metric scale (too little acceleration so far to measure it)."""
 
 
 @dataclass(frozen=True)

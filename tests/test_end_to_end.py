@@ -328,7 +328,7 @@ def test_a_new_map_after_a_long_loss_merges_at_the_revisit(
 def mono(tmp_path_factory: pytest.TempPathFactory, shared_weights: Path) -> Run:
     del shared_weights
     out = tmp_path_factory.mktemp("mono")
-    return run(out, "sim:loop", "fast", "sim.sensor=mono")
+    return run(out, "sim:loop", "fast", "sim.sensor=mono", "tracker.imu.enabled=false")
 
 
 def test_monocular_initialises_and_tracks(mono: Run) -> None:

@@ -72,10 +72,14 @@ def check_order(reference: str | os.PathLike[str], estimate: str | os.PathLike[s
     )
 
 
+# the note of a monocular run whose scale the IMU measured (its trajectory is metric)
+METRIC_MONO_NOTE = "monocular-inertial: metric scale measured by the IMU"
+
+
 def run_is_monocular(folder: str | os.PathLike[str]) -> bool | None:
     """Whether the run in ``folder`` tracked monocular (scale arbitrary): from ``stats.json``
-    (its ``mode``, or the monocular note), else ``config.yaml``'s ``tracker.mode``; None when
-    neither says."""
+    (its ``mode``, or the monocular note; a monocular run the IMU made metric is not), else
+    ``config.yaml``'s ``tracker.mode``; None when neither says."""
     root = Path(folder)
     stats_path = root / "stats.json"
     if stats_path.is_file():
@@ -84,10 +88,12 @@ def run_is_monocular(folder: str | os.PathLike[str]) -> bool | None:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InputError(f"{stats_path}: cannot read the run's stats: {exc}") from exc
         if isinstance(stats, dict):
+            notes = stats.get("notes")
+            if isinstance(notes, list) and METRIC_MONO_NOTE in notes:
+                return False
             mode = stats.get("mode")
             if isinstance(mode, str):
                 return mode.lower() in ("mono", "monocular")
-            notes = stats.get("notes")
             if isinstance(notes, list) and "frames_read" in stats:
                 return any(isinstance(n, str) and n.startswith("monocular") for n in notes)
     config_path = root / "config.yaml"

@@ -9,6 +9,7 @@ import numpy as np
 
 from slamfront.backend.place_recognition import PlaceIndex, vlad
 from slamfront.backend.vocabulary import Vocabulary
+from slamfront.frontend.local_map import rescaled_keyframe
 from slamfront.types import Features, Keyframe, OptimizedPoses
 
 
@@ -53,6 +54,16 @@ class KeyframeAtlas:
                     world_from_cam=np.array(world_from_cam),
                     map_id=known.map_id if map_id is None else map_id,
                 )
+
+    def after(self, keyframe_id: int) -> list[Keyframe]:
+        """The keyframes made after ``keyframe_id``, oldest first."""
+        return [self._keyframes[i] for i in sorted(self._keyframes) if i > keyframe_id]
+
+    def rescale(self, map_id: int, scale: float) -> None:
+        """The keyframes of ``map_id`` scaled about its origin (a monocular map made metric)."""
+        for keyframe_id, known in self._keyframes.items():
+            if known.map_id == map_id:
+                self._keyframes[keyframe_id] = rescaled_keyframe(known, scale)
 
     def candidates(self, features: Features, exclude: set[int], top_k: int) -> list[Keyframe]:
         """Keyframes that may see what ``features`` see, most similar first (newest first

@@ -3,6 +3,10 @@ frame's samples first, predict its pose before the search, settle its outcome af
 
 With ``tracker.imu.enabled=false`` the aid does nothing (no prediction, no gravity), so the
 tracker calls it the same way with or without an IMU.
+
+A monocular map with an IMU is held back (:meth:`ImuAid.holds_back`) until the IMU has
+measured its scale (:meth:`ImuAid.take_scale`, which the tracker applies to its map), or
+given out at an arbitrary scale after ``scale_wait_s``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,14 @@ class ImuAid:
 
     def __init__(self, config: ImuConfig) -> None:
         self._required = config.enabled is True
+        self._scale_wait_s = config.scale_wait_s
         self._odometry = InertialOdometry(config) if config.enabled is not False else None
+        # monocular: when the current map started (None: not a monocular map with an IMU),
+        # whether it is given out at an arbitrary scale, and per map the product of the
+        # scales applied to it
+        self._map_started_ns: int | None = None
+        self._arbitrary_scale = False
+        self._map_scales: dict[int, float] = {}
 
     @property
     def gravity_world(self) -> np.ndarray | None:
@@ -73,12 +84,58 @@ class ImuAid:
         imu.lose()
         return outcome
 
+    def map_started(self, inp: FrameInput) -> None:
+        """A new map started at ``inp``'s frame: a monocular one waits for its scale."""
+        self._map_started_ns = inp.frame.stamp_ns if inp.mono and self._odometry else None
+        self._arbitrary_scale = False
+
+    def holds_back(self, inp: FrameInput) -> bool:
+        """Whether the frame's pose is withheld: a monocular map whose scale the IMU has not
+        measured yet, within ``scale_wait_s`` of its start (after that it is given out at an
+        arbitrary scale, and the IMU stops looking)."""
+        imu, started_ns = self._odometry, self._map_started_ns
+        if imu is None or started_ns is None or not inp.mono or self._arbitrary_scale:
+            return False
+        if imu.scale_known or not inp.frame.imu or inp.frame.body_from_cam is None:
+            return False
+        if (inp.frame.stamp_ns - started_ns) * 1e-9 > self._scale_wait_s:
+            self._arbitrary_scale = True
+            imu.abandon_scale()
+            return False
+        return True
+
+    def take_scale(self, map_id: int) -> float | None:
+        """A scale (metres per map unit) the IMU measured for map ``map_id`` since the last
+        call, for the tracker to scale its map by; the IMU's state is scaled with it."""
+        imu = self._odometry
+        scale = imu.take_scale() if imu is not None else None
+        if imu is None or scale is None:
+            return None
+        imu.rescale(scale)
+        self._map_scales[map_id] = self._map_scales.get(map_id, 1.0) * scale
+        return scale
+
+    def map_scale(self, map_id: int) -> float:
+        """The product of the scales applied to map ``map_id`` so far (1: none)."""
+        return self._map_scales.get(map_id, 1.0)
+
+    @property
+    def metric(self) -> bool | None:
+        """Whether the current monocular map is metric; None when it is not a monocular map
+        with an IMU."""
+        if self._odometry is None or self._map_started_ns is None:
+            return None
+        return self._odometry.scale_known
+
     def transform(self, new_world_from_old_world: np.ndarray) -> None:
         """Move the IMU's state with the map (a pose-graph correction)."""
         if self._odometry is not None:
             self._odometry.transform(new_world_from_old_world)
 
     def reset(self) -> None:
-        """Tracking resumes in another map: the IMU forgets its pose and velocity."""
+        """Tracking resumes in another map: the IMU forgets its pose and velocity (and a
+        monocular map's scale)."""
+        self._map_started_ns = None
+        self._arbitrary_scale = False
         if self._odometry is not None:
             self._odometry.reset()

@@ -39,7 +39,9 @@ class Preintegrated:
     delta_rot: (3, 3) R_i^T R_j; delta_vel_m_s, delta_pos_m: (3,); dt_s: j - i in seconds;
     rot_d_gyro_bias: (3, 3) how log(delta_rot) moves with the gyro bias (first order, right
     perturbation: delta_rot(b + db) ~ delta_rot(b) exp(rot_d_gyro_bias db)); gyro_bias_rad_s,
-    accel_bias_m_s2: (3,) the biases removed.
+    accel_bias_m_s2: (3,) the biases removed; vel_d_accel_bias, pos_d_accel_bias: (3, 3) how
+    delta_vel_m_s and delta_pos_m move with the accelerometer bias (exactly: they are linear
+    in it).
     """
 
     delta_rot: np.ndarray
@@ -49,6 +51,8 @@ class Preintegrated:
     rot_d_gyro_bias: np.ndarray
     gyro_bias_rad_s: np.ndarray
     accel_bias_m_s2: np.ndarray
+    vel_d_accel_bias: np.ndarray
+    pos_d_accel_bias: np.ndarray
 
 
 def preintegrate(
@@ -71,6 +75,8 @@ def preintegrate(
     vel = np.zeros(3)
     pos = np.zeros(3)
     jac = np.zeros((3, 3))
+    vel_d_ba = np.zeros((3, 3))
+    pos_d_ba = np.zeros((3, 3))
     for k in range(knots_ns.shape[0] - 1):
         dt = (knots_ns[k + 1] - knots_ns[k]) * 1e-9
         if dt <= 0.0:
@@ -78,12 +84,17 @@ def preintegrate(
         omega = 0.5 * (gyro[k] + gyro[k + 1]) - bg
         step = so3_exp(omega * dt)
         half = so3_exp(omega * (0.5 * dt))
-        acc_i = rot @ half @ (0.5 * (accel[k] + accel[k + 1]) - ba)
+        rot_half = rot @ half
+        acc_i = rot_half @ (0.5 * (accel[k] + accel[k + 1]) - ba)
         pos = pos + vel * dt + 0.5 * acc_i * dt * dt
         vel = vel + acc_i * dt
+        pos_d_ba = pos_d_ba + vel_d_ba * dt - 0.5 * rot_half * dt * dt
+        vel_d_ba = vel_d_ba - rot_half * dt
         jac = step.T @ jac - _right_jacobian(omega * dt) * dt
         rot = rot @ step
-    return Preintegrated(rot, vel, pos, (end_ns - start_ns) * 1e-9, jac, bg.copy(), ba.copy())
+    return Preintegrated(
+        rot, vel, pos, (end_ns - start_ns) * 1e-9, jac, bg.copy(), ba.copy(), vel_d_ba, pos_d_ba
+    )
 
 
 def _knots(

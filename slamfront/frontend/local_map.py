@@ -209,6 +209,14 @@ class LocalMap:
             np.concatenate(sigmas),
         )
 
+    def rescale(self, scale: float) -> None:
+        """Scale the whole window about the world origin (a monocular map made metric)."""
+        self.positions_world = self.positions_world * scale
+        for entry in self.keyframes:
+            entry.keyframe = rescaled_keyframe(entry.keyframe, scale)
+            entry.depth_m = entry.depth_m * np.float32(scale)
+            entry.depth_sigma_m = entry.depth_sigma_m * np.float32(scale)
+
     def transform(self, new_world_from_old_world: np.ndarray) -> None:
         """Move the whole window rigidly (after a pose-graph correction)."""
         correction = orthonormalized(new_world_from_old_world)
@@ -217,3 +225,24 @@ class LocalMap:
             entry.keyframe = replace(
                 entry.keyframe, world_from_cam=orthonormalized(correction @ entry.world_from_cam)
             )
+
+
+def rescaled_keyframe(keyframe: Keyframe, scale: float) -> Keyframe:
+    """The keyframe record of a map scaled by ``scale`` about its world origin: its position,
+    landmarks, depths and relative pose to its reference scale with it."""
+    world_from_cam = keyframe.world_from_cam.copy()
+    world_from_cam[:3, 3] *= scale
+    reference_from_cam = keyframe.reference_from_cam
+    if reference_from_cam is not None:
+        reference_from_cam = reference_from_cam.copy()
+        reference_from_cam[:3, 3] *= scale
+    depth = keyframe.depth_m
+    sigma = keyframe.depth_sigma_m
+    return replace(
+        keyframe,
+        world_from_cam=world_from_cam,
+        points_cam_m=keyframe.points_cam_m * scale,
+        reference_from_cam=reference_from_cam,
+        depth_m=depth * np.float32(scale) if depth is not None else None,
+        depth_sigma_m=sigma * np.float32(scale) if sigma is not None else None,
+    )

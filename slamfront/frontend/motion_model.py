@@ -107,6 +107,22 @@ class MotionModel:
         self._twist = None
         self._recent.clear()
 
+    def rescale(self, scale: float) -> None:
+        """The map was scaled about its origin: so are the remembered poses and velocity."""
+
+        def scaled(pose: np.ndarray) -> np.ndarray:
+            out = pose.copy()
+            out[:3, 3] *= scale
+            return out
+
+        moved = [(stamp, scaled(pose)) for stamp, pose in self._recent]
+        self._recent.clear()
+        self._recent.extend(moved)
+        if self._last is not None:
+            self._last = (self._last[0], scaled(self._last[1]))
+        if self._twist is not None:
+            self._twist = np.concatenate([self._twist[:3] * scale, self._twist[3:]])
+
     def transform(self, new_world_from_old_world: np.ndarray) -> None:
         """Move the recent poses with the map (after a pose-graph correction)."""
         moved = [

@@ -28,7 +28,7 @@ from slamfront.frontend.depth import image_depth, pinhole_features
 from slamfront.frontend.frame_pose import resolve_shutter, solve_in_window, strays_from_prediction
 from slamfront.frontend.imu_aid import ImuAid
 from slamfront.frontend.keyframes import median_depth_m, need_keyframe
-from slamfront.frontend.local_map import LocalMap, MapKeyframe
+from slamfront.frontend.local_map import LocalMap, MapKeyframe, rescaled_keyframe
 from slamfront.frontend.map_start import Localizer, MapStart
 from slamfront.frontend.mapping import KeyframeMapper, refresh_keyframe
 from slamfront.frontend.motion_model import MotionModel, gyro_rate_cam
@@ -80,6 +80,8 @@ class Tracker:
         self._frames_since_keyframe = 0
         self._last_inliers = 0  # of the last tracked frame
         self._imu = ImuAid(config.imu)
+        self._mode = ""  # the sensing mode of the last frame
+        self._held_back: list[tuple[int, np.ndarray, int]] = []
 
     @property
     def state(self) -> TrackingState:
@@ -104,6 +106,7 @@ class Tracker:
             alignment_image(frame.image, frame.camera, self._config.alignment),
             tracking_start,
         )
+        self._mode = captured.mode
         self._imu.integrate(frame)
         if self._lost_too_long(frame.stamp_ns):
             self._leave_map()
@@ -120,6 +123,9 @@ class Tracker:
         else:
             outcome, inp = self._track(captured)
         outcome = self._imu.settle(inp, outcome, in_map=bool(self._map.keyframes))
+        scale = self._imu.take_scale(self._mapper.map_id)
+        if scale is not None:
+            outcome = self._rescale(outcome, scale)
         self._state = outcome.state
         if outcome.state == TrackingState.OK:
             self._lost_since_ns = None
@@ -129,15 +135,46 @@ class Tracker:
             self._frames_since_keyframe = 0
             self._store_window()
         result = _track_result(inp, outcome, self._map, self._mapper.map_id, self._config)
-        return replace(
+        result = replace(
             result,
             timings=replace(result.timings, extract_ms=extract_ms),
             gravity_world=self._imu.gravity_world,
         )
+        if self._imu.holds_back(inp):
+            if result.world_from_cam is not None:
+                self._held_back.append((result.stamp_ns, result.world_from_cam, result.map_id))
+            result = _withheld(result)
+        return result
+
+    def take_held_back(self) -> list[tuple[int, np.ndarray, int]]:
+        """(stamp_ns, world_from_cam, map_id) of the frames tracked but held back since the
+        last call (their map had no scale yet: the poses are at the map's first scale)."""
+        held, self._held_back = self._held_back, []
+        return held
+
+    def map_scale(self, map_id: int) -> float:
+        """The product of the scales the IMU applied to map ``map_id`` (1: none): a pose given
+        out when it was ``a`` is ``map_scale / a`` times too small now."""
+        return self._imu.map_scale(map_id)
+
+    @property
+    def metric_scale(self) -> bool:
+        """Whether the current map's poses are in metres (a monocular map once the IMU has
+        measured its scale)."""
+        metric = self._imu.metric
+        return metric if metric is not None else self._mode != "mono"
 
     def keyframes(self) -> list[Keyframe]:
         """The keyframes currently in the local window, oldest first."""
         return [entry.keyframe for entry in self._map.keyframes]
+
+    def keyframes_after(self, keyframe_id: int) -> list[Keyframe]:
+        """The keyframes made after ``keyframe_id``, oldest first, as the window holds them
+        (those that left it as last stored)."""
+        window = {e.keyframe.keyframe_id: e.keyframe for e in self._map.keyframes}
+        stored = {k.keyframe_id: k for k in self._atlas.after(keyframe_id)}
+        stored.update((i, k) for i, k in window.items() if i > keyframe_id)
+        return [stored[i] for i in sorted(stored)]
 
     def apply_optimized(self, poses: OptimizedPoses) -> None:
         """Take the back end's corrected keyframe poses (and merged maps): every keyframe of
@@ -214,6 +251,8 @@ class Tracker:
         outcome, inp = self._start(captured, rate)
         if outcome.keyframe is not None and self._mapper.map_id == self._maps_made:
             self._maps_made += 1
+        if outcome.keyframe is not None:
+            self._imu.map_started(inp)
         return outcome, inp
 
     def _track(self, captured: FrameInput) -> tuple[Outcome, FrameInput]:
@@ -250,6 +289,22 @@ class Tracker:
         ):
             return self._lose(attempt, FrameIssue.MOTION_GATE), inp
         return self._accept(inp, fit, world_from_cam, attempt, reference), inp
+
+    def _rescale(self, outcome: Outcome, scale: float) -> Outcome:
+        """Scale the map (window, atlas, motion model) about its origin, and the frame's
+        outcome with it: the IMU made the monocular map metric."""
+        self._map.rescale(scale)
+        self._atlas.rescale(self._mapper.map_id, scale)
+        self._motion.rescale(scale)
+        world_from_cam = outcome.world_from_cam
+        if world_from_cam is not None:
+            world_from_cam = world_from_cam.copy()
+            world_from_cam[:3, 3] *= scale
+        keyframe = outcome.keyframe
+        if keyframe is not None:
+            made = {e.keyframe.keyframe_id: e.keyframe for e in self._map.keyframes}
+            keyframe = made.get(keyframe.keyframe_id, rescaled_keyframe(keyframe, scale))
+        return replace(outcome, world_from_cam=world_from_cam, keyframe=keyframe)
 
     def _relocalize(self, inp: FrameInput) -> Outcome:
         found = relocalize(self._map, inp, self._matcher, self._config, self._atlas)
@@ -340,6 +395,20 @@ def _track_result(
         landmark_depths_m=depths,
         issue=outcome.issue,
         map_id=map_id,
+    )
+
+
+def _withheld(result: TrackResult) -> TrackResult:
+    """A tracked frame's record without its pose: its map waits for a metric scale."""
+    return replace(
+        result,
+        state=TrackingState.INITIALIZING,
+        world_from_cam=None,
+        is_keyframe=False,
+        keyframe_id=None,
+        reference_keyframe_id=None,
+        reference_from_cam=None,
+        issue=FrameIssue.IMU_SCALE,
     )
 
 

@@ -58,6 +58,8 @@ def test_mode_from_stats_then_config(tmp_path: Path) -> None:
     mono_note = {"frames_read": 3, "notes": ["monocular: trajectory scale is arbitrary"]}
     assert run_is_monocular(_folder(tmp_path / "a", mono_note)) is True
     assert run_is_monocular(_folder(tmp_path / "b", {"frames_read": 3, "notes": []})) is False
+    metric = {"mode": "mono", "notes": ["monocular-inertial: metric scale measured by the IMU"]}
+    assert run_is_monocular(_folder(tmp_path / "g", metric)) is False
     assert run_is_monocular(_folder(tmp_path / "c", {"mode": "stereo", "notes": []})) is False
     assert run_is_monocular(_folder(tmp_path / "d", config="tracker:\n  mode: mono\n")) is True
     assert run_is_monocular(_folder(tmp_path / "e", config="tracker:\n  mode: auto\n")) is None

@@ -67,3 +67,23 @@ def test_bad_input_is_refused() -> None:
     one = ImuSamples(np.array([5], np.int64), np.zeros((1, 3)), np.zeros((1, 3)))
     with pytest.raises(ValueError, match="before it starts"):
         preintegrate(one, 10, 0, np.zeros(3), np.zeros(3))
+
+
+def test_accel_bias_jacobians_are_exact() -> None:
+    """The velocity and position changes are linear in the accelerometer bias: the Jacobians
+    predict a re-integration with another bias exactly."""
+    rng = np.random.default_rng(1)
+    stamps = np.arange(0, 200_000_000, 5_000_000, dtype=np.int64)
+    samples = ImuSamples(
+        stamps, rng.normal(0, 1.0, (stamps.size, 3)), rng.normal(0, 3, (stamps.size, 3))
+    )
+    bias = np.array([0.3, -0.2, 0.5])
+    zero = np.zeros(3)
+    base = preintegrate(samples, 2_000_000, 190_000_000, zero, zero)
+    moved = preintegrate(samples, 2_000_000, 190_000_000, zero, bias)
+    np.testing.assert_allclose(
+        moved.delta_vel_m_s, base.delta_vel_m_s + base.vel_d_accel_bias @ bias, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        moved.delta_pos_m, base.delta_pos_m + base.pos_d_accel_bias @ bias, atol=1e-12
+    )

@@ -15,7 +15,7 @@ from slamfront.frontend.inertial import InertialOdometry
 from slamfront.geometry import invert_pose, rotation_angle_deg
 from slamfront.sim.imu import GRAVITY_WORLD_M_S2, ImuErrors, imu_samples, imu_stamps_ns
 from slamfront.sim.rig import BODY_FROM_CAM, sim_camera
-from slamfront.sim.trajectories import get_trajectory
+from slamfront.sim.trajectories import TrajectoryModel, get_trajectory
 from slamfront.types import Frame
 
 FPS = 30.0
@@ -180,3 +180,65 @@ def test_poses_of_unknown_scale_get_rotation_prediction_only() -> None:
     truth = _truth(name, frames[-1])
     assert rotation_angle_deg(predicted[:3, :3].T @ truth[:3, :3]) < 0.05
     assert imu.propagate(frames[-1].stamp_ns) is None
+
+
+def _model_frames(model: TrajectoryModel, count: int) -> list[Frame]:
+    rng = np.random.default_rng(0)
+    frames, previous = [], -1
+    for index in range(count):
+        stamp = round(index * 1e9 / FPS)
+        samples = imu_samples(
+            model, BODY_FROM_CAM, imu_stamps_ns(previous, stamp, 200.0), ERRORS, rng
+        )
+        frames.append(
+            Frame(index, stamp, _IMAGE, _CAMERA, imu=samples, body_from_cam=BODY_FROM_CAM)
+        )
+        previous = stamp
+    return frames
+
+
+def _monocular(
+    model: TrajectoryModel, count: int, map_scale: float
+) -> tuple[InertialOdometry, float | None]:
+    """Poses of ``model`` at ``map_scale`` (as a monocular start picks it) with millimetre
+    noise, fed as the tracker does: once the IMU gives a scale the map (and so every later
+    pose) is rescaled. Returns the odometry and the scale it found (None: none)."""
+    imu = InertialOdometry(ImuConfig())
+    rng = np.random.default_rng(5)
+    applied = None
+    for frame in _model_frames(model, count):
+        pose = model.world_from_cam(frame.stamp_ns * 1e-9).copy()
+        pose[:3, 3] += rng.normal(0.0, 0.001, 3)
+        pose[:3, 3] *= map_scale * (applied if applied is not None else 1.0)
+        imu.integrate(frame)
+        imu.update(frame.stamp_ns, pose, metric=False)
+        found = imu.take_scale()
+        if found is not None:
+            applied = found * (applied if applied is not None else 1.0)
+            imu.rescale(found)
+    return imu, applied
+
+
+def test_monocular_scale_and_gravity_from_the_imu() -> None:
+    """Up-to-scale poses on the loop (accelerations of a walking rig, the simulator's biases
+    and noise): the alignment measures the map's scale and gravity."""
+    imu, scale = _monocular(get_trajectory("loop"), 240, map_scale=0.3)
+    assert scale is not None and imu.scale_known
+    assert abs(scale * 0.3 - 1.0) < 0.02, scale * 0.3
+    assert _gravity_error_deg(imu) < 1.0
+
+
+def test_monocular_scale_waits_for_acceleration() -> None:
+    """At constant velocity the IMU cannot tell the scale: no scale is given, however long."""
+    velocity = np.array([0.4, 0.0, 0.1])
+
+    def poses(t: np.ndarray) -> np.ndarray:
+        out = np.repeat(np.eye(4)[None], t.size, axis=0)
+        out[:, :3, :3] = np.array([[1.0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]])  # looking along y
+        out[:, :3, 3] = t[:, None] * velocity
+        return out
+
+    line = TrajectoryModel("line", "room", 10.0, None, poses)
+    imu, scale = _monocular(line, 180, map_scale=0.3)
+    assert scale is None and not imu.scale_known
+    assert imu.last_alignment is None or imu.last_alignment.scale_rel_std > 0.01

@@ -20,7 +20,10 @@ def test_new_landmarks_share_one_scale(shared_weights: Path) -> None:
     percentiles. Triangulated from the two raw detections instead of aligned positions they
     spread by +-11 % (0.32-0.40 around 0.36, sim loop seed 1), which later bent the map."""
     del shared_weights
-    config = sf.load_config("fast", ["sim.sensor=rgbd", "sim.frames=110", "tracker.mode=mono"])
+    config = sf.load_config(
+        "fast",
+        ["sim.sensor=rgbd", "sim.frames=110", "tracker.mode=mono", "tracker.imu.enabled=false"],
+    )
     tracker = Tracker(
         config.tracker,
         build_extractor(config.extractor),
