@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             left_grey = grey(frame.image)
             features = extractor(frame.image)
-            depth = keypoint_depth(frame, features, "stereo", left_grey, extractor, tracker)
+            depth = keypoint_depth(frame, features, "stereo", left_grey, tracker)
             frames.append((frame, features, depth.depth_m))
             if frame.index % args.every:
                 continue
