@@ -114,7 +114,7 @@ def search_rows(
     window_px: int = 7,
     level: int = 1,
     min_score: float = 0.8,
-    uniqueness: float = 0.8,
+    min_margin: float = 0.1,
     max_round_trip_px: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Where the points at ``left_px`` of the grey left image of a rectified pair lie in the
@@ -125,9 +125,10 @@ def search_rows(
     The search runs on both images reduced ``level`` times by two, comparing each point's
     ``window_px`` window with every window of the right row by normalised cross-correlation
     (one matrix product per row holding points). A point is found where the correlation
-    peaks at or above ``min_score``, clearly above any other peak of the row (``1 - best <=
-    uniqueness * (1 - second)``), and where the right window, searched back along the left
-    row, lands within ``max_round_trip_px`` (reduced pixels) of the point.
+    peaks at or above ``min_score``, at least ``min_margin`` above any other peak of the
+    row (repeating texture matches several places as well), and where the right window,
+    searched back along the left row, lands within ``max_round_trip_px`` (reduced pixels)
+    of the point.
     """
     import cv2
 
@@ -176,7 +177,7 @@ def search_rows(
         returned = centres[np.argmax(back, axis=1)]
         ok = (
             (peak >= min_score)
-            & (1.0 - peak <= uniqueness * (1.0 - second))
+            & (peak - second >= min_margin)
             & (np.abs(returned - u) <= max_round_trip_px)
         )
         # sub-pixel peak by a parabola through its neighbours
