@@ -111,20 +111,21 @@ def search_rows(
     rig: StereoRig,
     min_disparity_px: float,
     max_disparity_px: float,
-    window_px: int = 7,
-    level: int = 1,
+    window_px: int = 5,
+    min_width_px: int = 300,
     min_score: float = 0.8,
     min_margin: float = 0.1,
     max_round_trip_px: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Where the points at ``left_px`` of the grey left image of a rectified pair lie in the
     grey right image, searched along the same row over the disparity range: (N, 2) float64
-    right positions (to about a pixel; the row is the left point's) and the (N,) mask of
-    those found.
+    right positions (to about a pixel of the reduced images below; the row is the left
+    point's) and the (N,) mask of those found.
 
-    The search runs on both images reduced ``level`` times by two, comparing each point's
-    ``window_px`` window with every window of the right row by normalised cross-correlation
-    (one matrix product per row holding points). A point is found where the correlation
+    The search runs on both images halved while they stay at least ``min_width_px`` wide
+    (so its cost hardly grows with the image), comparing each point's ``window_px`` window
+    with every window of the right row by normalised cross-correlation (one matrix product
+    per row holding points). A point is found where the correlation
     peaks at or above ``min_score``, at least ``min_margin`` above any other peak of the
     row (repeating texture matches several places as well), and where the right window,
     searched back along the left row, lands within ``max_round_trip_px`` (reduced pixels)
@@ -139,8 +140,10 @@ def search_rows(
         return right_px, found
     if not rig.rectified:
         raise ValueError("search_rows needs a rectified rig")
-    for _ in range(level):
+    level = 0
+    while left.shape[1] // 2 >= min_width_px:
         left, right = cv2.pyrDown(left), cv2.pyrDown(right)
+        level += 1
     scale = 2.0**level
     half = window_px // 2
     height, width = left.shape[:2]

@@ -124,7 +124,9 @@ def test_row_search_finds_the_disparity_from_each_principal_column() -> None:
     right_px, found = search_rows(left, right, left_px, rig, 1.0, 300.0)
     assert found.mean() > 0.8
     disparity = rectified_disparity(rig, left_px[found, 0], right_px[found, 0])
-    assert np.max(np.abs(disparity - 40.0)) < 1.0
+    # searched at a quarter of the width here: to about one of its pixels (alignment refines)
+    assert np.max(np.abs(disparity - 40.0)) < 2.0
+    assert np.median(np.abs(disparity - 40.0)) < 0.5
     np.testing.assert_array_equal(right_px[:, 1], left_px[:, 1])
     # the true disparity outside the range searched: (almost) nothing is found
     assert search_rows(left, right, left_px, rig, 1.0, 30.0)[1].mean() < 0.05
