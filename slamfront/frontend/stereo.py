@@ -24,7 +24,7 @@ def search_rows(
     max_disparity_px: float,
     window_px: int = 5,
     min_width_px: int = 300,
-    min_score: float = 0.8,
+    min_score: float = 0.9,
     min_margin: float = 0.1,
     max_round_trip_px: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
