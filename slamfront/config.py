@@ -216,7 +216,7 @@ class DepthConfig(_Section):
 @dataclass(frozen=True)
 class StereoConfig(_Section):
     max_row_diff_px: float = bounded(1.5, gt=0)
-    """Left and right keypoints of a pair lie at most this far apart vertically."""
+    """Aligned to sub-pixel, a stereo point may land at most this far off its left row."""
     disparity_sigma_px: float = bounded(0.5, gt=0)
     """Disparity noise: stereo depth sigma = sigma_px * z^2 / (fx * baseline)."""
     min_disparity_px: float = bounded(1.0, gt=0)

@@ -10,9 +10,8 @@ On ONNX Runtime with ``extractor.threads: 0`` the reader thread holds two sessio
 same graph (identical outputs): one thread while the tracker has frames waiting (it is the
 bottleneck and keeps its core), every core when the tracker has nothing queued and would
 otherwise wait for extraction. Likewise the tracker's matcher runs on every core while the
-reader thread is blocked on a full queue (its core is free), on one otherwise. With a stereo
-rig, while the tracker has frames waiting, the reader thread also extracts each right image
-ahead (the tracker needs it at keyframes) so that the tracker does not do it on its own thread.
+reader thread is blocked on a full queue (its core is free), on one otherwise. Right images
+of a stereo rig are never extracted: keyframes search their rows for the left keypoints.
 """
 
 from __future__ import annotations
@@ -179,8 +178,6 @@ class Pipeline:
         self._wide_matcher_pending = matcher is None and wide_matcher is None
         self._extractor = extractor if extractor is not None else build_extractor(config.extractor)
         self._wide_extractor = wide_extractor
-        # the tracker's extractor (right images at stereo keyframes), answered ahead by run()
-        self._ahead = _ExtractedAhead(self._extractor)
         self._matcher = (
             matcher
             if matcher is not None
@@ -198,7 +195,7 @@ class Pipeline:
             first_map_id = 1 + max((kf.map_id for kf in prior_map.keyframes), default=-1)
         self._tracker = Tracker(
             config.tracker,
-            self._ahead,
+            self._extractor,
             self._tracker_matcher,
             localize,
             first_keyframe_id,
@@ -299,10 +296,6 @@ class Pipeline:
                     extractor = wide if wide is not None and waiting else self._extractor
                     t0 = time.perf_counter()
                     features = extractor(frame.image)
-                    if not waiting and self._needs_right(frame):
-                        assert frame.image_right is not None
-                        self._ahead.put(frame.image_right, self._extractor(frame.image_right))
-                    # the reader's extraction time, a right image extracted ahead included
                     extract_ms = (time.perf_counter() - t0) * 1e3
                     if items.full():
                         reader_waits.set()
@@ -341,20 +334,12 @@ class Pipeline:
                     raise item
                 assert isinstance(item, _Extracted)
                 result = self._tracker.step(item.frame, item.features)
-                if item.frame.image_right is not None:
-                    self._ahead.drop(item.frame.image_right)
                 timings = replace(result.timings, read_ms=item.read_ms, extract_ms=item.extract_ms)
                 yield self._after_tracking(item.frame, replace(result, timings=timings))
         finally:
             stop.set()
             for thread in threads:
                 thread.join()
-
-    def _needs_right(self, frame: Frame) -> bool:
-        return (
-            frame.image_right is not None
-            and sensing_mode(frame, self.config.tracker.mode) == "stereo"
-        )
 
     def stats(self, frames_skipped: int = 0) -> RunStats:
         c = self._counters
@@ -604,32 +589,6 @@ class Pipeline:
         c.timings.append(tuple(getattr(result.timings, name) for name in _STAGES))
         c.result_times_s.append(time.perf_counter())
         return result
-
-
-class _ExtractedAhead:
-    """An extractor that answers from features extracted ahead (on another thread) for that
-    very image object, and extracts itself otherwise. Entries are dropped once their frame
-    has been tracked."""
-
-    def __init__(self, extractor: Extractor) -> None:
-        self._extractor = extractor
-        self._ready: dict[int, tuple[np.ndarray, Features]] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, image: np.ndarray) -> Features:
-        with self._lock:
-            got = self._ready.get(id(image))
-        if got is not None and got[0] is image:
-            return got[1]
-        return self._extractor(image)
-
-    def put(self, image: np.ndarray, features: Features) -> None:
-        with self._lock:
-            self._ready[id(image)] = (image, features)
-
-    def drop(self, image: np.ndarray) -> None:
-        with self._lock:
-            self._ready.pop(id(image), None)
 
 
 class _WideWhenIdle:

@@ -127,40 +127,35 @@ def test_run_tracks_every_frame_read_then_raises_the_source_error(read_thread: b
     assert {t.name for t in threading.enumerate()} == before
 
 
-def test_reader_extracts_right_images_ahead_while_the_tracker_is_busy() -> None:
-    """Stereo: once frames wait for the tracker, the reader thread extracts each right image
-    too, and the tracker takes those features at its keyframes instead of extracting again."""
+def test_stereo_run_never_extracts_right_images() -> None:
+    """Stereo keyframes search the right image's rows for the left keypoints: no thread
+    extracts a right image, and the keyframes still carry stereo depth."""
     import slamfront as sf
     from slamfront.frontend.extractors import build_extractor
     from slamfront.pipeline import Pipeline
 
     config = sf.load_config(
-        "classic",
-        ["sim.width_px=160", "sim.height_px=120", "sim.sensor=stereo", "backend.enabled=false"],
+        "classic", ["sim.sensor=stereo", "backend.enabled=false", "tracker.mode=stereo"]
     )
     with sf.open_source("sim:loop", config) as source:
-        frames = [f for _, f in zip(range(10), source, strict=False)]
-    rights = {id(f.image_right): f.index for f in frames}
+        frames = [f for _, f in zip(range(8), source, strict=False)]
+    rights = {id(f.image_right) for f in frames}
     inner = build_extractor(config.extractor)
-    filled = threading.Event()
-    calls: list[tuple[str, int | None]] = []  # (thread, frame index of a right image)
+    calls: list[int] = []
 
     def extractor(image: np.ndarray) -> Features:
-        calls.append((threading.current_thread().name, rights.get(id(image))))
-        if sum(1 for _, right in calls if right is None) == 6:
-            filled.set()  # frame 5 is being extracted: frames 1..4 fill the queue
+        calls.append(id(image))
         return inner(image)
 
-    class HoldFirstFrame:
+    class Keyframes:
         def __init__(self) -> None:
-            self.keyframes: list[int] = []
+            self.depths: list[int] = []
 
         def on_result(self, frame: Frame, result: TrackResult) -> None:
-            if frame.index == 0:
-                assert filled.wait(timeout=30)
+            pass
 
         def on_keyframe(self, keyframe: Keyframe) -> None:
-            self.keyframes.append(keyframe.frame_index)
+            self.depths.append(int((keyframe.depth_m > 0).sum()))
 
         def on_optimized(self, poses: OptimizedPoses) -> None:
             pass
@@ -168,19 +163,13 @@ def test_reader_extracts_right_images_ahead_while_the_tracker_is_busy() -> None:
         def close(self) -> None:
             pass
 
-    sink = HoldFirstFrame()
+    sink = Keyframes()
     pipeline = Pipeline(config, sinks=[sink], extractor=extractor)
     results = list(pipeline.run(frames))
     pipeline.close()
-    assert [r.frame_index for r in results] == list(range(10))
-    ahead = {right for thread, right in calls if right is not None and thread != "MainThread"}
-    assert ahead >= {2, 3, 4, 5}  # frame 1 at least was waiting when these were extracted
-    tracker_rights = {
-        right for thread, right in calls if right is not None and thread == "MainThread"
-    }
-    assert 0 in tracker_rights  # the first keyframe, before anything waited
-    assert set(sink.keyframes) & ahead, "no keyframe used a right image extracted ahead"
-    assert not tracker_rights & ahead  # the tracker never extracted those again
+    assert [r.frame_index for r in results] == list(range(8))
+    assert len(calls) == 8 and not rights & set(calls)
+    assert sink.depths and min(sink.depths) > 50, sink.depths
 
 
 def test_tracker_matches_on_the_wide_matcher_while_the_reader_waits() -> None:

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from slamfront.frontend.extractors import build_extractor
     from slamfront.frontend.matchers import build_matcher
     from slamfront.frontend.refine import grey
-    from slamfront.frontend.stereo import stereo_matches
+    from slamfront.frontend.stereo import search_rows
     from slamfront.geometry import invert_pose
 
     config = load_config("fast", args.set)
@@ -55,25 +55,25 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             left_grey = grey(frame.image)
             features = extractor(frame.image)
-            depth = keypoint_depth(frame, features, "stereo", left_grey, extractor, tracker)
+            depth = keypoint_depth(frame, features, "stereo", left_grey, tracker)
             frames.append((frame, features, depth.depth_m))
             if frame.index % args.every:
                 continue
-            right = extractor(frame.image_right)
-            pairs = stereo_matches(
-                features,
-                right,
-                rig,
-                tracker.stereo.max_row_diff_px,
-                tracker.depth.min_m,
-                rig.left.fx * rig.baseline_m / tracker.stereo.min_disparity_px,
-            )
-            left_px = features.keypoints[pairs[:, 0]].astype(np.float64)
             right_grey = alignment_image(frame.image_right, rig.right, tracker.alignment)
             if right_grey is None:
                 continue
+            focal_baseline = rig.left.fx * rig.baseline_m
+            right_px, found = search_rows(
+                left_grey,
+                right_grey,
+                features.keypoints.astype(np.float64),
+                rig,
+                tracker.stereo.min_disparity_px,
+                focal_baseline / tracker.depth.min_m,
+            )
+            left_px = features.keypoints[found].astype(np.float64)
             aligned, ok = align_positions(
-                tracker.alignment, left_grey, right_grey, left_px, right.keypoints[pairs[:, 1]]
+                tracker.alignment, left_grey, right_grey, left_px, right_px[found]
             )
             corner = _corners(left_grey, left_px)
             keep = ok & corner

@@ -7,9 +7,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from slamfront.config import TrackerConfig
-from slamfront.frontend.alignment import align_pairs, alignment_image
-from slamfront.frontend.base import Extractor
-from slamfront.frontend.stereo import rectified_disparity, stereo_matches
+from slamfront.frontend.alignment import align_pairs
+from slamfront.frontend.refine import grey
+from slamfront.frontend.stereo import rectified_disparity, search_rows
 from slamfront.geometry import sample_depth, undistort_points
 from slamfront.types import CameraModel, Features, Frame
 
@@ -53,13 +53,13 @@ def keypoint_depth(
     frame: Frame,
     features: Features,
     mode: str,
-    grey: np.ndarray | None,
-    extractor: Extractor,
+    grey_left: np.ndarray | None,
     config: TrackerConfig,
 ) -> KeypointDepth:
     """Depth of each keypoint from the depth image ("rgbd") or the stereo pair ("stereo":
-    the right image's keypoints matched along rectified rows, disparity aligned to
-    sub-pixel), with its noise; none for "mono"."""
+    each keypoint searched for along its rectified row of the right image, the disparity
+    then aligned to sub-pixel), with its noise; none for "mono". ``grey_left``: the frame's
+    alignment image (None: alignment off, the disparity stays at the search's precision)."""
     cfg = config
     if mode == "rgbd" and frame.depth_m is not None:
         depth = image_depth(frame, features.keypoints, cfg)
@@ -67,39 +67,41 @@ def keypoint_depth(
         sigma = np.maximum(cfg.depth.rgbd_sigma_m, cfg.depth.rgbd_sigma_quadratic * depth**2)
         return KeypointDepth(depth, np.where(depth > 0, sigma, 0.0).astype(np.float32))
     if mode == "stereo" and frame.image_right is not None and frame.stereo is not None:
-        return _stereo_depth(frame, features, grey, extractor, cfg)
+        return _stereo_depth(frame, features, grey_left, cfg)
     return KeypointDepth.none(len(features))
 
 
 def _stereo_depth(
-    frame: Frame,
-    features: Features,
-    grey: np.ndarray | None,
-    extractor: Extractor,
-    cfg: TrackerConfig,
+    frame: Frame, features: Features, grey_left: np.ndarray | None, cfg: TrackerConfig
 ) -> KeypointDepth:
     assert frame.image_right is not None and frame.stereo is not None
-    right = pinhole_features(extractor(frame.image_right), frame.stereo.right)
-    focal_baseline = frame.stereo.left.fx * frame.stereo.baseline_m
+    rig = frame.stereo
+    focal_baseline = rig.left.fx * rig.baseline_m
     far_m = cfg.depth.max_m
     if far_m is None:
         far_m = focal_baseline / cfg.stereo.min_disparity_px
-    pairs = stereo_matches(
-        features, right, frame.stereo, cfg.stereo.max_row_diff_px, cfg.depth.min_m, far_m
+    right_image = grey(frame.image_right)
+    left_px = features.keypoints.astype(np.float64)
+    right_px, found = search_rows(
+        grey_left if grey_left is not None else grey(frame.image),
+        right_image,
+        left_px,
+        rig,
+        focal_baseline / far_m,
+        focal_baseline / cfg.depth.min_m,
     )
-    left_px = features.keypoints[pairs[:, 0]].astype(np.float64)
-    right_px = right.keypoints[pairs[:, 1]].astype(np.float64)
-    right_grey = alignment_image(frame.image_right, frame.stereo.right, cfg.alignment)
-    if grey is not None and right_grey is not None and len(pairs):
+    index = np.flatnonzero(found)
+    left_px, right_px = left_px[index], right_px[index]
+    if grey_left is not None and len(index):
         # sub-pixel disparity: align the left keypoint's window along the row
         right_px, keep = align_pairs(
-            cfg.alignment, grey, right_grey, left_px, right_px, cfg.stereo.max_row_diff_px
+            cfg.alignment, grey_left, right_image, left_px, right_px, cfg.stereo.max_row_diff_px
         )
-        pairs, left_px, right_px = pairs[keep], left_px[keep], right_px[keep]
-    disparity = rectified_disparity(frame.stereo, left_px[:, 0], right_px[:, 0])
+        index, left_px, right_px = index[keep], left_px[keep], right_px[keep]
+    disparity = rectified_disparity(rig, left_px[:, 0], right_px[:, 0])
     depth = np.zeros(len(features), np.float32)
     positive = disparity > 0
-    depth[pairs[positive, 0]] = focal_baseline / disparity[positive]
+    depth[index[positive]] = focal_baseline / disparity[positive]
     sigma = cfg.stereo.disparity_sigma_px * depth**2 / focal_baseline
     invalid = (depth < cfg.depth.min_m) | (depth > far_m)
     depth[invalid] = 0.0

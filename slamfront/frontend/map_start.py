@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 
 from slamfront.config import TrackerConfig
-from slamfront.frontend.base import Extractor, Matcher
+from slamfront.frontend.base import Matcher
 from slamfront.frontend.depth import KeypointDepth, keypoint_depth
 from slamfront.frontend.keyframe_match import estimate_pose, match_keyframe
 from slamfront.frontend.local_map import LocalMap
@@ -31,7 +31,6 @@ class MapStart:
     def __init__(
         self,
         config: TrackerConfig,
-        extractor: Extractor,
         matcher: Matcher,
         mapper: KeyframeMapper,
         motion: MotionModel,
@@ -40,7 +39,6 @@ class MapStart:
         """``localize`` places a first frame in a saved map (None while it cannot): the map
         then continues in that map's frame instead of starting at the first camera."""
         self._config = config
-        self._extractor = extractor
         self._matcher = matcher
         self._mapper = mapper
         self._motion = motion
@@ -91,13 +89,11 @@ class MapStart:
         """The second frame's pose in the first's camera (first_from_cam), from its matches
         to a throwaway keyframe of the first, both uncorrected; None with too few inliers."""
         cfg = self._config
-        depth = keypoint_depth(
-            first.frame, first.features, first.mode, first.grey, self._extractor, cfg
-        )
+        depth = keypoint_depth(first.frame, first.features, first.mode, first.grey, cfg)
         if int(depth.valid.sum()) < cfg.min_map_points:
             return None
         lmap = LocalMap(1)
-        mapper = KeyframeMapper(cfg, self._extractor)
+        mapper = KeyframeMapper(cfg)
         mapper.use(lmap, 0)
         entry = mapper.insert(
             first.frame, first.features, np.eye(4), depth, Correspondences.empty(), first.grey
@@ -121,9 +117,7 @@ class MapStart:
                 # not yet recognised in the saved map: no pose (for a while; then a map of
                 # its own, which a loop may later join to the saved one)
                 return Outcome(TrackingState.INITIALIZING, issue=FrameIssue.NOT_IN_MAP)
-        depth = keypoint_depth(
-            inp.frame, inp.features, inp.mode, inp.grey, self._extractor, self._config
-        )
+        depth = keypoint_depth(inp.frame, inp.features, inp.mode, inp.grey, self._config)
         if int(depth.valid.sum()) < self._config.min_map_points:
             return Outcome(TrackingState.INITIALIZING, issue=FrameIssue.NO_DEPTH)
         entry = self._mapper.insert(

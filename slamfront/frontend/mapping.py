@@ -8,7 +8,6 @@ from dataclasses import replace
 import numpy as np
 
 from slamfront.config import TrackerConfig
-from slamfront.frontend.base import Extractor
 from slamfront.frontend.depth import KeypointDepth, keypoint_depth
 from slamfront.frontend.local_map import LocalMap, MapKeyframe
 from slamfront.frontend.records import Correspondences, FrameInput, PoseFit
@@ -24,13 +23,11 @@ class KeyframeMapper:
     def __init__(
         self,
         config: TrackerConfig,
-        extractor: Extractor,
         first_keyframe_id: int = 0,
     ) -> None:
         self._map = LocalMap(config.window.keyframes)
         self._map_id = 0
         self._config = config
-        self._extractor = extractor
         self._next_id = first_keyframe_id
 
     def use(self, lmap: LocalMap, map_id: int) -> None:
@@ -104,7 +101,7 @@ class KeyframeMapper:
         lmap = self._map
         # depth where the landmarks were measured (image alignment), not where detected
         features = with_tracked_pixels(inp.features, fit.corr)
-        depth = keypoint_depth(inp.frame, features, inp.mode, inp.grey, self._extractor, cfg)
+        depth = keypoint_depth(inp.frame, features, inp.mode, inp.grey, cfg)
         if not inp.mono and len(fit.corr) + int(depth.valid.sum()) < cfg.min_map_points:
             return None
         entry = self.insert(inp.frame, features, world_from_cam, depth, fit.corr, inp.grey)

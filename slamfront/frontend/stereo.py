@@ -1,59 +1,10 @@
-"""Left-right correspondences of a rectified stereo pair by row-constrained matching."""
+"""Left-right correspondences of a rectified stereo pair, searched along its rows."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from slamfront.frontend.descriptors import pair_distance
-from slamfront.types import Features, StereoRig
-
-
-def stereo_matches(
-    left: Features,
-    right: Features,
-    rig: StereoRig,
-    max_row_diff_px: float = 1.5,
-    min_depth_m: float = 0.1,
-    max_depth_m: float = 20.0,
-    max_distance: float = 0.3,
-    ratio: float = 0.9,
-) -> np.ndarray:
-    """(M, 2) int64 rows (left index, right index) of keypoints matched across a rectified pair.
-
-    A match must lie on (nearly) the same row (the epipolar constraint), at a positive
-    disparity within the depth range, be the mutual best by descriptor distance, below
-    ``max_distance`` and pass the ratio test. Only the pairs the row constraint allows are
-    compared (right keypoints sorted by row), so the cost grows with the keypoints on each
-    row, not with the product of both counts.
-    """
-    none = np.zeros((0, 2), np.int64)
-    if len(left) == 0 or len(right) == 0:
-        return none
-    if not rig.rectified:
-        raise ValueError("stereo_matches needs a rectified rig")
-    pair_left, pair_right = _row_candidates(left.keypoints, right.keypoints, max_row_diff_px)
-    focal_baseline = rig.left.fx * rig.baseline_m
-    disparity = rectified_disparity(
-        rig, left.keypoints[pair_left, 0], right.keypoints[pair_right, 0]
-    )
-    allowed = (disparity >= focal_baseline / max_depth_m) & (
-        disparity <= focal_baseline / min_depth_m
-    )
-    pair_left, pair_right = pair_left[allowed], pair_right[allowed]
-    if pair_left.size == 0:
-        return none
-    dist = pair_distance(left.descriptors[pair_left], right.descriptors[pair_right])
-    best, best_r, second = _best_two(pair_left, pair_right, dist, len(left))
-    best_l = _best_one(pair_right, pair_left, dist, len(right))
-    rows = np.arange(len(left))
-    has = best_r >= 0
-    ok = (
-        has
-        & (best <= max_distance)
-        & (best <= ratio * second)
-        & (best_l[np.maximum(best_r, 0)] == rows)
-    )
-    return np.stack([rows[ok], best_r[ok]], axis=1).astype(np.int64)
+from slamfront.types import StereoRig
 
 
 def rectified_disparity(rig: StereoRig, left_u: np.ndarray, right_u: np.ndarray) -> np.ndarray:
@@ -64,41 +15,104 @@ def rectified_disparity(rig: StereoRig, left_u: np.ndarray, right_u: np.ndarray)
     return np.asarray(left_u, np.float64) - np.asarray(right_u, np.float64) - offset
 
 
-def _row_candidates(
-    left_px: np.ndarray, right_px: np.ndarray, max_row_diff_px: float
+def search_rows(
+    left: np.ndarray,
+    right: np.ndarray,
+    left_px: np.ndarray,
+    rig: StereoRig,
+    min_disparity_px: float,
+    max_disparity_px: float,
+    window_px: int = 5,
+    min_width_px: int = 300,
+    min_score: float = 0.9,
+    min_margin: float = 0.1,
+    max_round_trip_px: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Every (left, right) index pair whose rows differ by at most ``max_row_diff_px``."""
-    order = np.argsort(right_px[:, 1], kind="stable")
-    rows_sorted = right_px[order, 1]
-    lo = np.searchsorted(rows_sorted, left_px[:, 1] - max_row_diff_px, side="left")
-    hi = np.searchsorted(rows_sorted, left_px[:, 1] + max_row_diff_px, side="right")
-    counts = hi - lo
-    pair_left = np.repeat(np.arange(left_px.shape[0]), counts)
-    starts = np.repeat(lo - np.cumsum(counts) + counts, counts)
-    pair_right = order[starts + np.arange(pair_left.size)]
-    return pair_left, pair_right
+    """Where the points at ``left_px`` of the grey left image of a rectified pair lie in the
+    grey right image, searched along the same row over the disparity range: (N, 2) float64
+    right positions (to about a pixel of the reduced images below; the row is the left
+    point's) and the (N,) mask of those found.
+
+    The search runs on both images halved while they stay at least ``min_width_px`` wide
+    (so its cost hardly grows with the image), comparing each point's ``window_px`` window
+    with every window of the right row by normalised cross-correlation (one matrix product
+    per row holding points). A point is found where the correlation
+    peaks at or above ``min_score``, at least ``min_margin`` above any other peak of the
+    row (repeating texture matches several places as well), and where the right window,
+    searched back along the left row, lands within ``max_round_trip_px`` (reduced pixels)
+    of the point.
+    """
+    import cv2
+
+    count = left_px.shape[0]
+    found = np.zeros(count, bool)
+    right_px = np.asarray(left_px, np.float64).copy()
+    if count == 0:
+        return right_px, found
+    if not rig.rectified:
+        raise ValueError("search_rows needs a rectified rig")
+    level = 0
+    while left.shape[1] // 2 >= min_width_px:
+        left, right = cv2.pyrDown(left), cv2.pyrDown(right)
+        level += 1
+    scale = 2.0**level
+    half = window_px // 2
+    height, width = left.shape[:2]
+    if min(height, width) < window_px:
+        return right_px, found
+    # right column = left column - disparity - offset (each camera's own principal column)
+    offset = (rig.left.cx - rig.right.cx) / scale
+    low, high = min_disparity_px / scale + offset, max_disparity_px / scale + offset
+    cols = np.rint(left_px[:, 0] / scale).astype(np.int64)
+    rows = np.rint(left_px[:, 1] / scale).astype(np.int64)
+    inside = (cols >= half) & (cols < width - half) & (rows >= half) & (rows < height - half)
+    centres = np.arange(half, width - half)  # columns of the row's window centres
+    order = np.flatnonzero(inside)
+    order = order[np.argsort(rows[order], kind="stable")]
+    starts = np.flatnonzero(np.r_[True, np.diff(rows[order]) != 0])
+    left_windows, right_windows = _windows(left, window_px), _windows(right, window_px)
+    for points in np.split(order, starts[1:]):
+        if points.size == 0:
+            continue
+        left_row = left_windows[rows[points[0]] - half]
+        right_row = right_windows[rows[points[0]] - half]
+        u = cols[points]
+        scores = left_row[u - half] @ right_row.T  # (points, centres)
+        disparity = u[:, None] - centres[None, :]
+        scores[(disparity < low) | (disparity > high)] = -1.0
+        best = np.argmax(scores, axis=1)
+        at = np.arange(points.size)
+        peak = scores[at, best]
+        near = np.abs(centres[None, :] - centres[best][:, None]) <= 2
+        second = np.where(near, -1.0, scores).max(axis=1)
+        back = right_row[best] @ left_row.T
+        back_disparity = centres[None, :] - centres[best][:, None]
+        back[(back_disparity < low) | (back_disparity > high)] = -1.0
+        returned = centres[np.argmax(back, axis=1)]
+        ok = (
+            (peak >= min_score)
+            & (peak - second >= min_margin)
+            & (np.abs(returned - u) <= max_round_trip_px)
+        )
+        # sub-pixel peak by a parabola through its neighbours
+        inner = (best > 0) & (best < centres.size - 1)
+        before = scores[at, np.maximum(best - 1, 0)]
+        after = scores[at, np.minimum(best + 1, centres.size - 1)]
+        curve = before - 2.0 * peak + after
+        shift = np.where(inner & (curve < 0), 0.5 * (before - after) / np.minimum(curve, -1e-9), 0)
+        disparity_px = (u - centres[best] - shift) * scale
+        right_px[points, 0] = left_px[points, 0] - disparity_px
+        found[points] = ok
+    return right_px, found
 
 
-def _best_two(
-    owner: np.ndarray, other: np.ndarray, dist: np.ndarray, count: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per owner index: smallest distance, the ``other`` index holding it (-1: no pair; ties
-    to the lowest index), and the second smallest distance (inf: none)."""
-    best = np.full(count, np.inf)
-    second = np.full(count, np.inf)
-    best_other = np.full(count, -1, np.int64)
-    order = np.lexsort((other, dist, owner))
-    owner_sorted = owner[order]
-    first = np.ones(order.size, bool)
-    first[1:] = owner_sorted[1:] != owner_sorted[:-1]
-    heads = order[first]
-    best[owner[heads]] = dist[heads]
-    best_other[owner[heads]] = other[heads]
-    runner = np.flatnonzero(first[:-1] & ~first[1:]) + 1 if order.size > 1 else np.zeros(0, int)
-    second[owner_sorted[runner]] = dist[order[runner]]
-    return best, best_other, second
-
-
-def _best_one(owner: np.ndarray, other: np.ndarray, dist: np.ndarray, count: int) -> np.ndarray:
-    """Per owner index, the ``other`` index at the smallest distance (-1: no pair)."""
-    return _best_two(owner, other, dist, count)[1]
+def _windows(image: np.ndarray, window_px: int) -> np.ndarray:
+    """(rows, columns, window_px**2) float32 windows of the image, one per pixel at least
+    ``window_px // 2`` from the border, each zero-mean and of unit norm (zero where flat)."""
+    windows = np.lib.stride_tricks.sliding_window_view(
+        image.astype(np.float32), (window_px, window_px)
+    )
+    flat = windows.reshape(*windows.shape[:2], -1)
+    flat = flat - flat.mean(axis=2, keepdims=True)
+    norm = np.sqrt(np.einsum("ijk,ijk->ij", flat, flat))[:, :, None]
+    return flat / np.maximum(norm, 1e-3)

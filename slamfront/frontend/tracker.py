@@ -70,11 +70,11 @@ class Tracker:
         self._matcher = matcher
         self._map = LocalMap(config.window.keyframes)
         self._maps_made = first_map_id + 1
-        self._mapper = KeyframeMapper(config, extractor, first_keyframe_id)
+        self._mapper = KeyframeMapper(config, first_keyframe_id)
         self._mapper.use(self._map, first_map_id)
         self._atlas = KeyframeAtlas(vocabulary)
         self._motion = MotionModel(config.shutter.rate_intervals)
-        self._start = MapStart(config, extractor, matcher, self._mapper, self._motion, localize)
+        self._start = MapStart(config, matcher, self._mapper, self._motion, localize)
         self._state = TrackingState.INITIALIZING
         self._lost_since_ns: int | None = None
         self._frames_since_keyframe = 0

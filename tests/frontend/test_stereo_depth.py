@@ -46,7 +46,7 @@ def disparity_errors(
     """Measured minus true disparity (px) at the left keypoints given a depth, and the count of
     keypoints. ``true_disparity`` maps (N, 2) left pixels to (N,) disparities (NaN: unknown)."""
     features = extractor(frame.image)
-    depth = keypoint_depth(frame, features, "stereo", grey(frame.image), extractor, config.tracker)
+    depth = keypoint_depth(frame, features, "stereo", grey(frame.image), config.tracker)
     assert frame.stereo is not None
     focal_baseline = frame.stereo.left.fx * frame.stereo.baseline_m
     has = depth.valid

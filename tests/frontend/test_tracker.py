@@ -174,7 +174,9 @@ def position_errors(
     return np.linalg.norm(pos_est - pos_gt, axis=1)
 
 
-@pytest.mark.parametrize("sensor", ["rgbd", "stereo"])
+# stereo depth searches the right image's pixels, which these point-world frames do not draw:
+# stereo tracking is covered on rendered pairs (tests/test_end_to_end.py, real recordings)
+@pytest.mark.parametrize("sensor", ["rgbd"])
 def test_metric_tracking_is_accurate(sensor: str) -> None:
     results, poses = run(sensor)
     assert results[0].state == TrackingState.OK
@@ -268,7 +270,7 @@ def run_motion_model(sensor: str, poses: list[np.ndarray]) -> tuple[list, Counti
     return [tracker.step(f) for f in frames], matcher
 
 
-@pytest.mark.parametrize("sensor", ["rgbd", "stereo"])
+@pytest.mark.parametrize("sensor", ["rgbd"])  # rgbd only: see test_metric_tracking_is_accurate
 def test_motion_model_tracks_without_the_matcher(sensor: str) -> None:
     """With ``match_every_frame`` off the matcher runs on the first tracked frames only (no
     velocity yet); the local-map search from the predicted pose tracks the rest as well."""
@@ -278,7 +280,7 @@ def test_motion_model_tracks_without_the_matcher(sensor: str) -> None:
     assert position_errors(results, poses).max() < 0.02
     matched = [r.frame_index for r in results if r.matches is not None]
     assert matched == [1], matched  # frame 0 starts the map; frame 1 has no velocity yet
-    assert matcher.calls == 1  # (stereo pairs its keyframes' sides by rows, not this)
+    assert matcher.calls == 1
     assert 5 <= sum(r.is_keyframe for r in results) <= 60
     assert np.median([r.num_inliers for r in results[2:]]) > 100
 
