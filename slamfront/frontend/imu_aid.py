@@ -85,8 +85,12 @@ class ImuAid:
         return outcome
 
     def map_started(self, inp: FrameInput) -> None:
-        """A new map started at ``inp``'s frame: a monocular one waits for its scale."""
-        self._map_started_ns = inp.frame.stamp_ns if inp.mono and self._odometry else None
+        """A new map started at ``inp``'s frame: a monocular one waits for its scale when the
+        frame carries IMU samples and the IMU-camera extrinsic (else its scale stays arbitrary)."""
+        frame = inp.frame
+        has_imu = bool(frame.imu) and frame.body_from_cam is not None
+        with_scale = inp.mono and self._odometry is not None and has_imu
+        self._map_started_ns = frame.stamp_ns if with_scale else None
         self._arbitrary_scale = False
 
     def holds_back(self, inp: FrameInput) -> bool:
