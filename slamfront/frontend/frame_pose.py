@@ -44,7 +44,7 @@ def solve_in_window(
         )
         searched = search_local_map(
             lmap, inp, PoseFit(Correspondences.empty(), seed), anchors, cfg,
-            cfg.motion.search_radius_px, align_found=not cfg.alignment.prewarp,
+            cfg.motion.search_radius_px,
         )  # fmt: skip
         needed = max(2 * cfg.min_inliers, cfg.motion.min_share * last_inliers)
         fit = searched if searched.num_inliers >= needed else None
@@ -54,10 +54,7 @@ def solve_in_window(
         if len(corr) >= cfg.min_inliers:
             estimate = estimate_pose(corr, inp.camera, prediction, cfg)
         if estimate is not None and estimate.num_inliers >= cfg.min_inliers:
-            fit = search_local_map(
-                lmap, inp, PoseFit.inliers_of(corr, estimate), anchors, cfg,
-                align_found=not cfg.alignment.prewarp,
-            )  # fmt: skip
+            fit = search_local_map(lmap, inp, PoseFit.inliers_of(corr, estimate), anchors, cfg)
         elif searched is not None and searched.num_inliers >= cfg.min_inliers:
             fit = searched  # the matcher did worse than the search it was to back up
         elif len(corr) < cfg.min_inliers:
@@ -95,10 +92,7 @@ def resolve_shutter(
         return fit, inp
     again = to_global_shutter(captured, solved_rate)
     seed = PoseFit(Correspondences.empty(), fit.estimate)
-    refit = search_local_map(
-        lmap, again, seed, anchors, config, config.motion.search_radius_px,
-        align_found=not config.alignment.prewarp,
-    )  # fmt: skip
+    refit = search_local_map(lmap, again, seed, anchors, config, config.motion.search_radius_px)
     if config.alignment.prewarp:
         refit = align_warped(lmap, again, refit, anchors, config)
     if refit.num_inliers < config.min_inliers:

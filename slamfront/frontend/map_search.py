@@ -25,14 +25,10 @@ def search_local_map(
     anchors: Anchors,
     config: TrackerConfig,
     radius_px: float | None = None,
-    *,
-    align_found: bool = True,
 ) -> PoseFit:
     """``fit`` extended by the window landmarks it does not hold yet, found within
     ``radius_px`` (default ``search.radius_px``) of their projection at its pose, and the
-    pose refined on all of them. Found landmarks are aligned to sub-pixel precision against
-    their keyframe's window with ``align_found``, else kept at their keypoints (for a caller
-    that aligns every correspondence again afterwards)."""
+    pose refined on all of them."""
     features, camera = inp.features, inp.camera
     if len(lmap) == 0 or lmap.descriptors is None or len(features) == 0:
         return fit
@@ -74,11 +70,9 @@ def search_local_map(
     first = np.ones(order.size, bool)
     first[1:] = best_kp[order][1:] != best_kp[order][:-1]
     chosen = order[first]
-    keypoints = features.keypoints[best_kp[chosen]]
-    if align_found:
-        pixels, aligned = _align_to_anchors(lmap, inp, rows[chosen], keypoints, anchors, config)
-    else:
-        pixels, aligned = keypoints.astype(np.float64), np.zeros(chosen.size, bool)
+    pixels, aligned = _align_to_anchors(
+        lmap, inp, rows[chosen], features.keypoints[best_kp[chosen]], anchors, config
+    )
     found = Correspondences(
         best_kp[chosen], lmap.ids[rows[chosen]], lmap.positions_world[rows[chosen]], pixels, aligned
     )
