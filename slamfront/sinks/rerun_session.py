@@ -169,9 +169,22 @@ def rerun_binary() -> Path:
 
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now (the OS's choice)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports free on 127.0.0.1 right now: held open together while
+    the OS picks them, so that it cannot hand out the same one twice."""
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
@@ -341,8 +354,13 @@ class RerunSession:
             self.grpc_url = mode.address
             self.recording.connect_grpc(mode.address, default_blueprint=blueprint)
             return
-        web_port = cfg.web_port or free_port()
-        grpc_port = cfg.grpc_port or free_port()
+        if cfg.web_port and cfg.web_port == cfg.grpc_port:
+            raise SlamfrontError(
+                f"rerun.web_port and rerun.grpc_port are both {cfg.web_port}; they must differ"
+            )
+        spare = iter(p for p in free_ports(3) if p not in (cfg.web_port, cfg.grpc_port))
+        web_port = cfg.web_port or next(spare)
+        grpc_port = cfg.grpc_port or next(spare)
         for port, key in ((web_port, "web_port"), (grpc_port, "grpc_port")):
             if port_open("127.0.0.1", port, 0.2):
                 raise SlamfrontError(

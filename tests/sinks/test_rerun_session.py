@@ -25,6 +25,7 @@ from slamfront.sinks.rerun_session import (
     RerunSession,
     find_recording,
     free_port,
+    free_ports,
     grpc_url,
     parse_mode,
     port_open,
@@ -130,6 +131,13 @@ def test_serve_starts_a_localhost_viewer_and_stops_it() -> None:
     assert not session.server.running()
     assert not port_open("127.0.0.1", grpc_port) and not port_open("127.0.0.1", web_port)
     session.close()  # twice is fine
+
+
+def test_free_ports_are_distinct() -> None:
+    # picked one at a time, the OS may hand out a port it just released: web and gRPC
+    # servers then collide on one port
+    ports = free_ports(8)
+    assert len(set(ports)) == 8
 
 
 def test_serve_refuses_a_port_in_use() -> None:
