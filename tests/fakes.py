@@ -36,12 +36,17 @@ class FakeExtractor:
         return self.by_tag[int(image[0, 0]) * 256 + int(image[0, 1])]
 
 
-def nn_matcher(f0: Features, f1: Features) -> Matches:
-    """Mutual nearest neighbours of the descriptors with a cosine over 0.9."""
+def mutual_nn_matches(f0: Features, f1: Features, min_cosine: float) -> Matches:
+    """Mutual nearest neighbours of the descriptors with a cosine over ``min_cosine``."""
     if len(f0) == 0 or len(f1) == 0:
         return Matches.empty()
     sim = f0.descriptors @ f1.descriptors.T
     best1 = sim.argmax(1)
     best0 = sim.argmax(0)
-    i0 = np.flatnonzero((best0[best1] == np.arange(len(f0))) & (sim.max(1) > 0.9))
+    i0 = np.flatnonzero((best0[best1] == np.arange(len(f0))) & (sim.max(1) > min_cosine))
     return Matches(np.stack([i0, best1[i0]], 1).astype(np.int64), sim.max(1)[i0].astype(np.float32))
+
+
+def nn_matcher(f0: Features, f1: Features) -> Matches:
+    """Mutual nearest neighbours with a cosine over 0.9 (the tracker tests' matcher)."""
+    return mutual_nn_matches(f0, f1, 0.9)
