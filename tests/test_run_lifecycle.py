@@ -20,6 +20,7 @@ from slamfront.backend.map_store import load_map
 from slamfront.cli import EXIT_NOTHING_TRACKED, _RunSignals, main
 from slamfront.io.trajectory import read_tum_trajectory
 from slamfront.pipeline import run_to_directory
+from tests.fakes import IgnoringSink
 
 SIM = ["sim.width_px=320", "sim.height_px=240", "--config", "classic", "--quiet"]
 
@@ -215,7 +216,7 @@ def test_a_saved_map_replaces_the_map_it_finds(tmp_path: Path) -> None:
     assert target.read_bytes() != first and len(load_map(target).keyframes) >= 1
 
 
-class _RemoveFolder:
+class _RemoveFolder(IgnoringSink):
     """A sink that removes a folder at the first frame (a disk unmounted during a run)."""
 
     def __init__(self, folder: Path) -> None:
@@ -224,15 +225,6 @@ class _RemoveFolder:
     def on_result(self, frame: sf.Frame, result: sf.TrackResult) -> None:
         if self.folder.exists():
             self.folder.rmdir()
-
-    def on_keyframe(self, keyframe: sf.Keyframe) -> None:
-        return None
-
-    def on_optimized(self, poses: sf.OptimizedPoses) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
 
 
 def test_a_map_that_cannot_be_saved_at_the_end_goes_into_the_run_folder(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from slamfront.geometry import invert_pose, rotation_angle_deg
 from slamfront.io.trajectory import read_tum_trajectory
 from slamfront.pipeline import run_to_directory
 from slamfront.types import FrameIssue
+from tests.fakes import IgnoringSink
 
 pytestmark = pytest.mark.slow
 
@@ -126,7 +127,7 @@ def test_imu_never_hurts_on_the_loop(tmp_path: Path, shared_weights: Path, senso
     assert ate_mm["true"] <= 1.05 * ate_mm["false"], ate_mm
 
 
-class _LastPose:
+class _LastPose(IgnoringSink):
     """A sink keeping the last result with a pose (its gravity estimate with it)."""
 
     def __init__(self) -> None:
@@ -138,15 +139,6 @@ class _LastPose:
             self.last = result
         if result.issue == FrameIssue.IMU_SCALE:
             self.held_back += 1
-
-    def on_keyframe(self, keyframe: sf.Keyframe) -> None:
-        return None
-
-    def on_optimized(self, poses: sf.OptimizedPoses) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
 
 
 def test_monocular_inertial_scale_and_gravity(tmp_path: Path, shared_weights: Path) -> None:

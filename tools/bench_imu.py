@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from slamfront.config import ImuConfig, SimConfig
-    from slamfront.frontend.inertial import InertialOdometry
+    from slamfront.frontend.inertial_odometry import InertialOdometry
     from slamfront.sim.imu import ImuErrors, imu_samples, imu_stamps_ns
     from slamfront.sim.rig import BODY_FROM_CAM, sim_camera
     from slamfront.sim.trajectories import get_trajectory

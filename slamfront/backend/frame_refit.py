@@ -17,9 +17,9 @@ from typing import IO
 
 import numpy as np
 
-from slamfront.frontend.local_map import rows_in
 from slamfront.frontend.pose import refine_pose
 from slamfront.geometry import invert_pose
+from slamfront.ids import rows_in
 from slamfront.types import OptimizedPoses, TrackingState, TrackResult, Trajectory
 
 _WITH_POSE = (TrackingState.OK, TrackingState.IMU_PROPAGATED)

@@ -15,7 +15,7 @@ import numpy as np
 
 from slamfront.config import ImuConfig
 from slamfront.errors import InputError
-from slamfront.frontend.inertial import InertialOdometry
+from slamfront.frontend.inertial_odometry import InertialOdometry
 from slamfront.frontend.records import FrameInput, Outcome
 from slamfront.types import Frame, TrackingState
 

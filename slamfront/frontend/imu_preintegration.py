@@ -18,6 +18,9 @@ import numpy as np
 
 from slamfront.geometry import skew, so3_exp
 
+# the magnitude of gravity (m/s^2) the IMU's estimates assume
+GRAVITY_M_S2 = 9.81
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class ImuSamples:
@@ -30,6 +33,15 @@ class ImuSamples:
 
     def __len__(self) -> int:
         return int(self.stamps_ns.shape[0])
+
+
+def concatenate_samples(parts: list[ImuSamples]) -> ImuSamples:
+    """Samples of consecutive intervals as one set (shared boundary samples once)."""
+    stamps = np.concatenate([p.stamps_ns for p in parts])
+    gyro = np.concatenate([p.gyro_rad_s for p in parts])
+    accel = np.concatenate([p.accel_m_s2 for p in parts])
+    _, first = np.unique(stamps, return_index=True)
+    return ImuSamples(stamps[first], gyro[first], accel[first])
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 
 from slamfront.config import ImuConfig
-from slamfront.frontend.inertial import GRAVITY_M_S2
+from slamfront.frontend.imu_preintegration import GRAVITY_M_S2
 from slamfront.types import Frame, ImuNoise, ImuSample, Keyframe, KeyframeImu, TrackResult
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from slamfront.geometry import invert_pose, orthonormalized, transform_points
+from slamfront.ids import rows_in
 from slamfront.types import Keyframe
 
 
@@ -64,17 +65,6 @@ class WindowObservations:
     """(K,) depth the keyframe measured there (0: none)."""
     depth_sigma_m: np.ndarray
     """(K,) that depth's standard deviation."""
-
-
-def rows_in(sorted_ids: np.ndarray, landmark_ids: np.ndarray) -> np.ndarray:
-    """Row of each of ``landmark_ids`` in the ascending ``sorted_ids``, -1 where it is not
-    there (and for negative ids, which mean "none")."""
-    rows = np.searchsorted(sorted_ids, landmark_ids)
-    rows = np.minimum(rows, max(len(sorted_ids) - 1, 0))
-    found = (landmark_ids >= 0) & (len(sorted_ids) > 0)
-    if len(sorted_ids):
-        found &= sorted_ids[rows] == landmark_ids
-    return np.where(found, rows, -1)
 
 
 class LocalMap:

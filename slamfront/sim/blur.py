@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 
+from slamfront.geometry import project, unproject
 from slamfront.types import CameraModel
 
 
@@ -30,27 +31,26 @@ def blur_displacement(
     (cam_end_from_cam_mid, 4x4). Pixels without depth (0) are treated as infinitely far.
     """
     h, w = depth_m.shape
-    fx, fy, cx, cy = camera.fx, camera.fy, camera.cx, camera.cy
-    ray_x = ((np.arange(w) - cx) / fx)[None, :]
-    ray_y = ((np.arange(h) - cy) / fy)[:, None]
+    k = camera.K
+    # each column's and each row's ray at depth 1: a pinhole's ray x depends on the column
+    # only, its y on the row only
+    ray_x = unproject(k, np.stack([np.arange(w), np.zeros(w)], axis=1), np.ones(w))[:, 0]
+    ray_y = unproject(k, np.stack([np.zeros(h), np.arange(h)], axis=1), np.ones(h))[:, 1]
     rot, trans = end_from_mid[:3, :3], end_from_mid[:3, 3]
-    # End-frame point = z * (R @ ray) + t, with ray = (ray_x, ray_y, 1).
     inv_z = np.zeros((h, w), np.float32)
     np.divide(1.0, depth_m, out=inv_z, where=depth_m > 0)
-    comps = []
+    # The end-frame point is z (R ray + t / z): projection drops the common factor z.
+    ends = np.empty((h, w, 3), np.float32)
     for row in range(3):
         r = rot[row]
-        comps.append(
-            (r[0] * ray_x).astype(np.float32)
-            + (r[1] * ray_y + r[2]).astype(np.float32)
+        ends[..., row] = (
+            (r[0] * ray_x)[None, :].astype(np.float32)
+            + (r[1] * ray_y + r[2])[:, None].astype(np.float32)
             + np.float32(trans[row]) * inv_z
         )
-    # The common factor z cancels: projecting (a + t/z) is the same as projecting z*a + t.
-    ex, ey, ez = comps
-    end_x = np.float32(fx) * ex / ez + np.float32(cx)
-    end_y = np.float32(fy) * ey / ez + np.float32(cy)
-    dx = end_x - np.arange(w, dtype=np.float32)[None, :]
-    dy = end_y - np.arange(h, dtype=np.float32)[:, None]
+    end_px = project(k, ends.reshape(-1, 3)).reshape(h, w, 2)
+    dx = (end_px[..., 0] - np.arange(w)[None, :]).astype(np.float32)
+    dy = (end_px[..., 1] - np.arange(h)[:, None]).astype(np.float32)
     return dx, dy
 
 

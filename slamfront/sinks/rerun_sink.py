@@ -56,8 +56,8 @@ from typing import Any
 import numpy as np
 
 from slamfront.config import RerunConfig
-from slamfront.frontend.local_map import rows_in
 from slamfront.geometry import distort_points
+from slamfront.ids import rows_in
 from slamfront.types import (
     CameraModel,
     Frame,

@@ -1,5 +1,5 @@
 """Synthetic keyframes for the back-end tests: landmarks with random descriptors seen by a
-pinhole camera, exact ground truth, and a mutual-nearest-neighbour matcher."""
+pinhole camera, exact ground truth, and a mutual-nearest-neighbour matcher (tests.fakes)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 
 from slamfront.geometry import invert_pose, make_pose, so3_exp
 from slamfront.types import CameraModel, Features, Keyframe, Matches
+from tests.fakes import mutual_nn_matches
 
 CAMERA = CameraModel(640, 480, 400.0, 400.0, 319.5, 239.5)
 DESC_DIM = 64
@@ -112,14 +113,7 @@ class Scene:
 
 def mnn_matcher(f0: Features, f1: Features) -> Matches:
     """Mutual nearest neighbours with cosine > 0.7."""
-    if len(f0) == 0 or len(f1) == 0:
-        return Matches.empty()
-    sim = f0.descriptors @ f1.descriptors.T
-    best01 = sim.argmax(1)
-    best10 = sim.argmax(0)
-    i0 = np.flatnonzero((best10[best01] == np.arange(len(f0))) & (sim.max(1) > 0.7))
-    pairs = np.stack([i0, best01[i0]], axis=1).astype(np.int64)
-    return Matches(pairs, sim[i0, best01[i0]].astype(np.float32))
+    return mutual_nn_matches(f0, f1, 0.7)
 
 
 def circle_poses(count: int, laps: int, radius_m: float = 2.5) -> list[np.ndarray]:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from slamfront.config import ImuConfig, SimConfig
-from slamfront.frontend.inertial import InertialOdometry
+from slamfront.frontend.inertial_odometry import InertialOdometry
 from slamfront.geometry import invert_pose, rotation_angle_deg
 from slamfront.sim.imu import GRAVITY_WORLD_M_S2, ImuErrors, imu_samples, imu_stamps_ns
 from slamfront.sim.rig import BODY_FROM_CAM, sim_camera

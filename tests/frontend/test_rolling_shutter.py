@@ -21,10 +21,10 @@ from slamfront.types import (
     Features,
     Frame,
     ImuSample,
-    Matches,
     StereoRig,
     TrackingState,
 )
+from tests.fakes import FakeExtractor, nn_matcher
 
 GLOBAL = CameraModel(640, 480, 450.0, 450.0, 320.0, 240.0)
 READOUT_S = 0.03
@@ -221,26 +221,6 @@ class RollingWorld:
         ids = np.flatnonzero(inside)
         noisy = px[ids] + self.rng.normal(scale=noise_px, size=(ids.size, 2))
         return ids, noisy.astype(np.float32), points_cam[ids, 2]
-
-
-class FakeExtractor:
-    """Features are looked up by the frame's image (two pixels tag the frame)."""
-
-    def __init__(self) -> None:
-        self.by_tag: dict[int, Features] = {}
-
-    def __call__(self, image: np.ndarray) -> Features:
-        return self.by_tag[int(image[0, 0]) * 256 + int(image[0, 1])]
-
-
-def nn_matcher(f0: Features, f1: Features) -> Matches:
-    if len(f0) == 0 or len(f1) == 0:
-        return Matches.empty()
-    sim = f0.descriptors @ f1.descriptors.T
-    best1 = sim.argmax(1)
-    best0 = sim.argmax(0)
-    i0 = np.flatnonzero((best0[best1] == np.arange(len(f0))) & (sim.max(1) > 0.9))
-    return Matches(np.stack([i0, best1[i0]], 1).astype(np.int64), sim.max(1)[i0].astype(np.float32))
 
 
 def _frames(camera: CameraModel, extractor: FakeExtractor, n: int, gyro: bool) -> list[Frame]:

@@ -23,6 +23,7 @@ from slamfront.types import (
     StereoRig,
     TrackingState,
 )
+from tests.fakes import FakeExtractor, nn_matcher
 
 CAMERA = CameraModel(640, 480, 450.0, 450.0, 320.0, 240.0)
 FPS = 30.0
@@ -71,26 +72,6 @@ def trajectory(n: int, radius: float = 1.0) -> list[np.ndarray]:
         rot = so3_exp(np.array([0.0, a, 0.0]))
         poses.append(make_pose(rot, [radius * np.sin(a), 0.1 * np.sin(3 * a), radius * np.cos(a)]))
     return poses
-
-
-class FakeExtractor:
-    """Features are looked up by the frame's image (two pixels tag the frame and side)."""
-
-    def __init__(self) -> None:
-        self.by_tag: dict[int, Features] = {}
-
-    def __call__(self, image: np.ndarray) -> Features:
-        return self.by_tag[int(image[0, 0]) * 256 + int(image[0, 1])]
-
-
-def nn_matcher(f0: Features, f1: Features) -> Matches:
-    if len(f0) == 0 or len(f1) == 0:
-        return Matches.empty()
-    sim = f0.descriptors @ f1.descriptors.T
-    best1 = sim.argmax(1)
-    best0 = sim.argmax(0)
-    i0 = np.flatnonzero((best0[best1] == np.arange(len(f0))) & (sim.max(1) > 0.9))
-    return Matches(np.stack([i0, best1[i0]], 1).astype(np.int64), sim.max(1)[i0].astype(np.float32))
 
 
 def make_frames(
