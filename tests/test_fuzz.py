@@ -42,7 +42,7 @@ T = TypeVar("T")
 EXPLORE = int(os.environ.get("SLAMFRONT_FUZZ_EXAMPLES", "0"))
 """Set: that many new random cases per test (a longer hunt by hand); unset: the fixed suite."""
 EXAMPLES = EXPLORE or 150
-"""Cases per fuzz test (README: "Reliability" states the total)."""
+"""Cases per fuzz test (docs/how-it-works.md, Development, states the total)."""
 
 FUZZ = settings(
     max_examples=EXAMPLES,
