@@ -18,11 +18,12 @@ from slamfront.eval.trajectory_metrics import evaluate_trajectories
 from slamfront.geometry import invert_pose, rotation_angle_deg
 from slamfront.io.trajectory import read_tum_trajectory
 from slamfront.pipeline import RunStats, run_to_directory
+from tests.fakes import IgnoringSink
 
 pytestmark = pytest.mark.slow
 
 
-class LoopCollector:
+class LoopCollector(IgnoringSink):
     """A sink that keeps which frame each keyframe is and the latest optimised poses."""
 
     def __init__(self) -> None:
@@ -38,9 +39,6 @@ class LoopCollector:
 
     def on_optimized(self, poses: sf.OptimizedPoses) -> None:
         self.optimized = poses
-
-    def close(self) -> None:
-        return None
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from slamfront.types import (
     TrackingState,
     TrackResult,
 )
+from tests.fakes import IgnoringSink
 
 CAMERA = CameraModel(64, 48, 50.0, 50.0, 32.0, 24.0)
 
@@ -147,21 +148,12 @@ def test_stereo_run_never_extracts_right_images() -> None:
         calls.append(id(image))
         return inner(image)
 
-    class Keyframes:
+    class Keyframes(IgnoringSink):
         def __init__(self) -> None:
             self.depths: list[int] = []
 
-        def on_result(self, frame: Frame, result: TrackResult) -> None:
-            pass
-
         def on_keyframe(self, keyframe: Keyframe) -> None:
             self.depths.append(int((keyframe.depth_m > 0).sum()))
-
-        def on_optimized(self, poses: OptimizedPoses) -> None:
-            pass
-
-        def close(self) -> None:
-            pass
 
     sink = Keyframes()
     pipeline = Pipeline(config, sinks=[sink], extractor=extractor)
@@ -202,22 +194,13 @@ def test_tracker_matches_on_the_wide_matcher_while_the_reader_waits() -> None:
 
         return match
 
-    class Hold:
+    class Hold(IgnoringSink):
         pipeline: Pipeline
 
         def on_result(self, frame: Frame, result: TrackResult) -> None:
             current[0] = frame.index + 1
             if frame.index == 0:  # let the reader finish every frame first
                 assert self.pipeline._reader_waits.wait(timeout=30)
-
-        def on_keyframe(self, keyframe: Keyframe) -> None:
-            pass
-
-        def on_optimized(self, poses: OptimizedPoses) -> None:
-            pass
-
-        def close(self) -> None:
-            pass
 
     hold = Hold()
     pipeline = Pipeline(

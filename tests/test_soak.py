@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.fakes import IgnoringSink
+
 REPO = Path(__file__).resolve().parent.parent
 SMALL = ["sim.width_px=160", "sim.height_px=120"]
 
@@ -87,7 +89,7 @@ def test_the_matrix_covers_queues_motion_model_and_loops(soak_tool: ModuleType) 
     assert results[1][1].overrides[0] == "pipeline.queue_size=1"
 
 
-class _LeakySink:
+class _LeakySink(IgnoringSink):
     """Keeps ``bytes_per_frame`` per frame, opens a file every 50 frames, leaves a thread at
     close."""
 
@@ -102,12 +104,6 @@ class _LeakySink:
         self.kept.append(np.ones(self.bytes_per_frame, np.uint8))
         if len(self.kept) % 50 == 0:
             self.files.append(open(os.devnull))  # noqa: SIM115 - the planted leak
-
-    def on_keyframe(self, keyframe: object) -> None:
-        return None
-
-    def on_optimized(self, poses: object) -> None:
-        return None
 
     def close(self) -> None:
         self.thread = threading.Thread(target=self.release.wait, name="leaked", daemon=True)

@@ -14,6 +14,9 @@ import argparse
 import statistics
 import time
 
+SETTLE_FRAMES = 30
+"""Frames left out of the timing: the IMU's initialisation."""
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
@@ -22,6 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=240)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args(argv)
+    if args.frames <= SETTLE_FRAMES or args.runs < 1 or args.fps <= 0 or args.rate_hz <= 0:
+        parser.error(
+            f"--frames must exceed the {SETTLE_FRAMES} frames left out while the IMU initialises, "
+            "--runs be at least 1, --fps and --rate-hz positive"
+        )
 
     import numpy as np
 
@@ -55,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             imu.predict(pose)
             imu.update(frame.stamp_ns, pose)
             per_frame.append((time.process_time() - start) * 1e3)
-        medians.append(statistics.median(per_frame[30:]))  # after initialisation
+        medians.append(statistics.median(per_frame[SETTLE_FRAMES:]))
     print(
         f"IMU per frame ({args.rate_hz:g} Hz IMU, {args.fps:g} fps): median "
         f"{statistics.median(medians):.3f} ms of CPU (runs: "
