@@ -903,6 +903,7 @@ def run_to_directory(
     frames: Iterable[Frame],
     config: Config,
     out_dir: str | os.PathLike[str],
+    *,
     frames_skipped: Callable[[], int] = lambda: 0,
     total: int | None = None,
     on_progress: Callable[[Progress], None] | None = None,
