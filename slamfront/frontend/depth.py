@@ -87,8 +87,8 @@ def _stereo_depth(
         right_image,
         left_px,
         rig,
-        focal_baseline / far_m,
-        focal_baseline / cfg.depth.min_m,
+        min_disparity_px=focal_baseline / far_m,
+        max_disparity_px=focal_baseline / cfg.depth.min_m,
     )
     index = np.flatnonzero(found)
     left_px, right_px = left_px[index], right_px[index]
