@@ -80,8 +80,8 @@ def estimate_pose(
             corr.points_world,
             corr.pixels,
             k,
-            config.huber_px,
-            config.ransac_reprojection_px,
+            huber_px=config.huber_px,
+            inlier_px=config.ransac_reprojection_px,
         )
         if guess.num_inliers >= max(config.min_inliers, 0.6 * len(corr)):
             initial = guess.cam_from_world
@@ -95,6 +95,6 @@ def estimate_pose(
         corr.points_world,
         corr.pixels,
         k,
-        config.huber_px,
-        config.ransac_reprojection_px,
+        huber_px=config.huber_px,
+        inlier_px=config.ransac_reprojection_px,
     )

@@ -57,8 +57,8 @@ def adjust_window(lmap: LocalMap, camera: CameraModel, config: TrackerConfig) ->
                 lmap.positions_world[rows[has]],
                 entry.keyframe.features.keypoints[has].astype(np.float64),
                 camera.K,
-                config.huber_px,
-                config.ransac_reprojection_px,
+                huber_px=config.huber_px,
+                inlier_px=config.ransac_reprojection_px,
                 iterations=5,
             )
             if estimate.num_inliers >= config.min_inliers:
