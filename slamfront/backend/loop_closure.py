@@ -219,7 +219,7 @@ def _aligned_pose(
         query_grey,
         candidate_px,
         pixels,
-        max_shift_px,
+        max_shift_px=max_shift_px,
         max_round_trip_px=max_round_trip_px,
     )
     first = refit(query_from_match, aligned_px, ok)
@@ -231,8 +231,8 @@ def _aligned_pose(
         candidate_px,
         query_grey,
         aligned_px,
-        view_warp(camera_k, np.eye(4), first[0], points_m),
-        max_shift_px,
+        warp=view_warp(camera_k, np.eye(4), first[0], points_m),
+        max_shift_px=max_shift_px,
         max_round_trip_px=max_round_trip_px,
     )
     return refit(first[0], warped_px, warped_ok) or first

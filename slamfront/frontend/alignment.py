@@ -35,7 +35,7 @@ def align_positions(
         current,
         reference_px,
         current_px,
-        config.max_shift_px,
+        max_shift_px=config.max_shift_px,
         max_row_shift_px=max_row_shift_px,
         window_px=config.window_px,
         levels=config.levels,

@@ -112,7 +112,15 @@ class MonoInitializer:
             # again from where they aligned; a pair alignment fails on keeps its keypoint
             points = triangulate(np.eye(4), cam1_from_cam0, k, px0, px1)
             px1, aligned = align_through_points(
-                reference.grey, inp.grey, k, np.eye(4), cam1_from_cam0, px0, px1, points, cfg
+                reference.grey,
+                inp.grey,
+                k,
+                np.eye(4),
+                cam1_from_cam0,
+                px0,
+                px1,
+                points,
+                alignment=cfg.alignment,
             )
             found = _relative_pose(px0, px1, k)
             if found is None:
@@ -182,7 +190,15 @@ class MonoInitializer:
         aligned = np.ones(len(pairs), bool)
         if reference.grey is not None and inp.grey is not None and len(pairs):
             px1, aligned = align_through_points(
-                reference.grey, inp.grey, k, np.eye(4), cam1_from_cam0, px0, px1, points, cfg
+                reference.grey,
+                inp.grey,
+                k,
+                np.eye(4),
+                cam1_from_cam0,
+                px0,
+                px1,
+                points,
+                alignment=cfg.alignment,
             )
             keep = aligned | cfg.alignment.keep_unaligned
             pairs, px0, px1, aligned = pairs[keep], px0[keep], px1[keep], aligned[keep]
