@@ -184,6 +184,7 @@ def _aligned_pose(
     query_grey: np.ndarray,
     candidate_grey: np.ndarray,
     camera_k: np.ndarray,
+    *,
     max_shift_px: float = 4.0,
     max_round_trip_px: float = 0.3,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
