@@ -24,6 +24,7 @@ def search_local_map(
     fit: PoseFit,
     anchors: Anchors,
     config: TrackerConfig,
+    *,
     radius_px: float | None = None,
 ) -> PoseFit:
     """``fit`` extended by the window landmarks it does not hold yet, found within
