@@ -181,8 +181,8 @@ class MonoInitializer:
             cam1_from_cam0,
             free0,
             free1,
-            cfg.ransac_reprojection_px,
-            cfg.search,
+            max_line_px=cfg.ransac_reprojection_px,
+            config=cfg.search,
         )
         px0 = reference.features.keypoints[pairs[:, 0]].astype(np.float64)
         px1 = inp.features.keypoints[pairs[:, 1]].astype(np.float64)

@@ -108,8 +108,8 @@ def triangulate_window(
             invert_pose(newer.world_from_cam) @ older.world_from_cam,
             free0,
             free1,
-            config.ransac_reprojection_px,
-            config.search,
+            max_line_px=config.ransac_reprojection_px,
+            config=config.search,
         )
         if len(pairs):
             _triangulate_pairs(lmap, older, newer, pairs[:, 0], pairs[:, 1], camera, config)
