@@ -76,6 +76,7 @@ class SinkOverheadBench:
 
 def run(
     preset: str = "classic",
+    *,
     frames: int = 60,
     runs: int = 5,
     width_px: int = 640,
@@ -250,14 +251,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run(
         args.config,
-        args.frames,
-        args.runs,
-        args.width,
-        args.height,
-        args.mode,
-        args.image_scale,
-        args.jpeg_quality,
-        args.overrides,
+        frames=args.frames,
+        runs=args.runs,
+        width_px=args.width,
+        height_px=args.height,
+        mode=args.mode,
+        image_scale=args.image_scale,
+        jpeg_quality=args.jpeg_quality,
+        overrides=args.overrides,
     )
     print(format_report(result))
     if args.json:
