@@ -52,7 +52,7 @@ def solve_in_window(
         attempt, corr = match_keyframe(lmap, lmap.reference, inp, matcher, cfg)
         estimate = None
         if len(corr) >= cfg.min_inliers:
-            estimate = estimate_pose(corr, inp.camera, prediction, cfg)
+            estimate = estimate_pose(corr, inp.camera, cfg, guess_world_from_cam=prediction)
         if estimate is not None and estimate.num_inliers >= cfg.min_inliers:
             fit = search_local_map(lmap, inp, PoseFit.inliers_of(corr, estimate), anchors, cfg)
         elif searched is not None and searched.num_inliers >= cfg.min_inliers:

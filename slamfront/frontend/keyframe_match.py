@@ -64,8 +64,9 @@ def match_keyframe(
 def estimate_pose(
     corr: Correspondences,
     camera: CameraModel,
-    guess_world_from_cam: np.ndarray | None,
     config: TrackerConfig,
+    *,
+    guess_world_from_cam: np.ndarray | None = None,
 ) -> PoseEstimate | None:
     """Pose from correspondences: the motion model's guess refined if most correspondences
     agree with it, else PnP in RANSAC; then robust refinement. None with too few pairs or no
