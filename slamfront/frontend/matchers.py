@@ -245,9 +245,9 @@ class LightGlueMatcher:
                 np.ascontiguousarray(features0.descriptors, np.float32),
                 normalized_keypoints(features1),
                 np.ascontiguousarray(features1.descriptors, np.float32),
-                self.depth_confidence,
-                self.width_confidence,
-                self.filter_threshold,
+                depth_confidence=self.depth_confidence,
+                width_confidence=self.width_confidence,
+                filter_threshold=self.filter_threshold,
             )
         )
         return Matches(
