@@ -56,6 +56,7 @@ class Tracker:
         config: TrackerConfig,
         extractor: Extractor,
         matcher: Matcher,
+        *,
         localize: Localizer | None = None,
         first_keyframe_id: int = 0,
         vocabulary: Vocabulary | None = None,
