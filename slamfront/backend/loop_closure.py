@@ -78,6 +78,7 @@ def verify_loop(
     candidate: Keyframe,
     matcher: MatcherFn,
     config: LoopClosureConfig,
+    *,
     min_sigma_px: float = 0.5,
 ) -> LoopVerification | None:
     """Match the two keyframes and solve the query pose against the candidate's 3-D points.
@@ -263,6 +264,7 @@ class LoopDetector:
         config: LoopClosureConfig,
         matcher: MatcherFn,
         vocabulary: Vocabulary,
+        *,
         keyframes: Sequence[Keyframe] = (),
         min_sigma_px: float = 0.5,
     ) -> None:
@@ -320,7 +322,7 @@ class LoopDetector:
                 self._keyframes[place.keyframe_id],
                 self._matcher,
                 self._config,
-                self._min_sigma_px,
+                min_sigma_px=self._min_sigma_px,
             )
             if found is not None and self._plausible(keyframe, place.keyframe_id, found):
                 return _Confirmation(

@@ -95,7 +95,12 @@ def _stereo_depth(
     if grey_left is not None and len(index):
         # sub-pixel disparity: align the left keypoint's window along the row
         right_px, keep = align_pairs(
-            cfg.alignment, grey_left, right_image, left_px, right_px, cfg.stereo.max_row_diff_px
+            cfg.alignment,
+            grey_left,
+            right_image,
+            left_px,
+            right_px,
+            max_row_shift_px=cfg.stereo.max_row_diff_px,
         )
         index, left_px, right_px = index[keep], left_px[keep], right_px[keep]
     disparity = rectified_disparity(rig, left_px[:, 0], right_px[:, 0])

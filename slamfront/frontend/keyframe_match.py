@@ -87,7 +87,9 @@ def estimate_pose(
         if guess.num_inliers >= max(config.min_inliers, 0.6 * len(corr)):
             initial = guess.cam_from_world
     if initial is None:
-        found = solve_pnp_ransac(corr.points_world, corr.pixels, k, config.ransac_reprojection_px)
+        found = solve_pnp_ransac(
+            corr.points_world, corr.pixels, k, threshold_px=config.ransac_reprojection_px
+        )
         if found is None:
             return None
         initial = found[0]

@@ -60,6 +60,7 @@ def solve_pnp_ransac(
     points_world: np.ndarray,
     pixels: np.ndarray,
     camera_k: np.ndarray,
+    *,
     threshold_px: float,
     iterations: int = 200,
     seed: int = 0,
