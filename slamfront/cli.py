@@ -243,6 +243,7 @@ def _run_source(
     args: argparse.Namespace,
     signals: _RunSignals,
     viewer: _RerunViewer,
+    *,
     overwrite: bool = False,
 ) -> RunStats:
     """Check everything a run needs (output folder, map target, source, tracker mode, map,
@@ -437,7 +438,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     spec = resolve_spec(args.source, config)
     out = Path(args.out) if args.out else _default_out(spec)
     with _RunSignals() as signals, _RerunViewer(config, out) as viewer:
-        stats = _run_source(spec, config, out, args, signals, viewer, args.overwrite)
+        stats = _run_source(spec, config, out, args, signals, viewer, overwrite=args.overwrite)
         _print_stats(stats, out, signals)
         status = _exit_status(stats, signals)
         viewer.linger(signals)
@@ -453,7 +454,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
         )
     out = Path(args.out) if args.out else _default_out("live")
     with _RunSignals() as signals, _RerunViewer(config, out) as viewer:
-        stats = _run_source(spec, config, out, args, signals, viewer, args.overwrite)
+        stats = _run_source(spec, config, out, args, signals, viewer, overwrite=args.overwrite)
         _print_stats(stats, out, signals)
         status = _exit_status(stats, signals)
         viewer.linger(signals)
@@ -487,7 +488,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     # the demo's own folder is replaced on each run; another one must be empty
     overwrite = args.overwrite or args.out == DEMO_OUT
     with _RunSignals() as signals, _RerunViewer(config, out) as viewer:
-        stats = _run_source(spec, config, out, args, signals, viewer, overwrite)
+        stats = _run_source(spec, config, out, args, signals, viewer, overwrite=overwrite)
         _print_stats(stats, out, signals)
         status = _exit_status(stats, signals)
         viewer.linger(signals)

@@ -225,6 +225,7 @@ def reprojection_error_sq(
     cam_from_world: np.ndarray,
     points_world: np.ndarray,
     pixels: np.ndarray,
+    *,
     min_depth_m: float = 1e-6,
 ) -> np.ndarray:
     """(N,) squared pixel distance between the projections of (N, 3) world points and

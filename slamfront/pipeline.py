@@ -159,6 +159,7 @@ class Pipeline:
     def __init__(
         self,
         config: Config,
+        *,
         sinks: Sequence[Sink] = (),
         extractor: Extractor | None = None,
         matcher: Matcher | None = None,
@@ -197,10 +198,10 @@ class Pipeline:
             config.tracker,
             self._extractor,
             self._tracker_matcher,
-            localize,
-            first_keyframe_id,
-            _place_vocabulary(config),
-            first_map_id,
+            localize=localize,
+            first_keyframe_id=first_keyframe_id,
+            vocabulary=_place_vocabulary(config),
+            first_map_id=first_map_id,
         )
         self._final_poses: OptimizedPoses | None = None
         self._back_end: _BackEndThread | None = None
@@ -903,6 +904,7 @@ def run_to_directory(
     frames: Iterable[Frame],
     config: Config,
     out_dir: str | os.PathLike[str],
+    *,
     frames_skipped: Callable[[], int] = lambda: 0,
     total: int | None = None,
     on_progress: Callable[[Progress], None] | None = None,

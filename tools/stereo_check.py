@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                 right_grey,
                 features.keypoints.astype(np.float64),
                 rig,
-                tracker.stereo.min_disparity_px,
-                focal_baseline / tracker.depth.min_m,
+                min_disparity_px=tracker.stereo.min_disparity_px,
+                max_disparity_px=focal_baseline / tracker.depth.min_m,
             )
             left_px = features.keypoints[found].astype(np.float64)
             aligned, ok = align_positions(

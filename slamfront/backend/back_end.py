@@ -102,15 +102,18 @@ class BackEnd:
             # map's own frame instead
             weak = np.diag([1.0 / 0.1**2] * 3 + [1.0 / 1.0**2] * 3)
             self._graph.add_keyframe(
-                keyframe.keyframe_id, keyframe.world_from_cam, None, weak, map_id=keyframe.map_id
+                keyframe.keyframe_id,
+                keyframe.world_from_cam,
+                information=weak,
+                map_id=keyframe.map_id,
             )
         else:
             self._graph.add_keyframe(
                 keyframe.keyframe_id,
                 keyframe.world_from_cam,
-                keyframe.reference_from_cam if self.keyframes else None,
-                information,
-                keyframe.reference_keyframe_id,
+                prev_from_cur=keyframe.reference_from_cam if self.keyframes else None,
+                information=information,
+                reference_keyframe_id=keyframe.reference_keyframe_id,
                 map_id=keyframe.map_id,
             )
         link = keyframe.imu

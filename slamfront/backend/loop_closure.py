@@ -78,6 +78,7 @@ def verify_loop(
     candidate: Keyframe,
     matcher: MatcherFn,
     config: LoopClosureConfig,
+    *,
     min_sigma_px: float = 0.5,
 ) -> LoopVerification | None:
     """Match the two keyframes and solve the query pose against the candidate's 3-D points.
@@ -184,6 +185,7 @@ def _aligned_pose(
     query_grey: np.ndarray,
     candidate_grey: np.ndarray,
     camera_k: np.ndarray,
+    *,
     max_shift_px: float = 4.0,
     max_round_trip_px: float = 0.3,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
@@ -219,7 +221,7 @@ def _aligned_pose(
         query_grey,
         candidate_px,
         pixels,
-        max_shift_px,
+        max_shift_px=max_shift_px,
         max_round_trip_px=max_round_trip_px,
     )
     first = refit(query_from_match, aligned_px, ok)
@@ -231,8 +233,8 @@ def _aligned_pose(
         candidate_px,
         query_grey,
         aligned_px,
-        view_warp(camera_k, np.eye(4), first[0], points_m),
-        max_shift_px,
+        warp=view_warp(camera_k, np.eye(4), first[0], points_m),
+        max_shift_px=max_shift_px,
         max_round_trip_px=max_round_trip_px,
     )
     return refit(first[0], warped_px, warped_ok) or first
@@ -262,6 +264,7 @@ class LoopDetector:
         config: LoopClosureConfig,
         matcher: MatcherFn,
         vocabulary: Vocabulary,
+        *,
         keyframes: Sequence[Keyframe] = (),
         min_sigma_px: float = 0.5,
     ) -> None:
@@ -319,7 +322,7 @@ class LoopDetector:
                 self._keyframes[place.keyframe_id],
                 self._matcher,
                 self._config,
-                self._min_sigma_px,
+                min_sigma_px=self._min_sigma_px,
             )
             if found is not None and self._plausible(keyframe, place.keyframe_id, found):
                 return _Confirmation(

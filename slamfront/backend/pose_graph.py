@@ -140,6 +140,7 @@ class PoseGraph:
         self,
         keyframe_id: int,
         world_from_cam_estimate: np.ndarray,
+        *,
         prev_from_cur: np.ndarray | None = None,
         information: np.ndarray | None = None,
         reference_keyframe_id: int | None = None,

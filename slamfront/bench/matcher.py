@@ -40,6 +40,18 @@ KEYPOINTS = (512, 1024, 2048)
 MODES = ("adaptive", "full")
 
 
+@dataclass(frozen=True, slots=True)
+class MatcherRuns:
+    """What :func:`time_matcher` measured over its runs."""
+
+    stats: TimingStats
+    """Wall time per call."""
+    cpu_median_ms: float
+    mean_layers: float
+    mean_matches: float
+    mean_points_last_layer: float
+
+
 @dataclass(frozen=True)
 class MatcherTiming:
     """One (preset, runtime, keypoints, mode): timings and what the matcher did on average."""
@@ -131,10 +143,10 @@ def consecutive_features(
 
 
 def time_matcher(
-    matcher: Matcher, pairs: Sequence[tuple[Features, Features]], runs: int, warmup: int
-) -> tuple[TimingStats, float, float, float, float]:
-    """(wall timings, median CPU ms, mean layers run, mean matches, mean points in the last
-    layer run)."""
+    matcher: Matcher, pairs: Sequence[tuple[Features, Features]], *, runs: int, warmup: int
+) -> MatcherRuns:
+    """Wall timings, median CPU ms, mean layers run, mean matches and mean points in the
+    last layer run of ``runs`` calls after ``warmup`` untimed ones."""
     for i in range(warmup):
         matcher(*pairs[i % len(pairs)])
     samples, cpu, layers, matches, last = [], [], [], [], []
@@ -147,12 +159,12 @@ def time_matcher(
         layers.append(out.layers_run)
         matches.append(len(out))
         last.append(out.points_kept[-1] if out.points_kept else len(f0) + len(f1))
-    return (
-        TimingStats.of(samples),
-        float(np.median(cpu)),
-        float(np.mean(layers)),
-        float(np.mean(matches)),
-        float(np.mean(last)),
+    return MatcherRuns(
+        stats=TimingStats.of(samples),
+        cpu_median_ms=float(np.median(cpu)),
+        mean_layers=float(np.mean(layers)),
+        mean_matches=float(np.mean(matches)),
+        mean_points_last_layer=float(np.mean(last)),
     )
 
 
@@ -205,9 +217,7 @@ def bench_matcher(
                     feats = [f.subset(f.strongest(n)) for f in base]
                     pairs = [(feats[i], feats[i + 1]) for i in range(len(feats) - 1)]
                     log.info("timing %s/%s %d keypoints %s", preset, runtime, n, mode)
-                    stats, cpu_ms, layers, matches, last = time_matcher(
-                        matcher, pairs, runs, warmup
-                    )
+                    measured = time_matcher(matcher, pairs, runs=runs, warmup=warmup)
                     timings.append(
                         MatcherTiming(
                             preset=preset,
@@ -217,11 +227,11 @@ def bench_matcher(
                             mode=mode,
                             depth_confidence=cfg.depth_confidence,
                             width_confidence=cfg.width_confidence,
-                            mean_layers=layers,
-                            mean_matches=matches,
-                            mean_points_last_layer=last,
-                            stats=stats,
-                            cpu_median_ms=cpu_ms,
+                            mean_layers=measured.mean_layers,
+                            mean_matches=measured.mean_matches,
+                            mean_points_last_layer=measured.mean_points_last_layer,
+                            stats=measured.stats,
+                            cpu_median_ms=measured.cpu_median_ms,
                         )
                     )
     return MatcherBenchmark(
@@ -238,6 +248,7 @@ def bench_matcher(
 
 __all__ = [
     "MatcherBenchmark",
+    "MatcherRuns",
     "MatcherTiming",
     "bench_matcher",
     "consecutive_features",

@@ -641,10 +641,10 @@ def _worker_main(
                 inp.spec,
                 extractor,
                 matcher,
-                warmup_frames,
-                preload,
-                wide_extractor,
-                wide_matcher,
+                warmup_frames=warmup_frames,
+                preload=preload,
+                wide_extractor=wide_extractor,
+                wide_matcher=wide_matcher,
             )
             conn.send(("sample", (sample, config_to_dict(config))))
         except Exception as exc:
@@ -675,6 +675,7 @@ def run_once(
     spec: str,
     extractor: Extractor,
     matcher: Matcher,
+    *,
     warmup_frames: int,
     preload: bool = False,
     wide_extractor: Extractor | None = None,

@@ -40,6 +40,7 @@ class PlaceRecognitionBench:
 
 
 def run(
+    *,
     num_keyframes: int = 10_000,
     top_k: int = 5,
     runs: int = 300,
@@ -131,7 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--vocabulary", default="xfeat", help="packaged name or .npz file")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
-    result = run(args.keyframes, args.top_k, args.runs, args.vocabulary)
+    result = run(
+        num_keyframes=args.keyframes, top_k=args.top_k, runs=args.runs, vocabulary=args.vocabulary
+    )
     print(json.dumps(asdict(result), indent=1) if args.json else format_report(result))
     return 0
 

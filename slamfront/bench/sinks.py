@@ -76,6 +76,7 @@ class SinkOverheadBench:
 
 def run(
     preset: str = "classic",
+    *,
     frames: int = 60,
     runs: int = 5,
     width_px: int = 640,
@@ -119,13 +120,13 @@ def run(
     dropped: list[int] = []
     sizes: list[float] = []
     with tempfile.TemporaryDirectory(prefix="slamfront-bench-sinks-") as tmp:
-        _one_run(config, held, extractor, matcher, None, Path(tmp))  # warm-up, untimed
-        _one_run(config, held, extractor, matcher, mode, Path(tmp))
+        _one_run(config, held, extractor, matcher, Path(tmp), mode=None)  # warm-up, untimed
+        _one_run(config, held, extractor, matcher, Path(tmp), mode=mode)
         for rep in range(runs):
             order = (None, mode) if rep % 2 == 0 else (mode, None)
             for variant in order:
                 fps, cpu_s, lost, size = _one_run(
-                    config, held, extractor, matcher, variant, Path(tmp)
+                    config, held, extractor, matcher, Path(tmp), mode=variant
                 )
                 if variant is None:
                     without.append(fps)
@@ -167,11 +168,12 @@ def _one_run(
     frames: list[Frame],
     extractor: Extractor,
     matcher: Matcher,
-    mode: str | None,
     tmp: Path,
+    *,
+    mode: str | None,
 ) -> tuple[float, float, int, int]:
     """(FPS until flushed, process CPU seconds, viewer frames dropped, recording bytes) of
-    one pipeline run."""
+    one pipeline run, with the Rerun sink in ``mode`` (None: without it)."""
     path = tmp / "bench.rrd"
     session = None
     sinks: list[Sink] = []
@@ -250,14 +252,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run(
         args.config,
-        args.frames,
-        args.runs,
-        args.width,
-        args.height,
-        args.mode,
-        args.image_scale,
-        args.jpeg_quality,
-        args.overrides,
+        frames=args.frames,
+        runs=args.runs,
+        width_px=args.width,
+        height_px=args.height,
+        mode=args.mode,
+        image_scale=args.image_scale,
+        jpeg_quality=args.jpeg_quality,
+        overrides=args.overrides,
     )
     print(format_report(result))
     if args.json:

@@ -588,7 +588,7 @@ def evaluate_consecutive_frames(
             moved = project(k, transform_points(cam1_from_cam0, cam0))
             correct = int((np.linalg.norm(moved - pixels1, axis=1) <= correct_px).sum())
             errors = (math.inf, math.inf)
-            solution = solve_pnp_ransac(cam0, pixels1, k, 2.0, iterations=500, seed=0)
+            solution = solve_pnp_ransac(cam0, pixels1, k, threshold_px=2.0, iterations=500, seed=0)
             if solution is not None:
                 estimate = refine_pose(solution[0], cam0, pixels1, k).cam_from_world
                 errors = (

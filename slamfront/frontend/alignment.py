@@ -25,6 +25,7 @@ def align_positions(
     current: np.ndarray,
     reference_px: np.ndarray,
     current_px: np.ndarray,
+    *,
     max_row_shift_px: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Where the points at ``reference_px`` of ``reference`` lie in ``current``, starting at
@@ -35,7 +36,7 @@ def align_positions(
         current,
         reference_px,
         current_px,
-        config.max_shift_px,
+        max_shift_px=config.max_shift_px,
         max_row_shift_px=max_row_shift_px,
         window_px=config.window_px,
         levels=config.levels,
@@ -49,12 +50,13 @@ def align_pairs(
     current: np.ndarray,
     reference_px: np.ndarray,
     current_px: np.ndarray,
+    *,
     max_row_shift_px: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`align_positions` where alignment is the only check of a pair (stereo,
     monocular initialisation): positions and the mask of pairs to keep (aligned, or all with
     ``keep_unaligned``)."""
     pixels, aligned = align_positions(
-        config, reference, current, reference_px, current_px, max_row_shift_px
+        config, reference, current, reference_px, current_px, max_row_shift_px=max_row_shift_px
     )
     return pixels, aligned | config.keep_unaligned

@@ -26,6 +26,7 @@ def refine_points(
     cam_from_world: np.ndarray,
     pixels: np.ndarray,
     camera_k: np.ndarray,
+    *,
     depth_m: np.ndarray | None = None,
     depth_sigma_m: np.ndarray | None = None,
     huber_px: float = 2.0,
@@ -83,6 +84,7 @@ def bundle_adjust(
     landmark_index: np.ndarray,
     pixels: np.ndarray,
     camera_k: np.ndarray,
+    *,
     huber_px: float = 2.0,
     iterations: int = 10,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -111,9 +113,11 @@ def bundle_adjust(
     fslot = free_of[kf]
     on = fslot >= 0  # observations by a free keyframe
     lam = 1e-3
-    cost = _bundle_cost(poses, points, kf, lm, px, camera_k, huber_px)
+    cost = _bundle_cost(poses, points, kf, lm, px, camera_k, huber_px=huber_px)
     for _ in range(iterations):
-        res, j_pose, j_point, weight = _bundle_terms(poses, points, kf, lm, px, camera_k, huber_px)
+        res, j_pose, j_point, weight = _bundle_terms(
+            poses, points, kf, lm, px, camera_k, huber_px=huber_px
+        )
         wj_pose = j_pose * weight[:, None, None]
         wj_point = j_point * weight[:, None, None]
         h_pp = _sum_rows(
@@ -128,7 +132,17 @@ def bundle_adjust(
         w_pl = wj_pose[on].transpose(0, 2, 1) @ j_point[on]  # (M_free, 6, 3) pose-point blocks
         coupling = np.zeros((num_free, num_points, 6, 3))
         np.add.at(coupling, (fslot[on], lm[on]), w_pl)
-        step = partial(_schur_step, h_pp, g_p, h_ll, g_l, coupling, w_pl, fslot[on], lm[on])
+        step = partial(
+            _schur_step,
+            h_pp=h_pp,
+            g_p=g_p,
+            h_ll=h_ll,
+            g_l=g_l,
+            coupling=coupling,
+            w_pl=w_pl,
+            fslot=fslot[on],
+            lm=lm[on],
+        )
         cost_of = partial(_bundle_cost, kf=kf, lm=lm, px=px, camera_k=camera_k, huber_px=huber_px)
         propose = partial(
             _window_candidate,
@@ -172,6 +186,7 @@ def _bundle_terms(
     lm: np.ndarray,
     px: np.ndarray,
     camera_k: np.ndarray,
+    *,
     huber_px: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Residuals (M, 2), Jacobians wrt a left pose perturbation (M, 2, 6; translation then
@@ -188,6 +203,8 @@ def _bundle_terms(
 
 
 def _schur_step(
+    damping: float,
+    *,
     h_pp: np.ndarray,
     g_p: np.ndarray,
     h_ll: np.ndarray,
@@ -196,7 +213,6 @@ def _schur_step(
     w_pl: np.ndarray,
     fslot: np.ndarray,
     lm: np.ndarray,
-    lam: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One damped Gauss-Newton step: poses from the reduced (Schur) system, then points.
 
@@ -207,7 +223,7 @@ def _schur_step(
     num_free, num_points = h_pp.shape[0], h_ll.shape[0]
     diag = np.arange(3)
     v = h_ll.copy()
-    v[:, diag, diag] *= 1.0 + lam
+    v[:, diag, diag] *= 1.0 + damping
     ok = _well_conditioned(v, 1e-6)
     v_inv = np.zeros_like(v)  # a degenerate point stays where it is
     v_inv[ok] = _inverse3(v[ok])
@@ -219,7 +235,7 @@ def _schur_step(
         blocks = np.zeros((num_free, 6, num_free, 6))
         blocks[np.arange(num_free), :, np.arange(num_free), :] = h_pp
         system = blocks.reshape(6 * num_free, 6 * num_free)
-        system[np.diag_indices_from(system)] *= 1.0 + lam
+        system[np.diag_indices_from(system)] *= 1.0 + damping
         system[np.diag_indices_from(system)] += 1e-9
         system -= y_dense @ w_dense.T
         rhs = -g_p.reshape(-1) + y_dense @ g_l.reshape(-1)
@@ -237,6 +253,7 @@ def _bundle_cost(
     lm: np.ndarray,
     px: np.ndarray,
     camera_k: np.ndarray,
+    *,
     huber_px: float,
 ) -> float:
     pc = (poses[kf, :3, :3] @ points[lm][:, :, None])[:, :, 0] + poses[kf, :3, 3]

@@ -87,15 +87,20 @@ def _stereo_depth(
         right_image,
         left_px,
         rig,
-        focal_baseline / far_m,
-        focal_baseline / cfg.depth.min_m,
+        min_disparity_px=focal_baseline / far_m,
+        max_disparity_px=focal_baseline / cfg.depth.min_m,
     )
     index = np.flatnonzero(found)
     left_px, right_px = left_px[index], right_px[index]
     if grey_left is not None and len(index):
         # sub-pixel disparity: align the left keypoint's window along the row
         right_px, keep = align_pairs(
-            cfg.alignment, grey_left, right_image, left_px, right_px, cfg.stereo.max_row_diff_px
+            cfg.alignment,
+            grey_left,
+            right_image,
+            left_px,
+            right_px,
+            max_row_shift_px=cfg.stereo.max_row_diff_px,
         )
         index, left_px, right_px = index[keep], left_px[keep], right_px[keep]
     disparity = rectified_disparity(rig, left_px[:, 0], right_px[:, 0])

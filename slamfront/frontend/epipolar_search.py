@@ -18,6 +18,7 @@ def search_epipolar(
     cam1_from_cam0: np.ndarray,
     allowed0: np.ndarray,
     allowed1: np.ndarray,
+    *,
     max_line_px: float,
     config: SearchConfig,
 ) -> np.ndarray:

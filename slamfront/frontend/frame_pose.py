@@ -44,7 +44,7 @@ def solve_in_window(
         )
         searched = search_local_map(
             lmap, inp, PoseFit(Correspondences.empty(), seed), anchors, cfg,
-            cfg.motion.search_radius_px,
+            radius_px=cfg.motion.search_radius_px,
         )  # fmt: skip
         needed = max(2 * cfg.min_inliers, cfg.motion.min_share * last_inliers)
         fit = searched if searched.num_inliers >= needed else None
@@ -52,7 +52,7 @@ def solve_in_window(
         attempt, corr = match_keyframe(lmap, lmap.reference, inp, matcher, cfg)
         estimate = None
         if len(corr) >= cfg.min_inliers:
-            estimate = estimate_pose(corr, inp.camera, prediction, cfg)
+            estimate = estimate_pose(corr, inp.camera, cfg, guess_world_from_cam=prediction)
         if estimate is not None and estimate.num_inliers >= cfg.min_inliers:
             fit = search_local_map(lmap, inp, PoseFit.inliers_of(corr, estimate), anchors, cfg)
         elif searched is not None and searched.num_inliers >= cfg.min_inliers:
@@ -73,10 +73,11 @@ def resolve_shutter(
     captured: FrameInput,
     inp: FrameInput,
     fit: PoseFit,
-    rate: np.ndarray,
-    solved_rate: np.ndarray | None,
     anchors: Anchors,
     config: TrackerConfig,
+    *,
+    rate: np.ndarray,
+    solved_rate: np.ndarray | None,
 ) -> tuple[PoseFit, FrameInput]:
     """A rolling-shutter frame corrected by ``solved_rate`` (the rate its solved pose gives,
     over the intervals ending at it rather than at the previous frame) instead of ``rate``,
@@ -92,7 +93,9 @@ def resolve_shutter(
         return fit, inp
     again = to_global_shutter(captured, solved_rate)
     seed = PoseFit(Correspondences.empty(), fit.estimate)
-    refit = search_local_map(lmap, again, seed, anchors, config, config.motion.search_radius_px)
+    refit = search_local_map(
+        lmap, again, seed, anchors, config, radius_px=config.motion.search_radius_px
+    )
     if config.alignment.prewarp:
         refit = align_warped(lmap, again, refit, anchors, config)
     if refit.num_inliers < config.min_inliers:

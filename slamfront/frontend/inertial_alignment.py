@@ -219,6 +219,7 @@ class ScaleAlignment:
 def scale_alignment(
     window: list[WindowInterval],
     cam_from_body: np.ndarray,
+    *,
     accel_noise_density: float,
     position_std_m: float = _POSITION_STD_M,
     iterations: int = 4,

@@ -421,7 +421,10 @@ class InertialOdometry:
             return
         self._aligned_steps = len(steps)
         found = scale_alignment(
-            steps, invert_pose(body_from_cam), self._accel_noise_density, integrate=self._steps
+            steps,
+            invert_pose(body_from_cam),
+            accel_noise_density=self._accel_noise_density,
+            integrate=self._steps,
         )
         self._steps.retain({(step.start_ns, step.end_ns) for step in steps})
         self.last_alignment = found

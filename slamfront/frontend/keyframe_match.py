@@ -64,8 +64,9 @@ def match_keyframe(
 def estimate_pose(
     corr: Correspondences,
     camera: CameraModel,
-    guess_world_from_cam: np.ndarray | None,
     config: TrackerConfig,
+    *,
+    guess_world_from_cam: np.ndarray | None = None,
 ) -> PoseEstimate | None:
     """Pose from correspondences: the motion model's guess refined if most correspondences
     agree with it, else PnP in RANSAC; then robust refinement. None with too few pairs or no
@@ -80,13 +81,15 @@ def estimate_pose(
             corr.points_world,
             corr.pixels,
             k,
-            config.huber_px,
-            config.ransac_reprojection_px,
+            huber_px=config.huber_px,
+            inlier_px=config.ransac_reprojection_px,
         )
         if guess.num_inliers >= max(config.min_inliers, 0.6 * len(corr)):
             initial = guess.cam_from_world
     if initial is None:
-        found = solve_pnp_ransac(corr.points_world, corr.pixels, k, config.ransac_reprojection_px)
+        found = solve_pnp_ransac(
+            corr.points_world, corr.pixels, k, threshold_px=config.ransac_reprojection_px
+        )
         if found is None:
             return None
         initial = found[0]
@@ -95,6 +98,6 @@ def estimate_pose(
         corr.points_world,
         corr.pixels,
         k,
-        config.huber_px,
-        config.ransac_reprojection_px,
+        huber_px=config.huber_px,
+        inlier_px=config.ransac_reprojection_px,
     )

@@ -12,6 +12,7 @@ def need_keyframe(
     config: KeyframeConfig,
     reference_world_from_cam: np.ndarray,
     world_from_cam: np.ndarray,
+    *,
     tracked_reference_landmarks: int,
     reference_landmarks: int,
     frames_since_keyframe: int,

@@ -24,6 +24,7 @@ def search_local_map(
     fit: PoseFit,
     anchors: Anchors,
     config: TrackerConfig,
+    *,
     radius_px: float | None = None,
 ) -> PoseFit:
     """``fit`` extended by the window landmarks it does not hold yet, found within
@@ -112,10 +113,10 @@ def align_warped(
         anchors.pixel[rows[chosen]],
         inp.grey,
         corr.pixels[chosen],
-        warp,
-        align.max_shift_px,
-        align.window_px,
-        align.max_round_trip_px,
+        warp=warp,
+        max_shift_px=align.max_shift_px,
+        window_px=align.window_px,
+        max_round_trip_px=align.max_round_trip_px,
     )
     pixels = corr.pixels.copy()
     pixels[chosen[ok]] = aligned[ok]
@@ -154,10 +155,10 @@ def _align_to_anchors(
             anchors.pixel[rows[chosen]],
             inp.grey,
             pixels[chosen],
-            None,
-            align.max_shift_px,
-            align.window_px,
-            align.max_round_trip_px,
+            warp=None,
+            max_shift_px=align.max_shift_px,
+            window_px=align.window_px,
+            max_round_trip_px=align.max_round_trip_px,
         )
         pixels[chosen] = moved
         aligned[chosen] = ok

@@ -99,7 +99,7 @@ class MapStart:
             first.frame, first.features, np.eye(4), depth, Correspondences.empty(), first.grey
         )
         _, corr = match_keyframe(lmap, entry, second, self._matcher, cfg)
-        estimate = estimate_pose(corr, second.camera, None, cfg)
+        estimate = estimate_pose(corr, second.camera, cfg)
         if estimate is None or estimate.num_inliers < cfg.min_inliers:
             return None
         return invert_pose(estimate.cam_from_world)

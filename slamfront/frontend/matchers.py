@@ -213,6 +213,7 @@ class LightGlueMatcher:
     def __init__(
         self,
         backend: GlueBackend,
+        *,
         runtime: str,
         input_dim: int,
         extractor_model: str,
@@ -245,9 +246,9 @@ class LightGlueMatcher:
                 np.ascontiguousarray(features0.descriptors, np.float32),
                 normalized_keypoints(features1),
                 np.ascontiguousarray(features1.descriptors, np.float32),
-                self.depth_confidence,
-                self.width_confidence,
-                self.filter_threshold,
+                depth_confidence=self.depth_confidence,
+                width_confidence=self.width_confidence,
+                filter_threshold=self.filter_threshold,
             )
         )
         return Matches(
@@ -300,10 +301,10 @@ def build_lightglue(cfg: MatcherConfig, extractor_model: str) -> LightGlueMatche
     log.debug("LightGlue for %s on %s from %s", extractor_model, runtime, path)
     return LightGlueMatcher(
         backend,
-        runtime,
-        net.arch.input_dim,
-        extractor_model,
-        cfg.depth_confidence,
-        cfg.width_confidence,
-        cfg.filter_threshold,
+        runtime=runtime,
+        input_dim=net.arch.input_dim,
+        extractor_model=extractor_model,
+        depth_confidence=cfg.depth_confidence,
+        width_confidence=cfg.width_confidence,
+        filter_threshold=cfg.filter_threshold,
     )

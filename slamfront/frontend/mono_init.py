@@ -45,6 +45,20 @@ class MonoInitResult:
     start: TwoViewStart | None = None
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class _GuidedPairs:
+    """Landmarks found along epipolar lines, all passing the triangulation checks."""
+
+    pairs: np.ndarray
+    """(M, 2) int64 keypoint pairs (reference, current)."""
+    current_px: np.ndarray
+    """(M, 2) where each is in the current view."""
+    points: np.ndarray
+    """(M, 3) the triangulated points, in the reference camera's frame."""
+    aligned: np.ndarray
+    """(M,) bool whether image alignment found ``current_px``."""
+
+
 @dataclass(frozen=True, eq=False)
 class _Reference:
     frame: Frame
@@ -112,7 +126,15 @@ class MonoInitializer:
             # again from where they aligned; a pair alignment fails on keeps its keypoint
             points = triangulate(np.eye(4), cam1_from_cam0, k, px0, px1)
             px1, aligned = align_through_points(
-                reference.grey, inp.grey, k, np.eye(4), cam1_from_cam0, px0, px1, points, cfg
+                reference.grey,
+                inp.grey,
+                k,
+                np.eye(4),
+                cam1_from_cam0,
+                px0,
+                px1,
+                points,
+                alignment=cfg.alignment,
             )
             found = _relative_pose(px0, px1, k)
             if found is None:
@@ -126,10 +148,10 @@ class MonoInitializer:
         good &= aligned | cfg.alignment.keep_unaligned
         pairs, px1, points, aligned = pairs[good], px1[good], points[good], aligned[good]
         more = self._guided(reference, inp, matched, cam1_from_cam0)
-        pairs = np.concatenate([pairs, more[0]])
-        px1 = np.concatenate([px1, more[1]])
-        points = np.concatenate([points, more[2]])
-        aligned = np.concatenate([aligned, more[3]])
+        pairs = np.concatenate([pairs, more.pairs])
+        px1 = np.concatenate([px1, more.current_px])
+        points = np.concatenate([points, more.points])
+        aligned = np.concatenate([aligned, more.aligned])
         # enough well-conditioned landmarks, not their median angle: moving forward, the
         # points near the direction of travel keep tiny ray angles however far one goes
         wide = ray_angles_deg(points, np.eye(4), cam1_from_cam0) >= cfg.mono.init_angle_deg
@@ -138,15 +160,15 @@ class MonoInitializer:
         scale = 1.0 / float(np.median(points[:, 2]))
         cam1_from_cam0[:3, 3] *= scale
         return TwoViewStart(
-            reference.frame,
-            reference.features,
-            reference.grey,
-            cam1_from_cam0,
-            points * scale,
-            pairs[:, 0],
-            pairs[:, 1],
-            px1,
-            aligned,
+            reference_frame=reference.frame,
+            reference_features=reference.features,
+            reference_grey=reference.grey,
+            cam1_from_cam0=cam1_from_cam0,
+            points_world=points * scale,
+            reference_index=pairs[:, 0],
+            current_index=pairs[:, 1],
+            current_px=px1,
+            current_aligned=aligned,
         )
 
     def _guided(
@@ -155,11 +177,9 @@ class MonoInitializer:
         inp: FrameInput,
         taken: np.ndarray,
         cam1_from_cam0: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    ) -> _GuidedPairs:
         """Landmarks of the keypoints the matcher was not given (or did not pair), paired
-        along their epipolar lines under the two-view pose and aligned like the matched ones:
-        (M, 2) keypoint pairs, (M, 2) current pixels, (M, 3) points and (M,) whether aligned,
-        all passing the triangulation checks."""
+        along their epipolar lines under the two-view pose and aligned like the matched ones."""
         cfg = self._config
         k = inp.camera.K
         free0 = np.ones(len(reference.features), bool)
@@ -173,8 +193,8 @@ class MonoInitializer:
             cam1_from_cam0,
             free0,
             free1,
-            cfg.ransac_reprojection_px,
-            cfg.search,
+            max_line_px=cfg.ransac_reprojection_px,
+            config=cfg.search,
         )
         px0 = reference.features.keypoints[pairs[:, 0]].astype(np.float64)
         px1 = inp.features.keypoints[pairs[:, 1]].astype(np.float64)
@@ -182,13 +202,21 @@ class MonoInitializer:
         aligned = np.ones(len(pairs), bool)
         if reference.grey is not None and inp.grey is not None and len(pairs):
             px1, aligned = align_through_points(
-                reference.grey, inp.grey, k, np.eye(4), cam1_from_cam0, px0, px1, points, cfg
+                reference.grey,
+                inp.grey,
+                k,
+                np.eye(4),
+                cam1_from_cam0,
+                px0,
+                px1,
+                points,
+                alignment=cfg.alignment,
             )
             keep = aligned | cfg.alignment.keep_unaligned
             pairs, px0, px1, aligned = pairs[keep], px0[keep], px1[keep], aligned[keep]
             points = triangulate(np.eye(4), cam1_from_cam0, k, px0, px1)
         good = triangulation_ok(points, np.eye(4), cam1_from_cam0, k, px0, px1, cfg)
-        return pairs[good], px1[good], points[good], aligned[good]
+        return _GuidedPairs(pairs[good], px1[good], points[good], aligned[good])
 
 
 def _relative_pose(

@@ -63,8 +63,8 @@ def refit_pose(
         corr.points_world,
         corr.pixels,
         camera.K,
-        config.huber_px,
-        config.ransac_reprojection_px,
+        huber_px=config.huber_px,
+        inlier_px=config.ransac_reprojection_px,
         pixel_sigma=sigma,
     )
     return PoseFit.inliers_of(corr, estimate)

@@ -53,7 +53,7 @@ def relocalize(
         attempt = attempt.then(tried)
         if len(corr) < config.min_inliers:
             continue
-        estimate = estimate_pose(corr, inp.camera, None, config)
+        estimate = estimate_pose(corr, inp.camera, config)
         if estimate is None or estimate.num_inliers < config.min_inliers:
             continue
         fit = search_local_map(

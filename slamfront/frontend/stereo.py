@@ -20,6 +20,7 @@ def search_rows(
     right: np.ndarray,
     left_px: np.ndarray,
     rig: StereoRig,
+    *,
     min_disparity_px: float,
     max_disparity_px: float,
     window_px: int = 5,

@@ -56,6 +56,7 @@ class Tracker:
         config: TrackerConfig,
         extractor: Extractor,
         matcher: Matcher,
+        *,
         localize: Localizer | None = None,
         first_keyframe_id: int = 0,
         vocabulary: Vocabulary | None = None,
@@ -279,7 +280,7 @@ class Tracker:
             pose = invert_pose(solved.estimate.cam_from_world)
             solved_rate = self._motion.rate_to(frame.stamp_ns, pose)
         fit, inp = resolve_shutter(
-            self._map, captured, inp, solved, rate, solved_rate, anchors, cfg
+            self._map, captured, inp, solved, anchors, cfg, rate=rate, solved_rate=solved_rate
         )
         world_from_cam = invert_pose(fit.estimate.cam_from_world)
         if (
@@ -342,10 +343,10 @@ class Tracker:
             self._config.keyframes,
             reference.world_from_cam,
             world_from_cam,
-            tracked_ref,
-            reference.most_tracked,
-            self._frames_since_keyframe,
-            median_depth_m(reference.keyframe.points_cam_m),
+            tracked_reference_landmarks=tracked_ref,
+            reference_landmarks=reference.most_tracked,
+            frames_since_keyframe=self._frames_since_keyframe,
+            reference_depth_m=median_depth_m(reference.keyframe.points_cam_m),
         ):
             keyframe = self._mapper.extend(inp, world_from_cam, fit, reference)
         self._motion.update(inp.frame.stamp_ns, world_from_cam)

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from slamfront.config import TrackerConfig
+from slamfront.config import AlignmentConfig, TrackerConfig
 from slamfront.frontend.epipolar_search import search_epipolar
 from slamfront.frontend.local_map import LocalMap, MapKeyframe
 from slamfront.frontend.refine import refine_positions_warped
@@ -58,7 +58,8 @@ def align_through_points(
     px0: np.ndarray,
     px1: np.ndarray,
     points_world: np.ndarray,
-    config: TrackerConfig,
+    *,
+    alignment: AlignmentConfig,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Where the points at ``px0`` of view 0 lie in view 1, starting at ``px1``: each window
     of ``grey0`` warped into view 1 through its triangulated point before it is aligned, so
@@ -72,17 +73,16 @@ def align_through_points(
     sane = np.all(np.isfinite(warp), axis=(1, 2))
     sane[sane] = np.linalg.det(warp[sane]) > 1e-6
     warp[~sane] = np.eye(2)
-    align = config.alignment
     aligned, ok = refine_positions_warped(
         [grey0],
         np.zeros(px0.shape[0], np.int64),
         px0,
         grey1,
         px1,
-        warp,
-        align.max_shift_px,
-        align.window_px,
-        align.max_round_trip_px,
+        warp=warp,
+        max_shift_px=alignment.max_shift_px,
+        window_px=alignment.window_px,
+        max_round_trip_px=alignment.max_round_trip_px,
     )
     ok &= finite
     return np.where(ok[:, None], aligned, px1), ok
@@ -108,8 +108,8 @@ def triangulate_window(
             invert_pose(newer.world_from_cam) @ older.world_from_cam,
             free0,
             free1,
-            config.ransac_reprojection_px,
-            config.search,
+            max_line_px=config.ransac_reprojection_px,
+            config=config.search,
         )
         if len(pairs):
             _triangulate_pairs(lmap, older, newer, pairs[:, 0], pairs[:, 1], camera, config)
@@ -141,7 +141,7 @@ def _triangulate_pairs(
     if older.grey is not None and newer.grey is not None and i0.size:
         finite = np.all(np.isfinite(points), axis=1)
         aligned, ok = align_through_points(
-            older.grey, newer.grey, k, cam0, cam1, px0, px1, points, config
+            older.grey, newer.grey, k, cam0, cam1, px0, px1, points, alignment=config.alignment
         )
         keep = finite & (ok | config.alignment.keep_unaligned)
         i0, i1, px0, px1 = i0[keep], i1[keep], px0[keep], aligned[keep]

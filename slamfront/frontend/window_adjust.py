@@ -36,9 +36,9 @@ def refine_structure(
         obs.cam_from_world[multi],
         obs.pixels[multi],
         camera.K,
-        depth_obs[multi] if use_depth else None,
-        sigma[multi] if use_depth else None,
-        config.huber_px,
+        depth_m=depth_obs[multi] if use_depth else None,
+        depth_sigma_m=sigma[multi] if use_depth else None,
+        huber_px=config.huber_px,
     )
 
 
@@ -57,8 +57,8 @@ def adjust_window(lmap: LocalMap, camera: CameraModel, config: TrackerConfig) ->
                 lmap.positions_world[rows[has]],
                 entry.keyframe.features.keypoints[has].astype(np.float64),
                 camera.K,
-                config.huber_px,
-                config.ransac_reprojection_px,
+                huber_px=config.huber_px,
+                inlier_px=config.ransac_reprojection_px,
                 iterations=5,
             )
             if estimate.num_inliers >= config.min_inliers:
@@ -86,7 +86,7 @@ def bundle_window(
         obs.rows,
         obs.pixels,
         camera.K,
-        config.huber_px,
+        huber_px=config.huber_px,
         iterations=config.mono.adjustment_iterations,
     )
     lmap.positions_world = points

@@ -49,7 +49,9 @@ def make_texture(
     area_m2 = h * w * texel_m * texel_m
     weights = rng.dirichlet(np.full(len(SHAPE_KINDS), 1.2))
     count = int(rng.poisson(area_m2 * density_per_m2 * rng.uniform(0.7, 1.3)))
-    params = _ShapeParams.draw(rng, count, weights, w, h, 0.025 / texel_m, 0.35 / texel_m)
+    params = _ShapeParams.draw(
+        rng, count, weights, w, h, size_min=0.025 / texel_m, size_max=0.35 / texel_m
+    )
     for i in range(count):
         _draw_shape(canvas, params, i)
 
@@ -105,6 +107,7 @@ class _ShapeParams:
         weights: np.ndarray,
         width: int,
         height: int,
+        *,
         size_min: float,
         size_max: float,
     ) -> _ShapeParams:

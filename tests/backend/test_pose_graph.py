@@ -53,7 +53,7 @@ def run_graph(
         )
         measured = invert_pose(truth[i - 1]) @ truth[i] @ noise
         estimate = estimate @ measured
-        graph.add_keyframe(i, estimate, measured, ODOMETRY_INFO)
+        graph.add_keyframe(i, estimate, prev_from_cur=measured, information=ODOMETRY_INFO)
         graph.optimize()
     odometry = graph.optimize().world_from_cam.copy()
     last = len(truth) - 1
@@ -107,7 +107,7 @@ def test_keyframe_after_a_loop_starts_from_the_corrected_pose() -> None:
     graph.add_keyframe(0, truth[0])
     for i in range(1, 11):
         relative = invert_pose(truth[i - 1]) @ truth[i]
-        graph.add_keyframe(i, drift @ truth[i], relative, ODOMETRY_INFO)
+        graph.add_keyframe(i, drift @ truth[i], prev_from_cur=relative, information=ODOMETRY_INFO)
     before = graph.optimize()
     graph.add_loop(
         LoopCandidate(10, 0, 0.9, invert_pose(truth[0]) @ truth[10], 100, 0.9), LOOP_INFO
@@ -116,7 +116,12 @@ def test_keyframe_after_a_loop_starts_from_the_corrected_pose() -> None:
     assert after_loop.revision == before.revision + 1
     assert graph.optimize().revision == after_loop.revision  # nothing new: same revision
     # Keyframe 11 arrives with the tracker's drifted world pose; the graph ignores it.
-    graph.add_keyframe(11, drift @ truth[11], invert_pose(truth[10]) @ truth[11], ODOMETRY_INFO)
+    graph.add_keyframe(
+        11,
+        drift @ truth[11],
+        prev_from_cur=invert_pose(truth[10]) @ truth[11],
+        information=ODOMETRY_INFO,
+    )
     final = graph.optimize()
     assert final.keyframe_ids[-1] == 11
     np.testing.assert_allclose(final.world_from_cam[-1], truth[11], atol=1e-4)
@@ -131,14 +136,20 @@ def test_bad_inputs_are_named() -> None:
     with pytest.raises(InputError, match="already"):
         graph.add_keyframe(0, np.eye(4))
     with pytest.raises(InputError, match="information"):
-        graph.add_keyframe(1, np.eye(4), np.eye(4), None)
+        graph.add_keyframe(1, np.eye(4), prev_from_cur=np.eye(4), information=None)
     with pytest.raises(InputError, match="positive definite"):
-        graph.add_keyframe(1, np.eye(4), np.eye(4), np.zeros((6, 6)))
+        graph.add_keyframe(1, np.eye(4), prev_from_cur=np.eye(4), information=np.zeros((6, 6)))
     with pytest.raises(InputError, match="unknown reference"):
-        graph.add_keyframe(1, np.eye(4), np.eye(4), ODOMETRY_INFO, reference_keyframe_id=7)
+        graph.add_keyframe(
+            1,
+            np.eye(4),
+            prev_from_cur=np.eye(4),
+            information=ODOMETRY_INFO,
+            reference_keyframe_id=7,
+        )
     with pytest.raises(InputError, match="unknown keyframe 5"):
         graph.add_loop(LoopCandidate(5, 0, 0.5, np.eye(4), 50, 0.5), LOOP_INFO)
-    graph.add_keyframe(1, np.eye(4), np.eye(4), ODOMETRY_INFO)
+    graph.add_keyframe(1, np.eye(4), prev_from_cur=np.eye(4), information=ODOMETRY_INFO)
     with pytest.raises(InputError, match="no information matrix"):
         graph.add_loop(LoopCandidate(1, 0, 0.5, np.eye(4), 50, 0.5))
     # A candidate's own information (from its PnP inliers) is the default.
@@ -147,7 +158,7 @@ def test_bad_inputs_are_named() -> None:
     bad = np.eye(4)
     bad[0, 0] = 2.0
     with pytest.raises(InputError, match="orthonormal"):
-        graph.add_keyframe(2, bad, np.eye(4), ODOMETRY_INFO)
+        graph.add_keyframe(2, bad, prev_from_cur=np.eye(4), information=ODOMETRY_INFO)
 
 
 def test_pose_information_is_the_gauss_newton_information_of_the_reprojection() -> None:
@@ -183,10 +194,20 @@ def test_a_new_chain_with_a_weak_prior_is_pulled_in_by_a_loop() -> None:
     graph = PoseGraph(BackendConfig())
     graph.add_keyframe(0, truth[0])
     for i in range(1, 6):
-        graph.add_keyframe(i, truth[i], invert_pose(truth[i - 1]) @ truth[i], ODOMETRY_INFO)
+        graph.add_keyframe(
+            i,
+            truth[i],
+            prev_from_cur=invert_pose(truth[i - 1]) @ truth[i],
+            information=ODOMETRY_INFO,
+        )
     lost = make_pose(so3_exp(np.array([0.0, 0.3, 0.0])), np.array([1.0, 0.0, -2.0]))
     graph.add_keyframe(6, lost @ truth[6], information=np.eye(6) * 1e-2)  # sigma 10 m, rad
-    graph.add_keyframe(7, lost @ truth[7], invert_pose(truth[6]) @ truth[7], ODOMETRY_INFO)
+    graph.add_keyframe(
+        7,
+        lost @ truth[7],
+        prev_from_cur=invert_pose(truth[6]) @ truth[7],
+        information=ODOMETRY_INFO,
+    )
     before = graph.optimize().world_from_cam
     np.testing.assert_allclose(before[7], lost @ truth[7], atol=1e-6)
     graph.add_loop(LoopCandidate(7, 5, 0.9, invert_pose(truth[5]) @ truth[7], 100, 0.9, LOOP_INFO))
@@ -204,12 +225,24 @@ def test_maps_merge_at_a_loop_into_the_older_frame() -> None:
     graph = PoseGraph(BackendConfig())
     graph.add_keyframe(0, truth[0], map_id=0)
     for i in range(1, 6):
-        graph.add_keyframe(i, truth[i], invert_pose(truth[i - 1]) @ truth[i], ODOMETRY_INFO)
+        graph.add_keyframe(
+            i,
+            truth[i],
+            prev_from_cur=invert_pose(truth[i - 1]) @ truth[i],
+            information=ODOMETRY_INFO,
+        )
     second_from_world = invert_pose(truth[6])  # map 1 starts at the identity
     graph.add_keyframe(6, np.eye(4), map_id=1)
     for i in range(7, 12):
         relative = invert_pose(truth[i - 1]) @ truth[i]
-        graph.add_keyframe(i, second_from_world @ truth[i], relative, ODOMETRY_INFO, i - 1, 1)
+        graph.add_keyframe(
+            i,
+            second_from_world @ truth[i],
+            prev_from_cur=relative,
+            information=ODOMETRY_INFO,
+            reference_keyframe_id=i - 1,
+            map_id=1,
+        )
     before = graph.optimize()
     assert before.map_ids == (0,) * 6 + (1,) * 6
     np.testing.assert_allclose(before.world_from_cam[6], np.eye(4), atol=1e-9)
@@ -225,7 +258,14 @@ def test_maps_merge_at_a_loop_into_the_older_frame() -> None:
     np.testing.assert_allclose(after.world_from_cam, np.stack(truth), atol=1e-6)
     assert after.num_loops == 1
     # later keyframes of the absorbed map join the merged one
-    graph.add_keyframe(12, truth[0], invert_pose(truth[11]) @ truth[0], ODOMETRY_INFO, 11, 1)
+    graph.add_keyframe(
+        12,
+        truth[0],
+        prev_from_cur=invert_pose(truth[11]) @ truth[0],
+        information=ODOMETRY_INFO,
+        reference_keyframe_id=11,
+        map_id=1,
+    )
     assert graph.map_of(12) == 0
 
 

@@ -37,7 +37,7 @@ def _graph(with_imu: bool) -> tuple[PoseGraph, list[np.ndarray], list[int]]:
         relative = invert_pose(truth[k - 1]) @ truth[k]
         relative[:3, :3] = relative[:3, :3] @ so3_exp(np.array([0.0, 0.0, DRIFT_RAD]))
         estimate = estimate @ relative
-        graph.add_keyframe(k, estimate, relative, information)
+        graph.add_keyframe(k, estimate, prev_from_cur=relative, information=information)
         if with_imu:
             samples = imu_samples(
                 model, BODY_FROM_CAM, imu_stamps_ns(stamps[k - 1] - 5_000_000, stamp, RATE_HZ),
@@ -82,7 +82,9 @@ def test_exact_imu_gives_the_exact_velocities() -> None:
     graph = PoseGraph(BackendConfig())
     graph.add_keyframe(0, truth[0])
     exact = np.diag([1e8] * 6)
-    graph.add_keyframe(1, truth[1], invert_pose(truth[0]) @ truth[1], exact)
+    graph.add_keyframe(
+        1, truth[1], prev_from_cur=invert_pose(truth[0]) @ truth[1], information=exact
+    )
     stamps_imu = imu_stamps_ns(stamps[0] - 5_000_000, stamps[1], RATE_HZ)
     samples = imu_samples(model, BODY_FROM_CAM, stamps_imu, ImuErrors(), None)
     graph.add_imu(
@@ -118,7 +120,14 @@ def test_maps_with_imu_factors_merge() -> None:
             graph.add_keyframe(k, frame_from_world @ truth[k], map_id=map_id)
             continue
         relative = invert_pose(truth[k - 1]) @ truth[k]
-        graph.add_keyframe(k, frame_from_world @ truth[k], relative, exact, k - 1, map_id)
+        graph.add_keyframe(
+            k,
+            frame_from_world @ truth[k],
+            prev_from_cur=relative,
+            information=exact,
+            reference_keyframe_id=k - 1,
+            map_id=map_id,
+        )
         stamps_imu = imu_stamps_ns(stamps[k - 1] - 5_000_000, stamp, RATE_HZ)
         samples = imu_samples(model, BODY_FROM_CAM, stamps_imu, ImuErrors(), None)
         gravity = frame_from_world[:3, :3] @ GRAVITY_WORLD_M_S2

@@ -36,8 +36,8 @@ def test_refine_points_fuses_views_and_depth() -> None:
         np.concatenate(poses),
         np.concatenate(pixels),
         K,
-        np.concatenate(depth),
-        np.full(3 * len(truth), 0.01),
+        depth_m=np.concatenate(depth),
+        depth_sigma_m=np.full(3 * len(truth), 0.01),
     )
     before = np.linalg.norm(start - truth, axis=1).mean()
     after = np.linalg.norm(refined - truth, axis=1).mean()
@@ -85,7 +85,15 @@ def test_bundle_adjust_recovers_poses_and_points_with_the_scale_of_the_held_pair
         seeds.append(noise @ invert_pose(world_from_cam))
     seed_points = points * shrink + rng.normal(scale=0.05, size=points.shape)
     poses, adjusted = bundle_adjust(
-        np.array(seeds), held, seed_points, keyframe_index, landmark_index, pixels, K, 1.0, 20
+        np.array(seeds),
+        held,
+        seed_points,
+        keyframe_index,
+        landmark_index,
+        pixels,
+        K,
+        huber_px=1.0,
+        iterations=20,
     )
     # started from the truth, the adjustment itself ends 1.1-4.1 mm off (the held pair is
     # 0.1 m apart and carries the scale out to 0.5 m): from the seeds it must end as well

@@ -48,7 +48,9 @@ def test_pairs_are_the_true_correspondences() -> None:
     f0, f1, cam1_from_cam0, partner = _views()
     every0 = np.ones(len(f0), bool)
     every1 = np.ones(len(f1), bool)
-    pairs = search_epipolar(f0, f1, K, cam1_from_cam0, every0, every1, 2.0, SearchConfig())
+    pairs = search_epipolar(
+        f0, f1, K, cam1_from_cam0, every0, every1, max_line_px=2.0, config=SearchConfig()
+    )
     assert pairs.shape[1] == 2 and pairs.dtype == np.int64
     assert len(pairs) >= 0.95 * len(f0)
     np.testing.assert_array_equal(pairs[:, 1], partner[pairs[:, 0]])
@@ -61,7 +63,9 @@ def test_only_allowed_keypoints_and_only_on_the_line() -> None:
     allowed0 = np.arange(len(f0)) % 2 == 0
     allowed1 = np.ones(len(f1), bool)
     allowed1[partner[:10]] = False  # the partners of view-0 keypoints 0..9 are taken
-    pairs = search_epipolar(f0, f1, K, cam1_from_cam0, allowed0, allowed1, 2.0, SearchConfig())
+    pairs = search_epipolar(
+        f0, f1, K, cam1_from_cam0, allowed0, allowed1, max_line_px=2.0, config=SearchConfig()
+    )
     assert np.all(allowed0[pairs[:, 0]]) and np.all(allowed1[pairs[:, 1]])
     assert not np.isin(np.arange(10), pairs[:, 0]).any()  # no partner left: no pair
     np.testing.assert_array_equal(pairs[:, 1], partner[pairs[:, 0]])
@@ -69,7 +73,9 @@ def test_only_allowed_keypoints_and_only_on_the_line() -> None:
     wrong = make_pose(np.eye(3), [0.0, 1.0, 0.0])
     every0 = np.ones(len(f0), bool)
     every1 = np.ones(len(f1), bool)
-    found = search_epipolar(f0, f1, K, wrong, every0, every1, 2.0, SearchConfig())
+    found = search_epipolar(
+        f0, f1, K, wrong, every0, every1, max_line_px=2.0, config=SearchConfig()
+    )
     assert len(found) < 0.15 * len(f0)  # those few move along the wrong lines too
 
 
@@ -77,5 +83,7 @@ def test_nothing_to_pair() -> None:
     f0, f1, cam1_from_cam0, _ = _views(seed=2, count=50)
     none0 = np.zeros(len(f0), bool)
     every1 = np.ones(len(f1), bool)
-    pairs = search_epipolar(f0, f1, K, cam1_from_cam0, none0, every1, 2.0, SearchConfig())
+    pairs = search_epipolar(
+        f0, f1, K, cam1_from_cam0, none0, every1, max_line_px=2.0, config=SearchConfig()
+    )
     assert pairs.shape == (0, 2)

@@ -30,7 +30,16 @@ def test_keyframe_policy(
 ) -> None:
     config = KeyframeConfig(min_tracked_ratio=0.6, max_translation_ratio=0.1, max_rotation_deg=15)
     current = make_pose(so3_exp([0, np.radians(turned_deg), 0]), [moved_m, 0, 0])
-    assert need_keyframe(config, np.eye(4), current, tracked, 100, frames, depth_m) is expected
+    needed = need_keyframe(
+        config,
+        np.eye(4),
+        current,
+        tracked_reference_landmarks=tracked,
+        reference_landmarks=100,
+        frames_since_keyframe=frames,
+        reference_depth_m=depth_m,
+    )
+    assert needed is expected
 
 
 def test_median_depth_ignores_points_without_depth() -> None:

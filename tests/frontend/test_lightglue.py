@@ -12,7 +12,12 @@ import torch
 from slamfront.errors import WeightsError
 from slamfront.frontend.models import lightglue as lg
 from slamfront.frontend.models.specs import confidence_threshold
-from slamfront.frontend.runtime.lightglue_loop import GlueQuery, GlueResult, run_glue
+from slamfront.frontend.runtime.lightglue_loop import (
+    GlueConfidence,
+    GlueQuery,
+    GlueResult,
+    run_glue,
+)
 from slamfront.frontend.runtime.lightglue_torch import TorchGlueReference, TorchGlueStages
 
 XFEAT = "xfeat/xfeat-lighterglue.pt"
@@ -187,9 +192,18 @@ def test_deploy_stages_equal_reference_layers(shared_weights: Path, name: str, m
 # ----------------------------------------------------------------------------- forward
 
 
+def _query(
+    k0: np.ndarray, d0: np.ndarray, k1: np.ndarray, d1: np.ndarray, *, depth: float, width: float
+) -> GlueQuery:
+    """The points with the given early exit and pruning (-1: off) and a 0.1 score floor."""
+    return GlueQuery(
+        k0, d0, k1, d1, depth_confidence=depth, width_confidence=width, filter_threshold=0.1
+    )
+
+
 def test_full_depth_matches_a_shuffled_copy(xfeat_net: lg.LightGlue) -> None:
     k0, d0, k1, d1, perm = easy_pair(700, 64, seed=0)
-    out = TorchGlueReference(xfeat_net)(GlueQuery(k0, d0, k1, d1, -1, -1, 0.1))
+    out = TorchGlueReference(xfeat_net)(_query(k0, d0, k1, d1, depth=-1, width=-1))
     assert out.layers_run == 6
     assert out.points_kept == (1400,) * 6
     assert len(out.indices) > 600
@@ -208,8 +222,8 @@ def test_pruning_keeps_indices_of_the_original_keypoints(xfeat_net: lg.LightGlue
     d1[350:] = rng.normal(size=(350, 64)).astype(np.float32)
     d1[350:] /= np.linalg.norm(d1[350:], axis=1, keepdims=True)
     k1[350:] = rng.uniform(-0.9, 0.9, (350, 2)).astype(np.float32)
-    full = TorchGlueReference(xfeat_net)(GlueQuery(k0, d0, k1, d1, -1, -1, 0.1))
-    out = TorchGlueReference(xfeat_net)(GlueQuery(k0, d0, k1, d1, -1, 0.95, 0.1))
+    full = TorchGlueReference(xfeat_net)(_query(k0, d0, k1, d1, depth=-1, width=-1))
+    out = TorchGlueReference(xfeat_net)(_query(k0, d0, k1, d1, depth=-1, width=0.95))
     assert out.layers_run == 6
     kept = np.array(out.points_kept)
     assert kept[0] == 1400 and kept[-1] < 1000 and np.all(np.diff(kept) <= 0)
@@ -224,8 +238,8 @@ def test_torch_reference_and_host_loop_agree(xfeat_net: lg.LightGlue) -> None:
     ref = TorchGlueReference(xfeat_net)
     loop = TorchGlueStages(xfeat_net)
     for depth, width in ((-1, -1), (0.95, 0.95), (0.95, -1), (-1, 0.99)):
-        a = ref(GlueQuery(k0, d0, k1, d1, depth, width, 0.1))
-        b = run_glue(loop, GlueQuery(k0, d0, k1, d1, depth, width, 0.1))
+        a = ref(_query(k0, d0, k1, d1, depth=depth, width=width))
+        b = run_glue(loop, _query(k0, d0, k1, d1, depth=depth, width=width))
         assert a.layers_run == b.layers_run and a.points_kept == b.points_kept
         np.testing.assert_array_equal(a.indices, b.indices)
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-3)
@@ -253,7 +267,7 @@ class ScriptedStages:
         ids0, ids1 = x0[:, 0].astype(int), x1[:, 0].astype(int)
         t = np.float32(self.token[index])
         m = self.matchable[index]
-        return np.full(len(x0), t), m[ids0], np.full(len(x1), t), m[ids1]
+        return GlueConfidence(np.full(len(x0), t), m[ids0], np.full(len(x1), t), m[ids1])
 
     def assign(self, index, x0, x1):  # type: ignore[no-untyped-def]
         self.calls.append(f"assign{index}")
@@ -271,22 +285,22 @@ def test_host_loop_exit_and_pruning_decisions() -> None:
     points = (np.zeros((n, 2)), np.zeros((n, 1)), np.zeros((n, 2)), np.zeros((n, 1)))
     # confident enough only after layer 1 (threshold there 0.8 + 0.1 e^-1 = 0.837)
     stages = ScriptedStages([0.5, 0.95, 0.99], [half, keep_all, keep_all])
-    out = run_glue(stages, GlueQuery(*points, 0.95, 0.95, 0.1))
+    out = run_glue(stages, _query(*points, depth=0.95, width=0.95))
     assert stages.calls == ["layer0", "layer1", "assign1"]
     assert out.layers_run == 2
     # layer 0 tokens (0.5) are below its threshold: unsure points are never pruned
     assert out.points_kept == (20, 20)
     # without early exit the same unsure points are pruned by matchability alone
     stages = ScriptedStages([0.5, 0.5, 0.5], [half, keep_all, keep_all])
-    out = run_glue(stages, GlueQuery(*points, -1, 0.95, 0.1))
+    out = run_glue(stages, _query(*points, depth=-1, width=0.95))
     assert out.layers_run == 4 and out.points_kept == (20, 10, 10, 10)
     np.testing.assert_array_equal(out.indices, np.stack([np.arange(5)] * 2, -1))
     # confident but unmatchable points are pruned when early exit is on as well
     stages = ScriptedStages([0.95, 0.5, 0.5], [half, keep_all, keep_all])
-    out = run_glue(stages, GlueQuery(*points, 1.0, 0.95, 0.1))
+    out = run_glue(stages, _query(*points, depth=1.0, width=0.95))
     assert out.points_kept == (20, 10, 10, 10)
     # pruning everything on one side stops with no matches
     none = np.zeros(n, np.float32)
     stages = ScriptedStages([0.95, 0.5, 0.5], [none, keep_all, keep_all])
-    out = run_glue(stages, GlueQuery(*points, 1.0, 0.95, 0.1))
+    out = run_glue(stages, _query(*points, depth=1.0, width=0.95))
     assert isinstance(out, GlueResult) and len(out.indices) == 0 and out.layers_run == 1

@@ -69,6 +69,13 @@ def pair(n0: int, n1: int, seed: int) -> tuple[np.ndarray, ...]:
     return k0, d0, k1, d1.astype(np.float32)
 
 
+def _query(k0: np.ndarray, d0: np.ndarray, k1: np.ndarray, d1: np.ndarray) -> GlueQuery:
+    """The points with early exit and pruning on (0.95 each) and a 0.1 score floor."""
+    return GlueQuery(
+        k0, d0, k1, d1, depth_confidence=0.95, width_confidence=0.95, filter_threshold=0.1
+    )
+
+
 def test_graph_files_have_dynamic_point_counts(plain: GlueGraphs, masked: GlueGraphs) -> None:
     assert (plain.folder / "manifest.json").is_file()
     layer = onnx.load(str(plain.path("layer", 3)))
@@ -120,10 +127,13 @@ def test_onnxruntime_matches_equal_torch(
     width: float,
 ) -> None:
     k0, d0, k1, d1 = pair(n0, n1, seed=n0 + n1)
-    ref = TorchGlueReference(net)(GlueQuery(k0, d0, k1, d1, depth, width, 0.1))
+    query = GlueQuery(
+        k0, d0, k1, d1, depth_confidence=depth, width_confidence=width, filter_threshold=0.1
+    )
+    ref = TorchGlueReference(net)(query)
     assert len(ref.indices) > 100
     for stages in (OrtGlueStages(plain), PaddedStages(OrtGraphRunner(masked))):
-        out = run_glue(stages, GlueQuery(k0, d0, k1, d1, depth, width, 0.1))
+        out = run_glue(stages, query)
         assert out.layers_run == ref.layers_run
         assert out.points_kept == ref.points_kept
         np.testing.assert_array_equal(out.indices, ref.indices)
@@ -134,13 +144,13 @@ def test_tiny_and_oversized_point_sets(
     net: lg.LightGlue, plain: GlueGraphs, masked: GlueGraphs
 ) -> None:
     k0, d0, k1, d1 = pair(1, 3, seed=4)
-    ref = TorchGlueReference(net)(GlueQuery(k0, d0, k1, d1, 0.95, 0.95, 0.1))
-    out = run_glue(OrtGlueStages(plain), GlueQuery(k0, d0, k1, d1, 0.95, 0.95, 0.1))
+    ref = TorchGlueReference(net)(_query(k0, d0, k1, d1))
+    out = run_glue(OrtGlueStages(plain), _query(k0, d0, k1, d1))
     np.testing.assert_array_equal(out.indices, ref.indices)
     assert bucket_size(3) == 256 and bucket_size(2048) == 2048 and bucket_size(2049) == 0
     k0, d0, k1, d1 = pair(2100, 10, seed=5)
     with pytest.raises(InputError, match="2100 points exceed the largest point bucket"):
-        run_glue(PaddedStages(OrtGraphRunner(masked)), GlueQuery(k0, d0, k1, d1, 0.95, 0.95, 0.1))
+        run_glue(PaddedStages(OrtGraphRunner(masked)), _query(k0, d0, k1, d1))
 
 
 def test_load_matcher_onnxruntime_equals_torch(
@@ -196,8 +206,8 @@ def test_disk_lightglue_on_onnxruntime(shared_weights: Path, tmp_path: Path) -> 
     k1 = (k0 + rng.normal(0, 0.002, k0.shape)).astype(np.float32)
     d1 = (d0 + rng.normal(0, 0.05, d0.shape)).astype(np.float32)
     d1 /= np.linalg.norm(d1, axis=1, keepdims=True)
-    ref = TorchGlueReference(disk)(GlueQuery(k0, d0, k1, d1, 0.95, 0.95, 0.1))
-    out = run_glue(OrtGlueStages(graphs), GlueQuery(k0, d0, k1, d1, 0.95, 0.95, 0.1))
+    ref = TorchGlueReference(disk)(_query(k0, d0, k1, d1))
+    out = run_glue(OrtGlueStages(graphs), _query(k0, d0, k1, d1))
     assert ref.layers_run < 9 and len(ref.indices) > 400
     assert out.layers_run == ref.layers_run and out.points_kept == ref.points_kept
     np.testing.assert_array_equal(out.indices, ref.indices)

@@ -79,8 +79,11 @@ def test_tensorrt_matches_torch(shared_weights: Path, tmp_path: Path) -> None:  
     d0 /= np.linalg.norm(d0, axis=1, keepdims=True)
     d1 = d0 + rng.normal(0, 0.02, d0.shape).astype(np.float32)
     d1 /= np.linalg.norm(d1, axis=1, keepdims=True)
-    ref = TorchGlueReference(net)(GlueQuery(k0, d0, k0, d1, 0.95, 0.95, 0.1))
-    out = run_glue(stages, GlueQuery(k0, d0, k0, d1, 0.95, 0.95, 0.1))
+    query = GlueQuery(
+        k0, d0, k0, d1, depth_confidence=0.95, width_confidence=0.95, filter_threshold=0.1
+    )
+    ref = TorchGlueReference(net)(query)
+    out = run_glue(stages, query)
     # FP16 engines: the same correspondences, up to a few borderline ones
     a, b = {tuple(r) for r in ref.indices.tolist()}, {tuple(r) for r in out.indices.tolist()}
     assert len(a & b) >= 0.98 * len(a)

@@ -76,7 +76,7 @@ def test_refine_pose_rounds_drop_outliers_that_lean_one_way() -> None:
 
 def test_pnp_needs_six_points() -> None:
     points, _, pixels = scene(3, n=5)
-    assert solve_pnp_ransac(points, pixels, K, 2.0) is None
+    assert solve_pnp_ransac(points, pixels, K, threshold_px=2.0) is None
 
 
 def test_refine_pose_with_measured_depths() -> None:

@@ -54,14 +54,16 @@ def test_alignment_recovers_true_positions_from_perturbed_starts(
     corners, _, truth = corners_seen_in_both(f0, cam1_from_cam0)
     rng = np.random.default_rng(0)
     start = truth + rng.uniform(-1.5, 1.5, size=truth.shape)  # a detector's error
-    refined, ok = refine_positions(grey(f0.image), grey(f1.image), corners, start, 4.0)
+    refined, ok = refine_positions(grey(f0.image), grey(f1.image), corners, start, max_shift_px=4.0)
     assert ok.mean() > 0.9
     err = np.linalg.norm(refined[ok] - truth[ok], axis=1)
     before = np.linalg.norm(start - truth, axis=1)
     assert np.median(err) < 0.1  # from ~1 px to a tenth of a pixel
     assert np.median(before) > 0.8
     # failures keep the start, and a far start is refused
-    _, far_ok = refine_positions(grey(f0.image), grey(f1.image), corners, truth + 30.0, 4.0)
+    _, far_ok = refine_positions(
+        grey(f0.image), grey(f1.image), corners, truth + 30.0, max_shift_px=4.0
+    )
     assert far_ok.mean() < 0.1
 
 
@@ -77,15 +79,15 @@ def test_windows_warped_by_the_view_change_align_without_its_bias(
     assert 1.05 < np.median(np.sqrt(np.linalg.det(warp))) < 1.2
     g0, g1 = grey(f0.image), grey(f1.image)
     results = {
-        "plain": refine_positions(g0, g1, corners, start, 4.0, max_round_trip_px=0.3),
+        "plain": refine_positions(g0, g1, corners, start, max_shift_px=4.0, max_round_trip_px=0.3),
         "warped": refine_positions_warped(
             [g1, g0],
             np.ones(len(corners), np.int64),
             corners,
             g1,
             start,
-            warp,
-            4.0,
+            warp=warp,
+            max_shift_px=4.0,
             max_round_trip_px=0.3,
         ),
     }
@@ -100,10 +102,10 @@ def test_windows_warped_by_the_view_change_align_without_its_bias(
 def test_stereo_row_limit_and_empty_input(pair: tuple[sf.Frame, sf.Frame, np.ndarray]) -> None:
     f0, _, _ = pair
     g = grey(f0.image)
-    out, ok = refine_positions(g, g, np.zeros((0, 2)), np.zeros((0, 2)), 2.0)
+    out, ok = refine_positions(g, g, np.zeros((0, 2)), np.zeros((0, 2)), max_shift_px=2.0)
     assert out.shape == (0, 2) and ok.shape == (0,)
     pts = np.array([[320.0, 240.0], [100.0, 100.0]])
     below = pts + np.array([0.0, 1.0])
-    same, ok = refine_positions(g, g, pts, below, 4.0, max_row_shift_px=0.5)
+    same, ok = refine_positions(g, g, pts, below, max_shift_px=4.0, max_row_shift_px=0.5)
     assert not ok.any()  # the true position is a whole row away: refused under a 0.5 px limit
     np.testing.assert_allclose(same, below)

@@ -38,7 +38,9 @@ def test_row_search_finds_the_disparity_from_each_principal_column() -> None:
     right = shifted_pair(left, 40, offset_px)
     rng = np.random.default_rng(1)
     left_px = np.c_[rng.uniform(100, 1200, 300), rng.uniform(10, 360, 300)]
-    right_px, found = search_rows(left, right, left_px, rig, 1.0, 300.0)
+    right_px, found = search_rows(
+        left, right, left_px, rig, min_disparity_px=1.0, max_disparity_px=300.0
+    )
     assert found.mean() > 0.8
     disparity = rectified_disparity(rig, left_px[found, 0], right_px[found, 0])
     # searched at a quarter of the width here: to about one of its pixels (alignment refines)
@@ -46,7 +48,12 @@ def test_row_search_finds_the_disparity_from_each_principal_column() -> None:
     assert np.median(np.abs(disparity - 40.0)) < 0.5
     np.testing.assert_array_equal(right_px[:, 1], left_px[:, 1])
     # the true disparity outside the range searched: (almost) nothing is found
-    assert search_rows(left, right, left_px, rig, 1.0, 30.0)[1].mean() < 0.05
+    assert (
+        search_rows(left, right, left_px, rig, min_disparity_px=1.0, max_disparity_px=30.0)[
+            1
+        ].mean()
+        < 0.05
+    )
 
 
 def test_row_search_rejects_a_repeating_row() -> None:
@@ -56,5 +63,12 @@ def test_row_search_rejects_a_repeating_row() -> None:
     stripes = np.tile(128 + 90 * np.sin(2 * np.pi * columns / 24.0), (370, 1)).astype(np.uint8)
     stripes = np.clip(stripes + textured(370, 1226)[:, :1] // 8, 0, 255).astype(np.uint8)
     left_px = np.c_[np.linspace(300, 1200, 200), np.linspace(10, 360, 200)]
-    _, found = search_rows(stripes, shifted_pair(stripes, 40, 0), left_px, RIG, 1.0, 300.0)
+    _, found = search_rows(
+        stripes,
+        shifted_pair(stripes, 40, 0),
+        left_px,
+        RIG,
+        min_disparity_px=1.0,
+        max_disparity_px=300.0,
+    )
     assert found.mean() < 0.05

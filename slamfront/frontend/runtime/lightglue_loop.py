@@ -10,7 +10,7 @@ the map from surviving points back to the original keypoints.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Protocol
 
 import numpy as np
@@ -24,7 +24,7 @@ class GlueStages(Protocol):
 
     encode: kpts (N, 2) normalised, desc (N, input_dim) -> x (N, D), enc (2, N, D)
     layer: i, x0, x1, enc0, enc1 -> x0, x1
-    confidence: i, x0, x1 -> token0, matchable0, token1, matchable1 (each (N,))
+    confidence: i, x0, x1 -> :class:`GlueConfidence`
     assign: i, x0, x1 -> match0 (N0,) int64, score0 (N0,) float32, mutual0 (N0,) bool
     """
 
@@ -37,13 +37,23 @@ class GlueStages(Protocol):
         self, index: int, x0: np.ndarray, x1: np.ndarray, enc0: np.ndarray, enc1: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
-    def confidence(
-        self, index: int, x0: np.ndarray, x1: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...
+    def confidence(self, index: int, x0: np.ndarray, x1: np.ndarray) -> GlueConfidence: ...
 
     def assign(
         self, index: int, x0: np.ndarray, x1: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class GlueConfidence:
+    """The confidence heads after one layer: per point of each set, how sure its token is
+    (token0 (N0,), token1 (N1,)) and how likely it is to have a match (matchable0,
+    matchable1), float32."""
+
+    token0: np.ndarray
+    matchable0: np.ndarray
+    token1: np.ndarray
+    matchable1: np.ndarray
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,6 +71,7 @@ class GlueQuery:
     desc0: np.ndarray
     kpts1: np.ndarray
     desc1: np.ndarray
+    _: KW_ONLY
     depth_confidence: float
     width_confidence: float
     filter_threshold: float
@@ -95,7 +106,8 @@ def run_glue(stages: GlueStages, query: GlueQuery) -> GlueResult:
         if layer == n_layers - 1 or not (early_exit or pruning):
             continue
         threshold = np.float32(confidence_threshold(layer, n_layers))
-        token0, matchable0, token1, matchable1 = stages.confidence(layer, x0, x1)
+        heads = stages.confidence(layer, x0, x1)
+        token0, token1 = heads.token0, heads.token1
         if early_exit:
             unsure = int(
                 np.count_nonzero(token0 < threshold) + np.count_nonzero(token1 < threshold)
@@ -104,8 +116,8 @@ def run_glue(stages: GlueStages, query: GlueQuery) -> GlueResult:
                 break
         if pruning:
             floor = np.float32(1.0 - width_confidence)
-            keep0 = matchable0 > floor
-            keep1 = matchable1 > floor
+            keep0 = heads.matchable0 > floor
+            keep1 = heads.matchable1 > floor
             if early_exit:
                 keep0 |= token0 <= threshold
                 keep1 |= token1 <= threshold
@@ -218,14 +230,12 @@ class PaddedStages:
         y0, y1 = self.runner.run("layer", index, feed, size)
         return y0[:n0], y1[:n1]
 
-    def confidence(
-        self, index: int, x0: np.ndarray, x1: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def confidence(self, index: int, x0: np.ndarray, x1: np.ndarray) -> GlueConfidence:
         n0, n1 = x0.shape[0], x1.shape[0]
         size = self._size(n0, n1)
         feed = {"x0": pad_rows(x0, size), "x1": pad_rows(x1, size)}
         t0, m0, t1, m1 = self.runner.run("confidence", index, feed, size)
-        return t0[:n0], m0[:n0], t1[:n1], m1[:n1]
+        return GlueConfidence(t0[:n0], m0[:n0], t1[:n1], m1[:n1])
 
     def assign(
         self, index: int, x0: np.ndarray, x1: np.ndarray

@@ -14,6 +14,7 @@ import numpy as np
 
 from slamfront.errors import RuntimeUnavailableError
 from slamfront.frontend.runtime import intra_op_threads
+from slamfront.frontend.runtime.lightglue_loop import GlueConfidence
 
 if TYPE_CHECKING:
     from slamfront.frontend.runtime.lightglue_export import GlueGraphs
@@ -77,11 +78,9 @@ class OrtGlueStages:
         y0, y1 = self._s.layers[index].run(None, {"x0": x0, "x1": x1, "enc0": enc0, "enc1": enc1})
         return y0, y1
 
-    def confidence(
-        self, index: int, x0: np.ndarray, x1: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def confidence(self, index: int, x0: np.ndarray, x1: np.ndarray) -> GlueConfidence:
         t0, m0, t1, m1 = self._s.confidence[index].run(None, {"x0": x0, "x1": x1})
-        return t0, m0, t1, m1
+        return GlueConfidence(t0, m0, t1, m1)
 
     def assign(
         self, index: int, x0: np.ndarray, x1: np.ndarray

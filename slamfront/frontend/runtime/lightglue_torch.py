@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from slamfront.frontend.runtime.lightglue_loop import GlueQuery, GlueResult
+from slamfront.frontend.runtime.lightglue_loop import GlueConfidence, GlueQuery, GlueResult
 
 if TYPE_CHECKING:
     import torch
@@ -88,15 +88,13 @@ class TorchGlueStages:
             y0, y1 = self._layers[index](self._t(x0), self._t(x1), self._t(enc0), self._t(enc1))
         return y0.cpu().numpy(), y1.cpu().numpy()
 
-    def confidence(
-        self, index: int, x0: np.ndarray, x1: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def confidence(self, index: int, x0: np.ndarray, x1: np.ndarray) -> GlueConfidence:
         import torch
 
         with torch.inference_mode():
             out = self._confidence[index](self._t(x0), self._t(x1))
         t0, m0, t1, m1 = (o.cpu().numpy() for o in out)
-        return t0, m0, t1, m1
+        return GlueConfidence(t0, m0, t1, m1)
 
     def assign(
         self, index: int, x0: np.ndarray, x1: np.ndarray
