@@ -112,6 +112,7 @@ def refine_positions_warped(
     half_px = window_px // 2 + 2  # the window, its gradient and the interpolation margin
     side = 2 * half_px + 1
     tiles = _warped_tiles(references, reference_index, reference_px, warp, half_px)
+    tiles = _brightness_matched(tiles, reference_index, current, current_px, window_px)
     # the alignment wants both images the same size: tile images of ``current``'s size
     height, width = current.shape[:2]
     rows, cols = height // side, width // side
@@ -181,6 +182,99 @@ def _warped_tiles(
             )
             tiles[group] = sampled.reshape(group.size, side, side)
     return tiles
+
+
+def _brightness_matched(
+    tiles: np.ndarray,
+    reference_index: np.ndarray,
+    current: np.ndarray,
+    current_px: np.ndarray,
+    window_px: int,
+    min_points: int = 20,
+    min_gain: float = 0.5,
+    max_gain: float = 2.0,
+) -> np.ndarray:
+    """``tiles`` (N, side, side) uint8 with each reference image's brightness mapped to the
+    current image's (auto exposure changes between a keyframe and a later frame; Lucas-Kanade
+    assumes it constant): per reference image a gain and offset fitted to the mean of each
+    window against the mean of the current image's window at its start, by least squares
+    refitted twice on the points within three robust standard deviations (windows whose start
+    is off, occluded or specular disagree). Images with fewer than ``min_points`` windows, an
+    implausible gain, or a change too small to tell from noise keep their tiles."""
+    half = window_px // 2
+    margin = (tiles.shape[1] - window_px) // 2
+    height, width = current.shape[:2]
+    col = np.round(current_px[:, 0]).astype(np.int64)
+    row = np.round(current_px[:, 1]).astype(np.int64)
+    inside = np.flatnonzero(
+        (col >= half) & (col < width - half) & (row >= half) & (row < height - half)
+    )
+    image = np.asarray(reference_index)[inside]
+    count = np.bincount(image)
+    if inside.size == 0 or count.max() < min_points:
+        return tiles
+    # every other pixel of the windows: the means only need to follow the brightness
+    window = slice(margin, margin + window_px, 2)
+    x = tiles[inside, window, window].mean(axis=(1, 2))
+    offsets = np.arange(-half, half + 1, 2)
+    rows = row[inside, None, None] + offsets[None, :, None]
+    cols = col[inside, None, None] + offsets[None, None, :]
+    y = current[rows, cols].mean(axis=(1, 2))
+    keep = np.ones(inside.size, bool)
+    images = count.size
+    gain = np.ones(images)
+    offset = np.zeros(images)
+    for _ in range(3):
+        weight = keep.astype(np.float64)
+        n = np.maximum(np.bincount(image, weight, images), 1.0)
+        mean_x = np.bincount(image, weight * x, images) / n
+        mean_y = np.bincount(image, weight * y, images) / n
+        dx = x - mean_x[image]
+        variance = np.bincount(image, weight * dx * dx, images)
+        covariance = np.bincount(image, weight * dx * (y - mean_y[image]), images)
+        gain = covariance / np.maximum(variance, 1e-9)
+        offset = mean_y - gain * mean_x
+        residual = np.abs(y - (gain[image] * x + offset[image]))
+        sigma = 1.4826 * _group_medians(residual, image, keep, images)
+        keep = residual <= np.maximum(3.0 * sigma, 2.0)[image]
+    # the change over the windows' brightness (mean +- 2 std) must exceed two grey levels and
+    # three standard errors of the fit there: smaller ones are noise of the window means
+    # (starts a pixel off, blur), and remapping would only requantise the tiles
+    kept = np.maximum(np.bincount(image, keep, images), 3.0)
+    mean = np.bincount(image, keep * x, images) / kept
+    spread = 2.0 * np.sqrt(np.maximum(np.bincount(image, keep * x * x, images) / kept - mean**2, 0))
+    residual_sq = (y - (gain[image] * x + offset[image])) ** 2
+    error = np.sqrt(np.bincount(image, keep * residual_sq, images) / (kept - 2.0) * 5.0 / kept)
+    change = np.maximum(
+        np.abs((gain - 1.0) * (mean - spread) + offset),
+        np.abs((gain - 1.0) * (mean + spread) + offset),
+    )
+    usable = (count >= min_points) & (gain >= min_gain) & (gain <= max_gain)
+    usable &= (change >= np.maximum(2.0, 3.0 * error)) & (kept >= min_points // 2)
+    if not usable.any():
+        return tiles
+    out = tiles.copy()
+    levels = np.arange(256.0)
+    for image_index in np.flatnonzero(usable):
+        table = np.clip(np.rint(gain[image_index] * levels + offset[image_index]), 0, 255)
+        group = reference_index == image_index
+        out[group] = table.astype(np.uint8)[tiles[group]]
+    return out
+
+
+def _group_medians(
+    values: np.ndarray, group: np.ndarray, keep: np.ndarray, groups: int
+) -> np.ndarray:
+    """The median of the kept non-negative ``values`` of each group (0 where none is kept)."""
+    kept = np.flatnonzero(keep)
+    key = group[kept] * (1.0 + float(values.max(initial=0.0))) + values[kept]
+    order = kept[np.argsort(key)]
+    sizes = np.bincount(group[kept], minlength=groups)
+    starts = np.cumsum(sizes) - sizes
+    medians = np.zeros(groups)
+    has = sizes > 0
+    medians[has] = values[order[starts[has] + sizes[has] // 2]]
+    return medians
 
 
 def _inverse2(m: np.ndarray) -> np.ndarray:
