@@ -286,6 +286,9 @@ class AlignmentConfig(_Section):
     """Once the pose is found, align every correspondence again from its landmark's newest
     keyframe window warped into the current view by that pose, then refine the pose on those
     positions (a translation-only window is biased where the view scaled or turned it)."""
+    match_brightness: bool = True
+    """Map each keyframe's windows to the current frame's brightness (a gain and offset fitted
+    to the windows' means) before aligning them: auto exposure changes it between frames."""
     keep_unaligned: bool = False
     """Where alignment is a pair's only check (stereo pairs, monocular initialisation and
     triangulation), keep pairs whose alignment failed, at the detector's precision. Tracking

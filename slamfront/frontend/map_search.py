@@ -117,6 +117,7 @@ def align_warped(
         max_shift_px=align.max_shift_px,
         window_px=align.window_px,
         max_round_trip_px=align.max_round_trip_px,
+        match_brightness=align.match_brightness,
     )
     pixels = corr.pixels.copy()
     pixels[chosen[ok]] = aligned[ok]
@@ -159,6 +160,7 @@ def _align_to_anchors(
             max_shift_px=align.max_shift_px,
             window_px=align.window_px,
             max_round_trip_px=align.max_round_trip_px,
+            match_brightness=align.match_brightness,
         )
         pixels[chosen] = moved
         aligned[chosen] = ok

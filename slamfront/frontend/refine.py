@@ -94,6 +94,7 @@ def refine_positions_warped(
     max_shift_px: float,
     window_px: int = 9,
     max_round_trip_px: float | None = None,
+    match_brightness: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`refine_positions` with each window taken from its reference image through a
     known view change, so that it already looks as it does in ``current`` and only the
@@ -104,7 +105,8 @@ def refine_positions_warped(
     ``reference_px[i]``; ``warp`` (N, 2, 2) is its local linear map from reference to
     current pixel offsets (see :func:`slamfront.geometry.view_warp`), None for the identity
     (the window as it is in its reference image). Full resolution only:
-    the start is expected within a pixel or two.
+    the start is expected within a pixel or two. With ``match_brightness`` each reference
+    image's windows are first mapped to ``current``'s brightness (see ``_brightness_matched``).
     """
     count = reference_px.shape[0]
     if count == 0:
@@ -112,7 +114,8 @@ def refine_positions_warped(
     half_px = window_px // 2 + 2  # the window, its gradient and the interpolation margin
     side = 2 * half_px + 1
     tiles = _warped_tiles(references, reference_index, reference_px, warp, half_px)
-    tiles = _brightness_matched(tiles, reference_index, current, current_px, window_px)
+    if match_brightness:
+        tiles = _brightness_matched(tiles, reference_index, current, current_px, window_px)
     # the alignment wants both images the same size: tile images of ``current``'s size
     height, width = current.shape[:2]
     rows, cols = height // side, width // side
