@@ -170,3 +170,19 @@ def test_monocular_inertial_scale_and_gravity(tmp_path: Path, shared_weights: Pa
     expected = map_from_truth @ np.array([0.0, 0.0, -1.0])
     error_deg = math.degrees(math.acos(float(np.clip(expected @ last.last.gravity_world, -1, 1))))
     assert error_deg < 1.0, error_deg
+
+
+def test_monocular_inertial_without_the_back_end_keeps_the_held_back_frames(
+    tmp_path: Path, shared_weights: Path
+) -> None:
+    """The frames held back for the scale reach trajectory.tum with the back end off too
+    (there is no trajectory_raw.tum then to keep the tracker's own poses)."""
+    config = sf.load_config("fast", ["sim.sensor=mono", "sim.frames=200", "backend.enabled=false"])
+    last = _LastPose()
+    with sf.open_source("sim:loop", config) as source:
+        stats = run_to_directory(source, config, tmp_path, extra_sinks=[last])
+    assert "metric scale measured by the IMU" in " ".join(stats.notes)
+    assert last.held_back > 0
+    estimate = read_tum_trajectory(tmp_path / "trajectory.tum")
+    assert len(estimate) == stats.frames_tracked + last.held_back
+    assert not (tmp_path / "trajectory_raw.tum").exists()

@@ -11,13 +11,15 @@ given out at an arbitrary scale after ``scale_wait_s``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from slamfront.config import ImuConfig
 from slamfront.errors import InputError
 from slamfront.frontend.inertial_odometry import InertialOdometry
 from slamfront.frontend.records import FrameInput, Outcome
-from slamfront.types import Frame, TrackingState
+from slamfront.types import Frame, FrameIssue, TrackingState, TrackResult
 
 
 class ImuAid:
@@ -33,6 +35,7 @@ class ImuAid:
         self._map_started_ns: int | None = None
         self._arbitrary_scale = False
         self._map_scales: dict[int, float] = {}
+        self._held_back: list[tuple[int, np.ndarray, int]] = []
 
     @property
     def gravity_world(self) -> np.ndarray | None:
@@ -107,6 +110,29 @@ class ImuAid:
             imu.abandon_scale()
             return False
         return True
+
+    def hold_back(self, inp: FrameInput, result: TrackResult) -> TrackResult:
+        """``result`` as the tracker gives it out: without its pose while the frame
+        :meth:`holds_back` (the pose is kept for :meth:`take_held_back`)."""
+        if not self.holds_back(inp):
+            return result
+        if result.world_from_cam is not None:
+            self._held_back.append((result.stamp_ns, result.world_from_cam, result.map_id))
+        return replace(
+            result,
+            state=TrackingState.INITIALIZING,
+            world_from_cam=None,
+            is_keyframe=False,
+            keyframe_id=None,
+            reference_keyframe_id=None,
+            reference_from_cam=None,
+            issue=FrameIssue.IMU_SCALE,
+        )
+
+    def take_held_back(self) -> list[tuple[int, np.ndarray, int]]:
+        """(stamp_ns, world_from_cam, map_id) of the frames held back since the last call."""
+        held, self._held_back = self._held_back, []
+        return held
 
     def take_scale(self, map_id: int) -> float | None:
         """A scale (metres per map unit) the IMU measured for map ``map_id`` since the last

@@ -22,20 +22,18 @@ import numpy as np
 from slamfront.backend.vocabulary import Vocabulary
 from slamfront.config import TrackerConfig
 from slamfront.frontend.alignment import alignment_image
-from slamfront.frontend.atlas import KeyframeAtlas
 from slamfront.frontend.base import Extractor, Matcher
 from slamfront.frontend.depth import image_depth, pinhole_features
 from slamfront.frontend.frame_pose import resolve_shutter, solve_in_window, strays_from_prediction
 from slamfront.frontend.imu_aid import ImuAid
-from slamfront.frontend.keyframes import median_depth_m, need_keyframe
-from slamfront.frontend.local_map import LocalMap, MapKeyframe, rescaled_keyframe
+from slamfront.frontend.local_map import LocalMap, MapKeyframe
 from slamfront.frontend.map_start import Localizer, MapStart
-from slamfront.frontend.mapping import KeyframeMapper, refresh_keyframe
+from slamfront.frontend.maps import TrackerMaps
 from slamfront.frontend.motion_model import MotionModel, gyro_rate_cam
 from slamfront.frontend.records import FrameInput, MatchAttempt, Outcome, PoseFit
 from slamfront.frontend.relocalizer import relocalize
 from slamfront.frontend.rolling_shutter import to_global_shutter
-from slamfront.geometry import invert_pose, orthonormalized
+from slamfront.geometry import invert_pose
 from slamfront.types import (
     Features,
     Frame,
@@ -69,20 +67,20 @@ class Tracker:
         self._config = config
         self._extractor = extractor
         self._matcher = matcher
-        self._map = LocalMap(config.window.keyframes)
-        self._maps_made = first_map_id + 1
-        self._mapper = KeyframeMapper(config, first_keyframe_id)
-        self._mapper.use(self._map, first_map_id)
-        self._atlas = KeyframeAtlas(vocabulary)
+        self._maps = TrackerMaps(
+            config,
+            first_keyframe_id=first_keyframe_id,
+            first_map_id=first_map_id,
+            vocabulary=vocabulary,
+        )
         self._motion = MotionModel(config.shutter.rate_intervals)
-        self._start = MapStart(config, matcher, self._mapper, self._motion, localize)
+        self._start = MapStart(config, matcher, self._maps.mapper, self._motion, localize)
         self._state = TrackingState.INITIALIZING
         self._lost_since_ns: int | None = None
         self._frames_since_keyframe = 0
         self._last_inliers = 0  # of the last tracked frame
         self._imu = ImuAid(config.imu)
         self._mode = ""  # the sensing mode of the last frame
-        self._held_back: list[tuple[int, np.ndarray, int]] = []
 
     @property
     def state(self) -> TrackingState:
@@ -91,7 +89,7 @@ class Tracker:
     @property
     def maps_made(self) -> int:
         """Maps started so far (the first one included)."""
-        return self._maps_made
+        return self._maps.made
 
     def step(self, frame: Frame, features: Features | None = None) -> TrackResult:
         """Track one frame. ``features`` may be passed when extracted elsewhere (pipelining)."""
@@ -111,22 +109,24 @@ class Tracker:
         self._imu.integrate(frame)
         if self._lost_too_long(frame.stamp_ns):
             self._leave_map()
+        in_map = bool(self._maps.window.keyframes)
         if len(captured.features) < self._config.min_inliers:
-            state = TrackingState.LOST if self._map.keyframes else TrackingState.INITIALIZING
+            state = TrackingState.LOST if in_map else TrackingState.INITIALIZING
             outcome = Outcome(state, issue=FrameIssue.FEW_FEATURES)
             if state == TrackingState.LOST:
                 self._motion.stop()
-        elif not self._map.keyframes:
+        elif not in_map:
             outcome, inp = self._restart(captured)
         elif self._state == TrackingState.LOST:
             inp = to_global_shutter(captured, self._motion.rate_at(frame))
             outcome = self._relocalize(inp)
         else:
             outcome, inp = self._track(captured)
-        outcome = self._imu.settle(inp, outcome, in_map=bool(self._map.keyframes))
-        scale = self._imu.take_scale(self._mapper.map_id)
+        outcome = self._imu.settle(inp, outcome, in_map=bool(self._maps.window.keyframes))
+        scale = self._imu.take_scale(self._maps.map_id)
         if scale is not None:
-            outcome = self._rescale(outcome, scale)
+            outcome = self._maps.rescale(outcome, scale)
+            self._motion.rescale(scale)
         self._state = outcome.state
         if outcome.state == TrackingState.OK:
             self._lost_since_ns = None
@@ -134,24 +134,19 @@ class Tracker:
             self._lost_since_ns = frame.stamp_ns
         if outcome.keyframe is not None:
             self._frames_since_keyframe = 0
-            self._store_window()
-        result = _track_result(inp, outcome, self._map, self._mapper.map_id, self._config)
+            self._maps.store_window()
+        result = _track_result(inp, outcome, self._maps.window, self._maps.map_id, self._config)
         result = replace(
             result,
             timings=replace(result.timings, extract_ms=extract_ms),
             gravity_world=self._imu.gravity_world,
         )
-        if self._imu.holds_back(inp):
-            if result.world_from_cam is not None:
-                self._held_back.append((result.stamp_ns, result.world_from_cam, result.map_id))
-            result = _withheld(result)
-        return result
+        return self._imu.hold_back(inp, result)
 
     def take_held_back(self) -> list[tuple[int, np.ndarray, int]]:
         """(stamp_ns, world_from_cam, map_id) of the frames tracked but held back since the
         last call (their map had no scale yet: the poses are at the map's first scale)."""
-        held, self._held_back = self._held_back, []
-        return held
+        return self._imu.take_held_back()
 
     def map_scale(self, map_id: int) -> float:
         """The product of the scales the IMU applied to map ``map_id`` (1: none): a pose given
@@ -167,48 +162,30 @@ class Tracker:
 
     def keyframes(self) -> list[Keyframe]:
         """The keyframes currently in the local window, oldest first."""
-        return [entry.keyframe for entry in self._map.keyframes]
+        return self._maps.keyframes()
 
     def keyframes_after(self, keyframe_id: int) -> list[Keyframe]:
-        """The keyframes made after ``keyframe_id``, oldest first, as the window holds them
-        (those that left it as last stored)."""
-        window = {e.keyframe.keyframe_id: e.keyframe for e in self._map.keyframes}
-        stored = {k.keyframe_id: k for k in self._atlas.after(keyframe_id)}
-        stored.update((i, k) for i, k in window.items() if i > keyframe_id)
-        return [stored[i] for i in sorted(stored)]
+        """The keyframes made after ``keyframe_id``, oldest first, as last stored."""
+        return self._maps.keyframes_after(keyframe_id)
 
     def apply_optimized(self, poses: OptimizedPoses) -> None:
         """Take the back end's corrected keyframe poses (and merged maps): every keyframe of
         the atlas moves, and the window follows its newest corrected keyframe."""
-        self._atlas.move(poses)
-        rows = {keyframe_id: row for row, keyframe_id in enumerate(poses.keyframe_ids)}
-        shared = [e for e in self._map.keyframes if e.keyframe.keyframe_id in rows]
-        if not shared:
-            return
-        row = rows[shared[-1].keyframe.keyframe_id]
-        self.reanchor(shared[-1].keyframe.keyframe_id, poses.world_from_cam[row])
-        if poses.map_ids and poses.map_ids[row] != self._mapper.map_id:
-            self._mapper.use(self._map, poses.map_ids[row])
-            for entry in self._map.keyframes:
-                entry.keyframe = replace(entry.keyframe, map_id=poses.map_ids[row])
+        self._follow(self._maps.apply_optimized(poses))
 
     def reanchor(self, keyframe_id: int, corrected_world_from_cam: np.ndarray) -> bool:
-        """Move the local map so that ``keyframe_id`` sits at its corrected pose.
+        """Move the local map so that ``keyframe_id`` sits at its corrected pose: the live
+        pose follows the corrected keyframe instead of jumping back to the drifted frame.
+        False if the keyframe left the window."""
+        return self._follow(self._maps.reanchor(keyframe_id, corrected_world_from_cam))
 
-        Called after a pose-graph optimisation: the live pose follows the corrected reference
-        keyframe instead of jumping back to the drifted frame. False if the keyframe left the
-        window.
-        """
-        for entry in self._map.keyframes:
-            if entry.keyframe.keyframe_id == keyframe_id:
-                correction = orthonormalized(
-                    corrected_world_from_cam @ invert_pose(entry.world_from_cam)
-                )
-                self._map.transform(correction)
-                self._motion.transform(correction)
-                self._imu.transform(correction)
-                return True
-        return False
+    def _follow(self, correction: np.ndarray | None) -> bool:
+        """The motion model and the IMU moved with the window by ``correction``."""
+        if correction is None:
+            return False
+        self._motion.transform(correction)
+        self._imu.transform(correction)
+        return True
 
     def _lost_too_long(self, stamp_ns: int) -> bool:
         if self._state != TrackingState.LOST or self._lost_since_ns is None:
@@ -219,7 +196,7 @@ class Tracker:
     def _leave_map(self) -> None:
         """Give up the map tracking was lost in (it stays in the atlas): the next frames
         relocalise in any map or start a new one."""
-        self._use(LocalMap(self._config.window.keyframes, self._map.next_landmark_id))
+        self._maps.leave()
         self._start.reset()
         self._motion.reset()
         self._imu.reset()
@@ -228,41 +205,30 @@ class Tracker:
         self._frames_since_keyframe = 0
         self._last_inliers = 0
 
-    def _use(self, lmap: LocalMap, map_id: int | None = None) -> None:
-        self._map = lmap
-        self._mapper.use(lmap, self._mapper.map_id if map_id is None else map_id)
-
-    def _store_window(self) -> None:
-        """The window's keyframe records, refreshed with the map, into the atlas."""
-        for entry in self._map.keyframes:
-            refresh_keyframe(self._map, entry)
-            entry.keyframe = self._atlas.store(entry.keyframe)
-
     def _restart(self, captured: FrameInput) -> tuple[Outcome, FrameInput]:
         """A frame with no window: placed in a map of the atlas if it recognises one, else the
         start of a new map (the first map of a run starts directly); and the input it was
         placed by."""
         rate = self._motion.rate_at(captured.frame)
-        if len(self._atlas):
+        if len(self._maps.atlas):
             inp = to_global_shutter(captured, rate)
             found = self._relocalize(inp)
             if found.state == TrackingState.OK:
                 return found, inp
-            self._use(self._map, self._maps_made)
+            self._maps.begin_new()
         outcome, inp = self._start(captured, rate)
-        if outcome.keyframe is not None and self._mapper.map_id == self._maps_made:
-            self._maps_made += 1
+        self._maps.started(outcome.keyframe)
         if outcome.keyframe is not None:
             self._imu.map_started(inp)
         return outcome, inp
 
     def _track(self, captured: FrameInput) -> tuple[Outcome, FrameInput]:
         """The frame tracked in the window, and the (global-shutter) input it was tracked on."""
-        cfg, frame = self._config, captured.frame
-        reference = self._map.reference
+        cfg, frame, window = self._config, captured.frame, self._maps.window
+        reference = window.reference
         prediction = self._motion.predict(frame.stamp_ns)
         inertial = self._imu.predict(prediction)
-        anchors = self._map.anchors()
+        anchors = window.anchors()
         rate = self._motion.rate_at(frame)
         inp = to_global_shutter(captured, rate)
         search_first = not cfg.match_every_frame and (
@@ -270,7 +236,7 @@ class Tracker:
         )
         prediction = inertial if inertial is not None else prediction
         attempt, solved = solve_in_window(
-            self._map, inp, prediction, anchors, self._matcher, cfg,
+            window, inp, prediction, anchors, self._matcher, cfg,
             search_first=search_first, last_inliers=self._last_inliers,
         )  # fmt: skip
         if isinstance(solved, FrameIssue):
@@ -280,7 +246,7 @@ class Tracker:
             pose = invert_pose(solved.estimate.cam_from_world)
             solved_rate = self._motion.rate_to(frame.stamp_ns, pose)
         fit, inp = resolve_shutter(
-            self._map, captured, inp, solved, anchors, cfg, rate=rate, solved_rate=solved_rate
+            window, captured, inp, solved, anchors, cfg, rate=rate, solved_rate=solved_rate
         )
         world_from_cam = invert_pose(fit.estimate.cam_from_world)
         if (
@@ -291,31 +257,16 @@ class Tracker:
             return self._lose(attempt, FrameIssue.MOTION_GATE), inp
         return self._accept(inp, fit, world_from_cam, attempt, reference), inp
 
-    def _rescale(self, outcome: Outcome, scale: float) -> Outcome:
-        """Scale the map (window, atlas, motion model) about its origin, and the frame's
-        outcome with it: the IMU made the monocular map metric."""
-        self._map.rescale(scale)
-        self._atlas.rescale(self._mapper.map_id, scale)
-        self._motion.rescale(scale)
-        world_from_cam = outcome.world_from_cam
-        if world_from_cam is not None:
-            world_from_cam = world_from_cam.copy()
-            world_from_cam[:3, 3] *= scale
-        keyframe = outcome.keyframe
-        if keyframe is not None:
-            made = {e.keyframe.keyframe_id: e.keyframe for e in self._map.keyframes}
-            keyframe = made.get(keyframe.keyframe_id, rescaled_keyframe(keyframe, scale))
-        return replace(outcome, world_from_cam=world_from_cam, keyframe=keyframe)
-
     def _relocalize(self, inp: FrameInput) -> Outcome:
-        found = relocalize(self._map, inp, self._matcher, self._config, self._atlas)
+        window = self._maps.window
+        found = relocalize(window, inp, self._matcher, self._config, self._maps.atlas)
         if found.lmap is None or found.keyframe is None or found.fit is None:
             return Outcome(TrackingState.LOST, found.attempt, issue=FrameIssue.NOT_RELOCALIZED)
-        if found.lmap is not self._map:  # recognised outside the window: resume there
-            self._use(found.lmap, found.keyframe.keyframe.map_id)
+        if found.lmap is not window:  # recognised outside the window: resume there
+            self._maps.use(found.lmap, found.keyframe.keyframe.map_id)
         # resume with that keyframe as the reference
-        self._map.keyframes.remove(found.keyframe)
-        self._map.keyframes.append(found.keyframe)
+        self._maps.window.keyframes.remove(found.keyframe)
+        self._maps.window.keyframes.append(found.keyframe)
         self._motion.reset()
         world_from_cam = invert_pose(found.fit.estimate.cam_from_world)
         return self._accept(inp, found.fit, world_from_cam, found.attempt, found.keyframe)
@@ -333,22 +284,9 @@ class Tracker:
         reference: MapKeyframe,
     ) -> Outcome:
         self._frames_since_keyframe += 1
-        ref_ids = reference.landmark_ids
-        tracked_ref = int(np.isin(fit.corr.landmark_ids, ref_ids[ref_ids >= 0]).sum())
-        # the share is measured against the most any frame tracked of this keyframe, not
-        # against all its landmarks: a detector never re-finds all of its keypoints
-        reference.most_tracked = max(reference.most_tracked, tracked_ref)
-        keyframe = None
-        if need_keyframe(
-            self._config.keyframes,
-            reference.world_from_cam,
-            world_from_cam,
-            tracked_reference_landmarks=tracked_ref,
-            reference_landmarks=reference.most_tracked,
-            frames_since_keyframe=self._frames_since_keyframe,
-            reference_depth_m=median_depth_m(reference.keyframe.points_cam_m),
-        ):
-            keyframe = self._mapper.extend(inp, world_from_cam, fit, reference)
+        keyframe = self._maps.extend(
+            inp, world_from_cam, fit, reference, frames_since_keyframe=self._frames_since_keyframe
+        )
         self._motion.update(inp.frame.stamp_ns, world_from_cam)
         self._last_inliers = fit.num_inliers
         return Outcome(TrackingState.OK, attempt, world_from_cam, fit, keyframe)
@@ -396,20 +334,6 @@ def _track_result(
         landmark_depths_m=depths,
         issue=outcome.issue,
         map_id=map_id,
-    )
-
-
-def _withheld(result: TrackResult) -> TrackResult:
-    """A tracked frame's record without its pose: its map waits for a metric scale."""
-    return replace(
-        result,
-        state=TrackingState.INITIALIZING,
-        world_from_cam=None,
-        is_keyframe=False,
-        keyframe_id=None,
-        reference_keyframe_id=None,
-        reference_from_cam=None,
-        issue=FrameIssue.IMU_SCALE,
     )
 
 

@@ -30,9 +30,10 @@ class TrajectorySink:
     ``close`` ``path`` holds the map the run ended in (maps merged into it included, in its
     frame) and every other map keeps a file of its own.
 
-    With ``raw_path`` (a run with a back end) the same lines also go there (per map the same
-    way), and at ``close`` the files are rewritten atomically with the final frame poses the
-    back end sent (:attr:`OptimizedPoses.frame_trajectory`), as they are.
+    At ``close`` the files are rewritten atomically with the final frame poses the run sent
+    (:attr:`OptimizedPoses.frame_trajectory`: the back end's, or a monocular-inertial map's
+    at its measured scale), as they are. With ``raw_path`` (a run with a back end) the
+    tracker's own poses also go there, per map the same way, and stay.
     """
 
     def __init__(
@@ -70,7 +71,7 @@ class TrajectorySink:
     def close(self) -> None:
         for writer in [*self._writers.values(), *self._raw.values()]:
             writer.close()
-        final = self._final if self._raw_path is not None else None
+        final = self._final
         if final is not None and final.frame_trajectory is not None and len(final.frame_trajectory):
             trajectory = final.frame_trajectory
             map_ids = final.frame_map_ids
@@ -78,7 +79,8 @@ class TrajectorySink:
                 map_ids = np.zeros(len(trajectory), np.int64)
             by_map = {int(m): _subset(trajectory, map_ids == m) for m in np.unique(map_ids)}
             self._publish(self.path, set(self._writers), by_map, int(map_ids[-1]))
-            assert self._raw_path is not None
+            if self._raw_path is None:
+                return
             raw = {  # a map of the run may have no pose of its own (a saved map's)
                 m: read_tum_trajectory(_map_path(self._raw_path, m))
                 for m, writer in self._raw.items()
