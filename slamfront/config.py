@@ -640,9 +640,9 @@ class SimConfig(_Section):
     """The synthetic rig (``sim:NAME``); see slamfront/sim/ for scenes and trajectories."""
 
     trajectory: str = "loop"
-    """loop | figure8 | still | repeated (``sim:NAME`` sets it)."""
-    scene: Literal["auto", "room", "repeated"] = "auto"
-    """auto: the scene the trajectory is made for."""
+    """loop | figure8 | still | repeated | headturn | drive (``sim:NAME`` sets it)."""
+    scene: Literal["auto", "room", "repeated", "street"] = "auto"
+    """auto: the scene the trajectory is made for (room, repeated or street)."""
     sensor: Literal["rgbd", "stereo", "mono"] = "rgbd"
     frames: int | None = bounded(None, ge=1, le=1000000)
     """None: the trajectory's own length."""
