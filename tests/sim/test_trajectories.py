@@ -10,7 +10,6 @@ from slamfront.sim.imu import body_motion
 from slamfront.sim.scene import build_scene
 from slamfront.sim.trajectories import TRAJECTORY_NAMES, get_trajectory
 
-
 # (max speed m/s, max rate deg/s, max acceleration m/s², max jerk m/s³) of each trajectory
 _LIMITS = {"headturn": (1.0, 450.0, 2.0, 5.0), "drive": (10.0, 45.0, 8.0, 15.0)}
 
