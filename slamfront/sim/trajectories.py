@@ -21,10 +21,10 @@ Trajectories by name:
   (200 frames at KITTI's 10 Hz): 6.5 s straight along +x in the right lane, a 90 deg left
   turn over 5 s (yaw rate rising and falling as 1 - cos, peak 36 deg/s, tightest radius
   about 13 m), then straight along +y; speed 8-9.5 m/s (slower in the turn), with small
-  suspension pitch, roll and bounce. A KITTI-like rig (1241 x 376 px, fx about 718):
-  ``slamfront run sim:drive sim.fps=10 sim.width_px=1241 sim.height_px=376
-  sim.hfov_deg=81.6`` (plus ``sim.sensor=mono`` or ``sim.sensor=stereo``
-  ``sim.baseline_m=0.54``).
+  suspension pitch, roll and bounce. Its frames come at 10 Hz unless ``sim.fps`` says
+  otherwise (the others: 30 Hz). A KITTI-like rig (1241 x 376 px, fx about 718):
+  ``slamfront run sim:drive sim.width_px=1241 sim.height_px=376 sim.hfov_deg=81.6``
+  (plus ``sim.sensor=mono``, or ``sim.sensor=stereo sim.baseline_m=0.54``).
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ class TrajectoryModel:
     """A named trajectory. ``world_from_cam(t_s)`` is defined for every real time.
 
     duration_s: the natural length of the sequence; period_s: the time after which the
-    pose repeats exactly (None when it never does); scene: the scene it is made for.
+    pose repeats exactly (None when it never does); scene: the scene it is made for;
+    fps: the natural frame rate (used when ``sim.fps`` is not set).
     """
 
     name: str
@@ -57,6 +58,7 @@ class TrajectoryModel:
     duration_s: float
     period_s: float | None
     pose_fn: Callable[[np.ndarray], np.ndarray]
+    fps: float = 30.0
 
     def world_from_cam(self, t_s: float | np.ndarray) -> np.ndarray:
         """(4, 4) pose for a scalar time, (N, 4, 4) for an array of N times (seconds)."""
@@ -273,4 +275,4 @@ def _drive() -> TrajectoryModel:
         )
         return look_poses(np.stack([x, y, z], 1), yaw, pitch, roll)
 
-    return TrajectoryModel("drive", "street", 20.0, None, pose)
+    return TrajectoryModel("drive", "street", 20.0, None, pose, fps=10.0)

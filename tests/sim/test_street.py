@@ -21,7 +21,7 @@ from slamfront.sim.scene import (
 )
 from slamfront.sim.trajectories import get_trajectory
 
-KITTI_RIG = {"fps": 10.0, "width_px": 1241, "height_px": 376, "hfov_deg": 81.6}
+KITTI_RIG = {"width_px": 1241, "height_px": 376, "hfov_deg": 81.6}
 CLEAN = {"image_noise_std": 0.0, "motion_blur": False}
 CAMERA_HEIGHT_BAND_M = (1.5, 1.8)
 
@@ -103,10 +103,14 @@ def test_drive_turns_left_by_90_degrees_smoothly_at_town_speed() -> None:
     assert 0.5 < roll.max() - roll.min() < 3.0 and np.abs(roll).max() < 1.5
 
 
-def test_drive_gives_200_frames_at_10_hz(street_scene: Scene) -> None:
-    rig = SimRig(SimConfig(trajectory="drive", fps=10.0, width_px=160, height_px=64), street_scene)
+def test_drive_gives_200_frames_at_10_hz_unless_told_otherwise(street_scene: Scene) -> None:
+    rig = SimRig(SimConfig(trajectory="drive", width_px=160, height_px=64), street_scene)
     assert rig.num_frames == 200
     assert rig.stamp_ns(199) == 19_900_000_000
+    assert len(rig.frame(5).imu) == 20  # 200 Hz IMU samples over 0.1 s
+    faster = SimConfig(trajectory="drive", fps=30.0, width_px=160, height_px=64)
+    assert SimRig(faster, street_scene).num_frames == 600
+    assert SimRig(SimConfig(width_px=160, height_px=64)).num_frames == round(15.5 * 30)
 
 
 def _textured_points(grey: np.ndarray, mask: np.ndarray) -> int:
