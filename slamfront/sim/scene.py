@@ -286,8 +286,8 @@ STREET_GROUND_TEXEL_M = 0.04
 CAR_TEXEL_M = 0.02
 _BLOCK_DEPTH_M = 6.0  # how far each building reaches behind the building line
 _FACADE = _Look(density_per_m2=18.0, scale=2.0)
-_ASPHALT = _Look(density_per_m2=45.0, gain=0.7, scale=0.8)
-_PAVEMENT = _Look(density_per_m2=40.0, gain=0.9, scale=1.3)
+_ASPHALT = _Look(density_per_m2=25.0, gain=0.7, scale=0.8)
+_PAVEMENT = _Look(density_per_m2=20.0, gain=0.9, scale=1.3)
 _CAR_SIZE_M = (4.3, 1.8, 1.5)
 # parked cars: (along-road position m, side +1 left / -1 right, yaw jitter deg) per road
 _CARS_ROAD1 = ((12.0, -1, 2.0), (20.0, 1, -3.0), (31.0, -1, 0.0), (44.0, -1, -2.0),
