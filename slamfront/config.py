@@ -640,9 +640,9 @@ class SimConfig(_Section):
     """The synthetic rig (``sim:NAME``); see slamfront/sim/ for scenes and trajectories."""
 
     trajectory: str = "loop"
-    """loop | figure8 | still | repeated (``sim:NAME`` sets it)."""
-    scene: Literal["auto", "room", "repeated"] = "auto"
-    """auto: the scene the trajectory is made for."""
+    """loop | figure8 | still | repeated | headturn | drive (``sim:NAME`` sets it)."""
+    scene: Literal["auto", "room", "repeated", "street"] = "auto"
+    """auto: the scene the trajectory is made for (room, repeated or street)."""
     sensor: Literal["rgbd", "stereo", "mono"] = "rgbd"
     frames: int | None = bounded(None, ge=1, le=1000000)
     """None: the trajectory's own length."""
@@ -650,7 +650,8 @@ class SimConfig(_Section):
     height_px: int = bounded(480, ge=64, le=8192)
     hfov_deg: float = bounded(70.0, ge=10, le=150)
     """Horizontal field of view; fx = fy = (width_px / 2) / tan(hfov_deg / 2)."""
-    fps: float = bounded(30.0, ge=1e-3, le=1e6)
+    fps: float | None = bounded(None, ge=1e-3, le=1e6)
+    """Frames per second; None: the trajectory's own rate (drive: 10 Hz, the others 30 Hz)."""
     baseline_m: float = bounded(0.1, gt=0)
     seed: int = bounded(0, ge=0, lt=2**32)
     image_noise_std: float = bounded(2.0, ge=0, le=255)

@@ -69,12 +69,13 @@ class SimRig:
                 f"{scene_name!r} seed {config.seed}"
             )
         self.scene = scene if scene is not None else build_scene(scene_name, config.seed)
+        self.fps = config.fps if config.fps is not None else self.trajectory.fps
         self.camera = sim_camera(config)
         self.renderer = Renderer(self.scene, self.camera)
         self.num_frames = (
             config.frames
             if config.frames is not None
-            else max(1, round(self.trajectory.duration_s * config.fps))
+            else max(1, round(self.trajectory.duration_s * self.fps))
         )
         self.body_from_cam = BODY_FROM_CAM.copy()
         self.right_from_left = make_pose(np.eye(3), np.array([-config.baseline_m, 0.0, 0.0]))
@@ -112,7 +113,7 @@ class SimRig:
     # ------------------------------------------------------------------ timing and poses
 
     def stamp_ns(self, index: int) -> int:
-        return round(index * 1e9 / self.config.fps)
+        return round(index * 1e9 / self.fps)
 
     def world_from_cam(self, index: int) -> np.ndarray:
         """Ground-truth pose of the left/colour camera at frame ``index``."""
@@ -131,7 +132,7 @@ class SimRig:
         cfg = self.config
         stamp = self.stamp_ns(index)
         if previous_stamp_ns is None:
-            previous_stamp_ns = max(-1, stamp - round(1e9 / cfg.fps))
+            previous_stamp_ns = max(-1, stamp - round(1e9 / self.fps))
         t_s = stamp * 1e-9
         world_from_cam = self.trajectory.world_from_cam(t_s)
         rng = np.random.default_rng([cfg.seed, index, 1])

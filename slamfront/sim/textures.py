@@ -28,11 +28,13 @@ def make_texture(
     *,
     density_per_m2: float = 70.0,
     gain: float = 1.0,
+    scale: float = 1.0,
 ) -> np.ndarray:
     """A ``height_px`` x ``width_px`` x 3 uint8 RGB texture whose texels are ``texel_m`` wide.
 
-    Shape sizes are physical (2.5 cm to 35 cm), so the look of a surface does not depend on
-    its texel size. ``gain`` scales the brightness (a baked, per-surface shading term).
+    Shape sizes are physical (2.5 cm to 35 cm, times ``scale``), so the look of a surface
+    does not depend on its texel size. ``gain`` scales the brightness (a baked, per-surface
+    shading term); ``scale`` enlarges shapes and colour washes (building-sized surfaces).
     """
     import cv2
 
@@ -42,15 +44,15 @@ def make_texture(
     base = rng.uniform(70.0, 185.0, 3)
     img = np.empty((h, w, 3), np.float32)
     img[:] = base.astype(np.float32)
-    img += _smooth_noise(rng, h, w, max(2.0, 0.7 / texel_m), 3) * 26.0
-    img += _smooth_noise(rng, h, w, max(2.0, 0.09 / texel_m), 1) * 20.0
+    img += _smooth_noise(rng, h, w, max(2.0, 0.7 * scale / texel_m), 3) * 26.0
+    img += _smooth_noise(rng, h, w, max(2.0, 0.09 * scale / texel_m), 1) * 20.0
     canvas = np.clip(img, 0.0, 255.0).astype(np.uint8)
 
     area_m2 = h * w * texel_m * texel_m
     weights = rng.dirichlet(np.full(len(SHAPE_KINDS), 1.2))
     count = int(rng.poisson(area_m2 * density_per_m2 * rng.uniform(0.7, 1.3)))
     params = _ShapeParams.draw(
-        rng, count, weights, w, h, size_min=0.025 / texel_m, size_max=0.35 / texel_m
+        rng, count, weights, w, h, size_min=0.025 * scale / texel_m, size_max=0.35 * scale / texel_m
     )
     for i in range(count):
         _draw_shape(canvas, params, i)

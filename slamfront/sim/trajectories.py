@@ -17,6 +17,14 @@ Trajectories by name:
   boxes; x only increases, so no real place is ever revisited.
 - ``headturn`` (scene ``room``): a headset wearer standing still for 1 s, then swaying
   slowly and turning the head left and right in quick turns (peaks above 200 deg/s), 8 s.
+- ``drive`` (scene ``street``): a forward camera on a car, 1.65 m above the road, 20 s
+  (200 frames at KITTI's 10 Hz): 6.5 s straight along +x in the right lane, a 90 deg left
+  turn over 5 s (yaw rate rising and falling as 1 - cos, peak 36 deg/s, tightest radius
+  about 13 m), then straight along +y; speed 8-9.5 m/s (slower in the turn), with small
+  suspension pitch, roll and bounce. Its frames come at 10 Hz unless ``sim.fps`` says
+  otherwise (the others: 30 Hz). A KITTI-like rig (1241 x 376 px, fx about 718):
+  ``slamfront run sim:drive sim.width_px=1241 sim.height_px=376 sim.hfov_deg=81.6``
+  (plus ``sim.sensor=mono``, or ``sim.sensor=stereo sim.baseline_m=0.54``).
 """
 
 from __future__ import annotations
@@ -27,7 +35,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-TRAJECTORY_NAMES = ("loop", "figure8", "still", "repeated", "headturn")
+from slamfront.sim.scene import STREET_CROSS_X_M, STREET_ROAD_HALF_M
+
+TRAJECTORY_NAMES = ("loop", "figure8", "still", "repeated", "headturn", "drive")
 
 # Camera axes in the world for yaw = pitch = roll = 0: looking along +x, right = -y, down = -z.
 _WORLD_FROM_CAM_LEVEL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
@@ -39,7 +49,8 @@ class TrajectoryModel:
     """A named trajectory. ``world_from_cam(t_s)`` is defined for every real time.
 
     duration_s: the natural length of the sequence; period_s: the time after which the
-    pose repeats exactly (None when it never does); scene: the scene it is made for.
+    pose repeats exactly (None when it never does); scene: the scene it is made for;
+    fps: the natural frame rate (used when ``sim.fps`` is not set).
     """
 
     name: str
@@ -47,6 +58,7 @@ class TrajectoryModel:
     duration_s: float
     period_s: float | None
     pose_fn: Callable[[np.ndarray], np.ndarray]
+    fps: float = 30.0
 
     def world_from_cam(self, t_s: float | np.ndarray) -> np.ndarray:
         """(4, 4) pose for a scalar time, (N, 4, 4) for an array of N times (seconds)."""
@@ -63,6 +75,7 @@ def get_trajectory(name: str) -> TrajectoryModel:
         "still": _still,
         "repeated": _repeated,
         "headturn": _headturn,
+        "drive": _drive,
     }
     if name not in builders:
         raise ValueError(f"unknown trajectory {name!r}; known: {', '.join(TRAJECTORY_NAMES)}")
@@ -184,3 +197,82 @@ def _headturn() -> TrajectoryModel:
         return look_poses(np.stack([x, y, z], 1), yaw, pitch, roll)
 
     return TrajectoryModel("headturn", "room", 8.0, None, pose)
+
+
+# A car drive through the ``street`` scene: straight, a 90 deg left turn, straight.
+_DRIVE_TURN_START_S = 6.5
+_DRIVE_TURN_S = 5.0  # peak yaw rate 2 x 90 deg / 5 s = 36 deg/s
+_DRIVE_SPEED_M_S = 9.3
+_DRIVE_SLOW_M_S = 1.2  # slower around the turn, in a 1 - cos dip
+_DRIVE_SLOW_START_S = 5.0
+_DRIVE_SLOW_S = 8.0
+_DRIVE_CAMERA_HEIGHT_M = 1.65
+_GAUSS_NODES, _GAUSS_WEIGHTS = np.polynomial.legendre.leggauss(32)
+_GAUSS_NODES.setflags(write=False)
+_GAUSS_WEIGHTS.setflags(write=False)
+
+
+def _drive_distance(t: np.ndarray) -> np.ndarray:
+    """Distance driven since t = 0 (metres): the integral of :func:`_drive_speed`."""
+    w = 2.0 * math.pi / 6.1
+    s = np.clip((t - _DRIVE_SLOW_START_S) / _DRIVE_SLOW_S, 0.0, 1.0)
+    slow = 0.5 * _DRIVE_SLOW_M_S * _DRIVE_SLOW_S * (s - np.sin(2.0 * math.pi * s) / (2.0 * math.pi))
+    wobble = -0.25 / w * (np.cos(w * t + 0.5) - math.cos(0.5))
+    out: np.ndarray = _DRIVE_SPEED_M_S * t + wobble - slow
+    return out
+
+
+def _drive_speed(t: np.ndarray) -> np.ndarray:
+    s = np.clip((t - _DRIVE_SLOW_START_S) / _DRIVE_SLOW_S, 0.0, 1.0)
+    slow = 0.5 * _DRIVE_SLOW_M_S * (1.0 - np.cos(2.0 * math.pi * s))
+    out: np.ndarray = _DRIVE_SPEED_M_S + 0.25 * np.sin(2.0 * math.pi / 6.1 * t + 0.5) - slow
+    return out
+
+
+def _drive_turn_offset(t: np.ndarray) -> np.ndarray:
+    """(N, 2) xy displacement during the turn up to ``t`` (Gauss-Legendre quadrature of the
+    velocity over [turn start, t], exact to rounding as the integrand is smooth there)."""
+    start = _DRIVE_TURN_START_S
+    upper = np.clip(t, start, start + _DRIVE_TURN_S)
+    half = 0.5 * (upper - start)[:, None]
+    tau = start + half * (_GAUSS_NODES[None, :] + 1.0)  # (N, K)
+    yaw = _turn_angle(tau, start, _DRIVE_TURN_S, 0.5 * math.pi)
+    speed = _drive_speed(tau)
+    dx = (half * _GAUSS_WEIGHTS * speed * np.cos(yaw)).sum(axis=1)
+    dy = (half * _GAUSS_WEIGHTS * speed * np.sin(yaw)).sum(axis=1)
+    return np.stack([dx, dy], axis=1)
+
+
+def _drive() -> TrajectoryModel:
+    start, end = _DRIVE_TURN_START_S, _DRIVE_TURN_START_S + _DRIVE_TURN_S
+    lane = 0.5 * STREET_ROAD_HALF_M  # the middle of the right-hand lane
+    # start where the turn ends in the right lane of the second road
+    turn = _drive_turn_offset(np.array([end]))[0]
+    x_start = STREET_CROSS_X_M + lane - turn[0] - float(_drive_distance(np.array([start]))[0])
+    peak_lateral = 2.0 * 0.5 * math.pi / _DRIVE_TURN_S * _DRIVE_SPEED_M_S
+
+    def pose(t: np.ndarray) -> np.ndarray:
+        offset = _drive_turn_offset(t)
+        x = x_start + _drive_distance(np.minimum(t, start)) + offset[:, 0]
+        after = _drive_distance(np.maximum(t, end)) - float(_drive_distance(np.array([end]))[0])
+        y = -lane + offset[:, 1] + after
+        s = np.clip((t - start) / _DRIVE_TURN_S, 0.0, 1.0)
+        yaw = _turn_angle(t, start, _DRIVE_TURN_S, 0.5 * math.pi)
+        yaw_rate = 0.5 * math.pi / _DRIVE_TURN_S * (1.0 - np.cos(2.0 * math.pi * s))
+        bounce = 0.01 * np.sin(2.0 * math.pi * t / 1.1) + 0.006 * np.sin(
+            2.0 * math.pi * t / 0.53 + 2.0
+        )
+        z = _DRIVE_CAMERA_HEIGHT_M + bounce
+        # suspension: slow pitch and roll oscillations, the body rolling out of the turn
+        pitch = (
+            math.radians(-1.0)
+            + math.radians(0.5) * np.sin(2.0 * math.pi * t / 1.3)
+            + math.radians(0.25) * np.sin(2.0 * math.pi * t / 0.7 + 1.0)
+        )
+        roll = (
+            math.radians(0.35) * np.sin(2.0 * math.pi * t / 1.7 + 0.3)
+            + math.radians(0.6) * _drive_speed(t) * yaw_rate / peak_lateral
+        )
+        return look_poses(np.stack([x, y, z], 1), yaw, pitch, roll)
+
+    return TrajectoryModel("drive", "street", 20.0, None, pose, fps=10.0)

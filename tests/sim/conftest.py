@@ -1,4 +1,4 @@
-"""Fixtures of tests/sim: scenes are built once per session (about 1-2 s each)."""
+"""Fixtures of tests/sim: scenes are built once per session (1-2 s each, the street 10 s)."""
 
 from __future__ import annotations
 
@@ -15,3 +15,8 @@ def room_scene() -> Scene:
 @pytest.fixture(scope="session")
 def repeated_scene() -> Scene:
     return build_scene("repeated", 0)
+
+
+@pytest.fixture(scope="session")
+def street_scene() -> Scene:
+    return build_scene("street", 0)

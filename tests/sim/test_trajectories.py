@@ -10,6 +10,9 @@ from slamfront.sim.imu import body_motion
 from slamfront.sim.scene import build_scene
 from slamfront.sim.trajectories import TRAJECTORY_NAMES, get_trajectory
 
+# (max speed m/s, max rate deg/s, max acceleration m/s², max jerk m/s³) of each trajectory
+_LIMITS = {"headturn": (1.0, 450.0, 2.0, 5.0), "drive": (10.0, 45.0, 8.0, 15.0)}
+
 
 @pytest.mark.parametrize("name", TRAJECTORY_NAMES)
 def test_speeds_are_hand_held_and_motion_is_smooth(name: str) -> None:
@@ -18,12 +21,13 @@ def test_speeds_are_hand_held_and_motion_is_smooth(name: str) -> None:
     motion = body_motion(model, np.eye(4), t)
     speed = np.linalg.norm(motion.velocity_world_m_s, axis=1)
     rate_deg_s = np.degrees(np.linalg.norm(motion.gyro_body_rad_s, axis=1))
-    assert speed.max() < 1.0
-    assert rate_deg_s.max() < (450.0 if name == "headturn" else 60.0)  # quick head turns
-    # Continuous velocity and acceleration: no jumps between samples 3 ms apart.
+    max_speed, max_rate, max_accel, max_jerk = _LIMITS.get(name, (1.0, 60.0, 2.0, 5.0))
+    assert speed.max() < max_speed  # hand-held, or a car in town
+    assert rate_deg_s.max() < max_rate  # quick head turns: 450
+    # Continuous velocity and acceleration: no jumps between samples a few ms apart.
     dt = t[1] - t[0]
-    assert np.abs(np.diff(motion.velocity_world_m_s, axis=0)).max() < 2.0 * dt
-    assert np.abs(np.diff(motion.accel_world_m_s2, axis=0)).max() < 5.0 * dt
+    assert np.abs(np.diff(motion.velocity_world_m_s, axis=0)).max() < max_accel * dt
+    assert np.abs(np.diff(motion.accel_world_m_s2, axis=0)).max() < max_jerk * dt
     # Rotations are proper.
     rot = model.world_from_cam(t)[:, :3, :3]
     np.testing.assert_allclose(
@@ -98,7 +102,7 @@ def test_repeated_never_revisits_a_place() -> None:
     assert xyz[-1, 0] - xyz[0, 0] > 12.0  # passes all five boxes (3 m apart)
 
 
-@pytest.mark.parametrize("name", TRAJECTORY_NAMES)
+@pytest.mark.parametrize("name", [n for n in TRAJECTORY_NAMES if n != "drive"])
 def test_camera_stays_inside_its_scene_away_from_walls(name: str) -> None:
     model = get_trajectory(name)
     scene_bounds = {
