@@ -186,3 +186,38 @@ def test_monocular_inertial_without_the_back_end_keeps_the_held_back_frames(
     estimate = read_tum_trajectory(tmp_path / "trajectory.tum")
     assert len(estimate) == stats.frames_tracked + last.held_back
     assert not (tmp_path / "trajectory_raw.tum").exists()
+
+
+class _Poses(IgnoringSink):
+    """A sink keeping every result with a pose."""
+
+    def __init__(self) -> None:
+        self.results: list[sf.TrackResult] = []
+
+    def on_result(self, frame: sf.Frame, result: sf.TrackResult) -> None:
+        if result.world_from_cam is not None:
+            self.results.append(result)
+
+
+def test_a_rig_moving_from_its_first_frame_is_not_predicted_to_stand_still(
+    tmp_path: Path, shared_weights: Path
+) -> None:
+    """A car already at 9 m/s when the run starts: before the IMU knows a velocity its
+    prediction must not hold the camera where it was (that pose found far landmarks only and
+    was kept); every early step comes out as long as the truth's."""
+    config = sf.load_config(
+        "fast",
+        ["sim.sensor=stereo", "sim.baseline_m=0.54", "sim.frames=5", "sim.width_px=620",
+         "sim.height_px=188", "sim.hfov_deg=81.6", "backend.enabled=false"],
+    )  # fmt: skip
+    poses = _Poses()
+    with sf.open_source("sim:drive", config) as source:
+        run_to_directory(source, config, tmp_path, extra_sinks=[poses])
+        truth = source.groundtruth()
+    assert truth is not None and len(poses.results) == 5
+    estimated = np.array(
+        [r.world_from_cam[:3, 3] for r in poses.results if r.world_from_cam is not None]
+    )
+    steps_m = np.linalg.norm(np.diff(estimated, axis=0), axis=1)
+    true_steps_m = np.linalg.norm(np.diff(truth.world_from_body[:5, :3, 3], axis=0), axis=1)
+    assert np.allclose(steps_m, true_steps_m, rtol=0.02), (steps_m, true_steps_m)

@@ -227,7 +227,9 @@ class Tracker:
         cfg, frame, window = self._config, captured.frame, self._maps.window
         reference = window.reference
         prediction = self._motion.predict(frame.stamp_ns)
-        inertial = self._imu.predict(prediction)
+        # without a velocity the motion model's translation is a guess (no motion): the IMU
+        # then predicts nothing rather than a pose that stood still
+        inertial = self._imu.predict(prediction if self._motion.has_velocity else None)
         anchors = window.anchors()
         rate = self._motion.rate_at(frame)
         inp = to_global_shutter(captured, rate)
