@@ -242,3 +242,32 @@ def test_monocular_scale_waits_for_acceleration() -> None:
     imu, scale = _monocular(line, 180, map_scale=0.3)
     assert scale is None and not imu.scale_known
     assert imu.last_alignment is None or imu.last_alignment.scale_rel_std > 0.01
+
+
+def test_a_rig_cruising_at_constant_velocity_starts_with_its_velocity() -> None:
+    """Driving straight at a steady 9 m/s the IMU reads what it reads at rest (gravity, no
+    turn): it starts with gravity and gyro bias as at rest, but with the velocity the tracked
+    poses show, so its first prediction moves with the car."""
+    velocity = np.array([9.0, 0.0, 0.0])
+
+    def poses(t: np.ndarray) -> np.ndarray:
+        out = np.repeat(np.eye(4)[None], t.size, axis=0)
+        out[:, :3, :3] = np.array([[0.0, 0, 1.0], [-1.0, 0, 0], [0, -1.0, 0]])  # looking along x
+        out[:, :3, 3] = t[:, None] * velocity + [0.0, 0.0, 1.65]
+        return out
+
+    cruise = TrajectoryModel("cruise", "street", 5.0, None, poses)
+    imu = InertialOdometry(ImuConfig(init_window_s=0.5))
+    frames = _model_frames(cruise, 40)
+    first = None
+    for index, frame in enumerate(frames):
+        imu.integrate(frame)
+        if first is not None:
+            break
+        imu.update(frame.stamp_ns, cruise.world_from_cam(frame.stamp_ns * 1e-9))
+        first = index if imu.gravity_world is not None else None
+    assert first is not None and _gravity_error_deg(imu) < 0.3
+    predicted = imu.predict(None)
+    assert predicted is not None
+    truth = cruise.world_from_cam(frames[first + 1].stamp_ns * 1e-9)
+    assert np.linalg.norm(predicted[:3, 3] - truth[:3, 3]) < 0.01
