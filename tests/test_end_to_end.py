@@ -371,6 +371,28 @@ def test_monocular_within_two_percent_around_the_loop(mono: Run) -> None:
     assert result.ate_m.rmse <= 0.0025 * mono.path_m
 
 
+KITTI_LIKE = ("sim.width_px=1241", "sim.height_px=376", "sim.hfov_deg=81.6")
+"""KITTI's image shape and focal length (the drive's frames come at KITTI's 10 Hz)."""
+
+
+def test_monocular_car_drive_through_a_turn(tmp_path: Path, shared_weights: Path) -> None:
+    """A car at 8-9.5 m/s with a 90 deg left turn, monocular as KITTI's left camera (no IMU):
+    the issue's held-back bars for such a drive are a start within 20 frames, 90 % of frames
+    tracked and 2 % of the path after Sim(3). Measured on seed 0: started at frame 1, 199
+    of 200 frames, 0.044 % of the path."""
+    del shared_weights
+    drive = run(
+        tmp_path, "sim:drive", "fast", *KITTI_LIKE, "sim.sensor=mono", "tracker.imu.enabled=false"
+    )
+    tracked = read_tum_trajectory(drive.out / "trajectory.tum")
+    first = int(np.flatnonzero(drive.truth.stamps_ns == tracked.stamps_ns[0])[0])
+    assert first <= 10
+    assert drive.stats.frames_tracked == len(drive.truth) - first
+    result = evaluate_trajectories(reference=drive.truth, estimate=tracked, align="sim3")
+    # near what it measures today, so that a regression shows
+    assert result.ate_m.rmse <= 0.002 * drive.path_m, result.ate_m.rmse
+
+
 def test_identical_objects_never_close_a_false_loop(tmp_path: Path, shared_weights: Path) -> None:
     """The corridor passes five identical boxes 3 m apart and never comes back: a loop may
     only join keyframes that truly see the same place, with the true relative pose."""
