@@ -225,8 +225,6 @@ def _brightness_matched(
     y = current[rows, cols].mean(axis=(1, 2))
     keep = np.ones(inside.size, bool)
     images = count.size
-    gain = np.ones(images)
-    offset = np.zeros(images)
     for _ in range(3):
         weight = keep.astype(np.float64)
         n = np.maximum(np.bincount(image, weight, images), 1.0)
