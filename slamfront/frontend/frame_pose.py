@@ -34,8 +34,7 @@ def solve_in_window(
     ``prediction``) the window's landmarks are first searched for around their projection at
     the predicted pose; the matcher (against the reference keyframe) runs when that finds
     fewer than ``motion.min_share`` of the ``last_inliers`` the previous frame had, or than
-    twice ``min_inliers``, even when searched again from the pose it found; and if the matcher
-    does worse, the search's pose stands."""
+    twice ``min_inliers``, and if it does worse, the search's pose stands."""
     cfg = config
     attempt = MatchAttempt()
     fit = searched = None
@@ -48,10 +47,6 @@ def solve_in_window(
             radius_px=cfg.motion.search_radius_px,
         )  # fmt: skip
         needed = max(2 * cfg.min_inliers, cfg.motion.min_share * last_inliers)
-        if cfg.min_inliers <= searched.num_inliers < needed:
-            # a jolt the prediction missed moves some landmarks beyond the search radius:
-            # search again, with the tight radius, from the pose the others gave
-            searched = search_local_map(lmap, inp, searched, anchors, cfg)
         fit = searched if searched.num_inliers >= needed else None
     if fit is None:
         attempt, corr = match_keyframe(lmap, lmap.reference, inp, matcher, cfg)

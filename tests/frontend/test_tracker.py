@@ -294,20 +294,6 @@ def test_monocular_motion_model_runs_the_matcher_only_to_start() -> None:
     assert errors.max() < 0.03 * path
 
 
-def test_a_jolt_the_prediction_misses_is_tracked_by_a_second_search() -> None:
-    """A sudden roll of 4 deg (a pothole, a bump of the head) moves the image edges farther
-    from their predicted place than the motion search looks, the centre less: the pose the
-    centre gives is searched from again, and the matcher is not needed."""
-    jolt = make_pose(so3_exp(np.array([0.0, 0.0, np.radians(4.0)])), np.zeros(3))
-    poses = [p @ jolt if i >= 60 else p for i, p in enumerate(trajectory(150))]
-    results, matcher = run_motion_model("rgbd", poses)
-    assert all(r.state == TrackingState.OK for r in results)
-    assert position_errors(results, poses).max() < 0.02
-    matched = [r.frame_index for r in results if r.matches is not None]
-    assert matched == [1], matched
-    assert matcher.calls == 1
-
-
 class BlindMatcher:
     """nn_matcher until ``blind_from`` calls have been made, then no matches at all."""
 
