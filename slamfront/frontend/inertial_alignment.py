@@ -354,3 +354,14 @@ def _tangent_basis(direction: np.ndarray) -> np.ndarray:
     first /= np.linalg.norm(first)
     second = np.cross(direction, first)
     return np.stack([first, second], axis=1)
+
+
+def window_velocity(window: list[WindowInterval]) -> np.ndarray:
+    """(3,) m/s the body's mean velocity over the window by its tracked end poses (zero
+    without an interval)."""
+    if not window:
+        return np.zeros(3)
+    span_s = (window[-1].end_ns - window[0].start_ns) * 1e-9
+    moved_m = window[-1].end_world_from_body[:3, 3] - window[0].start_world_from_body[:3, 3]
+    out: np.ndarray = moved_m / max(span_s, 1e-9)
+    return out

@@ -34,6 +34,7 @@ from slamfront.frontend.inertial_alignment import (
     moving_initialisation,
     scale_alignment,
     static_initialisation,
+    window_velocity,
 )
 from slamfront.geometry import invert_pose, make_pose, orthonormalized
 from slamfront.types import Frame
@@ -390,7 +391,7 @@ class InertialOdometry:
             gravity_body, self.gyro_bias_rad_s = static
             self._gravity_world = world_from_body[:3, :3] @ gravity_body
             # steady straight motion reads as rest too: the velocity is the tracked poses'
-            velocity = _window_velocity(self._window) if self._metric else None
+            velocity = window_velocity(self._window) if self._metric else None
         elif self._metric and len(self._window) >= 3:
             moving = moving_initialisation(self._window)
             if moving is not None:
@@ -471,17 +472,6 @@ def _rescaled_interval(
         start,
         end,
     )
-
-
-def _window_velocity(window: list[WindowInterval]) -> np.ndarray:
-    """(3,) m/s the body's mean velocity over the window by its tracked end poses (zero
-    without an interval)."""
-    if not window:
-        return np.zeros(3)
-    span_s = (window[-1].end_ns - window[0].start_ns) * 1e-9
-    moved_m = window[-1].end_world_from_body[:3, 3] - window[0].start_world_from_body[:3, 3]
-    out: np.ndarray = moved_m / max(span_s, 1e-9)
-    return out
 
 
 def _propagated(
