@@ -32,16 +32,15 @@ class TrackerMaps:
         vocabulary: Vocabulary | None,
     ) -> None:
         self._config = config
-        self._window = LocalMap(config.window.keyframes)
         self._mapper = KeyframeMapper(config, first_keyframe_id)
-        self._mapper.use(self._window, first_map_id)
+        self._mapper.use(LocalMap(config.window.keyframes), first_map_id)
         self._atlas = KeyframeAtlas(vocabulary)
         self._made = first_map_id + 1
 
     @property
     def window(self) -> LocalMap:
-        """The local map of recent keyframes the tracker tracks in."""
-        return self._window
+        """The local map of recent keyframes the tracker tracks in (the mapper's)."""
+        return self._mapper.lmap
 
     @property
     def atlas(self) -> KeyframeAtlas:
@@ -63,17 +62,16 @@ class TrackerMaps:
 
     def use(self, window: LocalMap, map_id: int) -> None:
         """Track in ``window``, whose keyframes belong to ``map_id``."""
-        self._window = window
         self._mapper.use(window, map_id)
 
     def leave(self) -> None:
         """An empty window (the old one's keyframes stay in the atlas)."""
-        fresh = LocalMap(self._config.window.keyframes, self._window.next_landmark_id)
+        fresh = LocalMap(self._config.window.keyframes, self.window.next_landmark_id)
         self.use(fresh, self.map_id)
 
     def begin_new(self) -> None:
         """The next keyframe starts a new map."""
-        self.use(self._window, self._made)
+        self.use(self.window, self._made)
 
     def started(self, keyframe: Keyframe | None) -> None:
         """Count the map a first keyframe started."""
@@ -82,20 +80,20 @@ class TrackerMaps:
 
     def keyframes(self) -> list[Keyframe]:
         """The keyframes currently in the window, oldest first."""
-        return [entry.keyframe for entry in self._window.keyframes]
+        return [entry.keyframe for entry in self.window.keyframes]
 
     def keyframes_after(self, keyframe_id: int) -> list[Keyframe]:
         """The keyframes made after ``keyframe_id``, oldest first, as the window holds them
         (those that left it as last stored)."""
-        window = {e.keyframe.keyframe_id: e.keyframe for e in self._window.keyframes}
+        window = {e.keyframe.keyframe_id: e.keyframe for e in self.window.keyframes}
         stored = {k.keyframe_id: k for k in self._atlas.after(keyframe_id)}
         stored.update((i, k) for i, k in window.items() if i > keyframe_id)
         return [stored[i] for i in sorted(stored)]
 
     def store_window(self) -> None:
         """The window's keyframe records, refreshed with the map, into the atlas."""
-        for entry in self._window.keyframes:
-            refresh_keyframe(self._window, entry)
+        for entry in self.window.keyframes:
+            refresh_keyframe(self.window, entry)
             entry.keyframe = self._atlas.store(entry.keyframe)
 
     def extend(
@@ -131,33 +129,33 @@ class TrackerMaps:
         (new_world_from_old_world), None when no window keyframe was corrected."""
         self._atlas.move(poses)
         rows = {keyframe_id: row for row, keyframe_id in enumerate(poses.keyframe_ids)}
-        shared = [e for e in self._window.keyframes if e.keyframe.keyframe_id in rows]
+        shared = [e for e in self.window.keyframes if e.keyframe.keyframe_id in rows]
         if not shared:
             return None
         row = rows[shared[-1].keyframe.keyframe_id]
         correction = self.reanchor(shared[-1].keyframe.keyframe_id, poses.world_from_cam[row])
         if poses.map_ids and poses.map_ids[row] != self.map_id:
-            self._mapper.use(self._window, poses.map_ids[row])
-            for entry in self._window.keyframes:
+            self._mapper.use(self.window, poses.map_ids[row])
+            for entry in self.window.keyframes:
                 entry.keyframe = replace(entry.keyframe, map_id=poses.map_ids[row])
         return correction
 
     def reanchor(self, keyframe_id: int, corrected_world_from_cam: np.ndarray) -> np.ndarray | None:
         """The window moved so that ``keyframe_id`` sits at its corrected pose; returns the
         correction (new_world_from_old_world), None if the keyframe left the window."""
-        for entry in self._window.keyframes:
+        for entry in self.window.keyframes:
             if entry.keyframe.keyframe_id == keyframe_id:
                 correction = orthonormalized(
                     corrected_world_from_cam @ invert_pose(entry.world_from_cam)
                 )
-                self._window.transform(correction)
+                self.window.transform(correction)
                 return correction
         return None
 
     def rescale(self, outcome: Outcome, scale: float) -> Outcome:
         """The current map (window and atlas) scaled about its origin, and the frame's
         outcome with it: the IMU made the monocular map metric."""
-        self._window.rescale(scale)
+        self.window.rescale(scale)
         self._atlas.rescale(self.map_id, scale)
         world_from_cam = outcome.world_from_cam
         if world_from_cam is not None:
@@ -165,6 +163,6 @@ class TrackerMaps:
             world_from_cam[:3, 3] *= scale
         keyframe = outcome.keyframe
         if keyframe is not None:
-            made = {e.keyframe.keyframe_id: e.keyframe for e in self._window.keyframes}
+            made = {e.keyframe.keyframe_id: e.keyframe for e in self.window.keyframes}
             keyframe = made.get(keyframe.keyframe_id, rescaled_keyframe(keyframe, scale))
         return replace(outcome, world_from_cam=world_from_cam, keyframe=keyframe)
