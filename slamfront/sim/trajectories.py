@@ -207,6 +207,8 @@ _DRIVE_SLOW_M_S = 1.2  # slower around the turn, in a 1 - cos dip
 _DRIVE_SLOW_START_S = 5.0
 _DRIVE_SLOW_S = 8.0
 _DRIVE_CAMERA_HEIGHT_M = 1.65
+# a slow speed wobble of +-0.25 m/s over 6.1 s (phase 0.5 rad at t = 0)
+_DRIVE_WOBBLE_M_S, _DRIVE_WOBBLE_RAD_S, _DRIVE_WOBBLE_PHASE = 0.25, 2.0 * math.pi / 6.1, 0.5
 _GAUSS_NODES, _GAUSS_WEIGHTS = np.polynomial.legendre.leggauss(32)
 _GAUSS_NODES.setflags(write=False)
 _GAUSS_WEIGHTS.setflags(write=False)
@@ -214,10 +216,10 @@ _GAUSS_WEIGHTS.setflags(write=False)
 
 def _drive_distance(t: np.ndarray) -> np.ndarray:
     """Distance driven since t = 0 (metres): the integral of :func:`_drive_speed`."""
-    w = 2.0 * math.pi / 6.1
+    w, phase = _DRIVE_WOBBLE_RAD_S, _DRIVE_WOBBLE_PHASE
     s = np.clip((t - _DRIVE_SLOW_START_S) / _DRIVE_SLOW_S, 0.0, 1.0)
     slow = 0.5 * _DRIVE_SLOW_M_S * _DRIVE_SLOW_S * (s - np.sin(2.0 * math.pi * s) / (2.0 * math.pi))
-    wobble = -0.25 / w * (np.cos(w * t + 0.5) - math.cos(0.5))
+    wobble = -_DRIVE_WOBBLE_M_S / w * (np.cos(w * t + phase) - math.cos(phase))
     out: np.ndarray = _DRIVE_SPEED_M_S * t + wobble - slow
     return out
 
@@ -225,7 +227,8 @@ def _drive_distance(t: np.ndarray) -> np.ndarray:
 def _drive_speed(t: np.ndarray) -> np.ndarray:
     s = np.clip((t - _DRIVE_SLOW_START_S) / _DRIVE_SLOW_S, 0.0, 1.0)
     slow = 0.5 * _DRIVE_SLOW_M_S * (1.0 - np.cos(2.0 * math.pi * s))
-    out: np.ndarray = _DRIVE_SPEED_M_S + 0.25 * np.sin(2.0 * math.pi / 6.1 * t + 0.5) - slow
+    wobble = _DRIVE_WOBBLE_M_S * np.sin(_DRIVE_WOBBLE_RAD_S * t + _DRIVE_WOBBLE_PHASE)
+    out: np.ndarray = _DRIVE_SPEED_M_S + wobble - slow
     return out
 
 
