@@ -475,6 +475,15 @@ class LoopClosureConfig(_Section):
     """Each keyframe of a pair is matched with its strongest this many keypoints (the
     candidate's among those with a 3-D point); None: all. A loop is verified on a background
     thread, but on the same cores as tracking."""
+    guided_radius_px: float | None = bounded(16.0, gt=0)
+    """While the previous query keyframe verified a loop to the candidate's place, the
+    candidate's points are first projected at the pose that loop and the odometry predict and
+    paired with query keypoints within this radius (the matcher runs only if that fails
+    verification); None: always the matcher."""
+    guided_max_distance: float = bounded(0.35, gt=0, le=2)
+    """Largest descriptor distance of a guided pair (1 - cosine; share of bits for binary)."""
+    guided_ratio: float = bounded(0.8, gt=0, le=1)
+    """Best over second-best descriptor distance of a guided pair, in (0, 1]."""
     align_subpixel: bool = True
     """Refit a verified loop on correspondences aligned to sub-pixel precision (the two
     keyframes' grey images, pyramidal Lucas-Kanade) instead of the raw keypoints."""

@@ -10,7 +10,10 @@ For every new keyframe :class:`LoopDetector` (run on the back-end thread)
    against the candidate's 3-D points; ``min_inliers`` and ``min_inlier_ratio`` must hold;
    with ``align_subpixel`` and both keyframes' grey images, the inliers are then aligned to
    sub-pixel precision and the pose refitted on them (the loop's own error, not just drift,
-   limits what a closure can correct);
+   limits what a closure can correct); while the previous query keyframe verified a loop to
+   the same place, a candidate is first verified without the matcher
+   (:func:`verify_guided`: its points projected at the pose that loop and the odometry
+   predict, paired by descriptor near their projection);
 3. rejects a verified loop that would move the query keyframe further than drift can
    explain: ``max_drift_m`` plus ``max_drift_ratio`` times the path travelled since the
    matched keyframe (a relative bound, so large drift over a long path is still corrected);
@@ -29,18 +32,22 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from slamfront.backend.place_recognition import PlaceIndex, vlad
 from slamfront.backend.pose_graph import pose_information
 from slamfront.backend.vocabulary import Vocabulary
 from slamfront.errors import InputError
+from slamfront.frontend.descriptors import pair_distance
 from slamfront.frontend.pose import refine_pose
 from slamfront.frontend.refine import refine_positions, refine_positions_warped
 from slamfront.geometry import (
     invert_pose,
     make_pose,
+    project,
     reprojection_error_sq,
     rotation_angle_deg,
+    transform_points,
     view_warp,
 )
 from slamfront.types import Features, Keyframe, LoopCandidate, Matches
@@ -86,22 +93,98 @@ def verify_loop(
     None when there are too few matches, PnP finds no consensus, or the inlier count or
     ratio is below ``config.min_inliers`` / ``config.min_inlier_ratio``.
     """
-    import cv2
-
     # the strongest keypoints of each side (on the candidate's, of those with a 3-D point):
     # the matcher's cost grows with the square of the points
-    candidate_points_m = np.asarray(candidate.points_cam_m, dtype=np.float64)
-    has_point = np.all(np.isfinite(candidate_points_m), axis=1) & (candidate_points_m[:, 2] > 0)
     query_keep = query.features.strongest(config.match_keypoints)
-    candidate_keep = candidate.features.strongest(config.match_keypoints, has_point)
+    candidate_keep = candidate.features.strongest(config.match_keypoints, _has_point(candidate))
     matches = matcher(query.features.subset(query_keep), candidate.features.subset(candidate_keep))
-    num_matches = len(matches)  # every one has a 3-D point in the candidate
+    idx = np.asarray(matches.indices, dtype=np.int64).reshape(-1, 2)
+    return _verified(
+        query, candidate, query_keep[idx[:, 0]], candidate_keep[idx[:, 1]], config, min_sigma_px
+    )
+
+
+def verify_guided(
+    query: Keyframe,
+    candidate: Keyframe,
+    candidate_from_query: np.ndarray,
+    config: LoopClosureConfig,
+    *,
+    min_sigma_px: float = 0.5,
+) -> LoopVerification | None:
+    """:func:`verify_loop` with the matcher replaced by a search: the candidate's 3-D points
+    projected at the predicted pose ``candidate_from_query`` (4x4) and paired with the
+    query keypoint of the nearest descriptor within ``config.guided_radius_px`` (ratio test
+    ``guided_ratio``, at most ``guided_max_distance``). The same geometric checks follow."""
+    radius_px = config.guided_radius_px
+    rows = np.flatnonzero(_has_point(candidate))
+    keypoints = query.features.keypoints
+    if radius_px is None or rows.size == 0 or len(keypoints) < 2:
+        return None
+    points_query_m = transform_points(
+        invert_pose(candidate_from_query), np.asarray(candidate.points_cam_m)[rows]
+    )
+    front = points_query_m[:, 2] > 1e-6
+    rows, points_query_m = rows[front], points_query_m[front]
+    camera = query.camera
+    proj_px = project(camera.K, points_query_m)
+    inside = (
+        (proj_px[:, 0] >= 0)
+        & (proj_px[:, 0] < camera.width_px)
+        & (proj_px[:, 1] >= 0)
+        & (proj_px[:, 1] < camera.height_px)
+    )
+    rows, proj_px = rows[inside], proj_px[inside]
+    if rows.size == 0:
+        return None
+    tree = cKDTree(np.asarray(keypoints, dtype=np.float64))
+    dist_px, nearby = tree.query(proj_px, k=4, distance_upper_bound=radius_px)
+    valid = np.isfinite(dist_px)
+    nearby = np.where(valid, nearby, 0)
+    distance = pair_distance(
+        candidate.features.descriptors[rows][:, None, :], query.features.descriptors[nearby]
+    )
+    distance = np.where(valid, distance, np.inf)
+    order = np.argsort(distance, axis=1)
+    best = np.take_along_axis(distance, order[:, :1], 1)[:, 0]
+    second = np.take_along_axis(distance, order[:, 1:2], 1)[:, 0]
+    query_index = np.take_along_axis(nearby, order[:, :1], 1)[:, 0]
+    ok = (best <= config.guided_max_distance) & (best <= config.guided_ratio * second)
+    rows, query_index, best = rows[ok], query_index[ok], best[ok]
+    # one candidate point per query keypoint: the closest descriptor
+    by_keypoint = np.lexsort((best, query_index))
+    first = np.ones(by_keypoint.size, bool)
+    first[1:] = query_index[by_keypoint][1:] != query_index[by_keypoint][:-1]
+    chosen = by_keypoint[first]
+    return _verified(query, candidate, query_index[chosen], rows[chosen], config, min_sigma_px)
+
+
+def _has_point(keyframe: Keyframe) -> np.ndarray:
+    points_m = np.asarray(keyframe.points_cam_m, dtype=np.float64)
+    has: np.ndarray = np.all(np.isfinite(points_m), axis=1) & (points_m[:, 2] > 0)
+    return has
+
+
+def _verified(
+    query: Keyframe,
+    candidate: Keyframe,
+    query_index: np.ndarray,
+    candidate_index: np.ndarray,
+    config: LoopClosureConfig,
+    min_sigma_px: float,
+) -> LoopVerification | None:
+    """The geometric verification of paired keypoints (``query_index`` of the query with
+    ``candidate_index`` of the candidate, whose 3-D points they are): PnP + RANSAC, refits,
+    the inlier gates, and the sub-pixel refit."""
+    import cv2
+
+    num_matches = len(candidate_index)  # every one has a 3-D point in the candidate
     if num_matches < max(config.min_inliers, 6):
         return None
-    idx = np.asarray(matches.indices, dtype=np.int64)
-    candidate_index = candidate_keep[idx[:, 1]]
-    points_m = np.ascontiguousarray(candidate_points_m[candidate_index])
-    pixels = np.ascontiguousarray(query.features.keypoints[query_keep[idx[:, 0]]], dtype=np.float64)
+    points_m = np.ascontiguousarray(
+        np.asarray(candidate.points_cam_m, dtype=np.float64)[candidate_index]
+    )
+    pixels = np.ascontiguousarray(query.features.keypoints[query_index], dtype=np.float64)
     camera_k = query.camera.K
     try:
         ok, rvec, tvec, consensus = cv2.solvePnPRansac(
@@ -317,13 +400,15 @@ class LoopDetector:
         for place in places:
             if place.similarity < self._config.min_similarity:
                 break
-            found = verify_loop(
-                keyframe,
-                self._keyframes[place.keyframe_id],
-                self._matcher,
-                self._config,
-                min_sigma_px=self._min_sigma_px,
-            )
+            candidate = self._keyframes[place.keyframe_id]
+            config, sigma_px, matcher = self._config, self._min_sigma_px, self._matcher
+            found = None
+            for guess in self._guesses(keyframe, candidate):
+                found = verify_guided(keyframe, candidate, guess, config, min_sigma_px=sigma_px)
+                if found is not None:
+                    break
+            if found is None:
+                found = verify_loop(keyframe, candidate, matcher, config, min_sigma_px=sigma_px)
             if found is not None and self._plausible(keyframe, place.keyframe_id, found):
                 return _Confirmation(
                     keyframe.keyframe_id,
@@ -333,6 +418,32 @@ class LoopDetector:
                     found,
                 )
         return None
+
+    def _guesses(self, query: Keyframe, candidate: Keyframe) -> list[np.ndarray]:
+        """Predicted ``candidate_from_query`` poses for a guided verification, while the
+        previous query keyframe verified a loop to the candidate's place: by that loop and the
+        odometry since (right until a correction moves the tracker), and by the two keyframes'
+        poses (right once the correction has). None outside a streak: a first loop is found
+        by appearance alone."""
+        if not self._streak or self._config.guided_radius_px is None:
+            return []
+        previous = self._streak[-1]
+        gap = abs(candidate.keyframe_id - previous.match_id)
+        matched = self._keyframes[previous.match_id]
+        if gap > self._config.consistency_max_keyframe_gap or matched.map_id != candidate.map_id:
+            return []
+        candidate_from_world = invert_pose(candidate.world_from_cam)
+        by_loop = (
+            candidate_from_world
+            @ matched.world_from_cam
+            @ previous.verification.match_from_query
+            @ invert_pose(previous.world_from_query)
+            @ query.world_from_cam
+        )
+        guesses = [by_loop]
+        if query.map_id == candidate.map_id:
+            guesses.append(candidate_from_world @ query.world_from_cam)
+        return guesses
 
     def _track_path(self, keyframe: Keyframe) -> None:
         previous = self._last_live

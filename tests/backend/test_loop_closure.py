@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from slamfront.backend.loop_closure import LoopDetector, verify_loop
+from slamfront.backend.loop_closure import LoopDetector, verify_guided, verify_loop
 from slamfront.backend.vocabulary import Vocabulary, train_vocabulary
 from slamfront.config import LoopClosureConfig
 from slamfront.geometry import invert_pose, make_pose, rotation_angle_deg, so3_exp
@@ -79,6 +79,37 @@ def test_every_revisit_is_found_with_the_true_relative_pose(
         assert candidate.inlier_ratio >= config.min_inlier_ratio
         assert candidate.information is not None and candidate.information.shape == (6, 6)
         assert np.linalg.eigvalsh(candidate.information).min() > 0
+
+
+def test_a_streak_of_loops_is_verified_without_the_matcher(
+    scenes: ModuleType,
+    vocabulary: Vocabulary,
+    two_laps: tuple[list[Keyframe], list[np.ndarray]],
+) -> None:
+    """Once a query keyframe has verified a loop, the next ones are verified by projecting
+    the candidate's points at the pose that loop and the odometry predict: the matcher runs
+    for the streak's first loop only, and the loops are as exact as the matcher's."""
+    keyframes, truth = two_laps
+    calls = {"matcher": 0}
+
+    def matcher(f0: Any, f1: Any) -> Any:
+        calls["matcher"] += 1
+        return scenes.mnn_matcher(f0, f1)
+
+    def run(config: LoopClosureConfig) -> tuple[dict[int, LoopCandidate], int]:
+        calls["matcher"] = 0
+        detector = LoopDetector(config, matcher, vocabulary)
+        found = {kf.keyframe_id: detector(kf) for kf in keyframes}
+        return {k: c for k, c in found.items() if c is not None}, calls["matcher"]
+
+    guided, guided_calls = run(CONFIG)
+    unguided, unguided_calls = run(dataclasses.replace(CONFIG, guided_radius_px=None))
+    assert len(guided) >= len(unguided) >= 0.9 * (PER_LAP - CONFIG.consistency)
+    assert unguided_calls >= PER_LAP and guided_calls <= 0.25 * unguided_calls
+    for candidate in guided.values():
+        translation_m, rotation_deg = relative_error(candidate, truth)
+        assert translation_m < 0.03 and rotation_deg < 0.5
+        assert candidate.num_inliers >= CONFIG.min_inliers
 
 
 def test_preloaded_map_keyframes_are_found_from_another_frame(
@@ -273,3 +304,43 @@ def test_loop_pose_is_refitted_on_aligned_pixels() -> None:
         found.num_inliers,
         np.median(error_px),
     )
+
+
+def test_guided_verification_needs_a_close_prediction() -> None:
+    """Rendered views of the synthetic room (as above): a prediction a few centimetres and a
+    degree off is verified to the same sub-millimetre pose as the matcher's; one far off
+    pairs points with the wrong keypoints and is refused."""
+    import slamfront as sf
+    from slamfront.frontend.refine import grey
+    from slamfront.geometry import sample_depth, unproject
+    from slamfront.sim.rig import SimRig
+
+    config = sf.load_config("classic")
+    rig = SimRig(config.sim)
+    extractor = sf.load_extractor("classic", max_keypoints=2000)
+
+    def keyframe(index: int, keyframe_id: int) -> Keyframe:
+        frame = rig.frame(index)
+        assert frame.depth_m is not None
+        features = extractor(frame.image)
+        px = features.keypoints.astype(np.float64)
+        depth = sample_depth(frame.depth_m, px).astype(np.float64)
+        points = unproject(frame.camera.K, px, depth)
+        points[depth <= 0] = np.nan
+        world_from_cam = rig.world_from_cam(index)
+        return Keyframe(
+            keyframe_id, index, frame.stamp_ns, world_from_cam, frame.camera, features, points,
+            grey=grey(frame.image),
+        )  # fmt: skip
+
+    match, query = keyframe(14, 0), keyframe(440, 30)
+    truth = invert_pose(match.world_from_cam) @ query.world_from_cam
+    close = truth @ make_pose(so3_exp(np.radians([0.5, -0.8, 0.3])), np.array([0.02, -0.01, 0.03]))
+    found = verify_guided(query, match, close, CONFIG)
+    assert found is not None and found.num_inliers >= 200
+    error = invert_pose(truth) @ found.match_from_query
+    assert np.linalg.norm(error[:3, 3]) < 0.6e-3 and rotation_angle_deg(error[:3, :3]) < 0.05
+    far = truth @ make_pose(so3_exp(np.radians([0.0, 15.0, 0.0])), np.array([0.25, 0.0, 0.0]))
+    assert verify_guided(query, match, far, CONFIG) is None
+    off = dataclasses.replace(CONFIG, guided_radius_px=None)
+    assert verify_guided(query, match, close, off) is None
