@@ -42,7 +42,7 @@ from slamfront.eval.run_files import (
 )
 from slamfront.eval.trajectory_metrics import evaluate_files, format_evaluation, format_length_m
 from slamfront.frontend import load_extractor, load_matcher
-from slamfront.frontend.runtime import limit_blas_threads
+from slamfront.frontend.runtime import limit_library_threads
 from slamfront.io.trajectory import TrajectoryFormat, convert_tum_file, write_tum_trajectory
 from slamfront.run_folder import (
     check_file_target,
@@ -1458,7 +1458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # project does not use) is missing, the first time the networks are exported
         logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     handler: Command = args.handler
-    limit_blas_threads()
+    limit_library_threads()
     try:
         _check_extra_files(args)
         return handler(args)

@@ -52,7 +52,7 @@ from slamfront.config import Config, config_to_dict, load_config
 from slamfront.errors import ConfigError
 from slamfront.frontend.extractors import build_extractor
 from slamfront.frontend.matchers import build_matcher
-from slamfront.frontend.runtime import limit_blas_threads
+from slamfront.frontend.runtime import limit_library_threads
 from slamfront.frontend.runtime.availability import pick_runtime
 from slamfront.pipeline import Pipeline, build_wide_extractor, build_wide_matcher
 from slamfront.sinks.trajectory import TrajectorySink
@@ -603,7 +603,7 @@ def _worker_main(
 ) -> None:
     """Child process: load the variant's models, then serve run requests until None."""
     models: dict[tuple[object, object], _Models] = {}
-    limit_blas_threads()  # as `slamfront run` does
+    limit_library_threads()  # as `slamfront run` does
     try:
         base = load_config(preset, overrides)
         models[(base.extractor, base.matcher)] = _build_models(base)
