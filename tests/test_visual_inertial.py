@@ -177,7 +177,9 @@ def test_monocular_inertial_without_the_back_end_keeps_the_held_back_frames(
 ) -> None:
     """The frames held back for the scale reach trajectory.tum with the back end off too
     (there is no trajectory_raw.tum then to keep the tracker's own poses)."""
-    config = sf.load_config("fast", ["sim.sensor=mono", "sim.frames=200", "backend.enabled=false"])
+    # the scale's uncertainty falls under tracker.imu.max_scale_std near the 200th frame of
+    # this motion, earlier or later with the CPU's floating point: 260 frames leave a margin
+    config = sf.load_config("fast", ["sim.sensor=mono", "sim.frames=260", "backend.enabled=false"])
     last = _LastPose()
     with sf.open_source("sim:loop", config) as source:
         stats = run_to_directory(source, config, tmp_path, extra_sinks=[last])
