@@ -531,6 +531,9 @@ class BackendConfig(_Section):
     measures the noise of the pixels and of the depths from their residuals and re-weights
     both for the next, until the weights settle, so that depth is trusted as much as the
     sensor deserves, whatever the tracker's configured depth noise says."""
+    final_adjustment_weighting_landmarks: int | None = bounded(5000, ge=1)
+    """The re-weighting passes (all but the last) adjust at most this many landmarks, evenly
+    spread: they only measure two noise figures. None: every landmark."""
     adjustment_sigma_px: float = bounded(0.3, gt=0)
     """Pixel noise of an observation in the first pass of the final adjustment."""
     adjustment_range_baseline_m: float = bounded(3.0, gt=0)

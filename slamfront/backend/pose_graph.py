@@ -522,9 +522,11 @@ def adjust_keyframes(
 
     Re-weighting passes (one iteration each) measure the noise of the pixels and the depths
     from their residuals (:func:`residual_weights`) until the weights settle (within 10 %) or
-    ``final_adjustment_passes - 1`` of them ran; the last pass runs
-    ``final_adjustment_iterations`` at those weights from where the previous one ended. Raises
-    ``RuntimeError`` (gtsam's) if the system is singular.
+    ``final_adjustment_passes - 1`` of them ran; they need only two figures, so they adjust
+    at most ``final_adjustment_weighting_landmarks`` landmarks, evenly spread (the others
+    then move with the keyframe they were seeded from). The last pass runs
+    ``final_adjustment_iterations`` on every landmark at those weights from where the previous
+    one ended. Raises ``RuntimeError`` (gtsam's) if the system is singular.
     """
     poses = np.asarray(world_from_cam, dtype=np.float64)
     if poses.shape != (len(keyframe_ids), 4, 4) or intrinsics.shape != (len(keyframe_ids), 4):
@@ -535,22 +537,72 @@ def adjust_keyframes(
     landmarks_m = np.asarray(observations.landmarks_world_m, dtype=np.float64)
     weights = ObservationWeights(config.adjustment_sigma_px, config.adjustment_range_baseline_m)
     adjust = partial(
-        _adjust_once, keyframe_ids, intrinsics=intrinsics, held=held,
-        observations=observations, edges=edges, config=config,
-    )  # fmt: skip
+        _adjust_once, keyframe_ids, intrinsics=intrinsics, held=held, edges=edges, config=config
+    )
+    chosen, sample = _landmark_sample(observations, config.final_adjustment_weighting_landmarks)
+    sampled_poses, sampled_m = poses, landmarks_m[chosen]
     for _ in range(config.final_adjustment_passes - 1):
-        poses, landmarks_m = adjust(poses, landmarks_m, weights=weights, iterations=1)
-        measured = residual_weights(poses, landmarks_m, intrinsics, observations, weights)
+        sampled_poses, sampled_m = adjust(
+            sampled_poses, sampled_m, observations=sample, weights=weights, iterations=1
+        )
+        measured = residual_weights(sampled_poses, sampled_m, intrinsics, sample, weights)
         settled = _close(measured.sigma_px, weights.sigma_px) and _close(
             measured.range_baseline_m, weights.range_baseline_m
         )
         weights = measured
         if settled:
             break
+    if sample is observations:
+        landmarks_m = sampled_m
+    elif sampled_poses is not poses:
+        landmarks_m = _moved_with_seed_keyframe(landmarks_m, observations, poses, sampled_poses)
+        landmarks_m[chosen] = sampled_m
     poses, landmarks_m = adjust(
-        poses, landmarks_m, weights=weights, iterations=config.final_adjustment_iterations
+        sampled_poses,
+        landmarks_m,
+        observations=observations,
+        weights=weights,
+        iterations=config.final_adjustment_iterations,
     )
     return poses, landmarks_m, weights
+
+
+def _landmark_sample(
+    observations: KeyframeObservations, limit: int | None
+) -> tuple[np.ndarray, KeyframeObservations]:
+    """At most ``limit`` landmark rows, evenly spread over the rows (all when None or not
+    fewer), and the observations of those alone, their landmarks renumbered in that order."""
+    count = len(observations.landmarks_world_m)
+    if limit is None or count <= limit:
+        return np.arange(count), observations
+    chosen = np.arange(0, count, -(-count // limit))
+    new_row = np.full(count, -1)
+    new_row[chosen] = np.arange(chosen.size)
+    kept = new_row[observations.landmark_rows] >= 0
+    return chosen, KeyframeObservations(
+        observations.keyframe_rows[kept],
+        new_row[observations.landmark_rows[kept]],
+        observations.pixels[kept],
+        observations.depths_m[kept],
+        np.asarray(observations.landmarks_world_m, dtype=np.float64)[chosen],
+    )
+
+
+def _moved_with_seed_keyframe(
+    landmarks_world_m: np.ndarray,
+    observations: KeyframeObservations,
+    before_world_from_cam: np.ndarray,
+    after_world_from_cam: np.ndarray,
+) -> np.ndarray:
+    """Each landmark moved rigidly with the keyframe of its first observation (the one its
+    seed was measured from) from ``before`` to ``after`` (both (K, 4, 4)); a landmark without
+    observations stays."""
+    seen, first = np.unique(observations.landmark_rows, return_index=True)
+    moved = after_world_from_cam @ np.linalg.inv(before_world_from_cam)
+    by_landmark = moved[observations.keyframe_rows[first]]
+    out = np.array(landmarks_world_m, dtype=np.float64)
+    out[seen] = np.einsum("nij,nj->ni", by_landmark[:, :3, :3], out[seen]) + by_landmark[:, :3, 3]
+    return out
 
 
 def _close(a: float, b: float, tolerance: float = 0.1) -> bool:
@@ -698,6 +750,11 @@ def _adjust_once(
             )
     params = gtsam.LevenbergMarquardtParams()
     params.setMaxIterations(iterations)
+    # landmarks eliminated first: the reduced system is over the keyframe poses alone
+    ordering = gtsam.Ordering()
+    for key in (*landmark_keys, *keys):
+        ordering.push_back(key)
+    params.setOrdering(ordering)
     result = gtsam.LevenbergMarquardtOptimizer(graph, values, params).optimize()
     adjusted_poses = np.array([result.atPose3(key).matrix() for key in keys])
     adjusted_landmarks = np.array([result.atPoint3(key) for key in landmark_keys]).reshape(-1, 3)
