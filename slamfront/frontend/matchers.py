@@ -23,7 +23,11 @@ import numpy as np
 from slamfront.errors import ConfigError, InputError, RuntimeUnavailableError
 from slamfront.frontend.models.specs import ARCHITECTURES, lightglue_weights
 from slamfront.frontend.runtime.availability import pick_runtime
-from slamfront.frontend.runtime.lightglue_export import export_lightglue, graphs_folder
+from slamfront.frontend.runtime.lightglue_export import (
+    cached_lightglue,
+    export_lightglue,
+    graphs_folder,
+)
 from slamfront.frontend.runtime.lightglue_loop import GlueQuery, GlueResult, GlueStages, run_glue
 from slamfront.frontend.runtime.lightglue_onnx import OrtGlueStages
 from slamfront.frontend.runtime.lightglue_tensorrt import tensorrt_available, tensorrt_stages
@@ -276,22 +280,25 @@ def build_lightglue(cfg: MatcherConfig, extractor_model: str) -> LightGlueMatche
             "(pip install slamfront[tensorrt]); use onnxruntime or torch here"
         )
     path = lightglue_weights(cfg, extractor_model)
-    device = cfg.device if runtime == "torch" else "cpu"  # other runtimes export from CPU
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise RuntimeUnavailableError("matcher.device=cuda: torch sees no CUDA device")
-    from slamfront.frontend.models.lightglue import load_lightglue  # imports torch
-
-    net = load_lightglue(path, extractor_model, device=device)
+    arch = ARCHITECTURES[extractor_model]
     backend: GlueBackend
     if runtime == "torch":
-        backend = TorchGlueReference(net)
-    else:  # onnxruntime or tensorrt (pick_runtime refuses other names)
+        if cfg.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise RuntimeUnavailableError("matcher.device=cuda: torch sees no CUDA device")
+        from slamfront.frontend.models.lightglue import load_lightglue  # imports torch
+
+        backend = TorchGlueReference(load_lightglue(path, extractor_model, device=cfg.device))
+    else:  # onnxruntime or tensorrt (pick_runtime refuses other names), exported from CPU
         masked = runtime == "tensorrt"
         folder = graphs_folder(cfg.onnx_dir, extractor_model, sha256_of(path), masked=masked)
-        graphs = export_lightglue(net, folder, masked=masked)
+        graphs = cached_lightglue(folder, arch, masked=masked)
+        if graphs is None:  # exported once: only then is the network needed
+            from slamfront.frontend.models.lightglue import load_lightglue  # imports torch
+
+            graphs = export_lightglue(load_lightglue(path, extractor_model), folder, masked=masked)
         stages: GlueStages
         if runtime == "onnxruntime":
             stages = OrtGlueStages(graphs, threads=cfg.threads)
@@ -302,7 +309,7 @@ def build_lightglue(cfg: MatcherConfig, extractor_model: str) -> LightGlueMatche
     return LightGlueMatcher(
         backend,
         runtime=runtime,
-        input_dim=net.arch.input_dim,
+        input_dim=arch.input_dim,
         extractor_model=extractor_model,
         depth_confidence=cfg.depth_confidence,
         width_confidence=cfg.width_confidence,

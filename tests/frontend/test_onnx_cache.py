@@ -111,3 +111,32 @@ def test_a_truncated_extractor_graph_is_rebuilt_and_runs(
     assert is_intact(path)
     outputs = OnnxDetector(path)(np.zeros((1, 1, 64, 64), np.float32))
     assert outputs is not None
+
+
+def test_cached_onnx_networks_run_without_torch(shared_weights: Path) -> None:
+    """With the exports cached, a run on ONNX Runtime never imports torch (a second of
+    start-up): checked in a child process after this one made sure of the cache."""
+    import os
+    import subprocess
+    import sys
+
+    import slamfront as sf
+
+    sf.load_extractor("fast", runtime="onnxruntime")
+    sf.load_matcher("fast", runtime="onnxruntime")
+    child = (
+        "import sys, numpy as np, slamfront as sf\n"
+        "ext = sf.load_extractor('fast', runtime='onnxruntime')\n"
+        "matcher = sf.load_matcher('fast', runtime='onnxruntime')\n"
+        "rng = np.random.default_rng(0)\n"
+        "image = (rng.random((240, 320)) * 255).astype(np.uint8)\n"
+        "features = ext(image)\n"
+        "matches = matcher(features, features)\n"
+        "print(len(features), len(matches), 'torch' in sys.modules)\n"
+    )
+    env = {**os.environ, "SLAMFRONT_WEIGHTS": str(shared_weights)}
+    out = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, check=True, env=env
+    ).stdout.split()
+    assert int(out[0]) > 100 and int(out[1]) > 0.5 * int(out[0])
+    assert out[2] == "False"

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from slamfront.errors import RuntimeUnavailableError
-from slamfront.frontend.models.specs import lightglue_weights
+from slamfront.frontend.models.specs import LightGlueArch, lightglue_weights
 from slamfront.frontend.runtime.lightglue_loop import PAD_BIAS
 from slamfront.weights import make_cache_folder, sha256_of
 
@@ -129,6 +129,15 @@ def export_lightglue(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return graphs
+
+
+def cached_lightglue(
+    folder: str | os.PathLike[str], arch: LightGlueArch, *, masked: bool = False
+) -> GlueGraphs | None:
+    """The intact export of a network of ``arch`` in ``folder`` (see :func:`export_lightglue`),
+    or None: with the graphs cached, running them needs neither torch nor the network."""
+    graphs = GlueGraphs(Path(folder), arch.n_layers, arch.input_dim, arch.descriptor_dim, masked)
+    return graphs if _intact(graphs) else None
 
 
 def _intact(graphs: GlueGraphs) -> bool:
