@@ -32,13 +32,12 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from slamfront.backend.place_recognition import PlaceIndex, vlad
 from slamfront.backend.pose_graph import pose_information
 from slamfront.backend.vocabulary import Vocabulary
 from slamfront.errors import InputError
-from slamfront.frontend.descriptors import pair_distance
+from slamfront.frontend.descriptors import in_image, pair_near_projections
 from slamfront.frontend.pose import refine_pose
 from slamfront.frontend.refine import refine_positions, refine_positions_warped
 from slamfront.geometry import (
@@ -118,45 +117,23 @@ def verify_guided(
     ``guided_ratio``, at most ``guided_max_distance``). The same geometric checks follow."""
     radius_px = config.guided_radius_px
     rows = np.flatnonzero(_has_point(candidate))
-    keypoints = query.features.keypoints
-    if radius_px is None or rows.size == 0 or len(keypoints) < 2:
+    if radius_px is None or rows.size == 0 or len(query.features) < 2:
         return None
     points_query_m = transform_points(
         invert_pose(candidate_from_query), np.asarray(candidate.points_cam_m)[rows]
     )
     front = points_query_m[:, 2] > 1e-6
     rows, points_query_m = rows[front], points_query_m[front]
-    camera = query.camera
-    proj_px = project(camera.K, points_query_m)
-    inside = (
-        (proj_px[:, 0] >= 0)
-        & (proj_px[:, 0] < camera.width_px)
-        & (proj_px[:, 1] >= 0)
-        & (proj_px[:, 1] < camera.height_px)
-    )
+    proj_px = project(query.camera.K, points_query_m)
+    inside = in_image(proj_px, query.camera)
     rows, proj_px = rows[inside], proj_px[inside]
     if rows.size == 0:
         return None
-    tree = cKDTree(np.asarray(keypoints, dtype=np.float64))
-    dist_px, nearby = tree.query(proj_px, k=4, distance_upper_bound=radius_px)
-    valid = np.isfinite(dist_px)
-    nearby = np.where(valid, nearby, 0)
-    distance = pair_distance(
-        candidate.features.descriptors[rows][:, None, :], query.features.descriptors[nearby]
-    )
-    distance = np.where(valid, distance, np.inf)
-    order = np.argsort(distance, axis=1)
-    best = np.take_along_axis(distance, order[:, :1], 1)[:, 0]
-    second = np.take_along_axis(distance, order[:, 1:2], 1)[:, 0]
-    query_index = np.take_along_axis(nearby, order[:, :1], 1)[:, 0]
-    ok = (best <= config.guided_max_distance) & (best <= config.guided_ratio * second)
-    rows, query_index, best = rows[ok], query_index[ok], best[ok]
-    # one candidate point per query keypoint: the closest descriptor
-    by_keypoint = np.lexsort((best, query_index))
-    first = np.ones(by_keypoint.size, bool)
-    first[1:] = query_index[by_keypoint][1:] != query_index[by_keypoint][:-1]
-    chosen = by_keypoint[first]
-    return _verified(query, candidate, query_index[chosen], rows[chosen], config, min_sigma_px)
+    points, query_index = pair_near_projections(
+        proj_px, candidate.features.descriptors[rows], query.features,
+        radius_px=radius_px, max_distance=config.guided_max_distance, ratio=config.guided_ratio,
+    )  # fmt: skip
+    return _verified(query, candidate, query_index, rows[points], config, min_sigma_px)
 
 
 def _has_point(keyframe: Keyframe) -> np.ndarray:

@@ -7,10 +7,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from slamfront.config import TrackerConfig
-from slamfront.frontend.descriptors import pair_distance
+from slamfront.frontend.descriptors import in_image, pair_near_projections
 from slamfront.frontend.local_map import Anchors, LocalMap
 from slamfront.frontend.pose_fit import refit_pose
 from slamfront.frontend.records import Correspondences, FrameInput, PoseFit
@@ -39,44 +38,25 @@ def search_local_map(
     front = points_cam[:, 2] > config.depth.min_m
     rows, points_cam = rows[front], points_cam[front]
     proj = project(camera.K, points_cam)
-    inside = (
-        (proj[:, 0] >= 0)
-        & (proj[:, 0] < camera.width_px)
-        & (proj[:, 1] >= 0)
-        & (proj[:, 1] < camera.height_px)
-    )
+    inside = in_image(proj, camera)
     rows, proj = rows[inside], proj[inside]
     if rows.size == 0:
         return fit
     taken = np.zeros(len(features), bool)
     taken[fit.corr.keypoint_index] = True
-    tree = cKDTree(features.keypoints.astype(np.float64))
-    radius = config.search.radius_px if radius_px is None else radius_px
-    dist_px, nn = tree.query(proj, k=4, distance_upper_bound=radius)
-    valid = np.isfinite(dist_px)
-    nn_safe = np.where(valid, nn, 0)
-    desc = features.descriptors[nn_safe]  # (R, 4, D)
-    ddist = pair_distance(lmap.descriptors[rows][:, None, :], desc)
-    ddist = np.where(valid & ~taken[nn_safe], ddist, np.inf)
-    order = np.argsort(ddist, axis=1)
-    best = np.take_along_axis(ddist, order[:, :1], 1)[:, 0]
-    second = np.take_along_axis(ddist, order[:, 1:2], 1)[:, 0]
-    best_kp = np.take_along_axis(nn_safe, order[:, :1], 1)[:, 0]
-    ok = (best <= config.search.max_distance) & (best <= config.search.ratio * second)
-    rows, best_kp, best = rows[ok], best_kp[ok], best[ok]
-    if rows.size == 0:
+    search = config.search
+    points, best_kp = pair_near_projections(
+        proj, lmap.descriptors[rows], features,
+        radius_px=search.radius_px if radius_px is None else radius_px,
+        max_distance=search.max_distance, ratio=search.ratio, taken=taken,
+    )  # fmt: skip
+    if points.size == 0:
         return fit
-    # one landmark per keypoint: keep the closest descriptor
-    order = np.lexsort((best, best_kp))
-    first = np.ones(order.size, bool)
-    first[1:] = best_kp[order][1:] != best_kp[order][:-1]
-    chosen = order[first]
+    rows = rows[points]
     pixels, aligned = _align_to_anchors(
-        lmap, inp, rows[chosen], features.keypoints[best_kp[chosen]], anchors, config
+        lmap, inp, rows, features.keypoints[best_kp], anchors, config
     )
-    found = Correspondences(
-        best_kp[chosen], lmap.ids[rows[chosen]], lmap.positions_world[rows[chosen]], pixels, aligned
-    )
+    found = Correspondences(best_kp, lmap.ids[rows], lmap.positions_world[rows], pixels, aligned)
     return refit_pose(fit.corr.concat(found), pose, camera, config)
 
 
