@@ -244,19 +244,17 @@ def test_identical_objects_in_different_places_give_no_loop(
     assert loops and not any(is_false(c) for c in loops)
 
 
-def test_loop_pose_is_refitted_on_aligned_pixels() -> None:
-    """Rendered views of the synthetic room 6 frames apart (10 cm, 9 deg), ORB keypoints:
-    aligning the inliers to sub-pixel cuts the loop's own error (measured 1.25 -> 0.33 mm),
-    and a keyframe without its grey image falls back to the keypoints."""
+def rendered_room_keyframes() -> tuple[Keyframe, Keyframe]:
+    """Keyframes of rendered views of the synthetic room, 6 frames apart on the loop (frame
+    14, and frame 440 where the loop passes frame 20's pose: 10 cm, 9 deg), ORB keypoints,
+    3-D points from the rendered depth, poses exact."""
     import slamfront as sf
     from slamfront.frontend.refine import grey
-    from slamfront.geometry import project, sample_depth, transform_points, unproject
+    from slamfront.geometry import sample_depth, unproject
     from slamfront.sim.rig import SimRig
 
-    config = sf.load_config("classic")
-    rig = SimRig(config.sim)
+    rig = SimRig(sf.load_config("classic").sim)
     extractor = sf.load_extractor("classic", max_keypoints=2000)
-    matcher = sf.load_matcher("classic")
 
     def keyframe(index: int, keyframe_id: int) -> Keyframe:
         frame = rig.frame(index)
@@ -277,7 +275,18 @@ def test_loop_pose_is_refitted_on_aligned_pixels() -> None:
             grey=grey(frame.image),
         )
 
-    match, query = keyframe(14, 0), keyframe(440, 30)  # the loop passes frame 20's pose at 440
+    return keyframe(14, 0), keyframe(440, 30)
+
+
+def test_loop_pose_is_refitted_on_aligned_pixels() -> None:
+    """Rendered views of the synthetic room 6 frames apart (10 cm, 9 deg), ORB keypoints:
+    aligning the inliers to sub-pixel cuts the loop's own error (measured 1.25 -> 0.33 mm),
+    and a keyframe without its grey image falls back to the keypoints."""
+    import slamfront as sf
+    from slamfront.geometry import project, transform_points
+
+    matcher = sf.load_matcher("classic")
+    match, query = rendered_room_keyframes()
     truth = invert_pose(match.world_from_cam) @ query.world_from_cam
     assert np.linalg.norm(truth[:3, 3]) > 0.05
 
@@ -310,30 +319,7 @@ def test_guided_verification_needs_a_close_prediction() -> None:
     """Rendered views of the synthetic room (as above): a prediction a few centimetres and a
     degree off is verified to the same sub-millimetre pose as the matcher's; one far off
     pairs points with the wrong keypoints and is refused."""
-    import slamfront as sf
-    from slamfront.frontend.refine import grey
-    from slamfront.geometry import sample_depth, unproject
-    from slamfront.sim.rig import SimRig
-
-    config = sf.load_config("classic")
-    rig = SimRig(config.sim)
-    extractor = sf.load_extractor("classic", max_keypoints=2000)
-
-    def keyframe(index: int, keyframe_id: int) -> Keyframe:
-        frame = rig.frame(index)
-        assert frame.depth_m is not None
-        features = extractor(frame.image)
-        px = features.keypoints.astype(np.float64)
-        depth = sample_depth(frame.depth_m, px).astype(np.float64)
-        points = unproject(frame.camera.K, px, depth)
-        points[depth <= 0] = np.nan
-        world_from_cam = rig.world_from_cam(index)
-        return Keyframe(
-            keyframe_id, index, frame.stamp_ns, world_from_cam, frame.camera, features, points,
-            grey=grey(frame.image),
-        )  # fmt: skip
-
-    match, query = keyframe(14, 0), keyframe(440, 30)
+    match, query = rendered_room_keyframes()
     truth = invert_pose(match.world_from_cam) @ query.world_from_cam
     close = truth @ make_pose(so3_exp(np.radians([0.5, -0.8, 0.3])), np.array([0.02, -0.01, 0.03]))
     found = verify_guided(query, match, close, CONFIG)

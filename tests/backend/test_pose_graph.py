@@ -364,6 +364,26 @@ def strip_scene(
     return truth, landmarks, observations, np.tile(STRIP_INTRINSICS, (10, 1))
 
 
+def seeded_strip(
+    rng: np.random.Generator,
+    truth: list[np.ndarray],
+    landmarks: np.ndarray,
+    observations: KeyframeObservations,
+) -> tuple[np.ndarray, KeyframeObservations, np.ndarray]:
+    """Seeds for adjusting a strip scene: every pose but the first (held) 2 cm / 0.3 deg off,
+    every landmark 2 cm off; (seeds (K, 4, 4), observations so seeded, held (K,))."""
+    seeds = [truth[0]] + [
+        make_pose(so3_exp(rng.normal(0, 0.005, 3)) @ t[:3, :3], t[:3, 3] + rng.normal(0, 0.02, 3))
+        for t in truth[1:]
+    ]
+    observations = dataclasses.replace(
+        observations, landmarks_world_m=landmarks + rng.normal(0, 0.02, landmarks.shape)
+    )
+    held = np.zeros(len(truth), bool)
+    held[0] = True
+    return np.array(seeds), observations, held
+
+
 def test_residual_weights_measure_the_noise_of_pixels_and_depths() -> None:
     """At the true poses and landmarks, 0.2 px pixel noise and 5 mm depth noise at 3 m: the
     pixel sigma is read back, and the baseline is the one at which 5 mm of depth is 0.2 px of
@@ -396,20 +416,12 @@ def test_final_adjustment_weighs_depth_by_the_noise_it_shows(
 
     rng = np.random.default_rng(7)
     truth, landmarks, observations, intrinsics = strip_scene(rng, pixel_sigma, depth_sigma_m)
-    seeds = [truth[0]] + [
-        make_pose(so3_exp(rng.normal(0, 0.005, 3)) @ t[:3, :3], t[:3, 3] + rng.normal(0, 0.02, 3))
-        for t in truth[1:]
-    ]
-    observations = dataclasses.replace(
-        observations, landmarks_world_m=landmarks + rng.normal(0, 0.02, landmarks.shape)
-    )
-    held = np.zeros(10, bool)
-    held[0] = True
+    seeds, observations, held = seeded_strip(rng, truth, landmarks, observations)
     errors_m = []
     for passes in (1, 2, 6):
         config = BackendConfig(final_adjustment_passes=passes, final_adjustment_iterations=10)
         adjusted, _, _ = adjust_keyframes(
-            range(10), np.array(seeds), intrinsics, held, observations, (), config
+            range(10), seeds, intrinsics, held, observations, (), config
         )
         errors_m.append(
             max(np.linalg.norm(a[:3, 3] - t[:3, 3]) for a, t in zip(adjusted, truth, strict=True))
@@ -452,22 +464,14 @@ def test_reweighting_on_a_sample_of_the_landmarks_ends_as_close() -> None:
 
     rng = np.random.default_rng(7)
     truth, landmarks, observations, intrinsics = strip_scene(rng, 0.05, 0.02)
-    seeds = [truth[0]] + [
-        make_pose(so3_exp(rng.normal(0, 0.005, 3)) @ t[:3, :3], t[:3, 3] + rng.normal(0, 0.02, 3))
-        for t in truth[1:]
-    ]
-    observations = dataclasses.replace(
-        observations, landmarks_world_m=landmarks + rng.normal(0, 0.02, landmarks.shape)
-    )
-    held = np.zeros(10, bool)
-    held[0] = True
+    seeds, observations, held = seeded_strip(rng, truth, landmarks, observations)
     results = []
     for limit in (None, 100):
         config = BackendConfig(
             final_adjustment_iterations=10, final_adjustment_weighting_landmarks=limit
         )
         adjusted, landmarks_m, weights = adjust_keyframes(
-            range(10), np.array(seeds), intrinsics, held, observations, (), config
+            range(10), seeds, intrinsics, held, observations, (), config
         )
         error_m = max(
             np.linalg.norm(a[:3, 3] - t[:3, 3]) for a, t in zip(adjusted, truth, strict=True)
